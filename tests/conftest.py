@@ -1,0 +1,40 @@
+"""Session-wide test set-up shared by every area of the kit.
+
+The machine thaw guard runs for the whole session: if any machine filesystem is ever found frozen,
+it is thawed within 100 ms and the run fails loudly at the end.
+"""
+
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from harness.freezeguard import MachineThawGuard  # noqa: E402
+
+_guard = None
+
+
+def pytest_sessionstart(session):
+    global _guard
+    _guard = MachineThawGuard()
+    _guard.start()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _guard is None:
+        return
+    _guard.stop()
+    msg = _guard.report()
+    if msg:
+        sys.stderr.write("\n" + "!" * 78 + "\n" + msg + "\n" + "!" * 78 + "\n")
+        session.exitstatus = 3
+
+
+@pytest.fixture(scope="session")
+def machine_guard():
+    """The running guard, for tests that assert it stayed quiet."""
+    return _guard
