@@ -86,7 +86,7 @@ class LoopFs(object):
         errors = []
         if self.mounted:
             self.thaw()
-            for attempt in range(20):
+            for _attempt in range(20):
                 r = subprocess.run(["umount", self.mountpoint], stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, timeout=30)
                 if r.returncode == 0:

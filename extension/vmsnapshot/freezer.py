@@ -289,11 +289,13 @@ class FreezeGuardian(object):
                 pass
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         cmd = [self.python, "-B", "-s", "-m", "vmsnapshot.guardian", "--fd", str(theirs.fileno()),
-               "--deadline", repr(self.hard_deadline_s), "--per-mount-timeout", repr(self.per_mount_timeout_s),
+               "--deadline", repr(self.hard_deadline_s),
+               "--per-mount-timeout", repr(self.per_mount_timeout_s),
                "--lock-path", self.lock_path or "", "--lock-wait", repr(self.lock_wait_s), "--"]
         cmd.extend(self.mountpoints)
         env = dict(os.environ)
-        env["PYTHONPATH"] = _PACKAGE_PARENT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        inherited = [env["PYTHONPATH"]] if env.get("PYTHONPATH") else []
+        env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_PARENT] + inherited)
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         try:
             self.proc = subprocess.Popen(cmd, pass_fds=[theirs.fileno()], start_new_session=True,
@@ -463,7 +465,8 @@ class FreezeGuardian(object):
         self._fallback_outcome = ThawOutcome(
             ok=False, code=CODE_INCONSISTENT, reason="guardian-lost", thawed=thawed, thaw_failures=failures,
             thaw_ms=(t1 - t0) * 1000.0, thawed_at=t1,
-            message="the freeze guardian exited unexpectedly; the worker thawed %s itself" % (thawed or "nothing"))
+            message="the freeze guardian exited unexpectedly; the worker thawed %s itself"
+                    % (thawed or "nothing"))
 
     def _freeze_lost(self, message, code=CODE_FREEZE_FAILED):
         # State stays FREEZING: thaw()/close() ask the guardian to undo whatever it managed to freeze,

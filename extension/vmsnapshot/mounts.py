@@ -120,7 +120,7 @@ def parse_mountinfo_line(line):
     try:
         mount_id, parent_id = int(fields[0]), int(fields[1])
     except ValueError:
-        raise MountInfoError("mount ids are not numbers in mountinfo line: %r" % line)
+        raise MountInfoError("mount ids are not numbers in mountinfo line: %r" % line) from None
     super_options = rfields[2].split(",") if len(rfields) > 2 else []
     return Mount(mount_id, parent_id, fields[2], decode_mountinfo_path(fields[3]),
                  decode_mountinfo_path(fields[4]), fields[5].split(","), rfields[0],
