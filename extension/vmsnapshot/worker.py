@@ -124,7 +124,9 @@ class Job(object):
             log.info("SnapshotMethod %s requested; this extension snapshots from the guest", cfg.snapshot_method)
         self.upload_status()  # 'transitioning' before anything else, as the service expects
 
-        script_plan = scripts.load_script_plan(config_path=cfg.script_config, hook_dir=cfg.hook_dir)
+        # A missing script configuration means "no scripts", like a missing hook directory.
+        script_plan = scripts.load_script_plan(config_path=cfg.script_config, hook_dir=cfg.hook_dir,
+                                               config_required=False)
         if script_plan.error_code:
             self.report.finish(script_plan.error_code, script_plan.message)
             return
