@@ -17,7 +17,8 @@ import time
 
 
 class Rule(object):
-    """When a request's method+path contains `match` (a string, or a tuple of strings all present), apply `action` (at most `times` times; None = always).
+    """When a request's method+path contains `match` (a string, or a tuple of strings all present),
+    apply `action` (at most `times` times; None = always).
 
     action: "status" (answer `status` with `body`/`headers`), "hang" (never answer), "reset" (RST the
     connection), "slow" (forward, then drip the response body at `chunk_delay` per byte chunk),
