@@ -1,0 +1,219 @@
+"""The five agent commands plus the detached worker. Each returns a process exit code.
+
+enable is fast and idempotent: it validates the settings, writes a 'transitioning' status, records the
+sequence number and task id, and hands the validated job to a worker in its own session over a pipe
+(the decrypted settings never touch disk), returning well within a second.
+"""
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from . import codes, config, handlerenv, joblog, settings
+from .fileutil import atomic_write, ensure_dir
+from .state import State, pid_alive, process_start_time
+from .status import Report, write_local
+from .telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+STOP_WAIT_S = 15.0
+
+
+def _context(with_memory=False):
+    henv = handlerenv.load()
+    try:
+        cfg = config.load()
+        cfg_error = None
+    except config.ConfigError as e:
+        cfg, cfg_error = config.load("/nonexistent/defaults"), str(e)
+    logs = joblog.setup(henv.log_dir, cfg.log_max_bytes, cfg.log_backups, with_memory=with_memory)
+    return henv, cfg, cfg_error, logs
+
+
+def cert_dir(henv, cfg):
+    return cfg.certificate_dir or henv.lib_dir
+
+
+def install(argv):
+    """Prepare state and the default configuration (never overwritten); no network."""
+    henv, cfg, cfg_error, _ = _context()
+    ensure_dir(henv.status_dir, 0o700)
+    if not os.path.exists(cfg.path):
+        try:
+            ensure_dir(os.path.dirname(cfg.path), 0o755)
+            atomic_write(cfg.path, config.DEFAULT_FILE, 0o644)
+            log.info("install: wrote default configuration %s", cfg.path)
+        except (IOError, OSError) as e:
+            log.warning("install: cannot write default configuration %s: %s", cfg.path, e)
+    try:
+        ensure_dir(cfg.hook_dir, 0o700)
+    except (IOError, OSError) as e:
+        log.warning("install: cannot create hook directory %s: %s", cfg.hook_dir, e)
+    log.info("install done (version %s)%s", henv.version, "; config error: " + cfg_error if cfg_error else "")
+    print("vmsnapshot %s installed" % henv.version)
+    return 0
+
+
+def _write_error(henv, seq, code, message, locale=None, task_id=None):
+    report = Report(seq, locale, task_id)
+    report.finish(code, message)
+    write_local(henv.status_dir, seq, report)
+    log.error("seq %s: %s (code %s)", seq, message, code)
+
+
+def enable(argv):
+    henv, cfg, cfg_error, _ = _context()
+    seq = handlerenv.current_seq(henv)
+    state = State(henv.base_dir)
+    ensure_dir(henv.status_dir, 0o700)
+    lock = state.lock()
+    try:
+        if state.mrseq() == seq:
+            return _enable_again(henv, state, seq)
+        state.set_mrseq(seq)  # before anything else: an agent restart must never replay this seq
+        if cfg_error:
+            _write_error(henv, seq, codes.BAD_PARAMETER, cfg_error)
+            return 0
+        handler = {}
+        try:
+            handler = settings.read_settings_file(henv.settings_file(seq))
+            public = handler.get("publicSettings") or {}
+            private = settings.decrypt_protected(handler, cert_dir(henv, cfg))
+            spec = settings.validate(seq, public, private, deadline_minutes=cfg.command_deadline_minutes)
+        except settings.SettingsError as e:
+            public = handler.get("publicSettings")
+            locale = public.get("locale") if isinstance(public, dict) else None
+            _write_error(henv, seq, e.code, e.message, locale if isinstance(locale, str) else None)
+            return 0
+        if spec.task_id and spec.task_id == state.last_task():
+            report = Report(seq, spec.locale, spec.task_id)
+            report.finish(codes.ALREADY_PROCESSED, "task %s already ran" % spec.task_id)
+            write_local(henv.status_dir, seq, report)
+            log.info("seq %s: task %s already processed, no new job", seq, spec.task_id)
+            return 0
+        if spec.task_id:
+            state.set_last_task(spec.task_id)
+        report = Report(seq, spec.locale, spec.task_id, spec.start_ticks, spec.vm_type)
+        write_local(henv.status_dir, seq, report)
+        pid = _start_worker(henv, spec)
+        state.set_job(pid=pid, seq=seq, start=process_start_time(pid))
+        log.info("seq %s: worker %d started for task %s", seq, pid, spec.task_id)
+        print("vmsnapshot: job for sequence %s started" % seq)
+        return 0
+    finally:
+        State.unlock(lock)
+
+
+def _enable_again(henv, state, seq):
+    """Same sequence number again (goal state refresh, agent restart): no second job, keep the status."""
+    if os.path.exists(henv.status_file(seq)):
+        log.info("seq %s already processed; status kept", seq)
+        return 0
+    job = state.job()
+    if job and job.get("seq") == seq and pid_alive(job.get("pid")):
+        _write_error_transitioning(henv, seq)
+        return 0
+    _write_error(henv, seq, codes.ERROR, "the job for this sequence number ended without a status")
+    return 0
+
+
+def _write_error_transitioning(henv, seq):
+    write_local(henv.status_dir, seq, Report(seq))
+
+
+def _start_worker(henv, spec):
+    env = dict(os.environ)
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = package_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    with open(os.devnull, "r+b") as devnull:
+        proc = subprocess.Popen([sys.executable, "-B", "-m", "vmsnapshot", "worker"], stdin=subprocess.PIPE,
+                                stdout=devnull, stderr=devnull, cwd=henv.base_dir, env=env,
+                                start_new_session=True, close_fds=True)
+    proc.stdin.write(spec.to_wire().encode("utf-8"))
+    proc.stdin.close()
+    return proc.pid
+
+
+def worker(argv):
+    """The detached job: reads its JobSpec from stdin, runs it, writes the final status."""
+    from .worker import Job  # imported here so enable stays fast
+
+    henv, cfg, _, logs = _context(with_memory=True)
+    spec = settings.JobSpec.from_wire(sys.stdin.read())
+    sys.stdin.close()
+    state = State(henv.base_dir)
+    state.set_job(pid=os.getpid(), seq=spec.seq, start=process_start_time(os.getpid()))
+    try:
+        Job(henv, cfg, spec, logs, Telemetry(henv.events_dir, spec.task_id), state).run()
+    finally:
+        job = state.job()
+        if job and job.get("pid") == os.getpid():
+            state.clear_job()
+    return 0
+
+
+def stop_running_job(henv, wait_s=STOP_WAIT_S):
+    """Stop a running worker and make sure its guardian has thawed. Returns a short description."""
+    state = State(henv.base_dir)
+    job = state.job()
+    if not job:
+        return "no job running"
+    pid, guardian = job.get("pid"), job.get("guardian_pid")
+    if job.get("start") and process_start_time(pid) != job.get("start"):
+        state.clear_job()
+        return "no job running (stale record)"
+    if pid_alive(pid):
+        os.kill(pid, signal.SIGTERM)  # the worker unwinds through its thaw and writes its status
+        deadline = time.monotonic() + wait_s
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)  # its guardian sees end-of-file and thaws at once
+    if guardian:
+        deadline = time.monotonic() + 5.0
+        while pid_alive(guardian) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if pid_alive(guardian):
+            os.kill(guardian, signal.SIGTERM)
+    state.clear_job()
+    return "job %s stopped" % pid
+
+
+def disable(argv):
+    henv, _, _, _ = _context()
+    outcome = stop_running_job(henv)
+    log.info("disable: %s", outcome)
+    print("vmsnapshot disabled: %s" % outcome)
+    return 0
+
+
+def uninstall(argv):
+    henv, _, _, _ = _context()
+    outcome = stop_running_job(henv)
+    State(henv.base_dir).remove_all()
+    log.info("uninstall: %s; state removed, configuration kept", outcome)
+    print("vmsnapshot uninstalled")
+    return 0
+
+
+def update(argv):
+    """New version, before the old one is uninstalled: carry the task identity over (the agent copies
+    mrseq and status/* itself)."""
+    henv, _, _, _ = _context()
+    old_version = os.environ.get("AZURE_GUEST_AGENT_UPDATING_FROM_VERSION")
+    if old_version:
+        old_dir = os.path.join(henv.lib_dir, "%s-%s" % (henv.name, old_version))
+        old_task = State(old_dir).last_task()
+        if old_task and not State(henv.base_dir).last_task():
+            State(henv.base_dir).set_last_task(old_task)
+        log.info("update from %s to %s: state carried over", old_version, henv.version)
+    print("vmsnapshot updated to %s" % henv.version)
+    return 0
+
+
+def dump_json(doc):
+    return json.dumps(doc, indent=2, sort_keys=True, default=str)

@@ -1,0 +1,245 @@
+"""The snapshot job, run by the detached worker that enable starts.
+
+Order: everything that can fail or touch the network happens before the freeze (settings checks,
+status blob 'transitioning', script and freeze plans, a HEAD of every disk blob that also opens and
+TLS-handshakes its connection, pre-scripts, syncfs). Inside the freeze: only the parked snapshot PUTs.
+Logs are held in memory from just before the freeze until just after the thaw. The guardian process
+thaws on request, when this process dies for any reason, and at its own hard deadline.
+"""
+
+import logging
+import os
+import signal
+import time
+
+from . import codes, freezer, mounts, scripts
+from .snapshots import SnapshotBatch, outcome_code
+from .status import Report, blob_report, write_local
+from .storage import StorageClient, StorageError
+
+log = logging.getLogger(__name__)
+FREEZE_MARGIN = 0.2  # share of the freeze cap kept back for the thaw
+
+
+class Cancelled(Exception):
+    """Raised in the main thread by SIGTERM (disable, uninstall): unwinds through the thaw."""
+
+
+def _on_sigterm(signum, frame):
+    raise Cancelled("cancelled by signal %d (disable or uninstall)" % signum)
+
+
+def read_machine_id(path):
+    try:
+        with open(path) as f:
+            return f.read(256).strip()
+    except (IOError, OSError):
+        return ""
+
+
+def storage_details(selected):
+    """Used bytes of the local file systems (statvfs only: no df, which hangs on dead NFS mounts)."""
+    total = 0
+    try:
+        for m in selected:
+            st = os.statvfs(m.mountpoint)
+            total += (st.f_blocks - st.f_bfree) * st.f_frsize
+    except OSError:
+        return None
+    return {"partitionCount": len(selected), "totalUsedSizeInBytes": total, "isStoragespacePresent": False,
+            "isSizeComputationFailed": False}
+
+
+class Job(object):
+    def __init__(self, henv, cfg, spec, logging_ctl, telemetry, state):
+        self.henv = henv
+        self.cfg = cfg
+        self.spec = spec
+        self.logs = logging_ctl
+        self.telemetry = telemetry
+        self.state = state
+        self.report = Report(spec.seq, spec.locale, spec.task_id, spec.start_ticks, spec.vm_type)
+        self.report.machine_id = read_machine_id(cfg.machine_identity)
+        self.client = StorageClient(timeout=10.0, waagent_conf=cfg.waagent_conf)
+        self.timings = {}
+
+    # -- reporting --------------------------------------------------------------------------------
+    def write_status(self):
+        write_local(self.henv.status_dir, self.spec.seq, self.report)
+
+    def upload_status(self):
+        if not (self.spec.status_blob_uri and self.cfg.upload_status_and_log):
+            return
+        try:
+            self.client.write_blob(self.spec.status_blob_uri, blob_report(self.report).encode("utf-8"))
+        except (StorageError, OSError) as e:
+            self.report.status_blob_error = True
+            log.warning("status blob upload failed: %s", e)
+
+    def upload_log(self):
+        if not (self.spec.logs_blob_uri and self.cfg.upload_status_and_log and self.logs.memory):
+            return
+        try:
+            self.client.write_blob(self.spec.logs_blob_uri, self.logs.memory.text().encode("utf-8"),
+                                   content_type="text/plain", append_mode=True)
+        except (StorageError, OSError) as e:
+            log.warning("log blob upload failed: %s", e)
+
+    # -- the job ----------------------------------------------------------------------------------
+    def run(self):
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        try:
+            self._run()
+        except Cancelled as e:
+            self.report.finish(codes.ERROR, str(e))
+        except Exception as e:  # the status must always be written, never a traceback in it
+            log.exception("snapshot job failed unexpectedly")
+            self.report.finish(codes.ERROR, "internal error: %s" % type(e).__name__)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            self.finish()
+
+    def finish(self):
+        self.report.telemetry.update(("%sMs" % k, "%.1f" % v) for k, v in self.timings.items())
+        self.write_status()
+        self.upload_status()
+        self.write_status()  # records a status blob upload error, if any
+        log.info("job seq %s ended: code %s (%s), consistency %s", self.spec.seq, self.report.code,
+                 codes.name_of(self.report.code), codes.CONSISTENCY_NAMES.get(self.report.consistency))
+        self.telemetry.event("Enable", "job ended code=%s consistency=%s timings=%s" % (
+            self.report.code, self.report.consistency, self.timings),
+            "Informational" if self.report.code in codes.SUCCESS_CODES else "Error")
+        self.upload_log()
+        self.telemetry.flush()
+        self.client.close()
+
+    def _run(self):
+        spec, cfg = self.spec, self.cfg
+        if not spec.is_snapshot:
+            self.report.finish(codes.SUCCESS, "command '%s' needs no snapshot" % spec.command)
+            return
+        log.info("job seq %s task %s: %d disk(s), fsfreeze=%s", spec.seq, spec.task_id, len(spec.blob_uris),
+                 cfg.fsfreeze)
+        if cfg.snapshot_method.lower() != "onlyguest":
+            log.info("SnapshotMethod %s requested; this extension snapshots from the guest", cfg.snapshot_method)
+        self.upload_status()  # 'transitioning' before anything else, as the service expects
+
+        script_plan = scripts.load_script_plan(config_path=cfg.script_config, hook_dir=cfg.hook_dir)
+        if script_plan.error_code:
+            self.report.finish(script_plan.error_code, script_plan.message)
+            return
+        plan = None
+        freeze_wanted = cfg.fsfreeze and (not script_plan.enabled or script_plan.fs_freeze_enabled)
+        if freeze_wanted:
+            plan = mounts.plan_freeze(mounts.read_mountinfo(), include=cfg.mounts_to_include,
+                                      skip=cfg.mounts_to_skip)
+            for m, reason in plan.skipped:
+                log.debug("not freezing %s: %s", m.mountpoint, reason)
+            log.info("freeze plan: %s", ", ".join(m.mountpoint for m in plan.selected) or "(nothing)")
+            self.report.storage_details = storage_details(plan.selected)
+
+        batch = SnapshotBatch(self.client, spec.blob_uris, spec.backup_metadata)
+        t = time.monotonic()
+        preflight = batch.prepare()
+        self.timings["preflight"] = (time.monotonic() - t) * 1000
+        failed = [r for r in preflight if not r.ok]
+        if failed:
+            batch.cancel()
+            code = codes.SNAPSHOT_FAILED_NO_NETWORK if len(failed) == len(preflight) else codes.SNAPSHOT_PARTIAL_FAILURE
+            self.report.finish(code, "disk blob check failed before freezing: %s: %s" % (
+                failed[0].blob_uri, failed[0].message[:300]))
+            return
+
+        pre = None
+        if script_plan.enabled:
+            t = time.monotonic()
+            pre = scripts.run_pre(script_plan)
+            self.timings["preScripts"] = (time.monotonic() - t) * 1000
+            if not pre.ok:
+                log.warning("pre-scripts failed: %s", pre.message)
+                if not script_plan.continue_on_failure:
+                    scripts.run_post(script_plan)
+                    batch.cancel()
+                    self.report.finish(pre.code, pre.message)
+                    return
+        try:
+            results, consistency, failure = self._freeze_and_snapshot(batch, plan)
+        finally:
+            if pre is not None:
+                t = time.monotonic()
+                post = scripts.run_post(script_plan)
+                self.timings["postScripts"] = (time.monotonic() - t) * 1000
+                if not post.ok:
+                    log.warning("post-scripts failed: %s", post.message)
+        if failure is not None:
+            self.report.snapshot_info = [r.to_info() for r in batch.results]
+            self.report.finish(failure[0], failure[1])
+            return
+        self.report.snapshot_info = [r.to_info() for r in results]
+        code, detail = outcome_code(results)
+        if code is not None:
+            self.report.finish(code, detail)
+            return
+        if pre is not None and pre.ok:
+            consistency = codes.CONSISTENCY_APP
+        final = codes.SUCCESS_APP_CONSISTENT if consistency == codes.CONSISTENCY_APP else codes.SUCCESS
+        self.report.finish(final, "%d disk snapshot(s), %s, frozen window %.1f ms" % (
+            len(results), codes.CONSISTENCY_NAMES[consistency], self.timings.get("frozenWindow", 0.0)),
+            consistency)
+
+    def _freeze_and_snapshot(self, batch, plan):
+        """Returns (results, consistency, failure) where failure is (code, detail) or None."""
+        cfg = self.cfg
+        budget = cfg.timeout * (1 - FREEZE_MARGIN)
+        if plan is None or not plan.selected:
+            log.info("no file system to freeze: crash-consistent snapshot")
+            t = time.monotonic()
+            results = batch.fire(time.monotonic() + budget)
+            self.timings["snapshot"] = (time.monotonic() - t) * 1000
+            return results, codes.CONSISTENCY_CRASH, None
+        points = [m.mountpoint for m in plan.selected]
+        t = time.monotonic()
+        freezer.syncfs_all(points)
+        self.timings["syncfs"] = (time.monotonic() - t) * 1000
+        guardian = freezer.FreezeGuardian(points, hard_deadline_s=cfg.timeout, per_mount_timeout_s=cfg.freeze_wait,
+                                          lock_path=cfg.safe_freeze_lock, lock_wait_s=cfg.lock_wait)
+        guardian.start()
+        self.state.set_job(pid=os.getpid(), seq=self.spec.seq, guardian_pid=getattr(guardian, "pid", None))
+        thawed = None
+        self.logs.hold()
+        try:
+            t_freeze = time.monotonic()
+            frozen = guardian.freeze()
+            self.timings["freeze"] = (time.monotonic() - t_freeze) * 1000
+            if not frozen.ok:
+                thawed = guardian.thaw()
+                self.logs.release()
+                can_crash = bool((self.spec.custom_settings or {}).get("canTakeCrashConsistentSnapshot"))
+                log.warning("freeze failed (code %s): %s", frozen.code, frozen.failures)
+                if not can_crash:
+                    batch.cancel()
+                    return [], None, (frozen.code or codes.FREEZE_FAILED, "freeze failed: %s" % (
+                        "; ".join("%s: %s" % f for f in frozen.failures) or "unknown reason"))
+                t = time.monotonic()
+                results = batch.fire(time.monotonic() + budget)
+                self.timings["snapshot"] = (time.monotonic() - t) * 1000
+                return results, codes.CONSISTENCY_CRASH, None
+            t_snap = time.monotonic()
+            results = batch.fire(t_freeze + budget)
+            self.timings["snapshot"] = (time.monotonic() - t_snap) * 1000
+            thawed = guardian.thaw()
+        finally:
+            if thawed is None:
+                thawed = guardian.thaw()
+            guardian.close()
+            self.logs.release()
+        self.timings["thaw"] = thawed.thaw_ms
+        self.timings["frozenWindow"] = thawed.frozen_window_ms
+        log.info("frozen window %.1f ms (freeze %.1f ms, snapshots %.1f ms, thaw %.1f ms) over %s",
+                 thawed.frozen_window_ms, self.timings["freeze"], self.timings["snapshot"], thawed.thaw_ms,
+                 ", ".join(points))
+        if not thawed.ok:
+            return results, None, (thawed.code or codes.ERROR,
+                                   "snapshots are inconsistent: the file systems were thawed by %s before "
+                                   "the snapshots finished" % thawed.reason)
+        return results, codes.CONSISTENCY_FS, None
