@@ -264,6 +264,7 @@ class FreezeGuardian(object):
         self.proc = None
         self.pid = None
         self.open_failures = []
+        self.late_thaws = []  # (mountpoint, result) for FIFREEZE calls that returned after their timeout
         self._sock = None
         self._reader_thread = None
         self._messages = queue.Queue()
@@ -434,6 +435,7 @@ class FreezeGuardian(object):
             if ev == "thawed":
                 self._thawed_msg = msg
             elif ev == "late-thaw":
+                self.late_thaws.append((msg.get("mountpoint"), msg.get("result")))
                 log.warning("freeze guardian: blocked FIFREEZE of %s returned late: %s",
                             msg.get("mountpoint"), msg.get("result"))
                 continue

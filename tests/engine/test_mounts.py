@@ -21,8 +21,8 @@ MOUNTINFO = r"""22 27 0:21 / /proc rw,relatime - proc proc rw
 26 24 0:24 / /dev/pts rw,relatime - devpts devpts rw,mode=600,ptmxmode=000
 27 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw,discard
 29 26 0:26 / /dev/pts rw,relatime - devpts devpts rw,mode=600,ptmxmode=000
-30 27 8:15 / /boot/efi rw,relatime shared:3 - vfat /dev/sda15 rw,fmask=0077
 31 27 8:16 / /boot rw,relatime shared:4 - ext4 /dev/sda16 rw
+32 31 8:15 / /boot/efi rw,relatime shared:3 - vfat /dev/sda15 rw,fmask=0077
 40 27 8:17 / /mnt rw,relatime shared:5 - ext4 /dev/sdb1 rw
 41 27 8:33 / /data rw,relatime shared:6 - xfs /dev/sdc1 rw,attr2,inode64
 42 27 0:39 / /srv/btrfs rw,relatime shared:7 - btrfs /dev/sdd rw,space_cache=v2,subvolid=5,subvol=/
@@ -79,7 +79,7 @@ def test_malformed_lines_are_reported():
 
 def test_default_plan_selection_and_reasons(mounts):
     plan = plan_freeze(mounts)
-    assert plan.mountpoints == ["/data with\ttab\\and\nnewline", "/srv/btrfs", "/data", "/boot", "/"]
+    assert plan.mountpoints == ["/old", "/data with\ttab\\and\nnewline", "/srv/btrfs", "/data", "/boot", "/"]
     reasons = by_path(plan)
     assert reasons["/proc"].startswith("pseudo filesystem")
     assert reasons["/run/user/0"].startswith("memory filesystem (tmpfs)")
@@ -165,7 +165,7 @@ def test_skip_excludes_the_whole_superblock(mounts):
     assert reasons["/data"] == "listed in MountsToSkip"
     # the bind of the same xfs elsewhere must not freeze it behind the operator's back
     assert reasons["/srv/exports"].startswith("same filesystem (8:33) as one excluded: listed in MountsToSkip")
-    assert plan.mountpoints == ["/data with\ttab\\and\nnewline", "/srv/btrfs", "/boot"]
+    assert plan.mountpoints == ["/old", "/data with\ttab\\and\nnewline", "/srv/btrfs", "/boot"]
 
 
 def test_skipping_root_also_skips_binds_of_root():
