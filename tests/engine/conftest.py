@@ -18,8 +18,9 @@ EXTENSION = os.path.join(ROOT, "extension")
 if EXTENSION not in sys.path:
     sys.path.insert(0, EXTENSION)
 
-from harness import loopfs  # noqa: E402
 from vmsnapshot.mounts import plan_from_mountinfo  # noqa: E402
+
+from harness import loopfs  # noqa: E402
 
 WATCHDOG_S = 20
 ROOT_SKIP = loopfs.skip_reason()

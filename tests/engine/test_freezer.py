@@ -14,13 +14,15 @@ import sys
 import time
 
 import pytest
-from conftest import EXTENSION, ROOT
+from vmsnapshot.freezer import FITHAW, FreezeGuardian, syncfs_all
 
 from harness.freezeguard import MachineThawGuard
 from harness.loopfs import probe_writable, wait_writable
-from vmsnapshot.freezer import FITHAW, FreezeGuardian, syncfs_all
 
-DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "freeze_driver.py")
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+EXTENSION = os.path.join(ROOT, "extension")
+DRIVER = os.path.join(HERE, "freeze_driver.py")
 
 
 def fsfreeze(flag, mountpoint):

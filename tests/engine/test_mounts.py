@@ -1,7 +1,6 @@
 """Mount discovery and freeze plan, on fabricated mountinfo files (no root, nothing frozen)."""
 
 import pytest
-
 from vmsnapshot.mounts import (
     MountInfoError,
     decode_mountinfo_path,
