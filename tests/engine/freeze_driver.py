@@ -8,7 +8,7 @@ MODE
   freezing  start, report, send the freeze request and SIGKILL itself at once (dies mid-FIFREEZE)
   thawing   start, freeze, report, send the thaw request and SIGKILL itself at once (dies mid-thaw)
 
-Reports are JSON lines on stdout: {"step": ..., "guardian_pid": ..., ...}.
+Reports are JSON lines on stdout: {"step": ..., "guardian_pid": ..., ...}; "started" always comes first.
 """
 
 import json
@@ -31,10 +31,8 @@ def main():
     mode, deadline, mounts = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
     g = FreezeGuardian(mounts, hard_deadline_s=deadline, lock_path=None)
     g.start()
-    if mode == "started":
-        report(step="started", guardian_pid=g.pid)
-    elif mode == "freezing":
-        report(step="started", guardian_pid=g.pid)
+    report(step="started", guardian_pid=g.pid)
+    if mode == "freezing":
         g._send({"op": "freeze"})
         os.kill(os.getpid(), signal.SIGKILL)
     elif mode in ("frozen", "thawing"):

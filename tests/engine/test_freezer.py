@@ -235,6 +235,8 @@ def test_kill_matrix_worker_sigkilled_filesystems_writable_within_1s(freeze_safe
                                   stdout=subprocess.PIPE)
         report = json.loads(driver.stdout.readline())
         guardian = report["guardian_pid"]
+        if step in ("frozen", "thawing"):
+            report = json.loads(driver.stdout.readline())
         if step == "frozen":
             assert report["outcome"]["ok"], report
             assert is_frozen(mounts[1]), report
@@ -326,3 +328,71 @@ def test_machine_thaw_guard_detects_and_thaws_our_loop_mount(freeze_safety):
 def test_extension_path_is_the_one_under_test():
     import vmsnapshot
     assert os.path.dirname(os.path.dirname(vmsnapshot.__file__)) == EXTENSION
+
+
+def _start_blocker(mountpoint):
+    """A writer stuck inside write(2) with freeze protection held: FIFREEZE of its filesystem blocks."""
+    b = subprocess.Popen([sys.executable, "-B", "-m", "harness.writeblocker", os.path.join(mountpoint, "blocker")],
+                         cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    line = b.stdout.readline().decode().strip()
+    if line != "blocked":
+        b.kill()
+        b.wait()
+        pytest.skip("cannot make FIFREEZE block here: %s" % line)
+    return b
+
+
+def _release(blocker):
+    if blocker.poll() is None:
+        blocker.stdin.write(b"go\n")
+        blocker.stdin.flush()
+        assert blocker.stdout.readline().strip() == b"released"
+    blocker.wait(timeout=10)
+
+
+def test_blocked_freeze_fapolicyd_case_122_thaws_others_and_late_one(freeze_safety):
+    ext4, xfs, btrfs = freeze_safety.mountpoints
+    blocker = _start_blocker(ext4)
+    try:
+        with FreezeGuardian([xfs, ext4, btrfs], hard_deadline_s=10, per_mount_timeout_s=0.3,
+                            lock_path=None) as g:
+            g.start()
+            t0 = time.monotonic()
+            r = g.freeze()
+            assert time.monotonic() - t0 < 1.0, "the worker hung on the blocked FIFREEZE"
+            assert (r.ok, r.code, r.frozen) == (False, 122, [])
+            assert r.failures[0][0] == ext4 and "did not return within 0.3 s" in r.failures[0][1]
+            assert wait_writable([xfs, btrfs], within_s=1.0) is not None  # frozen before: thawed
+            assert is_frozen(ext4) and g.late_thaws == []                 # FIFREEZE still pending
+            _release(blocker)
+            deadline = time.monotonic() + 5
+            while not g.late_thaws and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert g.late_thaws == [(ext4, "froze late; thawed")]
+            assert wait_writable([ext4], within_s=1.0) is not None
+    finally:
+        _release(blocker)
+
+
+def test_worker_killed_while_freeze_blocked_guardian_waits_to_thaw_it(freeze_safety):
+    ext4, xfs, btrfs = freeze_safety.mountpoints
+    blocker = _start_blocker(ext4)
+    driver = None
+    try:
+        driver = subprocess.Popen([sys.executable, "-B", DRIVER, "frozen", "20", xfs, ext4, btrfs], cwd="/",
+                                  stdout=subprocess.PIPE)
+        guardian = json.loads(driver.stdout.readline())["guardian_pid"]
+        time.sleep(0.5)          # xfs frozen, FIFREEZE of ext4 blocked, the driver waiting in freeze()
+        assert is_frozen(xfs)
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+        assert wait_writable([xfs, btrfs], within_s=1.0) is not None
+        assert not process_gone(guardian, within_s=0.3), "guardian exited with a FIFREEZE pending"
+        _release(blocker)
+        assert wait_writable([ext4], within_s=1.0) is not None
+        assert process_gone(guardian, within_s=3.0)
+    finally:
+        if driver is not None and driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        _release(blocker)
