@@ -19,10 +19,8 @@ time with time.monotonic and logs through `logging` (the runtime's handler buffe
 """
 
 import ctypes
-import ctypes.util
 import errno
 import fcntl
-import json
 import logging
 import os
 import queue
@@ -32,10 +30,19 @@ import sys
 import threading
 import time
 
-log = logging.getLogger(__name__)
+from vmsnapshot.freezeproto import (  # noqa: F401  (re-exported: the runtime's names for them)
+    CODE_FREEZE_FAILED,
+    CODE_FREEZE_TIMEOUT,
+    CODE_INCONSISTENT,
+    CODE_OPEN_FAILED,
+    FIFREEZE,
+    FITHAW,
+    NOT_SUPPORTED_ERRNOS,
+    MessageReader,
+    encode_message,
+)
 
-FIFREEZE = 0xC0045877
-FITHAW = 0xC0045878
+log = logging.getLogger(__name__)
 
 SAFE_FREEZE_LOCK = "/etc/azure/MicrosoftRecoverySvcsSafeFreezeLock/SafeFreezeLockFile"
 
@@ -47,53 +54,7 @@ DEFAULT_PER_MOUNT_TIMEOUT_S = 10.0
 DEFAULT_LOCK_WAIT_S = 15.0
 GUARDIAN_START_TIMEOUT_S = 15.0
 
-# Result codes, compatible with the Microsoft extension's.
-CODE_INCONSISTENT = 2
-CODE_FREEZE_FAILED = 121
-CODE_FREEZE_TIMEOUT = 122
-CODE_OPEN_FAILED = 123
-
-NOT_SUPPORTED_ERRNOS = (errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP), errno.ENOTTY)
-
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def encode_message(obj):
-    return (json.dumps(obj, sort_keys=True) + "\n").encode("utf-8")
-
-
-class MessageReader(object):
-    """Newline-delimited JSON messages from a stream socket (shared by both ends)."""
-
-    def __init__(self, sock):
-        self.sock = sock
-        self.buffer = b""
-        self.eof = False
-
-    def pop(self):
-        """A complete buffered message, or None."""
-        nl = self.buffer.find(b"\n")
-        if nl < 0:
-            return None
-        line, self.buffer = self.buffer[:nl], self.buffer[nl + 1:]
-        try:
-            return json.loads(line.decode("utf-8"))
-        except ValueError:
-            return {"ev": "garbled", "raw": line[:200].decode("utf-8", "replace")}
-
-    def feed_once(self):
-        """One recv(); returns False at end-of-file (or a reset connection)."""
-        try:
-            data = self.sock.recv(65536)
-        except (ConnectionResetError, BrokenPipeError):
-            data = b""
-        except InterruptedError:  # pragma: no cover - PEP 475 retries for us
-            return True
-        if not data:
-            self.eof = True
-            return False
-        self.buffer += data
-        return True
 
 
 class FreezeOutcome(object):
@@ -184,10 +145,16 @@ class ThawOutcome(object):
 
 
 def _load_syncfs():
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.syncfs
-    except (OSError, AttributeError):
+    # CDLL(None): the symbols already loaded into this process, libc among them. Not
+    # ctypes.util.find_library, which runs ldconfig/gcc subprocesses.
+    fn = None
+    for name in (None, "libc.so.6"):
+        try:
+            fn = ctypes.CDLL(name, use_errno=True).syncfs
+            break
+        except (OSError, AttributeError):
+            continue
+    if fn is None:
         return None
     fn.argtypes = [ctypes.c_int]
     fn.restype = ctypes.c_int

@@ -15,7 +15,6 @@ Guarantees, in the order they matter:
 * a filesystem that answers EBUSY was frozen by someone else: we never thaw a freeze we did not make.
 """
 
-import argparse
 import errno
 import fcntl
 import os
@@ -27,7 +26,7 @@ import threading
 import time
 import traceback
 
-from vmsnapshot.freezer import (
+from vmsnapshot.freezeproto import (
     CODE_FREEZE_FAILED,
     CODE_FREEZE_TIMEOUT,
     CODE_OPEN_FAILED,
@@ -413,22 +412,41 @@ class Guardian(object):
             self.thaw_all("error", _now())
 
 
+class UsageError(Exception):
+    pass
+
+
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="vmsnapshot.guardian", description=__doc__.split("\n")[0])
-    p.add_argument("--fd", type=int, required=True, help="socket descriptor inherited from the worker")
-    p.add_argument("--deadline", type=float, required=True, help="hard limit of the frozen window, s")
-    p.add_argument("--per-mount-timeout", type=float, required=True, help="longest wait for one FIFREEZE, s")
-    p.add_argument("--lock-path", default="", help="Azure Site Recovery freeze lock file ('' = none)")
-    p.add_argument("--lock-wait", type=float, default=0.0, help="longest wait for the lock, s")
-    p.add_argument("mountpoints", nargs="*")
-    return p.parse_args(argv)
+    """--fd N --deadline S --per-mount-timeout S [--lock-path P] [--lock-wait S] -- MOUNTPOINT...
+
+    Hand-parsed (no argparse): the guardian is started right before a freeze and should start fast.
+    """
+    opts = {"--lock-path": "", "--lock-wait": "0"}
+    args = list(argv)
+    while args and args[0] != "--":
+        key = args.pop(0)
+        if key not in ("--fd", "--deadline", "--per-mount-timeout", "--lock-path", "--lock-wait") or not args:
+            raise UsageError("bad argument %r" % key)
+        opts[key] = args.pop(0)
+    missing = [k for k in ("--fd", "--deadline", "--per-mount-timeout") if k not in opts]
+    if missing:
+        raise UsageError("missing %s" % ", ".join(missing))
+    try:
+        return (int(opts["--fd"]), float(opts["--deadline"]), float(opts["--per-mount-timeout"]),
+                opts["--lock-path"], float(opts["--lock-wait"]), args[1:])
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, args.fd)
-    guardian = Guardian(sock, args.mountpoints, args.deadline, args.per_mount_timeout, args.lock_path,
-                        args.lock_wait)
+    try:
+        fd, deadline, per_mount, lock_path, lock_wait, mountpoints = parse_args(
+            sys.argv[1:] if argv is None else argv)
+    except UsageError as e:
+        sys.stderr.write("vmsnapshot.guardian: %s\n%s" % (e, parse_args.__doc__))
+        return 2
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fd)
+    guardian = Guardian(sock, mountpoints, deadline, per_mount, lock_path, lock_wait)
     try:
         guardian.run()
     except BaseException:
