@@ -265,3 +265,35 @@ def wait_writable(mountpoints, within_s=1.0, since=None, probe=None):
     finally:
         if own:
             probe.close()
+
+
+def foreign_openers(mountpoints):
+    """Other pytest sessions holding one of our mount points open: [(pid, command line)].
+
+    On a machine shared by several test sessions, a session-wide machine thaw guard from an older
+    checkout (one that also guards loop mounts) opens every freezable mount present when it starts,
+    ours included, and thaws it every 100 ms: freeze tests cannot give meaningful results then.
+    """
+    ours = set(os.path.realpath(m) for m in mountpoints)
+    me = os.getpid()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            with open("/proc/%s/cmdline" % name, "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+            if "pytest" not in cmd:
+                continue
+            fds = os.listdir("/proc/%s/fd" % name)
+        except (IOError, OSError):
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink("/proc/%s/fd/%s" % (name, fd))
+            except OSError:
+                continue
+            if target in ours:
+                found.append((int(name), cmd[:160]))
+                break
+    return found

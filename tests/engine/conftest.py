@@ -54,6 +54,12 @@ def freeze_safety(loopfs_set):
     """Plan check + independent watchdog around one freeze test; thaws and re-checks afterwards."""
     mounts = loopfs_set.mountpoints
     assert_plan_is_only_ours(mounts)
+    intruders = loopfs.foreign_openers(mounts)
+    if intruders:
+        reason = ("another test session holds our loop mounts open and thaws them (an older machine thaw "
+                  "guard): %s" % intruders)
+        print(reason)
+        pytest.skip(reason)
     with loopfs.ThawWatchdog(mounts, WATCHDOG_S):
         try:
             yield loopfs_set
