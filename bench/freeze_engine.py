@@ -10,11 +10,14 @@ Per repetition, with one fsync writer per filesystem running in its own process:
   window_ms       first FIFREEZE call to last FITHAW return (hold included)
   overhead_ms     window_ms - hold: what the engine adds to the time the worker needs
   stall_ms        the writers' longest gap between two completed writes
-Then the kill path: the process driving the guardian is SIGKILLed while frozen and a writer is
-blocked; kill_to_write_ms is the time from the SIGKILL to that writer's next completed write.
+  raw_freeze_ms   the same FIFREEZE calls made directly, right after (what the kernel needs)
+With --no-writers the filesystems are idle. Then the kill path: the process driving the guardian is
+SIGKILLed while frozen and a writer is blocked; kill_to_write_ms is the time from the SIGKILL to that
+writer's next completed write.
 """
 
 import argparse
+import fcntl
 import json
 import os
 import signal
@@ -27,9 +30,10 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "extension")]
 
-from harness import loopfs  # noqa: E402
-from vmsnapshot.freezer import FreezeGuardian, syncfs_all  # noqa: E402
+from vmsnapshot.freezer import FIFREEZE, FITHAW, FreezeGuardian, syncfs_all  # noqa: E402
 from vmsnapshot.mounts import plan_from_mountinfo  # noqa: E402
+
+from harness import loopfs  # noqa: E402
 
 DRIVER = os.path.join(ROOT, "tests", "engine", "freeze_driver.py")
 
@@ -43,9 +47,25 @@ def collect(procs):
     return [json.loads(p.communicate(timeout=60)[0]) for p in procs]
 
 
-def one_cycle(mounts, hold_s):
-    procs = writers(mounts, 0.6 + hold_s)
-    time.sleep(0.2)
+def raw_freeze_ms(mounts):
+    """FIFREEZE of every mount made directly in this process, then FITHAW: the kernel's own cost."""
+    fds = [os.open(m, os.O_RDONLY) for m in mounts]
+    try:
+        t0 = time.monotonic()
+        for fd in fds:
+            fcntl.ioctl(fd, FIFREEZE, 0)
+        took = (time.monotonic() - t0) * 1000
+        for fd in reversed(fds):
+            fcntl.ioctl(fd, FITHAW, 0)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return took
+
+
+def one_cycle(mounts, hold_s, with_writers=True):
+    procs = writers(mounts, 0.6 + hold_s) if with_writers else []
+    time.sleep(0.2 if with_writers else 0.02)
     t = time.monotonic()
     syncfs_all(mounts)
     sync_ms = (time.monotonic() - t) * 1000
@@ -60,11 +80,12 @@ def one_cycle(mounts, hold_s):
         th = g.thaw()
     finally:
         g.close()
+    raw = raw_freeze_ms(mounts)
     res = collect(procs)
     assert r.ok and th.ok, (r, th)
     return {"start_ms": start_ms, "syncfs_ms": sync_ms, "freeze_ms": r.freeze_ms, "thaw_ms": th.thaw_ms,
             "window_ms": th.frozen_window_ms, "overhead_ms": th.frozen_window_ms - hold_s * 1000,
-            "stall_ms": max(x["max_gap_ms"] for x in res)}
+            "stall_ms": max([x["max_gap_ms"] for x in res] or [0.0]), "raw_freeze_ms": raw}
 
 
 def kill_cycle(mounts):
@@ -90,6 +111,7 @@ def summary(values):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--no-writers", action="store_true", help="idle filesystems (no stall figure)")
     ap.add_argument("--hold-ms", type=float, default=0.0, help="time held frozen (the snapshots' stand-in)")
     args = ap.parse_args()
     reason = loopfs.skip_reason()
@@ -102,12 +124,15 @@ def main():
         plan = plan_from_mountinfo(include=mounts)
         assert sorted(plan.mountpoints) == sorted(mounts), plan.mountpoints
         with loopfs.ThawWatchdog(mounts, 120):
-            cycles = [one_cycle(plan.mountpoints, args.hold_ms / 1000.0) for _ in range(args.reps)]
+            cycles = [one_cycle(plan.mountpoints, args.hold_ms / 1000.0, not args.no_writers)
+                      for _ in range(args.reps)]
             kills = [kill_cycle(plan.mountpoints) for _ in range(max(3, args.reps // 2))]
     os.rmdir(os.path.join(base, "img"))
     out = {"filesystems": ["ext4", "xfs", "btrfs"], "reps": args.reps, "hold_ms": args.hold_ms,
+           "writers": not args.no_writers, "load_average_1m": os.getloadavg()[0],
            "python": "%d.%d.%d" % sys.version_info[:3]}
-    for key in ("start_ms", "syncfs_ms", "freeze_ms", "thaw_ms", "window_ms", "overhead_ms", "stall_ms"):
+    for key in ("start_ms", "syncfs_ms", "freeze_ms", "raw_freeze_ms", "thaw_ms", "window_ms", "overhead_ms",
+                "stall_ms"):
         out[key] = summary([c[key] for c in cycles])
     out["first_cycle"] = cycles[0]
     out["kill_to_write_ms"] = summary(kills)
