@@ -21,6 +21,7 @@ import argparse
 import fcntl
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -138,7 +139,7 @@ def main():
                 cycles.append(one_cycle(plan.mountpoints, args.hold_ms / 1000.0, not args.no_writers))
                 raws.append(raw_cycle(plan.mountpoints, not args.no_writers))
             kills = [kill_cycle(plan.mountpoints) for _ in range(max(3, args.reps // 2))]
-    os.rmdir(os.path.join(base, "img"))
+    shutil.rmtree(base, ignore_errors=True)
     out = {"filesystems": ["ext4", "xfs", "btrfs"], "reps": args.reps, "hold_ms": args.hold_ms,
            "writers": not args.no_writers, "load_average_1m": os.getloadavg()[0],
            "python": "%d.%d.%d" % sys.version_info[:3]}

@@ -128,7 +128,7 @@ class ThawOutcome(object):
     def from_message(cls, msg):
         reason = msg.get("reason", "requested")
         failures = msg.get("thaw_failures", ())
-        inconsistent = reason != "requested"
+        inconsistent = reason not in ("requested", "not-frozen")
         ok = not inconsistent and not failures
         return cls(ok=ok, code=CODE_INCONSISTENT if inconsistent else None, reason=reason,
                    thawed=msg.get("thawed", ()), thaw_failures=failures, thaw_ms=msg.get("thaw_ms", 0.0),
@@ -238,6 +238,7 @@ class FreezeGuardian(object):
         self._state = _IDLE
         self._state_lock = threading.Lock()
         self._frozen = []
+        self._reported_frozen = None
         self._thawed_msg = None
         self._freeze_outcome = None
         self._fallback_fds = {}
@@ -399,6 +400,8 @@ class FreezeGuardian(object):
                     break
                 continue
             ev = msg.get("ev")
+            if ev == "frozen":
+                self._reported_frozen = list(msg.get("frozen", ()))
             if ev == "thawed":
                 self._thawed_msg = msg
             elif ev == "late-thaw":
@@ -416,7 +419,10 @@ class FreezeGuardian(object):
             state = self._state
             if self._closed or state not in (_FREEZING, _FROZEN) or self._thawed_msg is not None:
                 return
-            targets = list(self._frozen) if state == _FROZEN else list(self.mountpoints)
+            # What the guardian reported frozen; if it died before reporting, everything it was asked
+            # to freeze (a stuck freeze is worse than thawing a freeze someone else might hold).
+            targets = (list(self._reported_frozen) if self._reported_frozen is not None
+                       else list(self.mountpoints))
         t0 = time.monotonic()
         thawed, failures = [], []
         for mp in reversed(targets):
