@@ -289,6 +289,8 @@ def test_named_config_missing_is_316_default_missing_is_no_scripts(sdir):
         pytest.skip("this machine has %s" % scripts.DEFAULT_CONFIG_PATH)
     plan = load_script_plan(hook_dir=None)
     assert (plan.enabled, plan.error_code) == (False, None)
+    plan = load_script_plan(config_path=scripts.DEFAULT_CONFIG_PATH, hook_dir=None)  # the default, spelt out
+    assert (plan.enabled, plan.error_code) == (False, None)
 
 
 def test_shebang_honoured_and_compatibility_fallbacks(sdir):
