@@ -69,7 +69,7 @@ def source_date_epoch():
         try:
             return int(env)
         except ValueError:
-            raise ValueError("SOURCE_DATE_EPOCH=%r is not an integer number of seconds" % env)
+            raise ValueError("SOURCE_DATE_EPOCH=%r is not an integer number of seconds" % env) from None
     try:
         out = subprocess.run(["git", "-C", ROOT, "log", "-1", "--format=%ct"], capture_output=True,
                              text=True, timeout=10, check=True).stdout.strip()
