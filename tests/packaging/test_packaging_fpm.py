@@ -10,6 +10,7 @@ import gzip
 import io
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tarfile
@@ -166,3 +167,18 @@ def test_missing_packager_is_a_clear_error(tmp_path):
                           stderr=subprocess.PIPE, text=True)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "fpm not found" in proc.stderr
+
+
+def test_dry_run_prints_the_fpm_commands(tmp_path):
+    """--dry-run is how a machine without fpm shows what PACKAGER=fpm would run."""
+    env = dict(os.environ, SOURCE_DATE_EPOCH=str(EPOCH))
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "packaging", "make_dist.py"), "--out",
+                           str(tmp_path / "o"), "--work", str(tmp_path / "w"), "--packager", "fpm",
+                           "--dry-run"],
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.returncode == 0, proc.stderr
+    commands = [shlex.split(c) for c in proc.stdout.split("\nfpm ")]
+    commands = [c if c[0] == "fpm" else ["fpm"] + c for c in commands if c]
+    families = [c[c.index("-t") + 1] for c in commands if "-t" in c]
+    assert families == ["deb", "rpm"]
+    assert not [n for n in os.listdir(str(tmp_path / "o")) if n.endswith((".deb", ".rpm"))]
