@@ -15,6 +15,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -95,23 +96,23 @@ def run(cmd, env, dry_run=False):
                                                         proc.stdout.strip()))
 
 
-def build_packages(desc, out, work, packager, tool=None, dry_run=False):
-    """Build one package per family into out; returns their paths. dry_run: stage, print the commands."""
+def build_packages(desc, out, work, packager, tool, dry_run=False):
+    """Build one package per family into out with the packager binary `tool`; returns their paths.
+
+    dry_run: stage, print the commands, build nothing."""
     root, sources, meta = stage(desc, work)
     env = dict(os.environ, SOURCE_DATE_EPOCH=str(desc["epoch"]), TZ="UTC", LC_ALL="C")
     built = []
     if packager == "nfpm":
-        nfpm = (tool or "nfpm") if dry_run else find_tool("nfpm", tool)
         config = nfpm_config.write(os.path.join(work, "nfpm.yaml"), desc, sources, meta)
         for family in FAMILIES:
             target = os.path.join(out, package_description.output_name(desc, family))
-            run([nfpm, "package", "--packager", family, "--config", config, "--target", target], env, dry_run)
+            run([tool, "package", "--packager", family, "--config", config, "--target", target], env, dry_run)
             built.append(target)
     elif packager == "fpm":
-        fpm = (tool or "fpm") if dry_run else find_tool("fpm", tool)
         for family in FAMILIES:
             target = os.path.join(out, package_description.output_name(desc, family))
-            run(fpm_command.argv(desc, family, root, meta, target, fpm=fpm), env, dry_run)
+            run(fpm_command.argv(desc, family, root, meta, target, fpm=tool), env, dry_run)
             built.append(target)
     else:
         raise DistError("unknown packager %r (nfpm or fpm)" % packager)
@@ -146,27 +147,40 @@ def clean_out(out):
 def make_dist(out, packager="nfpm", version=None, work=None, tool=None, dry_run=False):
     """Build everything into out; returns the list of written files (SHA256SUMS last).
 
-    dry_run: build the zip and stage the packages, print the packager's commands, build no package."""
+    Everything is built in a temporary directory beside out and moved in only when all of it succeeded,
+    so a failed build leaves the previous dist/ as it was. dry_run: build the zip and stage the packages,
+    print the packager's commands, build no package.
+    """
     out = os.path.abspath(out)
     ident = buildinfo.identity(version)
     epoch = buildinfo.source_date_epoch()
     work = os.path.abspath(work or os.path.join(buildinfo.ROOT, "build", "package", ident.version))
-    clean_out(out)
-    os.makedirs(out, exist_ok=True)
+    if packager not in ("nfpm", "fpm"):
+        raise DistError("unknown packager %r (nfpm or fpm)" % packager)
+    tool = (tool or packager) if dry_run else find_tool(packager, tool)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix=".dist-", dir=os.path.dirname(out))
     env_epoch = os.environ.get("SOURCE_DATE_EPOCH")
     os.environ["SOURCE_DATE_EPOCH"] = str(epoch)  # one epoch for the zip and the packages
     try:
-        artefacts = [extension_zip.build_zip(out, ident.version)]
+        built = [extension_zip.build_zip(scratch, ident.version)]
         desc = package_description.describe(ident, epoch)
-        artefacts += build_packages(desc, out, work, packager, tool, dry_run)
+        built += build_packages(desc, scratch, work, packager, tool, dry_run)
+        if not dry_run:
+            built.append(sha256sums(scratch, built))
+        clean_out(out)
+        os.makedirs(out, exist_ok=True)
+        written = []
+        for path in built:
+            written.append(os.path.join(out, os.path.basename(path)))
+            os.replace(path, written[-1])
+        return written
     finally:
+        shutil.rmtree(scratch, ignore_errors=True)
         if env_epoch is None:
             os.environ.pop("SOURCE_DATE_EPOCH", None)
         else:
             os.environ["SOURCE_DATE_EPOCH"] = env_epoch
-    if dry_run:
-        return artefacts
-    return artefacts + [sha256sums(out, artefacts)]
 
 
 def main(argv=None):
