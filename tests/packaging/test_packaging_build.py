@@ -232,6 +232,23 @@ def test_two_builds_are_byte_identical(dist, tmp_path):
     assert check.returncode == 0, check.stdout
 
 
+def test_compressed_members_carry_no_build_time(dist):
+    """gzip headers hold mtime 0 and ar headers the epoch, so builds in different seconds agree."""
+    require_tools("ar")
+    for member in ("control.tar.gz", "data.tar.gz"):
+        raw = subprocess.run(["ar", "p", dist["deb"], member], stdout=subprocess.PIPE, check=True).stdout
+        head = raw[:10]
+        assert head[:3] == b"\x1f\x8b\x08" and head[4:8] == b"\0\0\0\0", (member, head)
+    listing = subprocess.run(["ar", "tv", dist["deb"]], stdout=subprocess.PIPE, text=True, check=True,
+                             env=dict(os.environ, TZ="UTC")).stdout  # ar prints local time
+    stamp = time.strftime("%b %e %H:%M %Y", time.gmtime(EPOCH))
+    assert all(" ".join(stamp.split()) in " ".join(line.split()) for line in listing.splitlines()), listing
+    with open(dist["rpm"], "rb") as f:
+        data = f.read()
+    payload = data.find(b"\x1f\x8b\x08")
+    assert payload > 0 and data[payload + 4:payload + 8] == b"\0\0\0\0"
+
+
 def test_source_date_epoch_sets_every_timestamp(tmp_path):
     require_tools("rpm", "dpkg-deb")
     epoch = 1700000000
