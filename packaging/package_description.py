@@ -46,9 +46,9 @@ uses for application-consistent snapshots of a running virtual machine:
 it freezes filesystems safely (never leaving one frozen), runs pre/post
 hooks, snapshots the disks in parallel and reports status.
 This package serves golden images and configuration management: the
-runtime, the vmsnapshot command (diagnose, manual local run), the default
-configuration under /etc/azure and the hook directory. It starts no
-service.
+runtime, the vmsnapshot command (diagnose and the runtime's other
+commands), the default configuration under /etc/azure and the hook
+directory. It starts no service.
 """
 
 
@@ -124,7 +124,9 @@ def describe(ident=None, epoch=None):
         license_text = f.read()
     contents += [
         file_entry(ENTRY_POINT, package_files.entry_point(lib), 0o755),
-        file_entry(MAN_PAGE, package_files.man_page(version, epoch, lib), 0o644, kind="doc"),
+        file_entry(MAN_PAGE, package_files.man_page(version, epoch, lib,
+                                                    package_files.runtime_help(buildinfo.EXTENSION)),
+                   0o644, kind="doc"),
         file_entry(DOC_DIR + "/copyright", package_files.debian_copyright(NAME, homepage()), 0o644,
                    packager="deb"),
         file_entry(LICENSE_DIR + "/LICENSE", license_text, 0o644, kind="license", packager="rpm"),

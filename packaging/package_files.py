@@ -11,6 +11,8 @@ import io
 import json
 import os
 import re
+import subprocess
+import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -47,9 +49,35 @@ def prerm(lib):
     return _render("prerm.in", LIBDIR=lib).encode()
 
 
-def man_page(version, epoch, lib):
+def roff_literal(text):
+    """Plain text safe inside a roff .nf block: escaped backslashes, no line read as a request."""
+    lines = []
+    for line in text.rstrip("\n").split("\n"):
+        line = line.replace("\\", "\\e")
+        lines.append("\\&" + line if line.startswith((".", "'")) else line)
+    return "\n".join(lines)
+
+
+def runtime_help(extension_dir):
+    """`python3 -m vmsnapshot --help` of the runtime being packaged, so the man page never drifts from
+    it; None when the runtime has no command line yet (or it fails)."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "PYTHONPATH": extension_dir,
+           "VMSNAPSHOT_CONFIG": os.devnull}
+    try:
+        proc = subprocess.run([sys.executable, "-B", "-s", "-m", "vmsnapshot", "--help"], env=env,
+                              cwd=extension_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout if proc.returncode == 0 and proc.stdout.strip() else None
+
+
+def man_page(version, epoch, lib, help_text=None):
     date = time.strftime("%Y-%m-%d", time.gmtime(epoch))
-    return gzip_bytes(_render("vmsnapshot.8.in", VERSION=version, DATE=date, LIBDIR=lib).encode())
+    commands = roff_literal(help_text) if help_text else \
+        "(this build's runtime printed no command summary; run vmsnapshot \\-\\-help)"
+    return gzip_bytes(_render("vmsnapshot.8.in", VERSION=version, DATE=date, LIBDIR=lib,
+                              COMMANDS=commands).encode())
 
 
 def debian_copyright(name, homepage):

@@ -14,7 +14,7 @@ import zipfile
 import buildinfo
 import package_description as pd
 import pytest
-from pkgtools import EPOCH, ROOT, build, copy_tree, describe, require_tools
+from pkgtools import EPOCH, ROOT, build, copy_tree, describe, require_tools, runtime_has_main
 
 VERSION = buildinfo.read_version()
 IDENT = buildinfo.identity()
@@ -309,3 +309,21 @@ def test_description_paths(dist):
     desc = describe()
     assert pd.lib_dir(VERSION) == "/usr/lib/vmsnapshot-linux/" + VERSION
     assert {e["dst"] for e in desc["contents"]} >= {pd.ENTRY_POINT, pd.HOOKS_DIR, pd.MAN_PAGE}
+
+
+def test_man_page_renders_cleanly_and_carries_the_runtime_help(dist):
+    require_tools("dpkg-deb", "groff")
+    page = gzip.decompress(deb_file(dist["deb"], "usr/share/man/man8/vmsnapshot.8.gz")).decode()
+    assert "@" not in page.replace("vmsnapshot-kit@", "")
+    proc = subprocess.run(["groff", "-man", "-ww", "-z"], input=page, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+    assert proc.returncode == 0 and not proc.stderr, proc.stderr
+    if not runtime_has_main():
+        assert "printed no command summary" in page
+        return
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "extension"))
+    help_ = subprocess.run([sys.executable, "-B", "-m", "vmsnapshot", "--help"], env=env,
+                           stdout=subprocess.PIPE, text=True, check=True).stdout
+    for line in help_.splitlines():
+        if line.strip():
+            assert line.replace("\\", "\\e") in page, line
