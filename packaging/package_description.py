@@ -10,10 +10,11 @@ Layout on the target system (documented in docs/packaging.md):
   (HandlerManifest.json, bin/handle.sh, vmsnapshot/, etc/). Versioned so an upgrade never mixes the
   files of two releases.
 - ``/usr/bin/vmsnapshot``: the command-line entry point (``diagnose``, a manual local run, ``--help``).
-- ``/etc/azure/<file>`` for every file in extension/etc: configuration files (``conffiles`` /
+- ``/etc/azure/<file>`` for every file in extension/etc, and the runtime's default configuration
+  (``vmsnapshot.config.DEFAULT_FILE``, what its ``install`` writes): configuration files (``conffiles`` /
   ``%config(noreplace)``): an upgrade never overwrites one the administrator edited.
-- ``/etc/azure/vmsnapshot/hooks.d/``: the pre/post hook directory (0755; the runtime runs only hooks
-  that are root-owned and not writable by group or others).
+- ``/etc/azure/vmsnapshot/hooks.d/``: the pre/post hook directory, root only (0700), as the runtime
+  creates it.
 - man page, copyright (DEB) or license (RPM), and the changelog (DEB changelog.Debian.gz, RPM %changelog).
 """
 
@@ -34,6 +35,7 @@ HOOKS_DIR = "/etc/azure/vmsnapshot/hooks.d"
 MAN_PAGE = "/usr/share/man/man8/vmsnapshot.8.gz"
 DOC_DIR = "/usr/share/doc/" + NAME
 LICENSE_DIR = "/usr/share/licenses/" + NAME
+LINTIAN_OVERRIDES = "/usr/share/lintian/overrides/" + NAME
 
 # Pre/post script configs hold what runs as root: the runtime refuses them unless group and other have no
 # access (Microsoft's rule for VMSnapshotScriptPluginConfig.json, error 317), so they ship as 0600.
@@ -120,8 +122,14 @@ def describe(ident=None, epoch=None):
             name = arcname[len("etc/"):]
             conf_mode = 0o600 if os.path.basename(name) in PRIVATE_CONFIGS else 0o644
             contents.append(file_entry("%s/%s" % (CONFIG_DIR, name), data, conf_mode, kind="config"))
+    shipped = {e["dst"] for e in contents}
+    default = package_files.runtime_default_config(buildinfo.EXTENSION)
+    if default and default[0].startswith(CONFIG_DIR + "/") and default[0] not in shipped:
+        contents.append(file_entry(default[0], default[1].encode(), 0o644, kind="config"))
     with open(package_files.LICENSE_FILE, "rb") as f:
         license_text = f.read()
+    with open(package_files.LINTIAN_OVERRIDES_FILE, "rb") as f:
+        lintian_overrides = f.read()
     contents += [
         file_entry(ENTRY_POINT, package_files.entry_point(lib), 0o755),
         file_entry(MAN_PAGE, package_files.man_page(version, epoch, lib,
@@ -130,7 +138,8 @@ def describe(ident=None, epoch=None):
         file_entry(DOC_DIR + "/copyright", package_files.debian_copyright(NAME, homepage()), 0o644,
                    packager="deb"),
         file_entry(LICENSE_DIR + "/LICENSE", license_text, 0o644, kind="license", packager="rpm"),
-        dir_entry(HOOKS_DIR, 0o755),
+        file_entry(LINTIAN_OVERRIDES, lintian_overrides, 0o644, packager="deb"),
+        dir_entry(HOOKS_DIR, 0o700),
     ]
     contents += owned_dirs(contents)
     contents.sort(key=lambda e: e["dst"])

@@ -18,6 +18,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 TEMPLATES = os.path.join(HERE, "templates")
 LICENSE_FILE = os.path.join(HERE, "LICENSE")
+LINTIAN_OVERRIDES_FILE = os.path.join(HERE, "lintian-overrides")
 CHANGELOG_FILE = os.path.join(HERE, "changelog.json")
 MAX_NOTE = 74  # "  * " + note fits Debian's 80 columns; chglog writes every note on one line
 
@@ -58,18 +59,34 @@ def roff_literal(text):
     return "\n".join(lines)
 
 
-def runtime_help(extension_dir):
-    """`python3 -m vmsnapshot --help` of the runtime being packaged, so the man page never drifts from
-    it; None when the runtime has no command line yet (or it fails)."""
+def _run_runtime(extension_dir, args):
+    """Run the runtime being packaged (not the build machine's) with the build's Python; stdout or None."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "PYTHONPATH": extension_dir,
            "VMSNAPSHOT_CONFIG": os.devnull}
     try:
-        proc = subprocess.run([sys.executable, "-B", "-s", "-m", "vmsnapshot", "--help"], env=env,
-                              cwd=extension_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              timeout=30)
+        proc = subprocess.run([sys.executable, "-B", "-s"] + args, env=env, cwd=extension_dir,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
         return None
     return proc.stdout if proc.returncode == 0 and proc.stdout.strip() else None
+
+
+def runtime_help(extension_dir):
+    """`python3 -m vmsnapshot --help` of the runtime being packaged, so the man page never drifts from
+    it; None when the runtime has no command line yet (or it fails)."""
+    return _run_runtime(extension_dir, ["-m", "vmsnapshot", "--help"])
+
+
+def runtime_default_config(extension_dir):
+    """(path, text) of the configuration file the runtime's `install` writes when none exists
+    (vmsnapshot.config.DEFAULT_PATH / DEFAULT_FILE), so the packages ship exactly that file; None when
+    the runtime defines none."""
+    out = _run_runtime(extension_dir, ["-c", "import json, vmsnapshot.config as c; "
+                                             "print(json.dumps([c.DEFAULT_PATH, c.DEFAULT_FILE]))"])
+    if not out:
+        return None
+    path, text = json.loads(out)
+    return path, text
 
 
 def man_page(version, epoch, lib, help_text=None):

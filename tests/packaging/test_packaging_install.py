@@ -95,7 +95,7 @@ def test_deb_install_upgrade_keeps_edited_conffile_purge_removes_all(debian, pac
     assert status == "install ok installed %s-1" % v1
     assert os.path.isdir(os.path.join(root, "usr/lib/vmsnapshot-linux", v1, "vmsnapshot"))
     hooks = os.stat(os.path.join(root, "etc/azure/vmsnapshot/hooks.d"))
-    assert hooks.st_mode & 0o7777 == 0o755 and hooks.st_uid == 0
+    assert hooks.st_mode & 0o7777 == 0o700 and hooks.st_uid == 0
     assert inside(root, "man -w vmsnapshot 2>/dev/null || ls /usr/share/man/man8/vmsnapshot.8.gz").stdout
     check_cli(root)
 
