@@ -9,7 +9,8 @@ Layout on the target system (documented in docs/packaging.md):
 - ``/usr/lib/vmsnapshot-linux/<version>/``: the runtime, byte for byte the tree of the extension zip
   (HandlerManifest.json, bin/handle.sh, vmsnapshot/, etc/). Versioned so an upgrade never mixes the
   files of two releases.
-- ``/usr/bin/vmsnapshot``: the command-line entry point (``diagnose``, a manual local run, ``--help``).
+- ``/usr/bin/vmsnapshot``: the command-line entry point (``--help``, ``diagnose`` and the runtime's other
+  commands).
 - ``/etc/azure/<file>`` for every file in extension/etc, and the runtime's default configuration
   (``vmsnapshot.config.DEFAULT_FILE``, what its ``install`` writes): configuration files (``conffiles`` /
   ``%config(noreplace)``): an upgrade never overwrites one the administrator edited.
