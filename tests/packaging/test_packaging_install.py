@@ -125,6 +125,27 @@ def test_deb_install_upgrade_keeps_edited_conffile_purge_removes_all(debian, pac
     assert inside(root, "dpkg-query -W vmsnapshot-linux", ok=False).returncode != 0
 
 
+def test_entry_point_finds_rhel8_platform_python_or_says_none_is_there(debian, packages):
+    """On RHEL 8 only /usr/libexec/platform-python exists; with no Python at all, exit 52 and say so."""
+    root = debian
+    inside(root, "dpkg -i %s" % put(root, packages["v1"]["deb"], "v1.deb"))
+    real = os.path.basename(os.path.realpath(os.path.join(root, "usr/bin/python3")))  # python3.11
+    inside(root, "mkdir -p /usr/libexec && mv /usr/bin/python3 /root/python3.hidden && "
+                 "ln -s /usr/bin/%s /usr/libexec/platform-python" % real)
+    check_cli(root)
+    traced = inside(root, "sh -x /usr/bin/vmsnapshot --help", env=SAFE_ENV, ok=False)
+    assert "exec /usr/libexec/platform-python -B -s -m vmsnapshot --help" in traced.stderr, traced.stderr
+    inside(root, "rm /usr/libexec/platform-python && mv /usr/bin/%s /root/" % real)
+    none = inside(root, "vmsnapshot --help", env=SAFE_ENV, ok=False)
+    assert none.returncode == 52 and "no Python >= 3.6 found" in none.stderr, none.stderr
+    chosen = inside(root, "vmsnapshot --help", ok=False,
+                    env=dict(SAFE_ENV, VMSNAPSHOT_PYTHON="/root/" + real))  # an interpreter off PATH
+    if runtime_has_main():
+        assert chosen.returncode == 0, chosen.stderr
+    else:
+        assert "No module named vmsnapshot.__main__" in chosen.stderr, chosen.stderr
+
+
 def rpm_root(root, *args):
     """The host's rpm operating on the tree: database in <root>/var/lib/rpm, scriptlets chrooted."""
     return subprocess.run(["rpm", "--root", root] + list(args), stdout=subprocess.PIPE,
