@@ -6,6 +6,7 @@ only with --debug. Output is printed only after the command succeeded, so nothin
 
 import argparse
 import importlib
+import logging
 import sys
 
 from . import __version__
@@ -57,6 +58,9 @@ def main(argv=None, credential=None):
     if not getattr(args, "handler", None):
         (getattr(args, "group_parser", None) or parser).print_help(sys.stderr)
         return EXIT_USAGE
+    if not args.debug:
+        # azure-identity logs each failed credential at WARNING; the kit reports the failure itself, once.
+        logging.getLogger("azure").setLevel(logging.CRITICAL)
     from .context import Context
     from .output import render
 

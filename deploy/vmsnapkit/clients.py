@@ -8,7 +8,7 @@ USER_AGENT = "vmsnapkit"
 
 
 class ClientFactory:
-    def __init__(self, cloud, credential, *, monitor=None, retry_total=8, polling_interval=None):
+    def __init__(self, cloud, credential, *, monitor=None, retry_total=8, polling_interval=5.0):
         self.cloud = cloud
         self.credential = credential
         self.monitor = monitor or RateMonitor()
@@ -27,8 +27,7 @@ class ClientFactory:
         verify = ca_bundle()
         if verify:
             kw["connection_verify"] = verify
-        if self.polling_interval is not None:
-            kw["polling_interval"] = self.polling_interval
+        kw["polling_interval"] = self.polling_interval  # used only when Azure sends no Retry-After
         return kw
 
     # -- sync ---------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ COMMANDS = (
     Command(
         ("extensions", "list"),
         "fleet:extensions_list",
-        "list the VM snapshot extension (or every extension with --all) across VMs, like `az vm extension list`",
+        "list the VM snapshot extension (every extension with --all) across VMs, like `az vm extension list`",
         (arguments.selection_arguments, arguments.extension_list_arguments),
     ),
     Command(

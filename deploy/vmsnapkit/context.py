@@ -42,7 +42,8 @@ class Context:
 
             cred = self._credential or default_credential(self.cloud)
             check(cred, self.cloud)
-            self._factory = ClientFactory(self.cloud, cred, polling_interval=self.args.polling_interval)
+            interval = 5.0 if self.args.polling_interval is None else self.args.polling_interval
+            self._factory = ClientFactory(self.cloud, cred, polling_interval=interval)
         return self._factory
 
     def warn(self, message):

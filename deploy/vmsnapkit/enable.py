@@ -8,6 +8,7 @@ are skipped, so a re-run after an interruption protects every VM exactly once.
 
 import asyncio
 import collections
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
@@ -21,6 +22,7 @@ from .resume import ResumeFile
 from .throttle import AdaptiveLimiter
 
 POLICY_CAPACITY = 1000
+CONTAINER_IN_ID = re.compile(r"/protectionContainers/([^/]+)/", re.IGNORECASE)
 PROTECTABLE_FILTER = "backupManagementType eq 'AzureIaasVM'"
 VM_TYPE = "Microsoft.Compute/virtualMachines"
 ENABLE_COLUMNS = [
@@ -218,12 +220,9 @@ def _discover(ctx, bk, vault, tasks, dry_run, resume):
         props = _get(item, "properties", default={})
         vm_id = str(_get(props, "virtualMachineId", default="")).lower()
         item_id = _get(item, "id", default="")
-        if vm_id and "/protectioncontainers/" in item_id.lower():
-            container = (
-                item_id.split("/protectionContainers/", 1)[-1].split("/")[0]
-                if "/protectionContainers/" in item_id
-                else item_id.lower().split("/protectioncontainers/", 1)[-1].split("/")[0]
-            )
+        m = CONTAINER_IN_ID.search(item_id)
+        if vm_id and m:
+            container = m.group(1)
             found[vm_id] = (container, _get(item, "name", default=""))
     for t in same_sub:
         hit = found.get(t.vm.key)
@@ -244,10 +243,11 @@ def _discover(ctx, bk, vault, tasks, dry_run, resume):
 def _refresh_containers(ctx, bk, vault, timeout=600):
     from azure.core.rest import HttpRequest
 
+    # refresh() returns None (202); the operation's Location is only in the raw response headers.
     headers = bk.protection_containers.refresh(
-        vault.name, vault.resource_group, "Azure", cls=lambda _resp, _body, hdrs: hdrs
+        vault.name, vault.resource_group, "Azure", cls=lambda resp, _body, _hdrs: resp.http_response.headers
     )
-    location = (headers or {}).get("Location") or (headers or {}).get("location")
+    location = (headers or {}).get("Location")
     deadline = time.monotonic() + timeout
     while location and time.monotonic() < deadline:
         resp = bk.send_request(HttpRequest("GET", location))

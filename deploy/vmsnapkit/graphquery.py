@@ -27,7 +27,7 @@ def vm_filters(selection):
 
 
 def extension_query(selection, publishers=None, types=None):
-    """VMs left-joined with their extensions (one row per VM and matching extension; no match: empty extName)."""
+    """VMs left-joined with their extensions: a row per VM and matching extension (none: empty extName)."""
     ext_pred = ""
     if publishers and types:
         ext_pred = (
@@ -47,7 +47,8 @@ def extension_query(selection, publishers=None, types=None):
         + ext_pred
         + "    | project vmId = tolower(substring(id, 0, indexof(id, '/extensions/'))),\n"
         "              extName = name, publisher = tostring(properties.publisher),\n"
-        "              extType = tostring(properties.type), version = tostring(properties.typeHandlerVersion),\n"
+        "              extType = tostring(properties.type),\n"
+        "              version = tostring(properties.typeHandlerVersion),\n"
         "              state = tostring(properties.provisioningState),\n"
         "              autoUpgradeMinorVersion = tobool(properties.autoUpgradeMinorVersion)\n"
         "  ) on vmId\n"
@@ -63,7 +64,8 @@ PROTECTED_ITEMS_QUERY = (
     "| project itemId = id,\n"
     "          vaultId = substring(tolower(id), 0, indexof(tolower(id), '/backupfabrics/')),\n"
     "          vmId = tolower(tostring(properties.sourceResourceId)),\n"
-    "          protectionState = tostring(coalesce(properties.currentProtectionState, properties.protectionState)),\n"
+    "          protectionState = tostring(coalesce(properties.currentProtectionState,\n"
+    "                                              properties.protectionState)),\n"
     "          healthStatus = tostring(properties.healthStatus),\n"
     "          lastBackupStatus = tostring(properties.lastBackupStatus),\n"
     "          lastBackupTime = tostring(properties.lastBackupTime),\n"

@@ -209,7 +209,7 @@ async def _get_vm(client, ref, limiter, progress):
 
 # -- instance view for the suspect subset -------------------------------------------------------------
 def fetch_instance_views(factory, pairs, concurrency=16):
-    """Fill status_code/status_message of (VmRecord, ExtensionState) pairs from the extension instance view."""
+    """Fill status_code/status_message of (VmRecord, ExtensionState) pairs from the instance view."""
     if pairs:
         asyncio.run(_instance_views(factory, pairs, concurrency))
 

@@ -112,8 +112,9 @@ def tsv(data):
     """az tsv: one line per item, values tab-separated in key order, nested objects left out."""
     lines = []
     for item in data if isinstance(data, list) else [data]:
-        if isinstance(item, dict):
-            lines.append("\t".join(_text(v) for v in item.values() if not isinstance(v, (dict, list))))
+        if isinstance(item, (dict, list)):
+            values = item.values() if isinstance(item, dict) else item
+            lines.append("\t".join(_text(v) for v in values if not isinstance(v, (dict, list))))
         elif item is not None:
             lines.append(_text(item))
     return "\n".join(lines) + ("\n" if lines else "")

@@ -26,7 +26,7 @@ def _counts(rows):
 
 
 def _reason_kind(reason):
-    """Group reasons for the summary ('last backup 30.1h ago, older than 26h' -> 'last backup ... older than')."""
+    """Group reasons for the summary ('last backup 30.1h ago, older than 26h' -> 'older than')."""
     for key in (
         "not installed",
         "provisioningState",

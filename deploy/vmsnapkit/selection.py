@@ -100,15 +100,13 @@ def from_args(args):
 
 
 def resolve_subscriptions(factory, selection):
-    """Check every named subscription exists (a clear 'unknown subscription' error), or list the visible ones."""
+    """Check that every named subscription exists (else a clear error), or list the visible ones."""
     from azure.core.rest import HttpRequest
 
     client = factory.compute("00000000-0000-0000-0000-000000000000")
     try:
         if not selection.subscriptions:
-            resp = client.send_request(
-                HttpRequest("GET", f"/subscriptions?api-version={SUBSCRIPTION_API}")
-            )
+            resp = client.send_request(HttpRequest("GET", f"/subscriptions?api-version={SUBSCRIPTION_API}"))
             resp.raise_for_status()
             subs = [
                 s["subscriptionId"]

@@ -14,7 +14,7 @@ READ_REFILL_PER_S = 25.0  # ARM subscription read bucket refill (management-refe
 
 
 class RateMonitor:
-    """Collects the budget headers from every response (install `observe` as the clients' raw_response_hook)."""
+    """Collects the budget headers of every response (`observe` is the clients' raw_response_hook)."""
 
     def __init__(self):
         self._lock = threading.Lock()
