@@ -85,26 +85,38 @@ ArmDraft4Validator = jsonschema.validators.extend(jsonschema.Draft4Validator,
                                                   {"oneOf": _expression_tolerant_one_of})
 
 
+def _leaves(errors) -> list:
+    out = []
+    for err in errors:
+        out += _leaves(err.context) if err.context else [err]
+    return out
+
+
+def _branch_score(errors) -> tuple:
+    """Rank one oneOf/anyOf branch: deepest errors first, then branches whose discriminator matched."""
+    leaves = _leaves(errors)
+    wrong_branch = any(e.validator == "enum" and len(e.validator_value) == 1 for e in leaves)
+    return (max(len(e.absolute_path) for e in leaves), not wrong_branch, -len(leaves))
+
+
 def deepest_error(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
-    """Follow oneOf/anyOf sub-errors to the leaf that got furthest into the document.
+    """Follow oneOf/anyOf sub-errors into the branch that matched the document best, down to a leaf.
 
-    The top-level message of a failed oneOf ("is not valid under any of the given schemas") names nothing;
-    the leaf with the longest path is the one from the branch that matched the document best. On a tie a
-    type mismatch loses (it is usually the "could be an expression string" branch).
+    The top-level message of a failed oneOf ("is not valid under any of the given schemas") names nothing.
+    The best branch is the one whose errors reach deepest into the document, preferring one whose
+    discriminator (a single-value enum) matched. An enum leaf lists every value any branch allows there.
     """
-    leaves = []
-
-    def collect(err):
-        if not err.context:
-            leaves.append(err)
-        for sub in err.context or ():
-            collect(sub)
-
-    collect(error)
-    best = max(leaves, key=lambda e: (len(e.absolute_path), e.validator != "type"))
-    if best.validator == "enum":  # one enum per oneOf branch: name every allowed value, not the first branch's
+    every_leaf = _leaves([error])
+    best = error
+    while best.context:
+        branches: dict = {}
+        for sub in best.context:
+            branches.setdefault(sub.relative_schema_path[0] if sub.relative_schema_path else 0, []).append(sub)
+        chosen = max(branches.values(), key=_branch_score)
+        best = max(chosen, key=lambda e: _branch_score([e]))
+    if best.validator == "enum":
         allowed = []
-        for leaf in leaves:
+        for leaf in every_leaf:
             if leaf.validator == "enum" and list(leaf.absolute_path) == list(best.absolute_path):
                 allowed += [v for v in leaf.validator_value if v not in allowed]
         best = jsonschema.ValidationError("%r is not one of %r" % (best.instance, allowed), validator="enum",
@@ -195,7 +207,7 @@ class SchemaStore:
 
     # -- validation --------------------------------------------------------------------------------
     @staticmethod
-    def _problems(validator, doc, prefix: str = "") -> list[SchemaProblem]:
+    def _problems(validator, doc, prefix: str = "$") -> list[SchemaProblem]:
         out = []
         for err in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
             deep = deepest_error(err)
