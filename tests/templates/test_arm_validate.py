@@ -1,4 +1,5 @@
-"""The offline ARM validator: schemas (management-reference 8.3) and the reviewer's rules, on good and bad input."""
+"""The offline ARM validator: schemas (management-reference 8.3) and the reviewer's rules, on good and bad "
+  "input."""
 
 import copy
 import datetime
@@ -8,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
 from vmsnapkit.arm import generate, templates
 from vmsnapkit.arm.schemas import SchemaStore
 from vmsnapkit.arm.validate import Validator
@@ -157,7 +157,8 @@ def check(validator, tpl):
 def test_unused_parameter(validator):
     tpl = extension_template()
     tpl["parameters"]["forgotten"] = {"type": "string", "defaultValue": "x"}
-    assert [(f.path, f.rule) for f in check(validator, tpl)] == [("$.parameters.forgotten", "unused-parameter")]
+    found = [(f.path, f.rule) for f in check(validator, tpl)]
+    assert found == [("$.parameters.forgotten", "unused-parameter")]
 
 
 def test_secret_in_plain_parameter_default_output_and_property(validator):
@@ -246,7 +247,8 @@ def test_parameters_file_rules(validator):
     assert ("$.parameters.nope", "unknown-parameter") in rules
     assert ("$.parameters.protectedSettings", "secret-value") in rules
     del doc["parameters"]["vmNames"]
-    assert ("$.parameters", "missing-parameter") in [(f.path, f.rule) for f in validator.check_parameters(doc, tpl)]
+    found = [(f.path, f.rule) for f in validator.check_parameters(doc, tpl)]
+    assert ("$.parameters", "missing-parameter") in found
 
 
 # -- command line ------------------------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 import os
 
 import pytest
-
 from vmsnapkit.arm.rules import PUBLIC_CLOUD_HOSTS, hard_coded_hosts
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -33,7 +32,8 @@ def test_no_hard_coded_cloud_host(path):
 
 @pytest.mark.parametrize("text", [
     "https://management.azure.com/subscriptions", "https://management.chinacloudapi.cn/",
-    "acct.blob.core.chinacloudapi.cn", "https://login.microsoftonline.com/tenant", "x.blob.core.usgovcloudapi.net",
+    "acct.blob.core.chinacloudapi.cn", "https://login.microsoftonline.com/tenant",
+    "x.blob.core.usgovcloudapi.net",
     "https://login.chinacloudapi.cn", "kv.vault.azure.net",
 ])
 def test_scanner_catches_each_cloud(text):
@@ -41,5 +41,6 @@ def test_scanner_catches_each_cloud(text):
 
 
 def test_scanner_ignores_schema_uris():
-    assert hard_coded_hosts("https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#") == []
+    uri = "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#"
+    assert hard_coded_hosts(uri) == []
     assert "chinacloudapi.cn" in PUBLIC_CLOUD_HOSTS and "usgovcloudapi.net" in PUBLIC_CLOUD_HOSTS

@@ -21,7 +21,8 @@ from .expressions import (
 # Public-cloud host names that must never be hard-coded (issue 9): use environment() or the az cloud.
 PUBLIC_CLOUD_HOSTS = (
     "management.azure.com", "management.core.windows.net", "core.windows.net", "login.microsoftonline.com",
-    "login.windows.net", "graph.windows.net", "graph.microsoft.com", "vault.azure.net", "database.windows.net",
+    "login.windows.net", "graph.windows.net", "graph.microsoft.com", "vault.azure.net",
+    "database.windows.net",
     "chinacloudapi.cn", "usgovcloudapi.net", "microsoftazure.de", "azure.us", "chinacloudsites.cn",
 )
 # The schema host is not an endpoint: it names the schema a template is written against.
@@ -79,7 +80,7 @@ def _parameters_used(scope):
     template = scope.template
     used = {n.lower() for n in referenced(_body_without_parameters(template))}
     # a parameter may be used in another parameter's default value
-    for name, decl in _params(template).items():
+    for decl in _params(template).values():
         if isinstance(decl, dict) and "defaultValue" in decl:
             used |= {n.lower() for n in referenced(decl["defaultValue"])}
     return [("$.parameters.%s" % name, "unused-parameter", "parameter '%s' is declared but never used" % name)
@@ -92,7 +93,8 @@ def _references_declared(scope):
     declared = {n.lower() for n in _params(template)}
     for name in sorted(referenced(own_scope(template))):
         if name.lower() not in declared:
-            out.append(("$", "undeclared-parameter", "parameters('%s') is referenced but not declared" % name))
+            out.append(("$", "undeclared-parameter",
+                        "parameters('%s') is referenced but not declared" % name))
     variables = template.get("variables") if isinstance(template.get("variables"), dict) else {}
     declared_vars = {n.lower() for n in variables}
     for name in sorted(referenced(own_scope(template), VAR_REF)):
@@ -125,7 +127,8 @@ def _secrets(scope):
         refs = {n.lower() for n in referenced(odecl)}
         if refs & secure:
             out.append(("$.outputs.%s" % oname, "secret-output",
-                        "output '%s' exposes secure parameter(s) %s" % (oname, ", ".join(sorted(refs & secure)))))
+                        "output '%s' exposes secure parameter(s) %s"
+                        % (oname, ", ".join(sorted(refs & secure)))))
         if any(is_expression(s) and re.search(r"\blist[A-Za-z]*\(", s) for _p, s in iter_strings(odecl)):
             out.append(("$.outputs.%s" % oname, "secret-output",
                         "output '%s' returns the result of a list*() call (keys or secrets)" % oname))
@@ -139,7 +142,8 @@ def _secrets(scope):
                         "'%s' must come from a securestring/secureObject parameter only" % prop))
     for path, s in iter_strings(_body_without_parameters(template)):
         if SECRET_LITERAL.search(s):
-            out.append((path, "secret-literal", "a secret-looking literal (SAS signature, key) is in the template"))
+            out.append((path, "secret-literal", "a secret-looking literal (SAS signature, key) is in the "
+                                                "template"))
     for name, decl in _params(template).items():
         for path, s in iter_strings(decl, "$.parameters.%s" % name):
             if SECRET_LITERAL.search(s):
@@ -187,7 +191,8 @@ def _locations(scope):
             out.append((rpath + ".location", "location",
                         "location must come from a parameter (e.g. [parameters('location')]), not a literal"))
     if uses_location and "location" not in {n.lower() for n in _params(scope.template)}:
-        out.append(("$.parameters", "location", "resources have a location but there is no 'location' parameter"))
+        out.append(("$.parameters", "location", "resources have a location but there is no 'location' "
+                                                "parameter"))
     return out
 
 
@@ -210,7 +215,8 @@ def _depends_on(scope):
                 out.append((where, "depends-on", "dependsOn entries must be strings"))
             elif not is_expression(dep):
                 if dep.lower() not in names:
-                    out.append((where, "depends-on", "'%s' names no resource or copy loop in this template" % dep))
+                    out.append((where, "depends-on",
+                                "'%s' names no resource or copy loop in this template" % dep))
             else:
                 literal_types = [s for s in string_literals(dep) if "/" in s and "." in s.split("/")[0]]
                 if not literal_types:
@@ -238,8 +244,10 @@ def _names(scope):
                         % (name, skeleton.count("/") + 1, ftype, expected)))
             continue
         for seg in skeleton.split("/"):
-            if not seg or seg != seg.strip() or seg.endswith(".") or NAME_FORBIDDEN.search(seg.replace("*", "")):
-                out.append((rpath + ".name", "name", "name segment '%s' is empty or has a forbidden character" % seg))
+            literal = seg.replace("*", "")
+            if not seg or seg != seg.strip() or seg.endswith(".") or NAME_FORBIDDEN.search(literal):
+                out.append((rpath + ".name", "name", "name segment '%s' is empty or has a forbidden "
+                                                     "character" % seg))
         if ftype.lower() == PROTECTED_ITEMS and not nested:
             segs = skeleton.split("/")
             if len(segs) == 4 and not all(_could_match(seg, rx, prefix) for seg, rx, prefix in
@@ -299,11 +307,13 @@ def review_parameters(doc: dict, template: dict):
             continue
         if "reference" in entry:
             if ptype not in SECURE_TYPES:
-                out.append((where, "secret-parameter", "Key Vault reference given for non-secure '%s'" % name))
+                out.append((where, "secret-parameter",
+                            "Key Vault reference given for non-secure '%s'" % name))
             continue
         value = entry.get("value")
         expected = _JSON_TYPES.get(ptype)
-        if expected and not (isinstance(value, expected) and not (expected is int and isinstance(value, bool))):
+        wrong_bool = expected is int and isinstance(value, bool)
+        if expected and not (isinstance(value, expected) and not wrong_bool):
             out.append((where, "parameter-type", "'%s' must be a %s" % (name, decl.get("type"))))
         if ptype in SECURE_TYPES and value not in ("", {}):
             out.append((where, "secret-value", "secure parameter '%s' carries a literal value; use a Key "

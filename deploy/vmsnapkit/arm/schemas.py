@@ -111,7 +111,8 @@ def deepest_error(error: jsonschema.ValidationError) -> jsonschema.ValidationErr
     while best.context:
         branches: dict = {}
         for sub in best.context:
-            branches.setdefault(sub.relative_schema_path[0] if sub.relative_schema_path else 0, []).append(sub)
+            branch = sub.relative_schema_path[0] if sub.relative_schema_path else 0
+            branches.setdefault(branch, []).append(sub)
         chosen = max(branches.values(), key=_branch_score)
         best = max(chosen, key=lambda e: _branch_score([e]))
     if best.validator == "enum":

@@ -104,7 +104,8 @@ class Validator:
         return findings
 
     def check_parameters(self, doc: dict, template: dict | None, name: str = "<parameters>") -> list[Finding]:
-        findings = [Finding(name, p.path, "schema", p.message) for p in self.store.validate_parameters_file(doc)]
+        findings = [Finding(name, p.path, "schema", p.message)
+                    for p in self.store.validate_parameters_file(doc)]
         if template is not None and isinstance(doc, dict):
             for path, rule, message in rules.review_parameters(doc, template):
                 findings.append(Finding(name, path, rule, message))
