@@ -3,7 +3,7 @@
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=lib/common.sh
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
 . "$SCRIPT_DIR/lib/common.sh"
 TEMPLATES_DIR=${TEMPLATES_DIR:-$(cd "$SCRIPT_DIR/../.." && pwd)/arm-templates}
 PYTHON=${PYTHON:-python3}

@@ -3,7 +3,7 @@
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=lib/common.sh
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
 . "$SCRIPT_DIR/lib/common.sh"
 
 MAX_PER_POLICY=1000
@@ -39,15 +39,19 @@ EOT
 
 # One VM, run by xargs in parallel: enable, record the outcome as a TSV line in the results dir.
 enable_one() {
-  local results=$1 vault_rg=$2 vault=$3 policy=$4 vm_id=$5 out status rc=0 key
+  local results=$1 vault_rg=$2 vault=$3 policy=$4 vm_id=$5 out last job_status code status rc=0 key
   key=$(printf '%s' "$vm_id" | tr '[:upper:]' '[:lower:]' | cksum | cut -d' ' -f1)
   out=$(az_call backup protection enable-for-vm --resource-group "$vault_rg" --vault-name "$vault" \
-        --policy-name "$policy" --vm "$vm_id" --query properties.status -o tsv 2>&1) || rc=$?
-  if [ "$rc" -eq 0 ] && [ "${out##*$'\n'}" != Failed ]; then
-    status=Enabled; out="job ${out##*$'\n'}"
-  else
-    status=Failed; out=$(printf '%s' "$out" | grep -v '^[[:space:]]*$' | tail -n 1 | tr '\t' ' ')
-  fi
+        --policy-name "$policy" --vm "$vm_id" \
+        --query "[[properties.status, properties.errorDetails[0].errorCode]]" -o tsv 2>&1) || rc=$?
+  last=$(printf '%s' "$out" | grep -v '^[[:space:]]*$' | tail -n 1 | tr -d '\r')
+  job_status=${last%%$'\t'*}
+  code=${last#*$'\t'}
+  case "$rc:$job_status" in
+    0:Completed|0:InProgress) status=Enabled; out="ConfigureBackup job $job_status" ;;
+    0:*) status=Failed; [ "$code" != None ] || code=""; out="ConfigureBackup job $job_status${code:+ ($code)}" ;;
+    *) status=Failed; out=$(printf '%s' "$last" | tr '\t' ' ') ;;
+  esac
   printf '%s\t%s\t%s\t%s\n' "$vm_id" "$status" "$policy" "${out:-az exited $rc}" >"$results/$key.tsv"
 }
 

@@ -62,9 +62,14 @@ resolve_vm_ids() {
     local id f g t
     for id in "${VM_IDS_ARGS[@]}"; do printf '%s\n' "$id"; done
     for f in "${VM_FILES[@]}"; do sed -e 's/#.*//' -e 's/[[:space:]]*$//' -e 's/^[[:space:]]*//' "$f" | grep -v '^$' || true; done
-    for g in "${VM_GROUPS[@]}"; do az_call vm list --resource-group "$g" --query "[].id" -o tsv || die "listing VMs of resource group $g failed"; done
-    for t in "${VM_TAGS[@]}"; do
-      az_call resource list --tag "$t" --resource-type Microsoft.Compute/virtualMachines --query "[].id" -o tsv \
+    # Generic resource listings: one cheap call per group or tag, whatever the fleet size.
+    for g in "${VM_GROUPS[@]}"; do
+      az_call resource list --resource-group "$g" --resource-type Microsoft.Compute/virtualMachines \
+        --query "[].id" -o tsv || die "listing VMs of resource group $g failed"
+    done
+    for t in "${VM_TAGS[@]}"; do  # az refuses --tag together with --resource-type: filter here
+      az_call resource list --tag "$t" --query "[].[type, id]" -o tsv \
+        | awk -F'\t' 'tolower($1) == "microsoft.compute/virtualmachines" { print $2 }' \
         || die "listing VMs tagged $t failed"
     done
   } | tr -d '\r' | awk 'NF && !seen[tolower($0)]++'
