@@ -102,6 +102,7 @@ az_call backup item list --resource-group "$VAULT_RG" --vault-name "$VAULT" --ba
   >"$WORK/protected.raw" || die "cannot list the protected items of vault $VAULT in $VAULT_RG"
 tr '\t' '\n' <"$WORK/protected.raw" | tr '[:upper:]' '[:lower:]' | awk 'NF && $0 != "none"' | sort -u >"$WORK/protected"
 : >"$WORK/todo"
+: >"$WORK/skipped.tsv"
 while IFS= read -r id; do
   if grep -qxF -- "$(printf '%s' "$id" | tr '[:upper:]' '[:lower:]')" "$WORK/protected"; then
     printf '%s\tAlreadyProtected\t-\tskipped\n' "$id" >>"$WORK/skipped.tsv"
@@ -148,7 +149,7 @@ fi
 # Summary: one row per selected VM.
 {
   printf 'VM\tResourceGroup\tResult\tPolicy\tDetail\n'
-  cat "$WORK"/skipped.tsv "$WORK"/results/*.tsv 2>/dev/null | while IFS=$'\t' read -r id result policy detail; do
+  find "$WORK/skipped.tsv" "$WORK/results" -name '*.tsv' -exec cat {} + | while IFS=$'\t' read -r id result policy detail; do
     printf '%s\t%s\t%s\t%s\t%s\n' "$(vm_name "$id")" "$(vm_rg "$id")" "$result" "$policy" "$detail"
   done | sort -t$'\t' -k3,3 -k2,2 -k1,1
 } >"$WORK/summary.tsv"

@@ -91,7 +91,7 @@ tr '\n' '\0' <"$WORK/selected" \
 
 {
   printf 'VM\tResourceGroup\tName\tProvisioningState\tPublisher\tVersion\tAutoUpgradeMinorVersion\n'
-  cat "$WORK"/results/*.tsv 2>/dev/null | sort -t$'\t' -k2,2 -k1,1
+  find "$WORK/results" -name '*.tsv' -exec cat {} + | sort -t$'\t' -k2,2 -k1,1
 } >"$WORK/table.tsv"
 case "$OUTPUT" in
   table) print_table "$WORK/table.tsv" ;;
