@@ -58,7 +58,8 @@ class AzSession:
         proc = subprocess.run([self.az.path, *args], env=self.env, capture_output=True, text=True,
                               timeout=timeout, **kw)
         if check and proc.returncode != 0:
-            raise RuntimeError("az %s failed (%d): %s" % (" ".join(args), proc.returncode, proc.stderr[-2000:]))
+            raise RuntimeError("az %s failed (%d): %s"
+                               % (" ".join(args), proc.returncode, proc.stderr[-2000:]))
         return proc
 
     def login(self) -> "AzSession":

@@ -83,10 +83,10 @@ fi
 if [ "$OFFLINE" = yes ]; then
   files=("$TEMPLATE_FILE")
   [ -z "$PARAM_FILE" ] || files+=("$PARAM_FILE")
-  if "$PYTHON" -c 'import vmsnapkit.arm' 2>/dev/null; then
+  if "$PYTHON" -c 'import vmsnapkit.arm.validate' 2>/dev/null; then
     "$PYTHON" -m vmsnapkit.arm validate "${files[@]}" >&2 || die "offline check failed (use --no-offline-check to skip)"
   else
-    log "offline check skipped: the kit's Python package is not importable by $PYTHON"
+    log "offline check skipped: the kit's Python package (vmsnapkit, with jsonschema) is not importable by $PYTHON"
   fi
 fi
 

@@ -82,7 +82,8 @@ def test_dry_run_prints_full_id_commands_and_changes_nothing(loopback, tmp_path)
 def test_bad_vm_id_is_refused_before_any_change(loopback):
     est, vault, vms = build_estate(per_group=1)
     emu, az = loopback(est)
-    proc = run_script(ENABLE, *VAULT, "-p", "DefaultPolicy", "--ids", vms[0].id, "vm-by-name-only", env=az.env)
+    proc = run_script(ENABLE, *VAULT, "-p", "DefaultPolicy", "--ids", vms[0].id, "vm-by-name-only",
+                      env=az.env)
     assert proc.returncode == 2
     assert "not a full VM resource id: vm-by-name-only" in proc.stderr
     assert emu.requests(method="PUT") == []
@@ -133,8 +134,8 @@ def test_verify_extension_table_json_and_exit_codes(loopback):
     assert lines[0].split() == ["VM", "ResourceGroup", "Name", "ProvisioningState", "Publisher", "Version",
                                 "AutoUpgradeMinorVersion"]
     rows = {r[0]: r for r in table_rows(proc.stdout)}
-    assert rows[vms[0].name][2:] == ["VMSnapshotLinux", "Succeeded", "Microsoft.Azure.RecoveryServices", "1.9",
-                                     "true"]
+    assert rows[vms[0].name][2:] == ["VMSnapshotLinux", "Succeeded", "Microsoft.Azure.RecoveryServices",
+                                     "1.9", "true"]
     assert rows[vms[1].name][3] == "Missing" and rows[vms[2].name][3] == "Failed"
 
     as_json = run_script(VERIFY, "-g", "rg-db", "-o", "json", env=az.env)
@@ -153,7 +154,8 @@ def test_verify_extension_publisher_filter(loopback):
     emu, az = loopback(est)
     proc = run_script(VERIFY, "--ids", vms[0].id, "--publisher", "Microsoft.RecoveryServices", env=az.env)
     assert proc.returncode == 1 and "Missing" in proc.stdout
-    proc = run_script(VERIFY, "--ids", vms[0].id, "--publisher", "Microsoft.Azure.RecoveryServices", env=az.env)
+    proc = run_script(VERIFY, "--ids", vms[0].id, "--publisher", "Microsoft.Azure.RecoveryServices",
+                      env=az.env)
     assert proc.returncode == 0, proc.stderr
 
 

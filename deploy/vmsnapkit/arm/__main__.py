@@ -15,7 +15,6 @@ import sys
 
 from . import generate
 from .description import TEMPLATES_DIR
-from .schemas import SchemaDirError
 
 
 def _all_template_files(root: str) -> list[str]:
@@ -54,7 +53,8 @@ def main(argv=None) -> int:
             print("stale: %s (run `make templates`)" % os.path.relpath(path), file=sys.stderr)
         return 1 if stale else 0
 
-    from .validate import Validator  # imports jsonschema; keep generate/check light
+    from .schemas import SchemaDirError  # these import jsonschema; keep generate/check light
+    from .validate import Validator
 
     try:
         today = datetime.date.fromisoformat(args.today) if args.today else None

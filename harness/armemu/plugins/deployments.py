@@ -71,9 +71,9 @@ def _checked(req):
     v = validator()
     findings = v.check_template(template, "template")
     params = props.get("parameters") or {}
-    findings += v.check_parameters({"$schema": "https://schema.management.azure.com/schemas/2019-04-01/"
-                                               "deploymentParameters.json#",
-                                    "contentVersion": "1.0.0.0", "parameters": params}, template, "parameters")
+    params_doc = {"$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentParameters.json#",
+                  "contentVersion": "1.0.0.0", "parameters": params}
+    findings += v.check_parameters(params_doc, template, "parameters")
     return body, [str(f) for f in findings]
 
 
@@ -166,8 +166,10 @@ def register(router):
         if problems:
             return _invalid(problems)
         template = body["properties"]["template"]
-        changes = [{"resourceId": "%s (%s)" % (r.get("name"), r.get("type")), "changeType": "Create",
-                    "before": None, "after": None, "delta": []}
+        # Not evaluated: expression names appear as written, under the deployment's scope.
+        scope = _deployment_id(req).split("/providers/Microsoft.Resources/")[0]
+        changes = [{"resourceId": "%s/providers/%s/%s" % (scope, r.get("type"), r.get("name")),
+                    "changeType": "Create", "before": None, "after": None, "delta": []}
                    for r in template.get("resources", []) if isinstance(r, dict)]
         return json_response({"status": "Succeeded", "properties": {"changes": changes}, "error": None})
 

@@ -17,7 +17,8 @@ GROUP_FILTER = re.compile(r"resourcegroup\s+eq\s+'([^']*)'", re.IGNORECASE)
 
 
 def _generic(vm):
-    return {"id": vm.id, "name": vm.name, "type": "Microsoft.Compute/virtualMachines", "location": vm.location,
+    return {"id": vm.id, "name": vm.name, "type": "Microsoft.Compute/virtualMachines",
+            "location": vm.location,
             "tags": dict(vm.tags)}
 
 
@@ -40,7 +41,8 @@ def register(router):
         if location is None:
             return arm_error(404, "ResourceGroupNotFound", "Resource group '%s' could not be found."
                              % req.params["rg"])
-        return json_response({"id": "/subscriptions/%s/resourceGroups/%s" % (req.params["sub"], req.params["rg"]),
+        group_id = "/subscriptions/%s/resourceGroups/%s" % (req.params["sub"], req.params["rg"])
+        return json_response({"id": group_id,
                               "name": req.params["rg"], "type": "Microsoft.Resources/resourceGroups",
                               "location": location, "properties": {"provisioningState": "Succeeded"}})
 
