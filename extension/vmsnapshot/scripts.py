@@ -310,15 +310,16 @@ def _hook_units(hook_dir, timeout_s, owner_uid):
 
 
 def load_script_plan(config_path=None, hook_dir=DEFAULT_HOOK_DIR, host_timeout_s=HOST_TIMEOUT_CAP_S,
-                     hook_timeout_s=DEFAULT_HOOK_TIMEOUT_S, owner_uid=0):
+                     hook_timeout_s=DEFAULT_HOOK_TIMEOUT_S, owner_uid=0, config_required=None):
     """Read the script configuration. Never raises for bad input: see ScriptPlan.error_code.
 
     config_path None means Microsoft's default path, whose absence simply means "no scripts"; a path
     given explicitly (configured by the operator) that does not exist is error 316. hook_dir None
     disables hooks; a missing hook directory means no hooks. owner_uid exists for tests only.
+    config_required overrides whether a missing config file is error 316 (default: when named).
     """
     host_timeout_s = min(float(host_timeout_s), HOST_TIMEOUT_CAP_S)
-    named = config_path is not None
+    named = (config_path is not None) if config_required is None else config_required
     path = config_path if named else DEFAULT_CONFIG_PATH
     plan = ScriptPlan(config_path=path, hook_dir=hook_dir, host_timeout_s=host_timeout_s, owner_uid=owner_uid)
     units = []
