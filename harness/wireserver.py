@@ -78,7 +78,7 @@ class FakeWireServer(object):
         self.requests = []          # (method, url without query secrets)
         self.unhandled = []
         self.status_uploads = []    # decoded VM status documents, in upload order
-        self._certificates_data = None
+        self._certificates = {}     # transport cert PEM -> wrapped tenant PFX (a restarted agent makes a new one)
         self._lock = threading.Lock()
 
     # -- what the test changes --------------------------------------------------------------------
@@ -232,17 +232,22 @@ class FakeWireServer(object):
                 % self.incarnation)
 
     def _certificates_xml(self):
-        if self._certificates_data is None:
-            self._certificates_data = self._wrap_tenant_pfx()
         return ('<?xml version="1.0" encoding="utf-8"?><CertificateFile><Version>2012-11-30</Version>'
                 "<Incarnation>%d</Incarnation><Format>Pkcs7BlobWithPfxContents</Format><Data>%s</Data>"
-                "</CertificateFile>" % (self.incarnation, self._certificates_data))
+                "</CertificateFile>" % (self.incarnation, self._wrap_tenant_pfx()))
 
     def _wrap_tenant_pfx(self):
         """The tenant PFX (empty password) in a DER CMS envelope (AES-128) to the agent's transport cert."""
         transport = os.path.join(self.lib_dir, "TransportCert.pem")
         if not os.path.exists(transport):
             raise RuntimeError("the agent has not created %s yet (protocol detection runs first)" % transport)
+        with open(transport, "rb") as f:
+            key = f.read()
+        if key not in self._certificates:
+            self._certificates[key] = self._envelope(transport)
+        return self._certificates[key]
+
+    def _envelope(self, transport):
         pfx = _openssl("pkcs12", "-export", "-in", self.tenant.cert, "-inkey", self.tenant.key, "-passout", "pass:")
         der = _openssl("cms", "-encrypt", "-binary", "-outform", "DER", "-aes128", transport, data=pfx)
         text = base64.b64encode(der).decode()

@@ -80,6 +80,13 @@ class AgentVM(object):
         self.published = GoalState(self.handler, version, state, seq, settings)
         self.wireserver.publish(self.published)
 
+    def restart_agent(self):
+        """Stop the agent and start a new one on the same disk state, as after a reboot or agent update."""
+        old = self.agent
+        old.close()
+        self.agent = GuestAgent(old.work, old.package_root, self.wireserver, conf_path=old.conf_path)
+        self.agent.start()
+
     def republish(self, state=None):
         """The same goal state again under a new incarnation (what a host refresh or restart looks like)."""
         gs = self.published

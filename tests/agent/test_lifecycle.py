@@ -135,6 +135,20 @@ def test_same_goal_state_again_runs_no_second_job(vm):
     vm.passed.add("same-seq")
 
 
+def test_agent_restart_runs_no_second_job(vm):
+    require(vm, "enable")
+    first = vm.versions[0]
+    before = vm.snapshot_count()
+    vm.restart_agent()          # a new transport certificate, the same goal state
+    vm.agent.process_goal_state()
+    assert new_commands(vm) == [(first, "enable")], "a starting agent enables every handler again"
+    time.sleep(2)
+    ext = assert_reported_as_written(vm, vm.agent.report(), first, 0)
+    assert (ext["status"], ext["code"]) == ("success", SUCCESS_CRASH_CONSISTENT), ext
+    assert vm.snapshot_count() == before, "an agent restart took new snapshots"
+    vm.passed.add("restart")
+
+
 def test_new_sequence_number_runs_a_new_job(vm):
     require(vm, "enable")
     first = vm.versions[0]
