@@ -63,10 +63,12 @@ def assert_reported_as_written(vm, status, version, seq):
     written = vm.status_file(version, seq)
     assert isinstance(written, list) and len(written) == 1
     ours = written[0]["status"]
-    for key in ("status", "code", "operation", "formattedMessage"):
+    for key in ("status", "code", "operation"):
         assert ext[key] == ours[key], "agent reported %s=%r, the status file says %r" % (key, ext[key], ours[key])
-    assert [(s["name"], s["status"], s["code"]) for s in ext.get("substatus") or []] == \
-        [(s["name"], s["status"], s["code"]) for s in ours.get("substatus") or []]
+    # The agent keeps only the message text: it stamps lang "en-US" on everything it reports upward.
+    assert ext["formattedMessage"] == {"lang": "en-US", "message": ours["formattedMessage"]["message"]}
+    assert [(s["name"], s["status"], s["code"], s["formattedMessage"]["message"]) for s in ext.get("substatus") or []] \
+        == [(s["name"], s["status"], s["code"], s["formattedMessage"]["message"]) for s in ours.get("substatus") or []]
     return ext
 
 
@@ -209,6 +211,23 @@ def test_bad_settings_surface_as_error_11(vm):
     assert vm.snapshot_count() == before
     assert_no_status_error(vm)
     vm.passed.add("bad-settings")
+
+
+def test_chinese_status_passes_through_the_agent(vm):
+    """locale zh-cn (Azure China): the agent carries our Chinese message upward unchanged, but not its lang."""
+    require(vm, "upgrade")
+    new = vm.versions[-1]
+    before = vm.snapshot_count()
+    vm.publish(new, 4, vm.handler_settings(4, public=vm.disks.public(4, locale="zh-cn")))
+    vm.agent.process_goal_state()
+    assert new_commands(vm) == [(new, "enable")]
+    ext = assert_reported_as_written(vm, vm.wait_terminal(4), new, 4)
+    assert (ext["status"], ext["code"]) == ("success", SUCCESS_CRASH_CONSISTENT), ext
+    assert vm.status_file(new, 4)[0]["status"]["formattedMessage"]["lang"] == "zh-CN"
+    assert "启用成功" in ext["formattedMessage"]["message"], ext["formattedMessage"]
+    assert ext["formattedMessage"]["lang"] == "en-US"  # the agent's doing (exthandlers/wire.py), not ours
+    assert vm.snapshot_count() == before + len(vm.disks.disk_names)
+    assert_no_status_error(vm)
 
 
 def test_disable(vm):
