@@ -38,9 +38,15 @@ def next_version(version):
 
 @pytest.fixture(scope="module")
 def zips(tmp_path_factory):
-    """{version: zip path}: the current build and a rebuilt higher version to upgrade to."""
+    """{version: zip path}: the built zip and a rebuilt higher version to upgrade to.
+
+    AGENT_TEST_ZIP names a zip already built (e.g. by `make dist`) to test as is; otherwise it is built
+    here with the same builder (packaging/extension_zip.py, reproducible: the same bytes `make dist` makes).
+    """
     out = str(tmp_path_factory.mktemp("dist"))
-    current = build_zip(out)
+    current = os.environ.get("AGENT_TEST_ZIP") or build_zip(out)
+    if not os.path.isfile(current):
+        pytest.fail("AGENT_TEST_ZIP=%s does not exist" % current)
     version = re.search(r"__(.+)\.zip$", current).group(1)
     upgrade = next_version(version)
     return {version: current, upgrade: build_zip(out, upgrade)}
