@@ -35,14 +35,17 @@ def find_agent():
         return None, "the guest agent 2.7.3 needs Python <= 3.11 (it imports distutils); this is %d.%d" % (
             sys.version_info[:2])
     explicit = os.environ.get("WAAGENT_DIR")
-    if explicit and _package_root(explicit):
-        return _package_root(explicit), explicit
+    if explicit:
+        if _package_root(explicit):
+            return _package_root(explicit), explicit
+        return None, ("WAAGENT_DIR=%s holds no azurelinuxagent package (neither usr/lib/python3/dist-packages/"
+                      "azurelinuxagent nor azurelinuxagent/ at its top)" % explicit)
     cache = os.environ.get("KIT_CACHE") or os.path.expanduser("~/.cache/vmsnapshot-kit")
     found = sorted((d for d in glob.glob(os.path.join(cache, "waagent-*")) if _package_root(d)), key=_version_key)
     if found:
         return _package_root(found[-1]), found[-1]
     return None, ("no unpacked guest agent in %s (run `make waagent` as root: apt-get download waagent + dpkg -x)"
-                  % (explicit or os.path.join(cache, "waagent-<version>")))
+                  % os.path.join(cache, "waagent-<version>"))
 
 
 def agent_conf(work):

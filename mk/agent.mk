@@ -4,21 +4,22 @@
 # run its maintainer scripts and start the walinuxagent service. Root only (apt-get update needs it on a
 # fresh machine); without root the agent tests skip with a printed reason.
 # The agent 2.7.3 imports distutils, so it runs on Python <= 3.11 (the test venv), plus `distro` (pyproject).
-# `make test-agent WAAGENT_DIR=<dir>` drives another unpacked agent or an upstream source tree the same way.
+# `make test-agent WAAGENT_DIR=<dir>` drives another unpacked agent or an upstream source tree the same way;
+# without it the tests take the newest $(KIT_CACHE)/waagent-*.
 
 WAAGENT_PACKAGE ?= waagent
 WAAGENT_DEB_VERSION ?= 2.7.3.0-4.1
-WAAGENT_DIR ?= $(KIT_CACHE)/waagent-$(WAAGENT_DEB_VERSION)
-export WAAGENT_DIR
+WAAGENT_UNPACKED := $(KIT_CACHE)/waagent-$(WAAGENT_DEB_VERSION)
+# WAAGENT_DIR (unset by default) names another agent for tests/agent: an unpacked .deb or a source tree.
 
 TEST_SETUP += waagent
 
 .PHONY: waagent test-agent
 
-waagent: $(WAAGENT_DIR)/.unpacked
+waagent: $(WAAGENT_UNPACKED)/.unpacked
 # The pinned version first; if Debian replaced it, the current candidate, unpacked under its own version
 # (tests/agent then finds it among $(KIT_CACHE)/waagent-*).
-$(WAAGENT_DIR)/.unpacked:
+$(WAAGENT_UNPACKED)/.unpacked:
 	@if [ "$(IS_ROOT)" != yes ]; then echo "waagent: not root, agent package not fetched (tests/agent will skip)"; exit 0; fi; \
 	set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; cd "$$tmp"; \
 	want="$(WAAGENT_PACKAGE)=$(WAAGENT_DEB_VERSION)"; \
@@ -34,4 +35,4 @@ $(WAAGENT_DIR)/.unpacked:
 	echo "waagent: unpacked $$(basename $$deb) into $$dest"
 
 test-agent: venv azurite waagent
-	$(PY) -m pytest tests/agent $(PYTEST_ARGS)
+	$(if $(WAAGENT_DIR),WAAGENT_DIR=$(WAAGENT_DIR)) $(PY) -m pytest tests/agent $(PYTEST_ARGS)
