@@ -24,8 +24,8 @@ def _decode(path):
 def machine_filesystems(mountinfo="/proc/self/mountinfo"):
     """Mount points of freezable filesystems, one per superblock (major:minor).
 
-    Loop devices are left out: they are test filesystems (this session's or, on a shared machine,
-    another session's, which that session freezes on purpose), never the machine's own disks.
+    Loop-device mounts are left out: on these machines they are always test filesystems (ours, or
+    those of another test session running at the same time, which may legitimately freeze them).
     """
     seen, points = set(), []
     with open(mountinfo) as f:
@@ -79,7 +79,7 @@ class MachineThawGuard(threading.Thread):
 
     def stop(self):
         self._stop_event.set()
-        if self.ident is not None:  # started
+        if self.ident is not None:
             self.join(timeout=5)
         self.sweep()
         for fd in self._fds.values():
