@@ -8,6 +8,7 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -409,3 +410,35 @@ def test_worker_killed_while_freeze_blocked_guardian_waits_to_thaw_it(freeze_saf
             driver.kill()
             driver.wait()
         _release(blocker)
+
+
+def test_engine_installed_on_a_filesystem_it_freezes(freeze_safety, tmp_path):
+    """As on a VM, where the extension lives on `/`, which it freezes last: the worker and the guardian
+    run from a copy of the runtime on our ext4, with their temp dir there, and freeze that filesystem.
+    Any write they made to it between freeze and thaw (a .pyc, a log, a temp file) would hang the cycle."""
+    ext4 = freeze_safety.filesystems[0].mountpoint
+    install = os.path.join(ext4, "opt-extension")
+    shutil.rmtree(install, ignore_errors=True)
+    shutil.copytree(os.path.join(EXTENSION, "vmsnapshot"), os.path.join(install, "vmsnapshot"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    os.mkdir(os.path.join(install, "tmp"))
+    code = ("import json, logging, sys\n"
+            "logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)\n"
+            "from vmsnapshot.freezer import FreezeGuardian, syncfs_all\n"
+            "mounts = sys.argv[1:]\n"
+            "syncfs_all(mounts)\n"
+            "with FreezeGuardian(mounts, hard_deadline_s=5, lock_path=None) as g:\n"
+            "    g.start()\n"
+            "    r = g.freeze()\n"
+            "    t = g.thaw()\n"
+            "print(json.dumps([r.to_dict(), t.to_dict()]))\n")
+    env = dict(os.environ, PYTHONPATH=install, TMPDIR=os.path.join(install, "tmp"), HOME=install)
+    mounts = [m for m in freeze_safety.mountpoints if m != ext4] + [ext4]  # ours last, like `/`
+    p = subprocess.run([sys.executable, "-B", "-c", code] + mounts, cwd=install, env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    assert p.returncode == 0, p.stderr.decode()
+    frozen, thawed = json.loads(p.stdout.decode())
+    assert frozen["ok"] and frozen["frozen"] == mounts
+    assert thawed["ok"] and thawed["reason"] == "requested" and thawed["frozen_window_ms"] < 3000
+    assert not any(name.endswith(".pyc") for _, _, files in os.walk(install) for name in files)
+    shutil.rmtree(install)
