@@ -412,6 +412,39 @@ def test_worker_killed_while_freeze_blocked_guardian_waits_to_thaw_it(freeze_saf
         _release(blocker)
 
 
+def test_guardian_sigkilled_while_its_freeze_is_blocked_worker_thaws_everything(freeze_safety):
+    """The nastiest case: the guardian is SIGKILLed while one FIFREEZE is stuck. Its process cannot finish
+    dying (no end-of-file on the socket) until that ioctl returns, and then that filesystem is frozen
+    with nobody left to thaw it. The worker notices the death (the main thread is a zombie), thaws what
+    was frozen at once and thaws the late one the moment its FIFREEZE completes."""
+    ext4, xfs, btrfs = freeze_safety.mountpoints
+    blocker = _start_blocker(ext4)
+    try:
+        with FreezeGuardian([xfs, ext4, btrfs], hard_deadline_s=20, per_mount_timeout_s=15, lock_path=None) as g:
+            g.start()
+            outcome = []
+            worker = threading.Thread(target=lambda: outcome.append(g.freeze()))
+            worker.start()
+            time.sleep(0.5)
+            assert is_frozen(xfs)
+            with WriteProbe([xfs, btrfs]) as probe:
+                killed_at = time.monotonic()
+                os.kill(g.pid, signal.SIGKILL)
+                assert wait_writable([xfs, btrfs], within_s=1.0, since=killed_at, probe=probe) is not None
+            worker.join(5)
+            assert outcome and (outcome[0].ok, outcome[0].code) == (False, 121)
+            assert "died during the freeze" in outcome[0].message
+            with WriteProbe([ext4]) as probe:
+                released_at = time.monotonic()
+                _release(blocker)
+                assert wait_writable([ext4], within_s=1.0, since=released_at, probe=probe) is not None
+            t = g.thaw()
+            assert (t.ok, t.code, t.reason) == (False, 2, "guardian-lost")
+            assert sorted(t.thawed) == sorted([xfs, ext4])
+    finally:
+        _release(blocker)
+
+
 def test_engine_installed_on_a_filesystem_it_freezes(freeze_safety, tmp_path):
     """As on a VM, where the extension lives on `/`, which it freezes last: the worker and the guardian
     run from a copy of the runtime on our ext4, with their temp dir there, and freeze that filesystem.
