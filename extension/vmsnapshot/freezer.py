@@ -210,8 +210,9 @@ class _FallbackThaw(threading.Thread):
     finish exiting while that ioctl is stuck), and must then be thawed at once.
     """
 
-    def __init__(self, targets, fds, proc):
+    def __init__(self, targets, fds, proc, reason="guardian-lost"):
         threading.Thread.__init__(self, name="freeze-fallback-thaw", daemon=True)
+        self.reason = reason
         self.targets = list(reversed(targets))
         self.fds = fds
         self.proc = proc
@@ -251,9 +252,10 @@ class _FallbackThaw(threading.Thread):
         end = self.last_thaw_at or time.monotonic()
         still = "" if self.done.is_set() else "; still watching for a late FIFREEZE of the dying guardian"
         return ThawOutcome(
-            ok=False, code=CODE_INCONSISTENT, reason="guardian-lost", thawed=list(self.thawed),
+            ok=False, code=CODE_INCONSISTENT, reason=self.reason, thawed=list(self.thawed),
             thaw_failures=list(self.failures), thaw_ms=(end - self.started_at) * 1000.0, thawed_at=end,
-            message="the freeze guardian died; the worker thawed %s itself%s" % (self.thawed or "nothing", still))
+            message="the freeze guardian %s; the worker thawed %s itself%s" % (
+                "died" if self.reason == "guardian-lost" else "did not answer", self.thawed or "nothing", still))
 
 
 # Worker-side states.
@@ -358,8 +360,10 @@ class FreezeGuardian(object):
             return self._freeze_lost("the freeze guardian died during the freeze; the worker thaws whatever "
                                      "it had frozen")
         if msg is None or msg.get("ev") != "frozen":
-            # The guardian bounds all of its waits; no answer means it is stuck or dead. Ask for a thaw.
+            # The guardian bounds all of its waits: no answer means it is hung (stopped, say). Ask it for
+            # a thaw and thaw from here as well.
             self._send({"op": "thaw"})
+            self._guardian_lost(reason="no-reply")
             return self._freeze_lost("no answer from the freeze guardian within %.1f s (%s)"
                                      % (budget, msg and msg.get("ev")), code=CODE_FREEZE_TIMEOUT)
         outcome = FreezeOutcome.from_message(msg)
@@ -386,6 +390,9 @@ class FreezeGuardian(object):
         if self._fallback is not None:
             return self._fallback.outcome()
         if self._thawed_msg is None:
+            self._guardian_lost(reason="no-reply", state=state)
+            if self._fallback is not None:
+                return self._fallback.outcome()
             return ThawOutcome(ok=False, code=CODE_INCONSISTENT, reason="no-reply",
                                message="the freeze guardian did not confirm the thaw")
         return ThawOutcome.from_message(self._thawed_msg)
@@ -490,10 +497,10 @@ class FreezeGuardian(object):
         self._guardian_lost()
         self._messages.put({"ev": "eof"})
 
-    def _guardian_lost(self):
-        """The guardian is gone or dying. If it may hold a freeze it never reported thawed, thaw here."""
+    def _guardian_lost(self, reason="guardian-lost", state=None):
+        """The guardian is gone, dying or hung. If it may hold a freeze it never reported thawed, thaw here."""
         with self._state_lock:
-            state = self._state
+            state = state or self._state
             if (self._fallback is not None or self._closed or state not in (_FREEZING, _FROZEN)
                     or self._thawed_msg is not None):
                 return
@@ -501,9 +508,9 @@ class FreezeGuardian(object):
             # to freeze (a stuck freeze is worse than thawing a freeze someone else might hold).
             targets = (list(self._reported_frozen) if self._reported_frozen is not None
                        else list(self.mountpoints))
-            self._fallback = _FallbackThaw(targets, self._fallback_fds, self.proc)
-        log.error("freeze guardian pid %d lost while holding a freeze: thawing %s from the worker",
-                  self.pid, targets)
+            self._fallback = _FallbackThaw(targets, self._fallback_fds, self.proc, reason)
+        log.error("freeze guardian pid %d %s while holding a freeze: thawing %s from the worker",
+                  self.pid, "lost" if reason == "guardian-lost" else "not answering", targets)
         self._fallback.start()
 
     def _freeze_lost(self, message, code=CODE_FREEZE_FAILED):

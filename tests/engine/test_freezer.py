@@ -445,6 +445,23 @@ def test_guardian_sigkilled_while_its_freeze_is_blocked_worker_thaws_everything(
         _release(blocker)
 
 
+def test_hung_guardian_worker_thaws_itself_when_the_thaw_is_not_confirmed(freeze_safety):
+    mounts = freeze_safety.mountpoints
+    with FreezeGuardian(mounts, hard_deadline_s=30, per_mount_timeout_s=0.2, lock_path=None) as g:
+        g.start()
+        assert g.freeze().ok
+        os.kill(g.pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            t = g.thaw()
+            assert time.monotonic() - t0 < 10
+            assert (t.ok, t.code, t.reason) == (False, 2, "no-reply")
+            assert sorted(t.thawed) == sorted(mounts)
+            assert wait_writable(mounts, within_s=1.0) is not None
+        finally:
+            os.kill(g.pid, signal.SIGCONT)
+
+
 def test_engine_installed_on_a_filesystem_it_freezes(freeze_safety, tmp_path):
     """As on a VM, where the extension lives on `/`, which it freezes last: the worker and the guardian
     run from a copy of the runtime on our ext4, with their temp dir there, and freeze that filesystem.
