@@ -302,6 +302,7 @@ class FreezeGuardian(object):
         self._freeze_outcome = None
         self._fallback_fds = {}
         self._fallback = None  # _FallbackThaw once the guardian was lost while holding a freeze
+        self._closing = False
         self._closed = False
 
     # -- life cycle ------------------------------------------------------------------------------
@@ -399,9 +400,9 @@ class FreezeGuardian(object):
 
     def close(self, wait_s=5.0):
         """Idempotent clean-up: thaw if still frozen, let the guardian exit, release fds."""
-        if self._closed:
+        if self._closing:
             return
-        self._closed = True
+        self._closing = True
         try:
             if self.proc is not None and self._state in (_FREEZING, _FROZEN):
                 self.thaw()
@@ -420,10 +421,12 @@ class FreezeGuardian(object):
                     # Never kill it: it may be waiting for a blocked FIFREEZE to return so it can thaw.
                     log.warning("freeze guardian pid %d still running after %.1f s; left to finish its thaw",
                                 self.pid, wait_s)
-            if self._fallback is None or self._fallback.done.is_set():
-                for fd in self._fallback_fds.values():
-                    os.close(fd)
-                self._fallback_fds.clear()  # else the fallback thread still needs them (and owns them)
+            with self._state_lock:  # from here on no fallback thaw may start: its descriptors go
+                self._closed = True
+                if self._fallback is None or self._fallback.done.is_set():
+                    for fd in self._fallback_fds.values():
+                        os.close(fd)
+                    self._fallback_fds.clear()  # else the running fallback thread still owns them
 
     def __enter__(self):
         return self
