@@ -137,8 +137,10 @@ class Guardian(object):
         def handler(signum, frame):
             self.signalled = signum
 
-        for name in _TERMINATING_SIGNALS:
-            signal.signal(getattr(signal, name), handler)
+        signums = [getattr(signal, name) for name in _TERMINATING_SIGNALS]
+        for signum in signums:
+            signal.signal(signum, handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signums)  # a blocked mask is inherited across exec
 
     def poll(self, timeout):
         """Wait up to `timeout` s for the next event.

@@ -206,18 +206,32 @@ def _shadowed(mounts):
             m = by_id[m.parent_id]
         return seen
 
-    hidden = {}
+    at_path = {}
     for i, m in enumerate(mounts):
+        at_path.setdefault(m.mountpoint, []).append(i)
+
+    def path_and_ancestors(path):
+        yield path
+        while path not in ("/", ""):
+            path = os.path.dirname(path)
+            yield path
+
+    hidden = {}
+    for i, m in enumerate(mounts):  # linear in the mount count times the path depth (Docker hosts)
         anc = None
-        for later in mounts[i + 1:]:
-            if not _is_under(m.mountpoint, later.mountpoint):
-                continue
-            if anc is None:
-                anc = ancestors(m)
-            if later.mount_id in anc:
-                continue
-            hidden[i] = later
-            break
+        best = None
+        for p in path_and_ancestors(m.mountpoint):
+            for j in at_path.get(p, ()):
+                if j <= i or (best is not None and j >= best):
+                    continue
+                if anc is None:
+                    anc = ancestors(m)
+                if mounts[j].mount_id in anc:
+                    continue
+                best = j
+                break
+        if best is not None:
+            hidden[i] = mounts[best]
     return hidden
 
 
