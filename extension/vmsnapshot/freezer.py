@@ -280,8 +280,11 @@ class FreezeGuardian(object):
 
     def __init__(self, mountpoints, hard_deadline_s=DEFAULT_HARD_DEADLINE_S,
                  per_mount_timeout_s=DEFAULT_PER_MOUNT_TIMEOUT_S, lock_path=SAFE_FREEZE_LOCK,
-                 lock_wait_s=DEFAULT_LOCK_WAIT_S, python=None):
-        self.mountpoints = list(mountpoints)
+                 lock_wait_s=DEFAULT_LOCK_WAIT_S, python=None, waves=None):
+        # waves: [[mp, ...], ...] frozen one after the other, the mount points of a wave in parallel
+        # (see mounts.freeze_waves). Default: one mount point per wave, in the given order.
+        self.waves = [list(w) for w in waves] if waves else [[mp] for mp in mountpoints]
+        self.mountpoints = [mp for w in self.waves for mp in w]
         self.hard_deadline_s = float(hard_deadline_s)
         self.per_mount_timeout_s = float(per_mount_timeout_s)
         self.lock_path = lock_path
@@ -321,7 +324,8 @@ class FreezeGuardian(object):
                "--deadline", repr(self.hard_deadline_s),
                "--per-mount-timeout", repr(self.per_mount_timeout_s),
                "--lock-path", self.lock_path or "", "--lock-wait", repr(self.lock_wait_s), "--"]
-        cmd.extend(self.mountpoints)
+        for i, wave in enumerate(self.waves):
+            cmd.extend((["::"] if i else []) + wave)
         env = dict(os.environ)
         inherited = [env["PYTHONPATH"]] if env.get("PYTHONPATH") else []
         env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_PARENT] + inherited)

@@ -228,3 +228,19 @@ def test_large_docker_host_plans_fast():
     assert plan.mountpoints == ["/var/lib/docker", "/"]
     assert len(plan.skipped) == 10000
     assert took < 2.0, "planning 10002 mounts took %.2f s" % took
+
+
+def test_freeze_waves_parallel_root_last_and_stacked_first():
+    from vmsnapshot.mounts import freeze_waves
+
+    class M(object):
+        def __init__(self, point, source):
+            self.mountpoint, self.source = point, source
+
+    selected = [M("/data", "/dev/sdc1"), M("/img", "/dev/loop3"), M("/srv", "/dev/sdd1"), M("/", "/dev/sda1")]
+    backing = {"/dev/loop3": "/srv/images/img.raw"}
+    waves = freeze_waves(selected, backing_file=backing.get)
+    # /img lives on /srv: frozen before it; independent file systems together; / alone and last.
+    assert waves == [["/data", "/img"], ["/srv"], ["/"]]
+    assert freeze_waves(selected[:1] + selected[2:], backing_file=backing.get) == [["/data", "/srv"], ["/"]]
+    assert freeze_waves([M("/", "/dev/sda1")], backing_file=backing.get) == [["/"]]
