@@ -212,3 +212,19 @@ def test_job_writes_telemetry_events_in_the_agent_format(vm):
     keys = {"Version", "Timestamp", "TaskName", "EventLevel", "Message", "EventPid", "EventTid", "OperationId"}
     assert events and all(set(e) == keys and all(isinstance(v, str) for v in e.values()) for e in events)
     assert any("job ended code=1" in e["Message"] for e in events)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="hiding the interpreters needs a private mount namespace (root)")
+def test_launcher_without_any_python_writes_a_clear_error_status(vm):
+    vm.write(0)
+    hide = ("for p in /usr/bin/python3* /usr/local/bin/python3* /usr/libexec/platform-python; do "
+            "[ -e \"$p\" ] && mount --bind /bin/false \"$p\"; done; exec /bin/sh -c \"$0\"")
+    env = vm.agent.env(0)
+    env.pop("VMSNAPSHOT_PYTHON", None)
+    env["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"
+    proc = subprocess.run(["unshare", "-m", "--propagation", "private", "/bin/sh", "-c", hide,
+                           vm.agent.base + "/bin/handle.sh enable"], cwd=vm.agent.base, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 52 and "no Python >= 3.6" in proc.stderr
+    status = vm.agent.status(0)[0]["status"]
+    assert status["status"] == "error" and "No Python 3.6 or later" in status["formattedMessage"]["message"]
