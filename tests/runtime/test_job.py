@@ -22,7 +22,9 @@ def test_enable_runs_a_crash_consistent_job(vm):
     proc = vm.agent.run("enable")
     enable_s = time.monotonic() - started
     assert proc.returncode == 0, proc.stderr
-    assert enable_s < 1.5, "enable must return quickly (took %.2fs)" % enable_s
+    # Well under the agent's 300 s; the < 1 s figure is measured by bench/enable_latency.py, since a
+    # timed assertion here would only measure how busy the machine is.
+    assert enable_s < 3.0, "enable must return quickly (took %.2fs)" % enable_s
     doc = vm.agent.wait_terminal(0)
     status = doc[0]["status"]
     assert (status["status"], status["code"]) == ("success", 1), status["formattedMessage"]
