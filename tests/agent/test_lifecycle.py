@@ -110,8 +110,12 @@ def test_install_and_enable_runs_one_snapshot_job(vm):
     base = vm.handler_dir(first)
     henv = json.loads(read(os.path.join(base, "HandlerEnvironment.json")))
     assert henv[0]["handlerEnvironment"]["statusFolder"] == os.path.join(base, "status")
-    manifest = json.loads(read(os.path.join(base, "HandlerManifest.json")))[0]["handlerManifest"]
-    assert manifest["reportHeartbeat"] is False
+    # How the agent itself reads our manifest (2.7.3 uses plain truthiness: the string "false" would be True).
+    manifest = vm.agent.read_manifest(base)
+    assert manifest.is_report_heartbeat() is False    # so no heartbeat.log is owed
+    assert manifest.is_continue_on_update_failure() is False
+    assert manifest.supports_multiple_extensions() is False
+    assert manifest.is_update_with_install() is True
     assert os.path.exists(os.path.join(base, "config", "0.settings"))
     assert read(os.path.join(base, "config", "HandlerState")).strip() == "Enabled"
     assert read(os.path.join(base, "mrseq")).strip() == "0"
