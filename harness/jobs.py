@@ -46,9 +46,10 @@ class SnapshotVM(object):
     def __init__(self, work, azurite, tenant, zip_path, disks=2, python=None, container=None,
                  fsfreeze=False, include=None):
         self.work = work
+        os.makedirs(work, exist_ok=True)
         self.azurite = azurite
         self.tenant = tenant
-        self.container = container or ("vm%d" % (abs(hash(work)) % 10 ** 8))
+        self.container = container or ("vm%08x" % (abs(hash(work)) % 16 ** 8))
         azurite.create_container(self.container)
         self.disk_names = ["disk%d.vhd" % i for i in range(disks)]
         for name in self.disk_names:

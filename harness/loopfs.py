@@ -8,6 +8,7 @@ failure.
 """
 
 import os
+import select
 import shlex
 import signal
 import subprocess
@@ -180,40 +181,119 @@ class ThawWatchdog(object):
 
 
 _PROBE = r"""
-import os, sys
-for mp in sys.argv[1:]:
-    fd = os.open(os.path.join(mp, ".probe-%d" % os.getpid()), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.write(fd, b"probe")
-    os.fsync(fd)
-    os.close(fd)
-    os.unlink(os.path.join(mp, ".probe-%d" % os.getpid()))
+import os, sys, time
+mountpoints = sys.argv[1:]
+sys.stdout.write("ready\n")
+sys.stdout.flush()
+for _ in sys.stdin:
+    for mp in mountpoints:
+        path = os.path.join(mp, ".probe-%d" % os.getpid())
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.write(fd, b"probe")
+        os.fsync(fd)
+        os.close(fd)
+        os.unlink(path)
+    sys.stdout.write("%r\n" % time.monotonic())
+    sys.stdout.flush()
 """
 
 
-def probe_writable(mountpoints, timeout_s=1.0):
-    """Write + fsync a file on each mount point from a separate process; True if done within timeout.
+class WriteProbe(object):
+    """A separate, already started process that writes + fsyncs a file on each mount point on demand.
 
-    A probe stuck on a frozen filesystem is killed (SIGKILL is delivered once the thaw lets it run).
-    Returns (ok, seconds taken).
+    Started ahead of time so that measurements ("writable within 1 s of the kill") do not include
+    interpreter start-up, which on a loaded 2-core machine can itself take hundreds of milliseconds.
+    A probe stuck on a frozen filesystem stays stuck until the thaw, then completes.
     """
-    t0 = time.monotonic()
-    p = subprocess.Popen([sys.executable, "-B", "-c", _PROBE] + list(mountpoints), cwd="/",
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        p.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        return False, time.monotonic() - t0
-    return p.returncode == 0, time.monotonic() - t0
 
+    def __init__(self, mountpoints):
+        self.proc = subprocess.Popen([sys.executable, "-B", "-c", _PROBE] + list(mountpoints), cwd="/",
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        if self.proc.stdout.readline().strip() != b"ready":
+            raise RuntimeError("write probe did not start")
+        self.stuck = False
 
-def wait_writable(mountpoints, within_s=1.0):
-    """Probe repeatedly until every mount point takes a write; returns seconds until success, or None."""
-    t0 = time.monotonic()
-    while True:
-        left = within_s - (time.monotonic() - t0)
-        if left <= 0:
+    def check(self, timeout_s):
+        """Write now; the time.monotonic() at which every write completed, or None after timeout_s."""
+        if self.stuck:
+            raise RuntimeError("probe still stuck from an earlier check")
+        self.proc.stdin.write(b"go\n")
+        self.proc.stdin.flush()
+        ready, _, _ = select.select([self.proc.stdout], [], [], max(0.0, timeout_s))
+        if not ready:
+            self.stuck = True
             return None
-        ok, _ = probe_writable(mountpoints, timeout_s=left)
-        if ok:
-            return time.monotonic() - t0
+        line = self.proc.stdout.readline().strip()
+        return float(line) if line else None
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()  # delivered once a thaw lets it run
+        self.proc.stdin.close()
+        self.proc.stdout.close()
+        if not self.stuck:
+            self.proc.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+def probe_writable(mountpoints, timeout_s=1.0):
+    """One write + fsync on each mount point from a separate process. Returns (ok, seconds taken)."""
+    with WriteProbe(mountpoints) as probe:
+        t0 = time.monotonic()
+        done = probe.check(timeout_s)
+    return done is not None, (done if done is not None else time.monotonic()) - t0
+
+
+def wait_writable(mountpoints, within_s=1.0, since=None, probe=None):
+    """Seconds from `since` (default: now) until every mount point took a write, or None if not within_s.
+
+    Pass a probe started before the event being measured to keep interpreter start-up out of it.
+    """
+    own = probe is None
+    if own:
+        probe = WriteProbe(mountpoints)
+    try:
+        t0 = time.monotonic() if since is None else since
+        done = probe.check(t0 + within_s - time.monotonic())
+        return None if done is None else done - t0
+    finally:
+        if own:
+            probe.close()
+
+
+def foreign_openers(mountpoints):
+    """Other pytest sessions holding one of our mount points open: [(pid, command line)].
+
+    On a machine shared by several test sessions, a session-wide machine thaw guard from an older
+    checkout (one that also guards loop mounts) opens every freezable mount present when it starts,
+    ours included, and thaws it every 100 ms: freeze tests cannot give meaningful results then.
+    """
+    ours = set(os.path.realpath(m) for m in mountpoints)
+    me = os.getpid()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            with open("/proc/%s/cmdline" % name, "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+            if "pytest" not in cmd:
+                continue
+            fds = os.listdir("/proc/%s/fd" % name)
+        except (IOError, OSError):
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink("/proc/%s/fd/%s" % (name, fd))
+            except OSError:
+                continue
+            if target in ours:
+                found.append((int(name), cmd[:160]))
+                break
+    return found

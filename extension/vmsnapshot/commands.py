@@ -173,7 +173,11 @@ def supervise(argv):
             buf = lines.pop()
             if lines:
                 phase = lines[-1].decode("ascii", "replace")
-    code = proc.wait()
+    _, wait_status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = code = -os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status) else \
+        os.WEXITSTATUS(wait_status)
+    log.info("worker %d resources: peak_rss_kb=%d cpu_s=%.3f", proc.pid, usage.ru_maxrss,
+             usage.ru_utime + usage.ru_stime)
     State(henv.base_dir).clear_job()
     if code != 0:
         how = "was killed by signal %d" % -code if code < 0 else "exited with %d" % code

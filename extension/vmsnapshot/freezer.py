@@ -19,10 +19,8 @@ time with time.monotonic and logs through `logging` (the runtime's handler buffe
 """
 
 import ctypes
-import ctypes.util
 import errno
 import fcntl
-import json
 import logging
 import os
 import queue
@@ -32,10 +30,19 @@ import sys
 import threading
 import time
 
-log = logging.getLogger(__name__)
+from vmsnapshot.freezeproto import (  # noqa: F401  (re-exported: the runtime's names for them)
+    CODE_FREEZE_FAILED,
+    CODE_FREEZE_TIMEOUT,
+    CODE_INCONSISTENT,
+    CODE_OPEN_FAILED,
+    FIFREEZE,
+    FITHAW,
+    NOT_SUPPORTED_ERRNOS,
+    MessageReader,
+    encode_message,
+)
 
-FIFREEZE = 0xC0045877
-FITHAW = 0xC0045878
+log = logging.getLogger(__name__)
 
 SAFE_FREEZE_LOCK = "/etc/azure/MicrosoftRecoverySvcsSafeFreezeLock/SafeFreezeLockFile"
 
@@ -47,53 +54,7 @@ DEFAULT_PER_MOUNT_TIMEOUT_S = 10.0
 DEFAULT_LOCK_WAIT_S = 15.0
 GUARDIAN_START_TIMEOUT_S = 15.0
 
-# Result codes, compatible with the Microsoft extension's.
-CODE_INCONSISTENT = 2
-CODE_FREEZE_FAILED = 121
-CODE_FREEZE_TIMEOUT = 122
-CODE_OPEN_FAILED = 123
-
-NOT_SUPPORTED_ERRNOS = (errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP), errno.ENOTTY)
-
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def encode_message(obj):
-    return (json.dumps(obj, sort_keys=True) + "\n").encode("utf-8")
-
-
-class MessageReader(object):
-    """Newline-delimited JSON messages from a stream socket (shared by both ends)."""
-
-    def __init__(self, sock):
-        self.sock = sock
-        self.buffer = b""
-        self.eof = False
-
-    def pop(self):
-        """A complete buffered message, or None."""
-        nl = self.buffer.find(b"\n")
-        if nl < 0:
-            return None
-        line, self.buffer = self.buffer[:nl], self.buffer[nl + 1:]
-        try:
-            return json.loads(line.decode("utf-8"))
-        except ValueError:
-            return {"ev": "garbled", "raw": line[:200].decode("utf-8", "replace")}
-
-    def feed_once(self):
-        """One recv(); returns False at end-of-file (or a reset connection)."""
-        try:
-            data = self.sock.recv(65536)
-        except (ConnectionResetError, BrokenPipeError):
-            data = b""
-        except InterruptedError:  # pragma: no cover - PEP 475 retries for us
-            return True
-        if not data:
-            self.eof = True
-            return False
-        self.buffer += data
-        return True
 
 
 class FreezeOutcome(object):
@@ -167,7 +128,7 @@ class ThawOutcome(object):
     def from_message(cls, msg):
         reason = msg.get("reason", "requested")
         failures = msg.get("thaw_failures", ())
-        inconsistent = reason != "requested"
+        inconsistent = reason not in ("requested", "not-frozen")
         ok = not inconsistent and not failures
         return cls(ok=ok, code=CODE_INCONSISTENT if inconsistent else None, reason=reason,
                    thawed=msg.get("thawed", ()), thaw_failures=failures, thaw_ms=msg.get("thaw_ms", 0.0),
@@ -184,10 +145,16 @@ class ThawOutcome(object):
 
 
 def _load_syncfs():
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.syncfs
-    except (OSError, AttributeError):
+    # CDLL(None): the symbols already loaded into this process, libc among them. Not
+    # ctypes.util.find_library, which runs ldconfig/gcc subprocesses.
+    fn = None
+    for name in (None, "libc.so.6"):
+        try:
+            fn = ctypes.CDLL(name, use_errno=True).syncfs
+            break
+        except (OSError, AttributeError):
+            continue
+    if fn is None:
         return None
     fn.argtypes = [ctypes.c_int]
     fn.restype = ctypes.c_int
@@ -264,12 +231,14 @@ class FreezeGuardian(object):
         self.proc = None
         self.pid = None
         self.open_failures = []
+        self.late_thaws = []  # (mountpoint, result) for FIFREEZE calls that returned after their timeout
         self._sock = None
         self._reader_thread = None
         self._messages = queue.Queue()
         self._state = _IDLE
         self._state_lock = threading.Lock()
         self._frozen = []
+        self._reported_frozen = None
         self._thawed_msg = None
         self._freeze_outcome = None
         self._fallback_fds = {}
@@ -431,9 +400,12 @@ class FreezeGuardian(object):
                     break
                 continue
             ev = msg.get("ev")
+            if ev == "frozen":
+                self._reported_frozen = list(msg.get("frozen", ()))
             if ev == "thawed":
                 self._thawed_msg = msg
             elif ev == "late-thaw":
+                self.late_thaws.append((msg.get("mountpoint"), msg.get("result")))
                 log.warning("freeze guardian: blocked FIFREEZE of %s returned late: %s",
                             msg.get("mountpoint"), msg.get("result"))
                 continue
@@ -447,7 +419,10 @@ class FreezeGuardian(object):
             state = self._state
             if self._closed or state not in (_FREEZING, _FROZEN) or self._thawed_msg is not None:
                 return
-            targets = list(self._frozen) if state == _FROZEN else list(self.mountpoints)
+            # What the guardian reported frozen; if it died before reporting, everything it was asked
+            # to freeze (a stuck freeze is worse than thawing a freeze someone else might hold).
+            targets = (list(self._reported_frozen) if self._reported_frozen is not None
+                       else list(self.mountpoints))
         t0 = time.monotonic()
         thawed, failures = [], []
         for mp in reversed(targets):

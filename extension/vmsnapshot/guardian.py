@@ -15,7 +15,6 @@ Guarantees, in the order they matter:
 * a filesystem that answers EBUSY was frozen by someone else: we never thaw a freeze we did not make.
 """
 
-import argparse
 import errno
 import fcntl
 import os
@@ -27,7 +26,7 @@ import threading
 import time
 import traceback
 
-from vmsnapshot.freezer import (
+from vmsnapshot.freezeproto import (
     CODE_FREEZE_FAILED,
     CODE_FREEZE_TIMEOUT,
     CODE_OPEN_FAILED,
@@ -82,14 +81,22 @@ class IoctlCall(threading.Thread):
         if abandoned and self.on_late is not None:
             self.on_late(self)
 
-    def finished_within(self, timeout):
-        """True if the ioctl returned in time; otherwise the call is marked abandoned (see on_late)."""
-        self._done.wait(max(0.0, timeout))
+    def wait(self, timeout):
+        """True once the ioctl has returned (waits at most `timeout` s)."""
+        return self._done.wait(max(0.0, timeout))
+
+    def abandon(self):
+        """Stop waiting. True if the ioctl is still running: on_late then runs when it returns."""
         with self._lock:
-            if not self._finished:
-                self._abandoned = True
+            if self._finished:
                 return False
+            self._abandoned = True
             return True
+
+    def finished_within(self, timeout):
+        """True if the ioctl returned in time; otherwise the call is abandoned (see on_late)."""
+        self.wait(timeout)
+        return not self.abandon()
 
 
 class Guardian(object):
@@ -109,6 +116,7 @@ class Guardian(object):
         self.lock_fd = None
         self.lock_error = None
         self.signalled = None
+        self.deferred_abort = None
         self._send_lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe()
 
@@ -235,6 +243,23 @@ class Guardian(object):
                 result = "froze late; FITHAW kept failing"
         self.send({"ev": "late-thaw", "mountpoint": call.mountpoint, "result": result})
 
+    def _wait_for_freeze(self, call, wait):
+        """Wait for one FIFREEZE while still watching the worker. Returns None when the call returned,
+        'timeout', or the abort reason (worker gone, signal, thaw request) with the call abandoned."""
+        end = _now() + wait
+        while True:
+            if call.wait(min(POLL_SLICE_S / 5, end - _now())):
+                return None
+            kind, msg = self.poll(0)
+            if kind in ("eof", "parent", "signal") or (kind == "msg" and msg.get("op") in ("thaw", "quit")):
+                reason = kind if kind != "msg" else "requested"
+                if call.abandon():
+                    return reason
+                self.deferred_abort = reason  # it returned meanwhile: handle it, then abort
+                return None
+            if _now() >= end:
+                return "timeout" if call.abandon() else None
+
     def freeze_all(self, t0, deadline_at):
         """FIFREEZE in order. Returns (code, failures, skipped, abort_reason)."""
         failures, skipped = [], []
@@ -246,10 +271,15 @@ class Guardian(object):
             wait = min(self.per_mount_timeout_s, left)
             call = IoctlCall(self.fds[mp], FIFREEZE, mp, on_late=self._late_freeze_returned)
             call.start()
-            if not call.finished_within(wait):
+            pending_abort = self._wait_for_freeze(call, wait)
+            if pending_abort == "timeout":
                 failures.append((mp, "FIFREEZE did not return within %.3g s; it is thawed as soon as it does"
                                  % wait))
                 return CODE_FREEZE_TIMEOUT, failures, skipped, None
+            if pending_abort is not None:
+                failures.append((mp, "FIFREEZE still pending when the freeze was abandoned; it is thawed as "
+                                     "soon as it returns"))
+                return CODE_FREEZE_FAILED, failures, skipped, pending_abort
             if call.error is None:
                 self.frozen.append(mp)
             elif call.error in NOT_SUPPORTED_ERRNOS:
@@ -261,6 +291,8 @@ class Guardian(object):
             else:
                 failures.append((mp, "FIFREEZE failed: %s" % os.strerror(call.error)))
                 return CODE_FREEZE_FAILED, failures, skipped, None
+            if self.deferred_abort:
+                return CODE_FREEZE_FAILED, failures, skipped, self.deferred_abort
             kind, msg = self.poll(0)
             if kind in ("eof", "parent", "signal"):
                 return CODE_FREEZE_FAILED, failures, skipped, kind
@@ -380,22 +412,41 @@ class Guardian(object):
             self.thaw_all("error", _now())
 
 
+class UsageError(Exception):
+    pass
+
+
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="vmsnapshot.guardian", description=__doc__.split("\n")[0])
-    p.add_argument("--fd", type=int, required=True, help="socket descriptor inherited from the worker")
-    p.add_argument("--deadline", type=float, required=True, help="hard limit of the frozen window, s")
-    p.add_argument("--per-mount-timeout", type=float, required=True, help="longest wait for one FIFREEZE, s")
-    p.add_argument("--lock-path", default="", help="Azure Site Recovery freeze lock file ('' = none)")
-    p.add_argument("--lock-wait", type=float, default=0.0, help="longest wait for the lock, s")
-    p.add_argument("mountpoints", nargs="*")
-    return p.parse_args(argv)
+    """--fd N --deadline S --per-mount-timeout S [--lock-path P] [--lock-wait S] -- MOUNTPOINT...
+
+    Hand-parsed (no argparse): the guardian is started right before a freeze and should start fast.
+    """
+    opts = {"--lock-path": "", "--lock-wait": "0"}
+    args = list(argv)
+    while args and args[0] != "--":
+        key = args.pop(0)
+        if key not in ("--fd", "--deadline", "--per-mount-timeout", "--lock-path", "--lock-wait") or not args:
+            raise UsageError("bad argument %r" % key)
+        opts[key] = args.pop(0)
+    missing = [k for k in ("--fd", "--deadline", "--per-mount-timeout") if k not in opts]
+    if missing:
+        raise UsageError("missing %s" % ", ".join(missing))
+    try:
+        return (int(opts["--fd"]), float(opts["--deadline"]), float(opts["--per-mount-timeout"]),
+                opts["--lock-path"], float(opts["--lock-wait"]), args[1:])
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, args.fd)
-    guardian = Guardian(sock, args.mountpoints, args.deadline, args.per_mount_timeout, args.lock_path,
-                        args.lock_wait)
+    try:
+        fd, deadline, per_mount, lock_path, lock_wait, mountpoints = parse_args(
+            sys.argv[1:] if argv is None else argv)
+    except UsageError as e:
+        sys.stderr.write("vmsnapshot.guardian: %s\n%s" % (e, parse_args.__doc__))
+        return 2
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fd)
+    guardian = Guardian(sock, mountpoints, deadline, per_mount, lock_path, lock_wait)
     try:
         guardian.run()
     except BaseException:

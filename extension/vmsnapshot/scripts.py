@@ -313,14 +313,14 @@ def load_script_plan(config_path=None, hook_dir=DEFAULT_HOOK_DIR, host_timeout_s
                      hook_timeout_s=DEFAULT_HOOK_TIMEOUT_S, owner_uid=0, config_required=None):
     """Read the script configuration. Never raises for bad input: see ScriptPlan.error_code.
 
-    config_path None means Microsoft's default path, whose absence simply means "no scripts"; a path
-    given explicitly (configured by the operator) that does not exist is error 316. hook_dir None
-    disables hooks; a missing hook directory means no hooks. owner_uid exists for tests only.
-    config_required overrides whether a missing config file is error 316 (default: when named).
+    config_path None means Microsoft's default path. A missing config at the default path simply means
+    "no scripts"; any other path (configured by the operator) that does not exist is error 316.
+    config_required overrides that (the worker passes False: a missing config is never an error).
+    hook_dir None disables hooks; a missing hook directory means no hooks. owner_uid: tests only.
     """
     host_timeout_s = min(float(host_timeout_s), HOST_TIMEOUT_CAP_S)
-    named = (config_path is not None) if config_required is None else config_required
-    path = config_path if named else DEFAULT_CONFIG_PATH
+    path = DEFAULT_CONFIG_PATH if config_path is None else config_path
+    named = (os.path.normpath(path) != DEFAULT_CONFIG_PATH) if config_required is None else config_required
     plan = ScriptPlan(config_path=path, hook_dir=hook_dir, host_timeout_s=host_timeout_s, owner_uid=owner_uid)
     units = []
     try:
