@@ -248,7 +248,14 @@ class Job(object):
             t_snap = time.monotonic()
             self.phase("snapshots while frozen")
             results = batch.fire(t_freeze + budget)
-            self.timings["snapshot"] = (time.monotonic() - t_snap) * 1000
+            t_thaw = time.monotonic()
+            self.timings["snapshot"] = (t_thaw - t_snap) * 1000
+            if frozen.frozen_at:
+                # all file systems frozen -> thaw requested: the part of the window the snapshots cost
+                self.timings["frozenHold"] = (t_thaw - frozen.frozen_at) * 1000
+            sent = [r.sent_at for r in results if r.sent_at]
+            if sent:
+                self.timings["snapshotSendSpread"] = (max(sent) - min(sent)) * 1000
             self.phase("thaw")
             thawed = guardian.thaw()
         finally:
