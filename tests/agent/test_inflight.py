@@ -11,7 +11,7 @@ import signal
 import time
 
 import pytest
-from agentchecks import assert_no_status_error, assert_reported_as_written
+from agentchecks import QUIET_AGENT, assert_no_status_error, assert_reported_as_written
 
 from harness.guestagent import extension_status
 
@@ -24,8 +24,7 @@ if [ "$1" = freeze ] && [ -e %(flag)s ]; then sleep %(seconds)d; fi
 echo "$1 end" >> %(log)s
 """
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:azurelinuxagent",
-                                        "ignore:invalid escape sequence:DeprecationWarning")
+pytestmark = QUIET_AGENT
 
 
 def processes_mentioning(text):

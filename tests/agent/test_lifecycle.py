@@ -13,7 +13,7 @@ import re
 import time
 
 import pytest
-from agentchecks import assert_no_status_error, assert_reported_as_written
+from agentchecks import QUIET_AGENT, assert_no_status_error, assert_reported_as_written
 
 from harness.guestagent import extension_status, handler_status
 from harness.secretscan import files_containing, sas_signatures
@@ -26,9 +26,7 @@ NO_SCRIPTS = {"pluginName": "ScriptRunner", "preScriptLocation": "", "postScript
               "timeoutInSeconds": 30, "continueBackupOnFailure": True, "fsFreezeEnabled": True}
 EVENT_KEYS = ("Version", "Timestamp", "TaskName", "EventLevel", "Message", "EventPid", "EventTid", "OperationId")
 EVENT_LEVELS = ("Critical", "Error", "Warning", "Verbose", "Informational", "LogAlways")
-# The agent's own code (written for Python 2.6 to 3.x) is noisy under 3.11; our code's warnings still show.
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:azurelinuxagent",
-                                        "ignore:invalid escape sequence:DeprecationWarning")
+pytestmark = QUIET_AGENT
 
 
 def require(vm, *phases):
