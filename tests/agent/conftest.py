@@ -5,6 +5,7 @@ when it is missing or this Python is too new for it. Runtime runs are confined t
 VMSNAPSHOT_CONFIG never freezes, and every /etc/azure path it names lives under the work dir.
 """
 
+import glob
 import os
 import re
 
@@ -32,17 +33,23 @@ def next_version(version):
     return ".".join(parts[:-1] + [str(int(parts[-1]) + 1)])
 
 
+def zip_under_test(out_dir):
+    """AGENT_TEST_ZIP: a zip, or a directory holding exactly one (`make test` passes dist/ from `make dist`);
+    unset: build one now with packaging/extension_zip.py, the builder `make dist` uses."""
+    named = os.environ.get("AGENT_TEST_ZIP")
+    if not named:
+        return build_zip(out_dir)
+    found = [named] if os.path.isfile(named) else sorted(glob.glob(os.path.join(named, "*.zip")))
+    if len(found) != 1:
+        pytest.fail("AGENT_TEST_ZIP=%s: expected one extension zip, found %d" % (named, len(found)))
+    return found[0]
+
+
 @pytest.fixture(scope="module")
 def zips(tmp_path_factory):
-    """{version: zip path}: the built zip and a rebuilt higher version to upgrade to.
-
-    AGENT_TEST_ZIP names a zip already built (e.g. by `make dist`) to test as is; otherwise it is built
-    here with the same builder (packaging/extension_zip.py, reproducible: the same bytes `make dist` makes).
-    """
+    """{version: zip path}: the zip under test and the same source rebuilt at a higher version (the upgrade)."""
     out = str(tmp_path_factory.mktemp("dist"))
-    current = os.environ.get("AGENT_TEST_ZIP") or build_zip(out)
-    if not os.path.isfile(current):
-        pytest.fail("AGENT_TEST_ZIP=%s does not exist" % current)
+    current = zip_under_test(out)
     version = re.search(r"__(.+)\.zip$", current).group(1)
     upgrade = next_version(version)
     return {version: current, upgrade: build_zip(out, upgrade)}
