@@ -240,7 +240,12 @@ class Job(object):
         guardian = freezer.FreezeGuardian(points, hard_deadline_s=cfg.timeout,
                                           per_mount_timeout_s=cfg.freeze_wait, lock_path=cfg.safe_freeze_lock,
                                           lock_wait_s=cfg.lock_wait, waves=mounts.freeze_waves(plan.selected))
-        guardian.start()
+        try:
+            guardian.start()
+        except RuntimeError as e:
+            guardian.close()
+            batch.cancel()
+            return [], None, (codes.FREEZE_FAILED, "the freeze guardian could not start: %s" % e)
         job = self.state.job() or {}
         job.update(pid=os.getpid(), seq=self.spec.seq, guardian_pid=getattr(guardian, "pid", None))
         self.state.set_job(**job)
