@@ -1,0 +1,273 @@
+"""The whole-system proof (issue 8): an application-consistent backup of a running Linux VM under qemu.
+
+One boot of the cached Debian guest runs two jobs of the built extension zip, installed the way the
+guest agent installs it, against Azurite on this machine over HTTPS:
+
+- "app" (seq 0): a writer appends and fsyncs records to the guest's own root; a qemu-guest-agent style
+  hook quiesces it; the job freezes the guest's root (`MountsToInclude = /`), snapshots the two disk
+  page blobs, thaws, and uploads its status blob, which this test reads back from Azurite.
+- "kill" (seq 1): no hook; the snapshot requests go through a delaying proxy so the freeze lasts; the
+  guest SIGKILLs the worker the moment its writer is blocked on the frozen root, and measures how long
+  until the root takes writes again (must be under 1 s: the guardian thaws on the worker's death).
+
+Root only (qemu itself does not need root, but the image build does); skipped with the reason when the
+guest image, qemu or Azurite is missing. One boot takes about a minute under TCG.
+"""
+
+import base64
+import json
+import os
+import shutil
+import time
+import uuid
+
+import pytest
+
+from harness.azurite import Azurite
+from harness.certs import TenantCert, make_tls
+from harness.guest_image import GuestImage
+from harness.handler import AgentSim, build_zip
+from harness.qemu_vm import GUEST_ADDRESS, HOST_ALIAS, GuestVM
+from tests.system.delay_proxy import DelayProxy
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+GUEST_FILES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "guest")
+FREEZE_CAP_S = 20                 # [SnapshotThread] timeout in the guest: the hard cap on any freeze
+KILL_THAW_LIMIT_MS = 1000.0
+PROXY_DELAY_S = 0.5
+TICKS_AT_UNIX_EPOCH = 621355968000000000
+GUEST_LIB = "/var/lib/waagent"
+GUEST_LOG = "/var/log/azure"
+GUEST_CONFIG = "/etc/azure/vmbackup.conf"
+GUEST_HOOK_DIR = "/etc/azure/vmsnapshot/hooks.d"
+DISKS = ("osdisk.vhd", "datadisk-0.vhd")
+ENGINE_MODULES = ("freezer.py", "mounts.py", "scripts.py")
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+
+def engine_missing():
+    """The freeze engine modules the worker imports; until they land on main the job cannot run."""
+    pkg = os.path.join(ROOT, "extension", "vmsnapshot")
+    return [m for m in ENGINE_MODULES if not os.path.exists(os.path.join(pkg, m))]
+
+
+def skip_reason():
+    if os.geteuid() != 0:
+        return "not root: the qemu system test needs the guest image that only root can build"
+    if shutil.which("qemu-system-x86_64") is None or shutil.which("qemu-img") is None:
+        return "qemu-system-x86_64 / qemu-img not installed (make apt-deps as root)"
+    image = GuestImage()
+    if not image.ready():
+        return image.why_not_ready()
+    return None
+
+
+def b64json(doc):
+    return base64.b64encode(json.dumps(doc).encode()).decode()
+
+
+def guest_uri(uri, azurite, guest_port):
+    """Rewrite a SAS URI to the guest's view of the host; the signature does not cover the host."""
+    return uri.replace("https://127.0.0.1:%d/" % azurite.port, "https://%s:%d/" % (HOST_ALIAS, guest_port), 1)
+
+
+def settings_for(seq, azurite, guest_port, tenant):
+    """Public and protected settings shaped as Azure Backup sends them (contract §4, reference §3)."""
+    job_id = str(uuid.uuid4())
+    public = {
+        "locale": "en-us",
+        "taskId": job_id,
+        "commandToExecute": "snapshot",
+        "commandStartTimeUTCTicks": str(TICKS_AT_UNIX_EPOCH + int(time.time() * 1e7)),
+        "vmType": "microsoft.compute/virtualmachines",
+        "objectStr": b64json({"backupMetadata": [{"Key": "backupJobId", "Value": job_id},
+                                                 {"Key": "scenario", "Value": "seq%d" % seq}]}),
+    }
+    private = {
+        "objectStr": b64json({"blobSASUri": [guest_uri(azurite.blob_sas_uri("vhds", d), azurite, guest_port)
+                                             for d in DISKS]}),
+        "statusBlobUri": guest_uri(azurite.blob_sas_uri("status", "seq%d.status" % seq), azurite, guest_port),
+        "logsBlobUri": guest_uri(azurite.blob_sas_uri("status", "seq%d.log" % seq), azurite, guest_port),
+    }
+    return public, tenant.encrypt(json.dumps(private)), job_id
+
+
+def write_text(path, text, mode=0o644):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+
+
+def stage_guest(stage, work, azurite, tls, ports):
+    """The seed: the extension laid out as the agent does, settings, CA, config, scenario files."""
+    zip_path = build_zip(os.path.join(work, "dist"))
+    sim = AgentSim(os.path.join(work, "agent"), zip_path)
+    sim.lib = stage + GUEST_LIB
+    sim.base = os.path.join(sim.lib, "%s-%s" % (sim.handler_name, sim.version))
+    sim.log_dir = os.path.join(stage + GUEST_LOG, sim.handler_name)
+    sim.events_dir = os.path.join(sim.log_dir, "events")
+    sim.install_files()
+    henv = os.path.join(sim.base, "HandlerEnvironment.json")
+    with open(henv) as f:
+        text = f.read()
+    write_text(henv, text.replace(stage, ""))
+    tenant = TenantCert(os.path.join(work, "tenant"))
+    tenant.install(sim.lib)
+
+    test_dir = os.path.join(stage, "vmsnap-test")
+    shutil.copytree(GUEST_FILES, test_dir, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copyfile(tls["ca"], os.path.join(test_dir, "ca.pem"))
+    jobs = {}
+    for seq, port in enumerate(ports):
+        public, protected, job_id = settings_for(seq, azurite, port, tenant)
+        path = sim.write_settings(seq, public, protected, tenant.thumbprint)
+        os.makedirs(os.path.join(test_dir, "settings"), exist_ok=True)
+        shutil.move(path, os.path.join(test_dir, "settings", "%d.settings" % seq))
+        jobs[seq] = job_id
+    write_text(stage + GUEST_CONFIG, (
+        "# qemu system test: this VM is disposable, so the job freezes its own root.\n"
+        "[SnapshotThread]\nfsfreeze = true\nMountsToInclude = /\ntimeout = %d\n\n"
+        "[vmsnapshot]\nHookDir = %s\n" % (FREEZE_CAP_S, GUEST_HOOK_DIR)))
+
+    guest_base = sim.base[len(stage):]
+    agent_env = {k: v.replace(stage, "") for k, v in sim.env(0).items() if os.environ.get(k) != v}
+    agent_env.pop("ConfigSequenceNumber", None)
+    agent_env.update({"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
+                      "SSL_CERT_FILE": "/vmsnap-test/ca.pem", "AZURE_GUEST_AGENT_EXTENSION_PATH": guest_base})
+    plan = {
+        "handler_dir": guest_base, "log_dir": sim.log_dir[len(stage):], "agent_env": agent_env,
+        "settings_dir": "/vmsnap-test/settings", "hook_dir": GUEST_HOOK_DIR, "data_dir": "/srv/writer",
+        "guest_address": GUEST_ADDRESS, "status_timeout": 120,
+        "scenarios": [{"name": "app", "seq": 0, "hook": True, "install": True},
+                      {"name": "kill", "seq": 1, "hook": False, "kill": True}],
+    }
+    write_text(os.path.join(test_dir, "plan.json"), json.dumps(plan, indent=1))
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def vm_run(tmp_path_factory):
+    reason = skip_reason()
+    if reason:
+        print("qemu system test skipped: %s" % reason)
+        pytest.skip(reason)
+    work = str(tmp_path_factory.mktemp("qemu"))
+    tls = make_tls(os.path.join(work, "tls"), hosts=(HOST_ALIAS, "127.0.0.1"))
+    with Azurite(work, tls=tls, in_memory=True) as azurite:
+        azurite.create_container("vhds")
+        azurite.create_container("status")
+        for d in DISKS:
+            azurite.create_page_blob("vhds", d, 1 << 30)
+        for seq in (0, 1):
+            azurite.create_page_blob("status", "seq%d.status" % seq, 1 << 20)
+            azurite.create_append_blob("status", "seq%d.log" % seq)
+        with DelayProxy(azurite.port, PROXY_DELAY_S) as proxy:
+            stage = os.path.join(work, "stage")
+            jobs = stage_guest(stage, work, azurite, tls, ports=(azurite.port, proxy.port))
+            vm = GuestVM(work)
+            boot = vm.boot(stage, forwards=[(azurite.port, azurite.port), (proxy.port, proxy.port)], timeout=300)
+        blob_text = azurite.read_blob("status", "seq0.status").rstrip(b"\0").decode("utf-8", "replace")
+        snapshots = azurite.list_snapshots("vhds")
+    print("\nqemu boot: %.1f s wall, console log %s" % (boot.seconds, vm.console_log))
+    for kind in ("INIT", "DONE"):
+        print(kind, boot.records(kind))
+    return {"boot": boot, "blob_text": blob_text, "snapshots": snapshots, "jobs": jobs}
+
+
+def scenario(vm_run, name):
+    boot = vm_run["boot"]
+    assert not boot.timed_out, "the guest did not power off in time; console:\n" + boot.console()
+    assert boot.records("INIT"), "the guest never reached the scenario runner; console:\n" + boot.console()
+    res = boot.result(name)
+    assert res is not None, "no result for scenario %s; console:\n%s" % (name, boot.console())
+    assert "error" not in res, "scenario %s failed in the guest: %s\n%s" % (
+        name, res["error"], "\n".join(res.get("extensionLog", [])))
+    return res
+
+
+def blob_report(local_status):
+    """The status-blob report the runtime embeds in substatus[0].name of the local status."""
+    return json.loads(local_status[0]["status"]["substatus"][0]["name"])[0]["status"]
+
+
+def telemetry(report):
+    return {item["Key"]: item["Value"] for item in report["telemetryData"]}
+
+
+def require_engine(res):
+    """Until the freeze engine is on main, the worker cannot import it: say so instead of failing."""
+    missing = engine_missing()
+    if missing:
+        pytest.xfail("freeze engine not merged yet (extension/vmsnapshot/%s missing): the worker cannot "
+                     "run a freeze; guest side: status %s" % (", ".join(missing), res.get("wait")))
+
+
+def test_guest_boots_and_agent_enable_runs(vm_run):
+    """Infrastructure: the guest boots, reaches the scenario runner, and enable returns at once."""
+    res = scenario(vm_run, "app")
+    boot = vm_run["boot"]
+    assert res["install"]["rc"] == 0, res["install"]
+    assert res["enable"]["rc"] == 0, res["enable"]
+    assert res["enable"]["seconds"] < 10, res["enable"]
+    assert res["status"] is not None, "enable wrote no status/0.status"
+    assert res["rootAfter"]["writable"], res["rootAfter"]
+    assert res["data"]["intact"], res["data"]
+    assert boot.records("DONE"), "the scenario runner did not finish; console:\n" + boot.console()
+
+
+def test_app_consistent_snapshot_of_running_vm(vm_run):
+    res = scenario(vm_run, "app")
+    require_engine(res)
+    assert res["wait"] == "terminal", "no terminal status: %s\n%s" % (res["wait"], "\n".join(res["extensionLog"]))
+    status = res["status"][0]["status"]
+    report = blob_report(res["status"])
+    tele = telemetry(report)
+    assert status["status"] == "success", (status, "\n".join(res["extensionLog"]))
+    assert status["code"] == 0, "expected application-consistent success (code 0): %s" % status
+    assert tele["consistencyType"] == "applicationConsistent", tele
+    assert json.loads(report["formattedMessage"]["message"])["snapshotConsistency"] == 2
+    infos = report["snapshotInfo"]
+    assert len(infos) == len(DISKS) and all(i["isSuccessful"] for i in infos), infos
+
+    frozen_ms = float(tele["frozenWindowMs"])
+    assert 0 < frozen_ms < FREEZE_CAP_S * 1000, tele
+    assert res["writer"]["maxStallMs"] < FREEZE_CAP_S * 1000, res["writer"]
+    assert [line.split()[0] for line in res["hookLog"]] == ["freeze", "thaw"], res["hookLog"]
+    assert res["writer"]["quiesced"], "the hook never quiesced the writer"
+    assert res["rootAfter"]["writable"], res["rootAfter"]
+    assert res["data"]["intact"], res["data"]
+
+    # What Azure Backup reads: the status blob in storage on the host, and the snapshots themselves.
+    blob = json.loads(vm_run["blob_text"])[0]["status"]
+    assert blob["status"] == "success" and blob["code"] == "0", blob
+    assert blob["taskId"] == vm_run["jobs"][0]
+    assert {i["snapshotUri"] for i in blob["snapshotInfo"]} == {i["snapshotUri"] for i in infos}
+    seq0 = [s for s in vm_run["snapshots"] if s[2].get("scenario") == "seq0"]
+    assert sorted(s[0] for s in seq0) == sorted(DISKS), vm_run["snapshots"]
+    assert all(s[2].get("backupJobId") == vm_run["jobs"][0] for s in seq0)
+    print("\nfrozen window %.1f ms, writer max stall %.1f ms (quiesced by the hook), job %.1f s, "
+          "timings %s" % (frozen_ms, res["writer"]["maxStallMs"], res["jobSeconds"],
+                          {k: v for k, v in tele.items() if k.endswith("Ms")}))
+
+
+def test_sigkill_of_worker_while_frozen_thaws_guest_root(vm_run):
+    res = scenario(vm_run, "kill")
+    require_engine(res)
+    kill = res["kill"]
+    assert kill["killed"], kill
+    assert kill["writableAfterKillMs"] is not None, "root still frozen 5 s after the worker's SIGKILL"
+    assert kill["writableAfterKillMs"] < KILL_THAW_LIMIT_MS, kill
+    assert kill["writerWchanAfter"] != "percpu_rwsem_wait", kill
+    # The writer was blocked when the kill came, and resumed within the limit.
+    resumed = [end for start, end in res["writer"]["stalls"] if start < kill["tKill"] < end]
+    assert resumed, "the writer was not stalled across the kill: %s" % res["writer"]
+    assert (resumed[0] - kill["tKill"]) * 1000 < KILL_THAW_LIMIT_MS, (resumed, kill)
+    assert res["rootAfter"]["writable"], res["rootAfter"]
+    assert res["data"]["intact"], res["data"]
+    # The agent re-runs enable after the worker vanished: the status must say the job ended badly.
+    final = res["status"][0]["status"]
+    assert final["status"] == "error", final
+    print("\nSIGKILL of the worker while frozen: root writable again after %.1f ms, guardian gone after "
+          "%s ms" % (kill["writableAfterKillMs"], kill["guardianGoneMs"]))
