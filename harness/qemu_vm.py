@@ -6,7 +6,8 @@ here from a staging directory (owner root, modes kept) and attached as the secon
 image's boot shim unpacks it over `/` and runs `/vmsnap-test/init`.
 
 Networking is qemu's user-mode stack with `restrict=on`: the guest reaches nothing but the forwarded
-ports, each `10.0.2.100:<guest port>` going to `127.0.0.1:<host port>` on this machine.
+ports, each connection to `10.0.2.100:<guest port>` relayed by a `socat` that qemu starts for it to
+`127.0.0.1:<host port>` on this machine.
 Machine-readable results come back on the serial console as `VMSNAP_<KIND> <json>` lines.
 """
 
@@ -83,7 +84,11 @@ class GuestVM(object):
                         self.overlay], check=True)
 
     def command(self, forwards):
-        fwd = ",".join("guestfwd=tcp:%s:%d-tcp:127.0.0.1:%d" % (HOST_ALIAS, g, h) for g, h in forwards)
+        # cmd: spawns one relay per guest connection; a `tcp:` chardev would carry a single connection
+        # for the whole boot (and needs the port open before qemu starts).
+        relay = shutil.which("socat")
+        fwd = ",".join("guestfwd=tcp:%s:%d-cmd:%s - TCP:127.0.0.1:%d" % (HOST_ALIAS, g, relay, h)
+                       for g, h in forwards)
         return [
             shutil.which("qemu-system-x86_64"), "-machine", "q35,accel=tcg", "-m", str(self.memory_mb),
             "-smp", "1", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",

@@ -3,7 +3,8 @@
 # on a stamp of the recipe in harness/guest_image.py; re-running it with an unchanged recipe is a no-op.
 # Root only: without root it prints why it skipped, and tests/system skips with the same reason.
 
-APT_PACKAGES += debootstrap qemu-system-x86 qemu-utils
+# socat relays each guest connection of qemu's guestfwd to Azurite on loopback.
+APT_PACKAGES += debootstrap qemu-system-x86 qemu-utils socat
 TEST_SETUP += vm-image
 VM_CACHE := $(KIT_CACHE)/vm
 

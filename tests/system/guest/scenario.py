@@ -101,22 +101,31 @@ def wchan(pid):
         return ""
 
 
+class WorkerWatch(object):
+    """Tells a worker that died (no job.json, or its pid gone for 2 s) from one still starting up."""
+
+    def __init__(self, grace_s=2.0):
+        self.grace_s = grace_s
+        self.since = None
+
+    def gone(self, job):
+        if job is not None and pid_alive(job.get("pid")):
+            self.since = None
+            return False
+        self.since = self.since or time.monotonic()
+        return time.monotonic() - self.since > self.grace_s
+
+
 def wait_terminal(agent, seq, timeout):
     """The terminal status, or the last one seen when the worker died or the time ran out."""
     deadline = time.monotonic() + timeout
-    gone_since = None
-    doc = None
+    doc, watch = None, WorkerWatch()
     while time.monotonic() < deadline:
         doc = agent.status(seq)
         if doc and doc[0]["status"]["status"] in ("success", "error"):
             return doc, "terminal"
-        job = agent.job()
-        if job is None or not pid_alive(job.get("pid")):
-            gone_since = gone_since or time.monotonic()
-            if time.monotonic() - gone_since > 2.0:
-                return doc, "worker gone without a terminal status"
-        else:
-            gone_since = None
+        if watch.gone(agent.job()):
+            return doc, "worker gone without a terminal status"
         time.sleep(0.05)
     return doc, "timed out after %ds" % timeout
 
@@ -208,11 +217,13 @@ def set_hook(plan, enabled):
 def kill_when_frozen(agent, writer_pid, timeout):
     """SIGKILL the worker once the writer sleeps on the frozen root. Returns what was seen."""
     deadline = time.monotonic() + timeout
-    job = None
+    job, watch = None, WorkerWatch()
     while time.monotonic() < deadline:
         job = agent.job()
         if job and job.get("guardian_pid"):
             break
+        if watch.gone(job):
+            return {"killed": False, "why": "the worker ended before it started a guardian", "job": job}
         time.sleep(0.005)
     else:
         return {"killed": False, "why": "no guardian recorded in job.json", "job": job}
