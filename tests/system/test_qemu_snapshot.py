@@ -171,7 +171,10 @@ def vm_run(tmp_path_factory):
             boot = vm.boot(stage, forwards=[(azurite.port, azurite.port), (proxy.port, proxy.port)], timeout=300)
         blob_text = azurite.read_blob("status", "seq0.status").rstrip(b"\0").decode("utf-8", "replace")
         snapshots = azurite.list_snapshots("vhds")
-    print("\nqemu boot: %.1f s wall, console log %s" % (boot.seconds, vm.console_log))
+    # pytest keeps only its last few temporary directories: keep the console where it survives.
+    kept = os.path.join(GuestImage().cache, "last-console.log")
+    shutil.copyfile(vm.console_log, kept)
+    print("\nqemu boot: %.1f s wall, console log %s" % (boot.seconds, kept))
     for kind in ("INIT", "DONE"):
         print(kind, boot.records(kind))
     return {"boot": boot, "blob_text": blob_text, "snapshots": snapshots, "jobs": jobs}
