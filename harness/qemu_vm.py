@@ -71,10 +71,11 @@ class BootResult(object):
 
 
 class GuestVM(object):
-    def __init__(self, workdir, image=None, memory_mb=1024):
+    def __init__(self, workdir, image=None, memory_mb=1024, cpus=2):
         self.workdir = workdir
         self.image = image or GuestImage()
         self.memory_mb = memory_mb
+        self.cpus = cpus  # two vCPUs: multi-threaded TCG runs the guest's processes on both host cores
         self.overlay = os.path.join(workdir, "root.qcow2")
         self.seed = os.path.join(workdir, "seed.tar")
         self.console_log = os.path.join(workdir, "console.log")
@@ -91,7 +92,7 @@ class GuestVM(object):
                        for g, h in forwards)
         return [
             shutil.which("qemu-system-x86_64"), "-machine", "q35,accel=tcg", "-m", str(self.memory_mb),
-            "-smp", "1", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
+            "-smp", str(self.cpus), "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
             "-kernel", self.image.kernel, "-initrd", self.image.initrd,
             "-append", "console=ttyS0 quiet root=/dev/vda rootfstype=ext4 rw init=/sbin/vmsnap-init panic=-1",
             "-drive", "file=%s,format=qcow2,if=virtio" % self.overlay,
