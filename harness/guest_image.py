@@ -238,7 +238,7 @@ def ensure(cache=None, force=False, out=sys.stdout):
                 info = build(image, log)
             except subprocess.CalledProcessError as e:
                 raise RuntimeError("vm-image: `%s` failed with exit code %d; see %s" % (
-                    " ".join(e.cmd[:3]), e.returncode, log_path))
+                    " ".join(e.cmd[:3]), e.returncode, log_path)) from None
         info["seconds"]["total"] = round(time.monotonic() - t, 1)
         tmp = image.stamp + ".tmp"
         with open(tmp, "w") as f:
