@@ -83,7 +83,7 @@ class Azurite(object):
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError("Azurite did not start on port %d" % self.port)
+                    raise RuntimeError("Azurite did not start on port %d" % self.port) from None
                 time.sleep(0.05)
         return self
 

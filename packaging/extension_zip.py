@@ -1,8 +1,9 @@
 """Build the extension zip the guest agent downloads: HandlerManifest.json at the root, runtime files only.
 
 Reproducible: entries sorted, every timestamp from SOURCE_DATE_EPOCH (default: the last commit's time),
-fixed modes. Identity (publisher, type, version) comes from the repository's VERSION file, with the
-build-time overrides VMSNAPSHOT_PUBLISHER and VMSNAPSHOT_TYPE; it is stamped into vmsnapshot/_build.py.
+fixed modes. Identity (publisher, type, version) comes from packaging/buildinfo.py (the VERSION file,
+with the build-time overrides VMSNAPSHOT_PUBLISHER and VMSNAPSHOT_TYPE); it is stamped into
+vmsnapshot/_build.py. The DEB and RPM ship exactly these entries under their library directory.
 
 usage: python packaging/extension_zip.py [--out DIR] [--version V]
 """
@@ -10,37 +11,22 @@ usage: python packaging/extension_zip.py [--out DIR] [--version V]
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 import zipfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXTENSION = os.path.join(ROOT, "extension")
+# Sibling modules are imported by file location, never as "packaging.*": that name belongs to the PyPI
+# library of the same name, which pip and pytest import.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import buildinfo  # noqa: E402
+
 RUNTIME_DIRS = ("bin", "vmsnapshot", "etc")
-DEFAULT_PUBLISHER = "Microsoft.RecoveryServices"
-DEFAULT_TYPE = "VMSnapshotLinux"
+SKIPPED_SUFFIXES = (".pyc", ".pyo", ".swp", ".orig", ".rej", "~")
 
 
 def identity(version=None):
-    """(publisher, type, version) for this build."""
-    if version is None:
-        with open(os.path.join(ROOT, "VERSION")) as f:
-            version = f.read().strip()
-    return (os.environ.get("VMSNAPSHOT_PUBLISHER") or DEFAULT_PUBLISHER,
-            os.environ.get("VMSNAPSHOT_TYPE") or DEFAULT_TYPE, version)
-
-
-def source_date_epoch():
-    env = os.environ.get("SOURCE_DATE_EPOCH")
-    if env:
-        return int(env)
-    try:
-        out = subprocess.run(["git", "-C", ROOT, "log", "-1", "--format=%ct"], capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip()
-        return int(out)
-    except (OSError, subprocess.SubprocessError, ValueError):
-        return 315532800  # 1980-01-01, the zip format's epoch
+    """(publisher, type, version) for this build (kept for callers of the first version of this module)."""
+    return tuple(buildinfo.identity(version))
 
 
 def handler_manifest(publisher, ext_type, version):
@@ -67,24 +53,31 @@ def handler_manifest(publisher, ext_type, version):
     }]
 
 
-def build_stamp(publisher, ext_type, version):
-    return ('"""Stamped by packaging/extension_zip.py; do not edit."""\n'
-            "PUBLISHER = %r\nTYPE = %r\nVERSION = %r\n" % (publisher, ext_type, version))
-
-
 def runtime_files():
-    """(archive name, absolute path) of every shipped runtime file, sorted."""
+    """(archive name, absolute path) of every shipped runtime file, sorted; no caches or editor leftovers."""
     out = []
     for top in RUNTIME_DIRS:
-        base = os.path.join(EXTENSION, top)
+        base = os.path.join(buildinfo.EXTENSION, top)
         for dirpath, dirnames, filenames in os.walk(base):
-            dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+            dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and not d.startswith("."))
             for name in filenames:
-                if name.endswith((".pyc", ".pyo", ".swp", "~")) or name == "_build.py":
+                if name.endswith(SKIPPED_SUFFIXES) or name == "_build.py" or name.startswith("."):
                     continue
                 path = os.path.join(dirpath, name)
-                out.append((os.path.relpath(path, EXTENSION), path))
+                out.append((os.path.relpath(path, buildinfo.EXTENSION), path))
     return sorted(out)
+
+
+def runtime_entries(ident):
+    """Sorted (archive name, bytes, mode) of the whole handler tree, generated files included."""
+    entries = [("HandlerManifest.json",
+                (json.dumps(handler_manifest(*ident), indent=2) + "\n").encode(), 0o644),
+               ("vmsnapshot/_build.py", buildinfo.build_stamp(ident).encode(), 0o644)]
+    for arcname, path in runtime_files():
+        with open(path, "rb") as f:
+            mode = 0o755 if os.access(path, os.X_OK) else 0o644
+            entries.append((arcname, f.read(), mode))
+    return sorted(entries, key=lambda e: e[0])
 
 
 def zip_name(publisher, ext_type, version):
@@ -92,21 +85,14 @@ def zip_name(publisher, ext_type, version):
 
 
 def build_zip(out_dir, version=None):
-    publisher, ext_type, version = identity(version)
+    """Write <Publisher>.<Type>__<version>.zip into out_dir; returns its path."""
+    ident = buildinfo.identity(version)
     os.makedirs(out_dir, exist_ok=True)
-    stamp = time.gmtime(max(source_date_epoch(), 315532800))[:6]
-    entries = [("HandlerManifest.json",
-                (json.dumps(handler_manifest(publisher, ext_type, version), indent=2) + "\n").encode(), 0o644),
-               ("vmsnapshot/_build.py", build_stamp(publisher, ext_type, version).encode(), 0o644)]
-    for arcname, path in runtime_files():
-        with open(path, "rb") as f:
-            mode = 0o755 if os.access(path, os.X_OK) else 0o644
-            entries.append((arcname, f.read(), mode))
-    entries.sort(key=lambda e: e[0])
-    target = os.path.join(out_dir, zip_name(publisher, ext_type, version))
+    stamp = time.gmtime(max(buildinfo.source_date_epoch(), buildinfo.ZIP_EPOCH))[:6]
+    target = os.path.join(out_dir, zip_name(*ident))
     tmp = target + ".tmp"
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-        for arcname, data, mode in entries:
+        for arcname, data, mode in runtime_entries(ident):
             info = zipfile.ZipInfo(arcname, date_time=stamp)
             info.external_attr = (0o100000 | mode) << 16
             info.create_system = 3
@@ -118,7 +104,7 @@ def build_zip(out_dir, version=None):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=os.path.join(ROOT, "dist"))
+    ap.add_argument("--out", default=os.path.join(buildinfo.ROOT, "dist"))
     ap.add_argument("--version", default=None, help="override VERSION (tests build upgrade zips)")
     args = ap.parse_args(argv)
     print(build_zip(args.out, args.version))

@@ -1,7 +1,7 @@
 """Command-line entry: `python3 -m vmsnapshot <command>` (the launcher bin/handle.sh runs this).
 
 Agent commands: install, enable, disable, uninstall, update. Operator commands: diagnose [--json],
-version. Internal: worker (started by enable). Any failure ends in a clear message, never a traceback.
+version. Internal: supervise and worker (started by enable). Any failure ends in a clear message, never a traceback.
 """
 
 import sys
@@ -42,7 +42,7 @@ def main(argv=None):
         from . import commands
         handler = {"install": commands.install, "enable": commands.enable, "disable": commands.disable,
                    "uninstall": commands.uninstall, "update": commands.update,
-                   "worker": commands.worker}.get(command)
+                   "worker": commands.worker, "supervise": commands.supervise}.get(command)
         if handler is None:
             sys.stderr.write("vmsnapshot: unknown command %r\n%s" % (command, USAGE))
             return 2

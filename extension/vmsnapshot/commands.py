@@ -100,8 +100,8 @@ def enable(argv):
         report = Report(seq, spec.locale, spec.task_id, spec.start_ticks, spec.vm_type)
         write_local(henv.status_dir, seq, report)
         pid = _start_worker(henv, spec)
-        state.set_job(pid=pid, seq=seq, start=process_start_time(pid))
-        log.info("seq %s: worker %d started for task %s", seq, pid, spec.task_id)
+        state.set_job(seq=seq, supervisor=pid, supervisor_start=process_start_time(pid))
+        log.info("seq %s: job supervisor %d started for task %s", seq, pid, spec.task_id)
         print("vmsnapshot: job for sequence %s started" % seq)
         return 0
     finally:
@@ -109,28 +109,33 @@ def enable(argv):
 
 
 def _enable_again(henv, state, seq):
-    """Same sequence number again (goal state refresh, agent restart): no second job, keep the status."""
-    if os.path.exists(henv.status_file(seq)):
+    """Same sequence number again (goal state refresh, agent restart): no second job. A status left
+    'transitioning' by a job that no longer runs (a reboot mid-job) becomes a terminal error."""
+    job = state.job()
+    running = bool(job and job.get("seq") == seq and (pid_alive(job.get("pid")) or pid_alive(job.get("supervisor"))))
+    try:
+        with open(henv.status_file(seq)) as f:
+            current = json.load(f)[0]["status"]["status"]
+    except (IOError, OSError, ValueError, LookupError, TypeError):
+        current = None
+    if running:
+        log.info("seq %s: job still running; nothing to do", seq)
+        return 0
+    if current in ("success", "error", "warning"):
         log.info("seq %s already processed; status kept", seq)
         return 0
-    job = state.job()
-    if job and job.get("seq") == seq and pid_alive(job.get("pid")):
-        _write_error_transitioning(henv, seq)
-        return 0
-    _write_error(henv, seq, codes.ERROR, "the job for this sequence number ended without a status")
+    _write_error(henv, seq, codes.ERROR, "the job for this sequence number was interrupted before it finished "
+                 "(for example by a reboot); the next backup will run normally")
     return 0
 
 
-def _write_error_transitioning(henv, seq):
-    write_local(henv.status_dir, seq, Report(seq))
-
-
 def _start_worker(henv, spec):
+    """Start the supervisor (own session), which starts the worker; both outlive this command."""
     env = dict(os.environ)
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = package_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     with open(os.devnull, "r+b") as devnull:
-        proc = subprocess.Popen([sys.executable, "-B", "-m", "vmsnapshot", "worker"], stdin=subprocess.PIPE,
+        proc = subprocess.Popen([sys.executable, "-B", "-m", "vmsnapshot", "supervise"], stdin=subprocess.PIPE,
                                 stdout=devnull, stderr=devnull, cwd=henv.base_dir, env=env,
                                 start_new_session=True, close_fds=True)
     proc.stdin.write(spec.to_wire().encode("utf-8"))
@@ -138,49 +143,105 @@ def _start_worker(henv, spec):
     return proc.pid
 
 
+def supervise(argv):
+    """Run the worker and, should it die abnormally (SIGKILL, OOM, crash), write a status saying so.
+
+    The worker reports its phase over a pipe (no disk writes while frozen), so the status can say
+    where it died. Its freeze guardian has already thawed by then (it watches the worker's socket).
+    """
+    henv, _, _, _ = _context()
+    wire = sys.stdin.read()
+    sys.stdin.close()
+    spec = settings.JobSpec.from_wire(wire)
+    read_fd, write_fd = os.pipe()
+    with open(os.devnull, "r+b") as devnull:
+        proc = subprocess.Popen([sys.executable, "-B", "-m", "vmsnapshot", "worker", "--phase-fd", str(write_fd)],
+                                stdin=subprocess.PIPE, stdout=devnull, stderr=devnull, cwd=henv.base_dir,
+                                pass_fds=(write_fd,), close_fds=True)
+    os.close(write_fd)
+    proc.stdin.write(wire.encode("utf-8"))
+    proc.stdin.close()
+    wire = None
+    phase, buf = "starting", b""
+    with os.fdopen(read_fd, "rb", 0) as phases:
+        while True:
+            chunk = phases.read(256)
+            if not chunk:
+                break
+            buf += chunk
+            lines = buf.split(b"\n")
+            buf = lines.pop()
+            if lines:
+                phase = lines[-1].decode("ascii", "replace")
+    _, wait_status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = code = -os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status) else \
+        os.WEXITSTATUS(wait_status)
+    log.info("worker %d resources: peak_rss_kb=%d cpu_s=%.3f", proc.pid, usage.ru_maxrss,
+             usage.ru_utime + usage.ru_stime)
+    State(henv.base_dir).clear_job()
+    if code != 0:
+        how = "was killed by signal %d" % -code if code < 0 else "exited with %d" % code
+        _write_error(henv, spec.seq, codes.ERROR,
+                     "the snapshot job %s during '%s'; any frozen file system was thawed by its guardian"
+                     % (how, phase), spec.locale, spec.task_id)
+    return 0
+
+
 def worker(argv):
     """The detached job: reads its JobSpec from stdin, runs it, writes the final status."""
     from .worker import Job  # imported here so enable stays fast
 
+    phase_fd = int(argv[argv.index("--phase-fd") + 1]) if "--phase-fd" in argv else None
     henv, cfg, _, logs = _context(with_memory=True)
     spec = settings.JobSpec.from_wire(sys.stdin.read())
     sys.stdin.close()
     state = State(henv.base_dir)
-    state.set_job(pid=os.getpid(), seq=spec.seq, start=process_start_time(os.getpid()))
+    job = state.job() or {}
+    job.update(pid=os.getpid(), seq=spec.seq, start=process_start_time(os.getpid()))
+    state.set_job(**job)
     try:
-        Job(henv, cfg, spec, logs, Telemetry(henv.events_dir, spec.task_id), state).run()
+        Job(henv, cfg, spec, logs, Telemetry(henv.events_dir, spec.task_id), state, phase_fd).run()
     finally:
-        job = state.job()
-        if job and job.get("pid") == os.getpid():
-            state.clear_job()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     return 0
 
 
 def stop_running_job(henv, wait_s=STOP_WAIT_S):
-    """Stop a running worker and make sure its guardian has thawed. Returns a short description."""
+    """Stop a running job and make sure its guardian has thawed. Returns a short description."""
     state = State(henv.base_dir)
     job = state.job()
     if not job:
         return "no job running"
+    supervisor = job.get("supervisor")
+    if supervisor and job.get("supervisor_start") and process_start_time(supervisor) != job["supervisor_start"]:
+        supervisor = None  # pid reused by something else
+    deadline = time.monotonic() + 2.0
+    while not job.get("pid") and supervisor and pid_alive(supervisor) and time.monotonic() < deadline:
+        time.sleep(0.02)  # the worker is being started: wait for its pid
+        job = state.job() or job
     pid, guardian = job.get("pid"), job.get("guardian_pid")
-    if job.get("start") and process_start_time(pid) != job.get("start"):
-        state.clear_job()
-        return "no job running (stale record)"
-    if pid_alive(pid):
+    if pid and job.get("start") and process_start_time(pid) != job["start"]:
+        pid = None
+    if pid and pid_alive(pid):
         os.kill(pid, signal.SIGTERM)  # the worker unwinds through its thaw and writes its status
         deadline = time.monotonic() + wait_s
         while pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
+            time.sleep(0.02)
         if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)  # its guardian sees end-of-file and thaws at once
+    guardian = (state.job() or {}).get("guardian_pid") or guardian
     if guardian:
         deadline = time.monotonic() + 5.0
         while pid_alive(guardian) and time.monotonic() < deadline:
             time.sleep(0.02)
         if pid_alive(guardian):
             os.kill(guardian, signal.SIGTERM)
+    if supervisor:
+        deadline = time.monotonic() + 5.0
+        while pid_alive(supervisor) and time.monotonic() < deadline:
+            time.sleep(0.02)
     state.clear_job()
-    return "job %s stopped" % pid
+    return "job %s stopped" % (pid or supervisor)
 
 
 def disable(argv):

@@ -221,7 +221,7 @@ class StorageClient(object):
                 conn, reused = self._take(target, timeout)
                 conn.request(method, path, body=body or None, headers=hdrs)
                 resp = conn.getresponse()
-                data = resp.read() if method != "HEAD" else b""
+                data = resp.read()  # also for HEAD (empty): an unread response would poison the connection
                 rheaders = dict((k.lower(), v) for k, v in resp.getheaders())
                 if resp.will_close:
                     conn.close()
@@ -231,6 +231,8 @@ class StorageClient(object):
                 if conn is not None:
                     conn.close()
                 last_error = e
+                if isinstance(e, ssl.CertificateError) or "CERTIFICATE_VERIFY_FAILED" in str(e):
+                    break  # an untrusted certificate does not get better by retrying
                 if reused and attempt == 1:
                     continue  # a pooled connection the server had closed: retry at once
                 if not self._sleep_before_retry(attempt, None, deadline):

@@ -51,7 +51,7 @@ def storage_details(selected):
 
 
 class Job(object):
-    def __init__(self, henv, cfg, spec, logging_ctl, telemetry, state):
+    def __init__(self, henv, cfg, spec, logging_ctl, telemetry, state, phase_fd=None):
         self.henv = henv
         self.cfg = cfg
         self.spec = spec
@@ -62,6 +62,16 @@ class Job(object):
         self.report.machine_id = read_machine_id(cfg.machine_identity)
         self.client = StorageClient(timeout=10.0, waagent_conf=cfg.waagent_conf)
         self.timings = {}
+        self.phase_fd = phase_fd
+
+    def phase(self, name):
+        """Tell the supervisor where we are (a pipe: safe while frozen)."""
+        if self.phase_fd is None:
+            return
+        try:
+            os.write(self.phase_fd, (name + "\n").encode("ascii"))
+        except OSError:
+            pass
 
     # -- reporting --------------------------------------------------------------------------------
     def write_status(self):
@@ -100,6 +110,7 @@ class Job(object):
             self.finish()
 
     def finish(self):
+        self.phase("report")
         self.report.telemetry.update(("%sMs" % k, "%.1f" % v) for k, v in self.timings.items())
         self.write_status()
         self.upload_status()
@@ -124,7 +135,9 @@ class Job(object):
             log.info("SnapshotMethod %s requested; this extension snapshots from the guest", cfg.snapshot_method)
         self.upload_status()  # 'transitioning' before anything else, as the service expects
 
-        script_plan = scripts.load_script_plan(config_path=cfg.script_config, hook_dir=cfg.hook_dir)
+        # A missing script configuration means "no scripts", like a missing hook directory.
+        script_plan = scripts.load_script_plan(config_path=cfg.script_config, hook_dir=cfg.hook_dir,
+                                               config_required=False)
         if script_plan.error_code:
             self.report.finish(script_plan.error_code, script_plan.message)
             return
@@ -139,6 +152,7 @@ class Job(object):
             self.report.storage_details = storage_details(plan.selected)
 
         batch = SnapshotBatch(self.client, spec.blob_uris, spec.backup_metadata)
+        self.phase("disk checks")
         t = time.monotonic()
         preflight = batch.prepare()
         self.timings["preflight"] = (time.monotonic() - t) * 1000
@@ -153,6 +167,7 @@ class Job(object):
         pre = None
         if script_plan.enabled:
             t = time.monotonic()
+            self.phase("pre-scripts")
             pre = scripts.run_pre(script_plan)
             self.timings["preScripts"] = (time.monotonic() - t) * 1000
             if not pre.ok:
@@ -167,6 +182,7 @@ class Job(object):
         finally:
             if pre is not None:
                 t = time.monotonic()
+                self.phase("post-scripts")
                 post = scripts.run_post(script_plan)
                 self.timings["postScripts"] = (time.monotonic() - t) * 1000
                 if not post.ok:
@@ -193,22 +209,27 @@ class Job(object):
         budget = cfg.timeout * (1 - FREEZE_MARGIN)
         if plan is None or not plan.selected:
             log.info("no file system to freeze: crash-consistent snapshot")
+            self.phase("snapshots")
             t = time.monotonic()
             results = batch.fire(time.monotonic() + budget)
             self.timings["snapshot"] = (time.monotonic() - t) * 1000
             return results, codes.CONSISTENCY_CRASH, None
         points = [m.mountpoint for m in plan.selected]
         t = time.monotonic()
+        self.phase("syncfs")
         freezer.syncfs_all(points)
         self.timings["syncfs"] = (time.monotonic() - t) * 1000
         guardian = freezer.FreezeGuardian(points, hard_deadline_s=cfg.timeout, per_mount_timeout_s=cfg.freeze_wait,
                                           lock_path=cfg.safe_freeze_lock, lock_wait_s=cfg.lock_wait)
         guardian.start()
-        self.state.set_job(pid=os.getpid(), seq=self.spec.seq, guardian_pid=getattr(guardian, "pid", None))
+        job = self.state.job() or {}
+        job.update(pid=os.getpid(), seq=self.spec.seq, guardian_pid=getattr(guardian, "pid", None))
+        self.state.set_job(**job)
         thawed = None
         self.logs.hold()
         try:
             t_freeze = time.monotonic()
+            self.phase("freeze")
             frozen = guardian.freeze()
             self.timings["freeze"] = (time.monotonic() - t_freeze) * 1000
             if not frozen.ok:
@@ -225,8 +246,17 @@ class Job(object):
                 self.timings["snapshot"] = (time.monotonic() - t) * 1000
                 return results, codes.CONSISTENCY_CRASH, None
             t_snap = time.monotonic()
+            self.phase("snapshots while frozen")
             results = batch.fire(t_freeze + budget)
-            self.timings["snapshot"] = (time.monotonic() - t_snap) * 1000
+            t_thaw = time.monotonic()
+            self.timings["snapshot"] = (t_thaw - t_snap) * 1000
+            if frozen.frozen_at:
+                # all file systems frozen -> thaw requested: the part of the window the snapshots cost
+                self.timings["frozenHold"] = (t_thaw - frozen.frozen_at) * 1000
+            sent = [r.sent_at for r in results if r.sent_at]
+            if sent:
+                self.timings["snapshotSendSpread"] = (max(sent) - min(sent)) * 1000
+            self.phase("thaw")
             thawed = guardian.thaw()
         finally:
             if thawed is None:

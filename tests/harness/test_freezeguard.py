@@ -11,7 +11,8 @@ def test_machine_filesystems_includes_root_once(tmp_path):
         "22 27 0:21 / /proc rw,relatime - proc proc rw\n"
         "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n"
         "42 27 254:0 /run/netns /run/netns rw shared:1 - ext4 /dev/vda rw\n"
-        "50 27 7:0 / /mnt/with\\040space rw - xfs /dev/loop0 rw\n"
+        "50 27 8:1 / /mnt/with\\040space rw - xfs /dev/sdb1 rw\n"
+        "51 27 7:0 / /tmp/test-loop rw - ext4 /dev/loop0 rw\n"
     )
     assert machine_filesystems(str(info)) == ["/", "/mnt/with space"]
 

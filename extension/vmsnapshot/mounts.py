@@ -1,0 +1,298 @@
+"""Mount discovery from /proc/self/mountinfo and the freeze plan.
+
+Why mountinfo and nothing else: `mount`, `lsblk` and `df` are subprocesses that hang on a dead NFS or
+SMB mount (a known field complaint of the Microsoft extension). Reading mountinfo never touches the
+mounted filesystems, so discovery cannot hang. No subprocess is started here.
+
+The plan freezes only filesystems whose freeze we understand and trust (ext2/3/4, xfs, btrfs), one
+mount per superblock, and never the Azure resource disk. Everything left out is reported with the
+reason, so `diagnose --json` can show an operator exactly what will and will not be frozen.
+"""
+
+import os
+
+# Filesystems we freeze: their FIFREEZE is mature and tested (real loop mounts in tests/engine).
+FREEZABLE_FSTYPES = ("ext2", "ext3", "ext4", "xfs", "btrfs")
+
+# Local block filesystems that exist but that we deliberately do not freeze (documented in docs/engine.md):
+# jfs/reiserfs/f2fs/nilfs2 support FIFREEZE but are rare on Azure images and untested here; vfat/exfat/
+# ntfs (e.g. the EFI system partition) and read-only images (squashfs, erofs, iso9660) have nothing a
+# freeze would make consistent; zfs freezes through its own snapshot mechanism.
+KNOWN_NOT_FROZEN_FSTYPES = ("jfs", "reiserfs", "f2fs", "nilfs2", "vfat", "msdos", "exfat", "ntfs",
+                            "ntfs3", "zfs", "squashfs", "erofs", "iso9660", "udf", "hfsplus")
+
+PSEUDO_FSTYPES = ("proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "securityfs", "debugfs",
+                  "tracefs", "configfs", "pstore", "bpf", "mqueue", "hugetlbfs", "autofs", "binfmt_misc",
+                  "fusectl", "nsfs", "rpc_pipefs", "efivarfs", "selinuxfs", "sockfs", "pipefs",
+                  "anon_inodefs", "rootfs", "nfsd", "ramfs", "devfs")
+MEMORY_FSTYPES = ("tmpfs", "ramfs", "shm")
+OVERLAY_FSTYPES = ("overlay", "overlayfs", "aufs", "unionfs")
+NETWORK_FSTYPES = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "glusterfs", "9p", "afs", "ncpfs",
+                   "lustre", "gpfs", "beegfs", "ocfs2", "gfs2", "davfs", "virtiofs", "cephfs", "coda")
+
+DEFAULT_RESOURCE_DISK_PATHS = ("/mnt", "/mnt/resource")
+
+_ESCAPES = (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\"))
+
+
+def decode_mountinfo_path(text):
+    """Undo the octal escapes the kernel applies to paths in mountinfo (space, tab, newline, backslash)."""
+    if "\\" not in text:
+        return text
+    out, i = [], 0
+    while i < len(text):
+        chunk = text[i:i + 4]
+        for escaped, plain in _ESCAPES:
+            if chunk == escaped:
+                out.append(plain)
+                i += 4
+                break
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def normalize_mountpoint(path):
+    """Canonical spelling used to compare configured paths with mount points ('/data/' == '/data')."""
+    path = path.strip()
+    if not path:
+        return path
+    norm = os.path.normpath(path)
+    if norm.startswith("//"):  # normpath keeps a leading '//' (POSIX); mount points never have it
+        norm = "/" + norm.lstrip("/")
+    return norm
+
+
+def split_mount_list(value):
+    """Parse a comma-separated config value such as `MountsToSkip = /a, /b` into normalized paths.
+
+    Returns [] for an empty value. Callers decide what a blank MountsToInclude means; the convention
+    used by the runtime is: key absent or blank -> None (no include filter).
+    """
+    if value is None:
+        return []
+    return [normalize_mountpoint(p) for p in value.split(",") if p.strip()]
+
+
+class MountInfoError(ValueError):
+    """A mountinfo line that cannot be parsed."""
+
+
+class Mount(object):
+    """One line of mountinfo, fields decoded."""
+
+    __slots__ = ("mount_id", "parent_id", "devno", "root", "mountpoint", "mount_options",
+                 "optional_fields", "fstype", "source", "super_options")
+
+    def __init__(self, mount_id, parent_id, devno, root, mountpoint, mount_options, fstype, source,
+                 super_options, optional_fields=()):
+        self.mount_id = mount_id
+        self.parent_id = parent_id
+        self.devno = devno
+        self.root = root
+        self.mountpoint = mountpoint
+        self.mount_options = list(mount_options)
+        self.optional_fields = list(optional_fields)
+        self.fstype = fstype
+        self.source = source
+        self.super_options = list(super_options)
+
+    @property
+    def read_only(self):
+        return "ro" in self.mount_options or "ro" in self.super_options
+
+    def to_dict(self):
+        return {"mountpoint": self.mountpoint, "fstype": self.fstype, "devno": self.devno,
+                "source": self.source, "root": self.root, "mount_id": self.mount_id}
+
+    def __repr__(self):
+        return "Mount(%r, %s, %s)" % (self.mountpoint, self.fstype, self.devno)
+
+
+def parse_mountinfo_line(line):
+    left, sep, right = line.partition(" - ")
+    if not sep:
+        raise MountInfoError("no ' - ' separator in mountinfo line: %r" % line)
+    fields, rfields = left.split(" "), right.split(" ")
+    if len(fields) < 6 or len(rfields) < 2:
+        raise MountInfoError("too few fields in mountinfo line: %r" % line)
+    try:
+        mount_id, parent_id = int(fields[0]), int(fields[1])
+    except ValueError:
+        raise MountInfoError("mount ids are not numbers in mountinfo line: %r" % line) from None
+    super_options = rfields[2].split(",") if len(rfields) > 2 else []
+    return Mount(mount_id, parent_id, fields[2], decode_mountinfo_path(fields[3]),
+                 decode_mountinfo_path(fields[4]), fields[5].split(","), rfields[0],
+                 decode_mountinfo_path(rfields[1]), super_options, optional_fields=fields[6:])
+
+
+def parse_mountinfo(text):
+    """Parse the whole text of a mountinfo file, in the kernel's order (mount order)."""
+    return [parse_mountinfo_line(line) for line in text.splitlines() if line.strip()]
+
+
+def read_mountinfo(path="/proc/self/mountinfo"):
+    with open(path) as f:
+        return parse_mountinfo(f.read())
+
+
+def _is_under(path, ancestor):
+    if ancestor == "/":
+        return True
+    return path == ancestor or path.startswith(ancestor + "/")
+
+
+def _fstype_skip_reason(fstype):
+    if fstype in FREEZABLE_FSTYPES:
+        return None
+    if fstype in PSEUDO_FSTYPES:
+        return "pseudo filesystem (%s)" % fstype
+    if fstype in MEMORY_FSTYPES:
+        return "memory filesystem (%s)" % fstype
+    if fstype in OVERLAY_FSTYPES:
+        return "overlay filesystem (%s): the filesystems under it are frozen on their own" % fstype
+    base = fstype.split(".")[0]
+    if base in NETWORK_FSTYPES:
+        return "network filesystem (%s)" % fstype
+    if base in ("fuse", "fuseblk"):
+        return "FUSE filesystem (%s)" % fstype
+    if fstype in KNOWN_NOT_FROZEN_FSTYPES:
+        return "filesystem type %s is not frozen by this extension" % fstype
+    return "filesystem type %s is not in the freeze list %s" % (fstype, ",".join(FREEZABLE_FSTYPES))
+
+
+class FreezePlan(object):
+    """What will be frozen (in freeze order) and what will not, with reasons.
+
+    `selected`: Mount objects in freeze order (others first, `/` last); thaw in reverse.
+    `skipped`: (Mount, reason) in mountinfo order.
+    `missing_includes`: MountsToInclude entries that name no mount (worth a warning).
+    """
+
+    def __init__(self, selected, skipped, missing_includes=()):
+        self.selected = list(selected)
+        self.skipped = list(skipped)
+        self.missing_includes = list(missing_includes)
+
+    @property
+    def mountpoints(self):
+        return [m.mountpoint for m in self.selected]
+
+    def to_dict(self):
+        skipped = []
+        for mount, reason in self.skipped:
+            entry = mount.to_dict()
+            entry["reason"] = reason
+            skipped.append(entry)
+        return {"freeze_order": self.mountpoints,
+                "selected": [m.to_dict() for m in self.selected],
+                "skipped": skipped,
+                "missing_includes": list(self.missing_includes)}
+
+
+def _shadowed(mounts):
+    """Indexes of mounts hidden by a later mount on the same path or on an ancestor path.
+
+    A later mount L hides M when L's mount point is M's mount point or one of its ancestors and L is
+    not itself one of M's ancestors in the mount tree (M may be mounted on top of L).
+    """
+    by_id = dict((m.mount_id, m) for m in mounts)
+
+    def ancestors(m):
+        seen = set()
+        while m.parent_id in by_id and m.parent_id not in seen and m.parent_id != m.mount_id:
+            seen.add(m.parent_id)
+            m = by_id[m.parent_id]
+        return seen
+
+    hidden = {}
+    for i, m in enumerate(mounts):
+        anc = None
+        for later in mounts[i + 1:]:
+            if not _is_under(m.mountpoint, later.mountpoint):
+                continue
+            if anc is None:
+                anc = ancestors(m)
+            if later.mount_id in anc:
+                continue
+            hidden[i] = later
+            break
+    return hidden
+
+
+def plan_freeze(mounts, include=None, skip=(), resource_disk_paths=DEFAULT_RESOURCE_DISK_PATHS):
+    """Decide which mounts to freeze.
+
+    include: None = every eligible mount; a list = only these mount points ([] freezes nothing).
+    skip: mount points never frozen. A skipped or resource-disk mount excludes its whole superblock, so
+    a bind mount elsewhere cannot freeze it behind the operator's back (skipping `/` really means `/`).
+    """
+    include_set = None if include is None else set(normalize_mountpoint(p) for p in include if p.strip())
+    skip_set = set(normalize_mountpoint(p) for p in skip if p.strip())
+    resource_set = set(normalize_mountpoint(p) for p in resource_disk_paths)
+
+    hidden = _shadowed(mounts)
+    # Superblocks excluded as a whole: skip list and resource disk, when visible at those paths.
+    excluded_devnos = {}
+    for i, m in enumerate(mounts):
+        if i in hidden:
+            continue
+        if m.mountpoint in skip_set:
+            excluded_devnos.setdefault(m.devno, "listed in MountsToSkip (%s)" % m.mountpoint)
+        elif m.mountpoint in resource_set and m.fstype in FREEZABLE_FSTYPES:
+            excluded_devnos.setdefault(m.devno, "Azure resource disk (%s)" % m.mountpoint)
+
+    candidates, skipped = [], []
+    for i, m in enumerate(mounts):
+        if i in hidden:
+            reason = "shadowed by a later mount on %s" % hidden[i].mountpoint
+        elif m.mountpoint in skip_set:
+            reason = "listed in MountsToSkip"
+        elif m.mountpoint in resource_set:
+            reason = "Azure resource disk"
+        else:
+            reason = _fstype_skip_reason(m.fstype)
+            if reason is None and include_set is not None and m.mountpoint not in include_set:
+                reason = "not listed in MountsToInclude"
+            if reason is None and m.devno in excluded_devnos:
+                reason = "same filesystem (%s) as one excluded: %s" % (m.devno, excluded_devnos[m.devno])
+            if reason is None and m.read_only:
+                reason = "read-only mount"
+        if reason is None:
+            candidates.append(m)
+        else:
+            skipped.append((m, reason))
+
+    # One mount per superblock. Prefer the mount of the filesystem's own root, then the earliest.
+    chosen = {}
+    for m in candidates:
+        best = chosen.get(m.devno)
+        if best is None or (m.root == "/" and best.root != "/"):
+            chosen[m.devno] = m
+    selected = []
+    for m in candidates:
+        if chosen[m.devno] is m:
+            selected.append(m)
+        else:
+            skipped.append((m, "same filesystem (superblock %s) as %s" % (m.devno,
+                                                                          chosen[m.devno].mountpoint)))
+    order = dict((id(m), i) for i, m in enumerate(mounts))
+    skipped.sort(key=lambda pair: order[id(pair[0])])
+
+    # Freeze order: most recently mounted first, `/` always last. Thaw is the reverse.
+    selected.reverse()
+    selected.sort(key=lambda m: m.mountpoint == "/")
+
+    missing = []
+    if include_set is not None:
+        visible = set(m.mountpoint for i, m in enumerate(mounts) if i not in hidden)
+        missing = sorted(p for p in include_set if p not in visible)
+    return FreezePlan(selected, skipped, missing)
+
+
+def plan_from_mountinfo(path="/proc/self/mountinfo", include=None, skip=(),
+                        resource_disk_paths=DEFAULT_RESOURCE_DISK_PATHS):
+    """Convenience: read mountinfo and plan in one call (what `diagnose` and the worker use)."""
+    return plan_freeze(read_mountinfo(path), include=include, skip=skip,
+                       resource_disk_paths=resource_disk_paths)

@@ -1,0 +1,169 @@
+"""Resource Graph `POST /providers/Microsoft.ResourceGraph/resources`.
+
+KQL is not evaluated. The emulator recognises the two query shapes the kit sends (management-reference §7.1
+VM-with-extension rows and §7.2 protected-item rows) and the filters the kit appends, and computes those rows
+from the estate; anything else is a 400 so a changed query cannot pass silently. Paging follows the service:
+`options.$top` (at most `graph_max_top`), `$skipToken` while rows remain, rows in a stable order.
+
+Filters understood: `tolower(id) in~ ('...')`, `resourceGroup in~ ('...')`, `tags['k'] =~ 'v'`, and in the
+extension join `properties.publisher) in~ (...)` / `properties.type) in~ (...)`.
+"""
+
+import base64
+import hashlib
+import json
+import re
+
+from .router import arm_error, json_response
+from .state import iso
+
+_LIST = r"\(([^)]*)\)"
+
+
+def _strings(text):
+    return [s.lower() for s in re.findall(r"'([^']*)'", text)]
+
+
+def _vm_filters(query):
+    """Predicates on VMs from the kit's where-clauses."""
+    preds = []
+    m = re.search(r"tolower\(id\)\s+in~\s+" + _LIST, query, re.IGNORECASE)
+    if m:
+        ids = set(_strings(m.group(1)))
+        preds.append(lambda vm: vm.id.lower() in ids)
+    m = re.search(r"\bresourceGroup\s+in~\s+" + _LIST, query, re.IGNORECASE)
+    if m:
+        rgs = set(_strings(m.group(1)))
+        preds.append(lambda vm: vm.resource_group.lower() in rgs)
+    for key, value in re.findall(r"tags\['([^']+)'\]\s*=~\s*'([^']*)'", query, re.IGNORECASE):
+        preds.append(_tag_predicate(key.lower(), value.lower()))
+    return preds
+
+
+def _tag_predicate(key, value):
+    return lambda vm: any(tk.lower() == key and tv.lower() == value for tk, tv in vm.tags.items())
+
+
+def _extension_filter(query):
+    pubs = re.search(r"properties\.publisher\)\s+in~\s+" + _LIST, query, re.IGNORECASE)
+    types = re.search(r"properties\.type\)\s+in~\s+" + _LIST, query, re.IGNORECASE)
+    pubs = set(_strings(pubs.group(1))) if pubs else None
+    types = set(_strings(types.group(1))) if types else None
+    return lambda e: (
+        (pubs is None or e.publisher.lower() in pubs) and (types is None or e.type.lower() in types)
+    )
+
+
+def vm_extension_rows(est, subs, query):
+    preds, keep = _vm_filters(query), _extension_filter(query)
+    rows = []
+    for vm in est.vms.values():
+        if vm.subscription.lower() not in subs or not all(p(vm) for p in preds):
+            continue
+        base = {
+            "vmId": vm.id.lower(),
+            "vmName": vm.name,
+            "resourceGroup": vm.resource_group.lower(),
+            "subscriptionId": vm.subscription,
+            "location": vm.location,
+            "tags": dict(vm.tags),
+            "powerState": f"PowerState/{vm.power_state}",
+        }
+        exts = [e for e in vm.extensions if keep(e)]
+        for e in exts or [None]:
+            row = dict(base)
+            row.update(
+                {
+                    "extName": e.name if e else "",
+                    "publisher": e.publisher if e else "",
+                    "extType": e.type if e else "",
+                    "version": e.version if e else "",
+                    "state": e.provisioning_state if e else "",
+                    "autoUpgradeMinorVersion": e.auto_upgrade if e else None,
+                }
+            )
+            rows.append(row)
+    rows.sort(key=lambda r: (r["vmId"], r["extName"].lower()))
+    return rows
+
+
+def protected_item_rows(est, subs, query):
+    preds = _vm_filters(query)
+    rows = []
+    for v in est.vaults.values():
+        if v.subscription.lower() not in subs:
+            continue
+        for it in v.items.values():
+            if not all(p(it.vm) for p in preds):
+                continue
+            item_id = (
+                f"{v.id}/backupFabrics/Azure/protectionContainers/{it.vm.container_name}"
+                f"/protectedItems/{it.vm.item_name}"
+            )
+            rows.append(
+                {
+                    "itemId": item_id,
+                    "vaultId": v.id.lower(),
+                    "vmId": it.vm.id.lower(),
+                    "protectionState": it.protection_state,
+                    "healthStatus": it.health_status,
+                    "lastBackupStatus": it.last_backup_status or "",
+                    "lastBackupTime": iso(it.last_backup_time) or "",
+                    "policyName": it.policy_id.rsplit("/", 1)[-1],
+                }
+            )
+    rows.sort(key=lambda r: r["itemId"].lower())
+    return rows
+
+
+def _token(offset, fingerprint):
+    return base64.b64encode(json.dumps({"o": offset, "f": fingerprint}).encode()).decode()
+
+
+def register(router):
+    @router.route("POST", "/providers/Microsoft.ResourceGraph/resources")
+    def resources(req):
+        body = req.body or {}
+        query = str(body.get("query") or "")
+        subs = {s.lower() for s in body.get("subscriptions") or []}
+        options = body.get("options") or {}
+        est = req.emu.estate
+        q = re.sub(r"//[^\n]*", "", query)
+        with est.lock:
+            if re.search(r"^\s*RecoveryServicesResources\b", q) and "protecteditems" in q.lower():
+                rows = protected_item_rows(est, subs, q)
+            elif (
+                re.search(r"^\s*Resources\b", q)
+                and "microsoft.compute/virtualmachines/extensions" in q.lower()
+            ):
+                rows = vm_extension_rows(est, subs, q)
+            else:
+                return arm_error(
+                    400,
+                    "BadRequest",
+                    "armemu evaluates only the kit's Resource Graph query shapes "
+                    "(VM extension join, protected items).",
+                )
+        fingerprint = hashlib.sha1((q + "|" + ",".join(sorted(subs))).encode()).hexdigest()[:12]
+        start = 0
+        tok = options.get("$skipToken")
+        if tok:
+            try:
+                parsed = json.loads(base64.b64decode(tok))
+                start = int(parsed["o"])
+                if parsed["f"] != fingerprint:
+                    raise ValueError("token of another query")
+            except (ValueError, KeyError, TypeError):
+                return arm_error(400, "InvalidSkipToken", "The skip token is not valid for this query.")
+        top = min(int(options.get("$top") or 100), int(req.emu.knobs.graph_max_top))
+        page = rows[start : start + top]
+        out = {
+            "totalRecords": len(rows),
+            "count": len(page),
+            "resultTruncated": "false",
+            "facets": [],
+            "data": page,
+        }
+        if start + top < len(rows):
+            out["$skipToken"] = _token(start + top, fingerprint)
+        return json_response(out)

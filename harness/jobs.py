@@ -1,0 +1,103 @@
+"""A complete, valid snapshot job as Azure Backup sends it, built against a running Azurite.
+
+Tests, benchmarks and the demo start from `SnapshotVM(...).settings(seq)` and break one thing at a time.
+"""
+
+import base64
+import json
+import os
+import time
+
+from .handler import AgentSim
+
+TICKS_AT_UNIX_EPOCH = 621355968000000000
+
+
+def ticks(unix_seconds=None):
+    t = time.time() if unix_seconds is None else unix_seconds
+    return str(int(t * 1e7) + TICKS_AT_UNIX_EPOCH)
+
+
+def b64json(doc):
+    return base64.b64encode(json.dumps(doc).encode()).decode()
+
+
+def safe_config(path, work, fsfreeze=False, include=None, extra=""):
+    """A runtime configuration that can never freeze a machine filesystem and keeps every path in `work`."""
+    lines = ["[SnapshotThread]", "fsfreeze = %s" % ("true" if fsfreeze else "false"), "timeout = 20"]
+    if include is not None:
+        lines.append("MountsToInclude = %s" % ",".join(include))
+    elif fsfreeze:
+        raise ValueError("refusing a freezing config without MountsToInclude")
+    lines += ["[vmsnapshot]",
+              "ScriptConfigPath = %s" % os.path.join(work, "etc-azure", "VMSnapshotScriptPluginConfig.json"),
+              "HookDir = %s" % os.path.join(work, "etc-azure", "hooks.d"),
+              "SafeFreezeLockFile = %s" % os.path.join(work, "etc-azure", "SafeFreezeLockFile"),
+              "MachineIdentityFile = %s" % os.path.join(work, "etc-azure", "machine_identity"),
+              "WaagentConf = %s" % os.path.join(work, "etc-azure", "waagent.conf")]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n" + extra)
+    return path
+
+
+class SnapshotVM(object):
+    """A fake VM's disks in Azurite plus an agent-style handler directory with its certificate."""
+
+    def __init__(self, work, azurite, tenant, zip_path, disks=2, python=None, container=None,
+                 fsfreeze=False, include=None):
+        self.work = work
+        os.makedirs(work, exist_ok=True)
+        self.azurite = azurite
+        self.tenant = tenant
+        self.container = container or ("vm%08x" % (abs(hash(work)) % 16 ** 8))
+        azurite.create_container(self.container)
+        self.disk_names = ["disk%d.vhd" % i for i in range(disks)]
+        for name in self.disk_names:
+            azurite.create_page_blob(self.container, name, 1 << 30)
+        azurite.create_page_blob(self.container, "status.json", 0)
+        self._uris = None
+        self.status_uri = azurite.blob_sas_uri(self.container, "status.json")
+        self.log_uri = azurite.blob_sas_uri(self.container, "job.log", "racw")
+        self.config = safe_config(os.path.join(work, "vmbackup.conf"), work, fsfreeze, include)
+        self.agent = AgentSim(os.path.join(work, "agent"), zip_path, python=python, config_path=self.config)
+        self.agent.install_files()
+        tenant.install(self.agent.lib)
+
+    def disk_uris(self):
+        if self._uris is None:
+            self._uris = [self.azurite.blob_sas_uri(self.container, n) for n in self.disk_names]
+        return list(self._uris)
+
+    def secrets(self):
+        """Every SAS signature this VM's settings carry: must never appear on disk or in logs."""
+        uris = self.disk_uris() + [self.status_uri, self.log_uri]
+        return [u.split("sig=")[1].split("&")[0] for u in uris]
+
+    def public(self, seq=0, **overrides):
+        pub = {"locale": "en-us", "taskId": "task-%s-%d" % (self.container, seq),
+               "commandToExecute": "snapshot", "commandStartTimeUTCTicks": ticks(), "vmType":
+                   "microsoft.compute/virtualmachines",
+               "objectStr": b64json({"backupMetadata": [{"Key": "BackupTaskId", "Value": "task-%d" % seq},
+                                                         {"Key": "Origin", "Value": "kit-tests"}],
+                                     "includedDisks": {"dataDiskLunList": [0], "isOSDiskIncluded": True}})}
+        pub.update(overrides)
+        return {k: v for k, v in pub.items() if v is not None}
+
+    def private(self, **overrides):
+        priv = {"objectStr": b64json({"blobSASUri": self.disk_uris()}),
+                "statusBlobUri": self.status_uri, "logsBlobUri": self.log_uri}
+        priv.update(overrides)
+        return {k: v for k, v in priv.items() if v is not None}
+
+    def write(self, seq=0, public=None, private=None, cipher="-des3"):
+        public = self.public(seq) if public is None else public
+        private = self.private() if private is None else private
+        protected = self.tenant.encrypt(json.dumps(private), cipher) if private is not None else None
+        return self.agent.write_settings(seq, public, protected, self.tenant.thumbprint)
+
+    def snapshots(self):
+        return self.azurite.list_snapshots(self.container)
+
+    def status_blob(self):
+        raw = self.azurite.read_blob(self.container, "status.json").decode().rstrip()
+        return json.loads(raw)

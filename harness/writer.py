@@ -1,0 +1,54 @@
+"""A writer workload for freeze tests: one thread per mount appends 4 KiB and fsyncs, forever.
+
+Run as a separate process (a writer blocks uninterruptibly on a frozen file system, and the thaw must
+never depend on it). On SIGTERM it writes a JSON summary: per mount, the number of writes and the
+longest gap between two completed writes, with its wall-clock start and end.
+
+usage: python -m harness.writer SUMMARY.json MOUNT [MOUNT...]
+"""
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+_stop = threading.Event()
+
+
+def _write_loop(mount, record):
+    path = os.path.join(mount, "writer.dat")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    block = b"w" * 4096
+    last = time.time()
+    while not _stop.is_set():
+        os.write(fd, block)
+        os.fsync(fd)
+        now = time.time()
+        record["writes"] += 1
+        if now - last > record["max_gap"]:
+            record["max_gap"], record["gap_start"], record["gap_end"] = now - last, last, now
+        last = now
+        time.sleep(0.002)
+    os.close(fd)
+
+
+def main(argv):
+    out, mounts = argv[0], argv[1:]
+    records = {m: {"writes": 0, "max_gap": 0.0, "gap_start": None, "gap_end": None} for m in mounts}
+    threads = [threading.Thread(target=_write_loop, args=(m, records[m]), daemon=True) for m in mounts]
+    signal.signal(signal.SIGTERM, lambda *a: _stop.set())
+    for t in threads:
+        t.start()
+    print("ready", flush=True)
+    while not _stop.wait(0.05):
+        pass
+    for t in threads:
+        t.join(10)
+    with open(out, "w") as f:
+        json.dump({m: dict(r, max_gap_ms=r["max_gap"] * 1000) for m, r in records.items()}, f)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

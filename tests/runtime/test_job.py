@@ -1,0 +1,160 @@
+"""End-to-end snapshot jobs through the manifest commands against Azurite (freezing disabled)."""
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from harness.jobs import b64json
+from tests.runtime.conftest import grep_tree
+
+
+def blob_report(doc):
+    return json.loads(doc[0]["status"]["substatus"][0]["name"])[0]["status"]
+
+
+def test_enable_runs_a_crash_consistent_job(vm):
+    vm.write(0)
+    assert vm.agent.run("install").returncode == 0
+    started = time.monotonic()
+    proc = vm.agent.run("enable")
+    enable_s = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr
+    assert enable_s < 1.5, "enable must return quickly (took %.2fs)" % enable_s
+    doc = vm.agent.wait_terminal(0)
+    status = doc[0]["status"]
+    assert (status["status"], status["code"]) == ("success", 1), status["formattedMessage"]
+    assert status["formattedMessage"]["lang"] == "en-US"
+    report = blob_report(doc)
+    info = report["snapshotInfo"]
+    assert [i["isSuccessful"] for i in info] == [True, True]
+    assert all("?snapshot=" in i["snapshotUri"] and "sig=" not in i["snapshotUri"] for i in info)
+    assert json.loads(report["formattedMessage"]["message"])["snapshotConsistency"] == 3
+    assert report["vmHealthInfo"] == {"vmHealthState": 0, "vmHealthStatusCode": 1}
+    snaps = vm.snapshots()
+    assert sorted(n for n, _, _ in snaps) == sorted(vm.disk_names)
+    assert all(meta.get("BackupTaskId") == "task-0" and meta.get("Origin") == "kit-tests" for _, _, meta in snaps)
+    # The status blob carries the same report, as Azure Backup reads it.
+    blob = vm.status_blob()
+    assert blob[0]["status"]["status"] == "success" and blob[0]["status"]["code"] == "1"
+    assert grep_tree(vm.work, vm.secrets()) == []
+
+
+def test_zh_cn_locale_writes_chinese_messages_with_the_same_code(vm):
+    vm.write(0, public=vm.public(0, locale="zh-cn"))
+    assert vm.agent.run("enable").returncode == 0
+    status = vm.agent.wait_terminal(0)[0]["status"]
+    assert status["code"] == 1
+    assert status["formattedMessage"]["lang"] == "zh-CN"
+    assert "启用成功" in status["formattedMessage"]["message"]
+
+
+def test_unknown_locale_falls_back_to_english(vm):
+    vm.write(0, public=vm.public(0, locale="fr-fr"))
+    assert vm.agent.run("enable").returncode == 0
+    status = vm.agent.wait_terminal(0)[0]["status"]
+    assert status["formattedMessage"]["lang"] == "en-US" and status["code"] == 1
+
+
+@pytest.mark.parametrize("cipher", ["-des3", "-aes256"])
+def test_both_platform_ciphers_decrypt(vm, cipher):
+    vm.write(0, cipher=cipher)
+    assert vm.agent.run("enable").returncode == 0
+    assert vm.agent.wait_terminal(0)[0]["status"]["code"] == 1
+
+
+def test_same_sequence_again_starts_no_second_job(vm):
+    vm.write(0)
+    vm.agent.run("enable")
+    vm.agent.wait_terminal(0)
+    first = vm.snapshots()
+    assert vm.agent.run("enable").returncode == 0
+    time.sleep(0.5)
+    assert vm.snapshots() == first
+    assert vm.agent.status(0)[0]["status"]["code"] == 1
+
+
+def test_ten_concurrent_enables_start_exactly_one_job(vm):
+    vm.write(0)
+    procs = [subprocess.Popen(["/bin/sh", "-c", vm.agent.base + "/bin/handle.sh enable"], cwd=vm.agent.base,
+                              env=vm.agent.env(0), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for _ in range(10)]
+    assert [p.wait(30) for p in procs] == [0] * 10
+    vm.agent.wait_terminal(0)
+    time.sleep(0.3)
+    assert len(vm.snapshots()) == len(vm.disk_names)
+
+
+def test_new_sequence_runs_a_new_job_and_a_replayed_task_id_does_not(vm):
+    vm.write(0)
+    vm.agent.run("enable")
+    vm.agent.wait_terminal(0)
+    vm.write(1)
+    vm.agent.run("enable", seq=1)
+    assert vm.agent.wait_terminal(1)[0]["status"]["code"] == 1
+    assert len(vm.snapshots()) == 2 * len(vm.disk_names)
+    vm.write(2, public=vm.public(1))  # the service re-sends task 1 under a new sequence number
+    vm.agent.run("enable", seq=2)
+    status = vm.agent.wait_terminal(2)[0]["status"]
+    assert (status["status"], status["code"]) == ("success", 3)
+    assert len(vm.snapshots()) == 2 * len(vm.disk_names)
+
+
+def test_tampered_sas_fails_before_any_freeze_with_76(vm):
+    uris = vm.disk_uris()
+    bad = [u.replace("sig=", "sig=AAAA") for u in uris]
+    vm.write(0, private=vm.private(objectStr=b64json({"blobSASUri": bad})))
+    vm.agent.run("enable")
+    status = vm.agent.wait_terminal(0)[0]["status"]
+    assert (status["status"], status["code"]) == ("error", 76)
+    assert "403" in status["formattedMessage"]["message"]
+    assert vm.snapshots() == []
+
+
+def test_one_bad_disk_of_two_is_761(vm):
+    uris = vm.disk_uris()
+    vm.write(0, private=vm.private(objectStr=b64json({"blobSASUri": [uris[0], uris[1].replace("disk1", "nodisk")]})))
+    vm.agent.run("enable")
+    status = vm.agent.wait_terminal(0)[0]["status"]
+    assert status["code"] == 761
+    assert vm.snapshots() == []
+
+
+def test_unreachable_status_blob_still_ends_in_a_local_status(vm, azurite):
+    dead = "https://127.0.0.1:9/%s/status.json?sv=1&sig=deadbeef" % vm.container
+    vm.write(0, private=vm.private(statusBlobUri=dead))
+    vm.agent.run("enable")
+    doc = vm.agent.wait_terminal(0, timeout=60)
+    assert doc[0]["status"]["code"] == 1
+    report = blob_report(doc)
+    assert "statusBlobUploadError=true" in json.loads(report["formattedMessage"]["message"])["messageStr"]
+
+
+def test_unknown_command_is_a_clear_usage_error(vm):
+    proc = subprocess.run(["/bin/sh", "-c", vm.agent.base + "/bin/handle.sh frobnicate"], cwd=vm.agent.base,
+                          env=vm.agent.env(0), capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert "unknown command" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_disable_and_uninstall_are_idempotent_and_keep_configuration(vm):
+    vm.write(0)
+    assert vm.agent.run("install").returncode == 0
+    for _ in range(2):
+        assert vm.agent.run("disable").returncode == 0
+    assert vm.agent.run("uninstall").returncode == 0
+    assert vm.agent.run("uninstall").returncode == 0
+    with open(vm.config) as f:
+        assert "fsfreeze = false" in f.read()
+
+
+def test_diagnose_reports_plan_and_never_prints_secrets(vm):
+    vm.write(0)
+    proc = subprocess.run(["/bin/sh", "-c", vm.agent.base + "/bin/handle.sh diagnose --json"], cwd=vm.agent.base,
+                          env=vm.agent.env(0), capture_output=True, text=True, timeout=60)
+    doc = json.loads(proc.stdout)
+    assert doc["freeze_plan"]["fsfreeze"] is False and doc["freeze_plan"]["would_freeze"] == []
+    assert doc["settings"]["certificate_found"] and doc["settings"]["private_key_found"]
+    assert doc["status_blob"]["reachable"] is True
+    assert not any(s in proc.stdout for s in vm.secrets())
