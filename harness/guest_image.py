@@ -22,11 +22,12 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import time
+
+from harness.debian_root import DebianRootError, apt_mirror
 
 SUITE = "bookworm"
 GUEST_PACKAGES = ("linux-image-amd64", "python3", "openssl", "iproute2", "kmod")
@@ -109,24 +110,6 @@ class GuestImage(object):
         return "guest image files missing in %s (rebuild: make vm-image)" % self.cache
 
 
-def apt_mirror():
-    """The machine's configured Debian mirror (deb822 sources first, then sources.list)."""
-    deb822 = "/etc/apt/sources.list.d/debian.sources"
-    if os.path.exists(deb822):
-        with open(deb822) as f:
-            for line in f:
-                m = re.match(r"^URIs:\s*(\S+)", line)
-                if m and "security" not in m.group(1):
-                    return m.group(1)
-    if os.path.exists("/etc/apt/sources.list"):
-        with open("/etc/apt/sources.list") as f:
-            for line in f:
-                m = re.match(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+%s\s" % SUITE, line)
-                if m:
-                    return m.group(1)
-    return DEFAULT_MIRROR
-
-
 def check_prerequisites():
     if os.geteuid() != 0:
         raise Skip("not root: debootstrap and chroot need root")
@@ -177,7 +160,10 @@ def build(image, log):
     os.makedirs(work)
     rootfs = os.path.join(work, "rootfs")
     timings = {}
-    mirror = apt_mirror()
+    try:
+        mirror = apt_mirror()
+    except DebianRootError:
+        mirror = DEFAULT_MIRROR
     timings["debootstrap"] = _run(["debootstrap", "--variant=minbase", SUITE, rootfs, mirror], log)
     write_initramfs_config(rootfs)
     timings["packages"] = _run(["unshare", "-m", "--propagation", "private", "sh", "-c",

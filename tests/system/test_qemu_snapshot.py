@@ -14,28 +14,26 @@ Root only (qemu itself does not need root, but the image build does); skipped wi
 guest image, qemu or Azurite is missing. One boot takes about a minute under TCG.
 """
 
-import base64
 import json
 import os
 import shutil
-import time
 import uuid
 
 import pytest
 
 from harness.azurite import Azurite
 from harness.certs import TenantCert, make_tls
+from harness.delayproxy import DelayProxy
 from harness.guest_image import GuestImage
 from harness.handler import AgentSim, build_zip
+from harness.jobs import b64json, ticks
 from harness.qemu_vm import GUEST_ADDRESS, HOST_ALIAS, GuestVM
-from tests.system.delay_proxy import DelayProxy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GUEST_FILES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "guest")
 FREEZE_CAP_S = 20                 # [SnapshotThread] timeout in the guest: the hard cap on any freeze
 KILL_THAW_LIMIT_MS = 1000.0
-PROXY_DELAY_S = 0.5
-TICKS_AT_UNIX_EPOCH = 621355968000000000
+PROXY_RTT_MS = 600                # the kill scenario's storage latency: the freeze lasts at least this
 GUEST_LIB = "/var/lib/waagent"
 GUEST_LOG = "/var/log/azure"
 GUEST_CONFIG = "/etc/azure/vmbackup.conf"
@@ -64,10 +62,6 @@ def skip_reason():
     return None
 
 
-def b64json(doc):
-    return base64.b64encode(json.dumps(doc).encode()).decode()
-
-
 def guest_uri(uri, azurite, guest_port):
     """Rewrite a SAS URI to the guest's view of the host; the signature does not cover the host."""
     return uri.replace("https://127.0.0.1:%d/" % azurite.port, "https://%s:%d/" % (HOST_ALIAS, guest_port), 1)
@@ -80,7 +74,7 @@ def settings_for(seq, azurite, guest_port, tenant):
         "locale": "en-us",
         "taskId": job_id,
         "commandToExecute": "snapshot",
-        "commandStartTimeUTCTicks": str(TICKS_AT_UNIX_EPOCH + int(time.time() * 1e7)),
+        "commandStartTimeUTCTicks": ticks(),
         "vmType": "microsoft.compute/virtualmachines",
         "objectStr": b64json({"backupMetadata": [{"Key": "backupJobId", "Value": job_id},
                                                  {"Key": "scenario", "Value": "seq%d" % seq}]}),
@@ -164,7 +158,7 @@ def vm_run(tmp_path_factory):
         for seq in (0, 1):
             azurite.create_page_blob("status", "seq%d.status" % seq, 1 << 20)
             azurite.create_append_blob("status", "seq%d.log" % seq)
-        with DelayProxy(azurite.port, PROXY_DELAY_S) as proxy:
+        with DelayProxy(azurite.port, PROXY_RTT_MS) as proxy:
             stage = os.path.join(work, "stage")
             jobs = stage_guest(stage, work, azurite, tls, ports=(azurite.port, proxy.port))
             vm = GuestVM(work)
@@ -279,9 +273,15 @@ def test_sigkill_of_worker_while_frozen_thaws_guest_root(vm_run):
     assert (resumed[0] - kill["tKill"]) * 1000 < KILL_THAW_LIMIT_MS, (resumed, kill)
     assert res["rootAfter"]["writable"], res["rootAfter"]
     assert res["data"]["intact"], res["data"]
-    # The agent re-runs enable after the worker vanished: whatever the status says, never success.
+    # The job's supervisor reports the death as an error naming the signal; an agent restart re-running
+    # enable for the same sequence number keeps that status and starts no second job.
+    assert res["wait"] == "terminal", res["wait"]
     final = res["status"][0]["status"]
-    assert final["status"] != "success", final
+    assert final["status"] == "error", final
+    assert "signal 9" in final["formattedMessage"]["message"], final
+    assert res["enableAgain"]["rc"] == 0, res["enableAgain"]
+    assert res["statusAfterEnableAgain"][0]["status"]["status"] == "error"
+    assert res["statusAfterEnableAgain"][0]["status"]["code"] == final["code"]
     print("\nSIGKILL of the worker while frozen: root writable again after %.1f ms, guardian gone after "
-          "%s ms; local status afterwards: %s (code %s)" % (kill["writableAfterKillMs"], kill["guardianGoneMs"],
-                                                        final["status"], final["code"]))
+          "%s ms; status: %s" % (kill["writableAfterKillMs"], kill["guardianGoneMs"],
+                             final["formattedMessage"]["message"]))

@@ -264,13 +264,10 @@ def run_scenario(plan, agent, sc):
     result["enable"] = agent.run("enable", sc["seq"])
     if sc.get("kill"):
         result["kill"] = kill_when_frozen(agent, workload.proc.pid, plan["status_timeout"])
-        time.sleep(0.5)
-        result["statusAfterKill"] = agent.status(sc["seq"])
+    result["status"], result["wait"] = wait_terminal(agent, sc["seq"], plan["status_timeout"])
+    if sc.get("kill"):
         result["enableAgain"] = agent.run("enable", sc["seq"])   # the agent restarts and re-runs enable
-        result["status"] = agent.status(sc["seq"])
-        result["wait"] = "after kill"
-    else:
-        result["status"], result["wait"] = wait_terminal(agent, sc["seq"], plan["status_timeout"])
+        result["statusAfterEnableAgain"] = agent.status(sc["seq"])
     result["jobSeconds"] = round(time.monotonic() - t, 3)
     result["rootAfter"] = root_writable()
     result["writer"] = workload.stop()
