@@ -102,14 +102,15 @@ def wchan(pid):
 
 
 class WorkerWatch(object):
-    """Tells a worker that died (no job.json, or its pid gone for 2 s) from one still starting up."""
+    """Tells a job that died (no job.json, or neither its supervisor nor its worker alive for 2 s) from
+    one still starting up."""
 
     def __init__(self, grace_s=2.0):
         self.grace_s = grace_s
         self.since = None
 
     def gone(self, job):
-        if job is not None and pid_alive(job.get("pid")):
+        if job is not None and (pid_alive(job.get("pid")) or pid_alive(job.get("supervisor"))):
             self.since = None
             return False
         self.since = self.since or time.monotonic()
