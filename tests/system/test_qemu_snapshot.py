@@ -271,6 +271,7 @@ def test_sigkill_of_worker_while_frozen_thaws_guest_root(vm_run):
     resumed = [end for start, end in res["writer"]["stalls"] if start < kill["tKill"] < end]
     assert resumed, "the writer was not stalled across the kill: %s" % res["writer"]
     assert (resumed[0] - kill["tKill"]) * 1000 < KILL_THAW_LIMIT_MS, (resumed, kill)
+    assert res["hookLog"] == [], "no hook was installed for this job: %s" % res["hookLog"]
     assert res["rootAfter"]["writable"], res["rootAfter"]
     assert res["data"]["intact"], res["data"]
     # The job's supervisor reports the death as an error naming the signal; an agent restart re-running

@@ -24,6 +24,7 @@ from writer import verify as verify_records
 
 PLAN = "/vmsnap-test/plan.json"
 CONTROL = "/run/vmsnap-writer"
+HOOK_LOG = "/run/vmsnap-hook.log"     # written by the sample hook (hook-writer)
 FROZEN_WCHAN = "percpu_rwsem_wait"   # where a writer sleeps on a frozen superblock (sb_start_write)
 
 
@@ -199,7 +200,7 @@ def extension_log_tail(plan, lines=30):
 
 def hook_log():
     try:
-        with open("/run/vmsnap-hook.log") as f:
+        with open(HOOK_LOG) as f:
             return f.read().split("\n")[:-1]
     except OSError:
         return []
@@ -254,6 +255,8 @@ def kill_when_frozen(agent, writer_pid, timeout):
 
 def run_scenario(plan, agent, sc):
     result = {"name": sc["name"], "seq": sc["seq"], "uptimeStart": uptime()}
+    if os.path.exists(HOOK_LOG):
+        os.remove(HOOK_LOG)   # each scenario reports only its own hook calls
     set_hook(plan, sc.get("hook", False))
     workload = Workload(plan)
     workload.start()
