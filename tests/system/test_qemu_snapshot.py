@@ -29,7 +29,6 @@ from harness.handler import AgentSim, build_zip
 from harness.jobs import b64json, ticks
 from harness.qemu_vm import GUEST_ADDRESS, HOST_ALIAS, GuestVM
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GUEST_FILES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "guest")
 FREEZE_CAP_S = 20                 # [SnapshotThread] timeout in the guest: the hard cap on any freeze
 KILL_THAW_LIMIT_MS = 1000.0
@@ -39,15 +38,8 @@ GUEST_LOG = "/var/log/azure"
 GUEST_CONFIG = "/etc/azure/vmbackup.conf"
 GUEST_HOOK_DIR = "/etc/azure/vmsnapshot/hooks.d"
 DISKS = ("osdisk.vhd", "datadisk-0.vhd")
-ENGINE_MODULES = ("freezer.py", "mounts.py", "scripts.py")
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
-
-
-def engine_missing():
-    """The freeze engine modules the worker imports; until they land on main the job cannot run."""
-    pkg = os.path.join(ROOT, "extension", "vmsnapshot")
-    return [m for m in ENGINE_MODULES if not os.path.exists(os.path.join(pkg, m))]
 
 
 def skip_reason():
@@ -194,14 +186,6 @@ def telemetry(report):
     return {item["Key"]: item["Value"] for item in report["telemetryData"]}
 
 
-def require_engine(res):
-    """Until the freeze engine is on main, the worker cannot import it: say so instead of failing."""
-    missing = engine_missing()
-    if missing:
-        pytest.xfail("freeze engine not merged yet (extension/vmsnapshot/%s missing): the worker cannot "
-                     "run a freeze; guest side: status %s" % (", ".join(missing), res.get("wait")))
-
-
 def test_guest_boots_and_agent_enable_runs(vm_run):
     """Infrastructure: the guest boots, reaches the scenario runner, and enable returns at once."""
     res = scenario(vm_run, "app")
@@ -217,7 +201,6 @@ def test_guest_boots_and_agent_enable_runs(vm_run):
 
 def test_app_consistent_snapshot_of_running_vm(vm_run):
     res = scenario(vm_run, "app")
-    require_engine(res)
     assert res["wait"] == "terminal", "no terminal status: %s\n%s" % (res["wait"], "\n".join(res["extensionLog"]))
     status = res["status"][0]["status"]
     report = blob_report(res["status"])
@@ -261,7 +244,6 @@ def test_app_consistent_snapshot_of_running_vm(vm_run):
 
 def test_sigkill_of_worker_while_frozen_thaws_guest_root(vm_run):
     res = scenario(vm_run, "kill")
-    require_engine(res)
     kill = res["kill"]
     assert kill["killed"], kill
     assert kill["writableAfterKillMs"] is not None, "root still frozen 5 s after the worker's SIGKILL"
