@@ -14,6 +14,7 @@ Root only (qemu itself does not need root, but the image build does); skipped wi
 guest image, qemu or Azurite is missing. One boot takes about a minute under TCG.
 """
 
+import base64
 import json
 import os
 import shutil
@@ -59,6 +60,11 @@ def guest_uri(uri, azurite, guest_port):
     return uri.replace("https://127.0.0.1:%d/" % azurite.port, "https://%s:%d/" % (HOST_ALIAS, guest_port), 1)
 
 
+def sas_signatures(uris):
+    """The `sig=` values of SAS URIs: secrets that must never be written out."""
+    return [p[4:] for u in uris for p in u.split("?", 1)[1].split("&") if p.startswith("sig=")]
+
+
 def settings_for(seq, azurite, guest_port, tenant):
     """Public and protected settings shaped as Azure Backup sends them (contract §4, reference §3)."""
     job_id = str(uuid.uuid4())
@@ -77,7 +83,9 @@ def settings_for(seq, azurite, guest_port, tenant):
         "statusBlobUri": guest_uri(azurite.blob_sas_uri("status", "seq%d.status" % seq), azurite, guest_port),
         "logsBlobUri": guest_uri(azurite.blob_sas_uri("status", "seq%d.log" % seq), azurite, guest_port),
     }
-    return public, tenant.encrypt(json.dumps(private)), job_id
+    disks = json.loads(base64.b64decode(private["objectStr"]))["blobSASUri"]
+    secrets = sas_signatures(disks + [private["statusBlobUri"], private["logsBlobUri"]])
+    return public, tenant.encrypt(json.dumps(private)), job_id, secrets
 
 
 def write_text(path, text, mode=0o644):
@@ -108,11 +116,11 @@ def stage_guest(stage, work, azurite, tls, ports):
     shutil.copyfile(tls["ca"], os.path.join(test_dir, "ca.pem"))
     jobs = {}
     for seq, port in enumerate(ports):
-        public, protected, job_id = settings_for(seq, azurite, port, tenant)
+        public, protected, job_id, secrets = settings_for(seq, azurite, port, tenant)
         path = sim.write_settings(seq, public, protected, tenant.thumbprint)
         os.makedirs(os.path.join(test_dir, "settings"), exist_ok=True)
         shutil.move(path, os.path.join(test_dir, "settings", "%d.settings" % seq))
-        jobs[seq] = job_id
+        jobs[seq] = {"taskId": job_id, "signatures": secrets}
     write_text(stage + GUEST_CONFIG, (
         "# qemu system test: this VM is disposable, so the job freezes its own root.\n"
         "[SnapshotThread]\nfsfreeze = true\nMountsToInclude = /\ntimeout = %d\n\n"
@@ -156,6 +164,7 @@ def vm_run(tmp_path_factory):
             vm = GuestVM(work)
             boot = vm.boot(stage, forwards=[(azurite.port, azurite.port), (proxy.port, proxy.port)], timeout=300)
         blob_text = azurite.read_blob("status", "seq0.status").rstrip(b"\0").decode("utf-8", "replace")
+        log_text = azurite.read_blob("status", "seq0.log").decode("utf-8", "replace")
         snapshots = azurite.list_snapshots("vhds")
     # pytest keeps only its last few temporary directories: keep the console where it survives.
     kept = os.path.join(GuestImage().cache, "last-console.log")
@@ -163,7 +172,7 @@ def vm_run(tmp_path_factory):
     print("\nqemu boot: %.1f s wall, console log %s" % (boot.seconds, kept))
     for kind in ("INIT", "DONE"):
         print(kind, boot.records(kind))
-    return {"boot": boot, "blob_text": blob_text, "snapshots": snapshots, "jobs": jobs}
+    return {"boot": boot, "blob_text": blob_text, "log_text": log_text, "snapshots": snapshots, "jobs": jobs}
 
 
 def scenario(vm_run, name):
@@ -223,11 +232,15 @@ def test_app_consistent_snapshot_of_running_vm(vm_run):
     # What Azure Backup reads: the status blob in storage on the host, and the snapshots themselves.
     blob = json.loads(vm_run["blob_text"])[0]["status"]
     assert blob["status"] == "success" and blob["code"] == "0", blob
-    assert blob["taskId"] == vm_run["jobs"][0]
+    assert blob["taskId"] == vm_run["jobs"][0]["taskId"]
     assert {i["snapshotUri"] for i in blob["snapshotInfo"]} == {i["snapshotUri"] for i in infos}
     seq0 = [s for s in vm_run["snapshots"] if s[2].get("scenario") == "seq0"]
     assert {s[0] for s in seq0} == set(DISKS), vm_run["snapshots"]
-    assert all(s[2].get("backupJobId") == vm_run["jobs"][0] for s in seq0)
+    assert all(s[2].get("backupJobId") == vm_run["jobs"][0]["taskId"] for s in seq0)
+    assert "job seq 0 ended: code 0" in vm_run["log_text"], vm_run["log_text"][-2000:]
+    guest_log = "\n".join(res["extensionLog"])
+    for sig in vm_run["jobs"][0]["signatures"]:
+        assert sig not in vm_run["blob_text"] + vm_run["log_text"] + guest_log, "a SAS signature was written out"
     in_storage = {(name, when) for name, when, _ in seq0}
     for info in infos:
         blob, _, query = info["snapshotUri"].partition("?")
