@@ -183,6 +183,7 @@ class Workload(object):
         return json.loads(out.decode().strip().splitlines()[-1])
 
     def verify(self, records):
+        os.sync()
         with open("/proc/sys/vm/drop_caches", "w") as f:
             f.write("3\n")   # re-read from the disk, not from the page cache
         return verify_records(self.path, records)
