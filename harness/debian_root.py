@@ -40,10 +40,15 @@ def apt_mirror(sources_dir="/etc/apt"):
     raise DebianRootError("no Debian mirror found in %s" % sources_dir)
 
 
+# Not needed to install packages with dpkg or run programs, and nearly half the tree: dropping them halves
+# the time every test spends unpacking and deleting its root. (No apt inside: no network in tests.)
+TRIMMED = ("var/cache/apt", "var/lib/apt/lists", "usr/share/locale", "usr/share/doc", "usr/share/info")
+
+
 def cached_root(suite="bookworm", include=("python3", "openssl"), cache=None):
     """Path of a tar of a minbase root with `include` installed; made by debootstrap on first use."""
     cache = os.path.join(cache or os.environ.get("KIT_CACHE") or DEFAULT_CACHE, "debian-roots")
-    tarball = os.path.join(cache, "%s-minbase-%s.tar" % (suite, "-".join(include)))
+    tarball = os.path.join(cache, "%s-minbase-%s-slim.tar" % (suite, "-".join(include)))
     if os.path.exists(tarball):
         return tarball
     if shutil.which("debootstrap") is None:
@@ -56,6 +61,10 @@ def cached_root(suite="bookworm", include=("python3", "openssl"), cache=None):
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900)
         if proc.returncode != 0:
             raise DebianRootError("debootstrap failed:\n" + proc.stdout[-3000:])
+        for path in TRIMMED:
+            target = os.path.join(work, "root", path)
+            shutil.rmtree(target, ignore_errors=True)
+            os.makedirs(target, exist_ok=True)
         subprocess.run(["tar", "--numeric-owner", "-C", os.path.join(work, "root"), "-cf", tarball + ".tmp",
                         "."], check=True)
         os.replace(tarball + ".tmp", tarball)

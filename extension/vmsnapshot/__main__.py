@@ -16,9 +16,13 @@ Agent commands (run by the Azure Linux guest agent from the handler directory):
   update       carry state over from the previous version during an upgrade
 
 Operator commands:
-  diagnose [--json] [--offline]
+  diagnose [--json] [--offline] [--handler-dir DIR]
                interpreter, openssl, certificates, configuration, freeze plan, status blob
-               reachability; never freezes and never prints a secret
+               reachability; never freezes and never prints a secret. Outside the agent it looks
+               at the newest installed handler under /var/lib/waagent
+  snapshot --settings FILE [--status-dir DIR] [--seq N]
+               run one snapshot job in the foreground outside the agent; FILE (mode 0600) holds
+               {"publicSettings": {...}, "protectedSettings": {...}} in clear text
   version      print the extension version
 
 Environment: VMSNAPSHOT_CONFIG overrides /etc/azure/vmbackup.conf.
@@ -42,7 +46,8 @@ def main(argv=None):
         from . import commands
         handler = {"install": commands.install, "enable": commands.enable, "disable": commands.disable,
                    "uninstall": commands.uninstall, "update": commands.update,
-                   "worker": commands.worker, "supervise": commands.supervise}.get(command)
+                   "worker": commands.worker, "supervise": commands.supervise,
+                   "snapshot": commands.snapshot}.get(command)
         if handler is None:
             sys.stderr.write("vmsnapshot: unknown command %r\n%s" % (command, USAGE))
             return 2

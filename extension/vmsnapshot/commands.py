@@ -206,6 +206,52 @@ def worker(argv):
     return 0
 
 
+def snapshot(argv):
+    """A manual snapshot job in the foreground, outside the agent: `vmsnapshot snapshot --settings FILE`.
+
+    FILE holds {"publicSettings": {...}, "protectedSettings": {...}} in clear text, so it must be owned by
+    root (or the caller) and readable by nobody else. Status files go to --status-dir (default: a
+    `status` directory next to FILE). Prints the final status and exits 0 on success, 1 otherwise.
+    """
+    from .worker import Job
+
+    if "--settings" not in argv or argv.index("--settings") + 1 >= len(argv):
+        sys.stderr.write("usage: vmsnapshot snapshot --settings FILE [--status-dir DIR] [--seq N]\n")
+        return 2
+    path = argv[argv.index("--settings") + 1]
+    try:
+        st = os.stat(path)
+        if st.st_uid not in (0, os.getuid()) or st.st_mode & 0o077:
+            sys.stderr.write("vmsnapshot: %s must be owned by you or root and not readable by others "
+                             "(chmod 600): it holds SAS URIs\n" % path)
+            return 2
+        with open(path) as f:
+            doc = json.load(f)
+    except (IOError, OSError, ValueError) as e:
+        sys.stderr.write("vmsnapshot: cannot read %s: %s\n" % (path, getattr(e, "strerror", None) or e))
+        return 2
+    seq = int(argv[argv.index("--seq") + 1]) if "--seq" in argv else 0
+    status_dir = argv[argv.index("--status-dir") + 1] if "--status-dir" in argv else os.path.join(
+        os.path.dirname(os.path.abspath(path)), "status")
+    henv = handlerenv.load(os.path.dirname(os.path.abspath(path)))
+    henv.status_dir = status_dir
+    try:
+        cfg = config.load()
+        spec = settings.validate(seq, doc.get("publicSettings"), doc.get("protectedSettings") or {},
+                                 deadline_minutes=cfg.command_deadline_minutes)
+    except (config.ConfigError, settings.SettingsError, AttributeError) as e:
+        sys.stderr.write("vmsnapshot: invalid settings: %s\n" % (getattr(e, "message", None) or e))
+        return 2
+    logs = joblog.setup(henv.log_dir, cfg.log_max_bytes, cfg.log_backups, with_memory=True)
+    job = Job(henv, cfg, spec, logs, Telemetry(henv.events_dir, spec.task_id), State(henv.base_dir))
+    job.run()
+    lang, text = job.report.message()
+    print("%s (code %s): %s" % ("success" if job.report.code in codes.SUCCESS_CODES else "error",
+                                job.report.code, text))
+    print("status file: %s" % henv.status_file(seq))
+    return 0 if job.report.code in codes.SUCCESS_CODES else 1
+
+
 def stop_running_job(henv, wait_s=STOP_WAIT_S):
     """Stop a running job and make sure its guardian has thawed. Returns a short description."""
     state = State(henv.base_dir)

@@ -23,7 +23,7 @@ def collect(check_network=True):
     out["openssl"] = openssl or None
     if not openssl:
         problems.append("openssl is not installed: protected settings cannot be decrypted")
-    henv = handlerenv.load()
+    henv = handlerenv.load(find_handler_dir())
     out["handler"] = {"base_dir": henv.base_dir, "log_dir": henv.log_dir, "config_dir": henv.config_dir,
                       "status_dir": henv.status_dir, "events_dir": henv.events_dir}
     try:
@@ -56,6 +56,18 @@ def collect(check_network=True):
     except settings.SettingsError as e:
         cert["error"] = e.message
     return out
+
+
+def find_handler_dir(lib_dir="/var/lib/waagent"):
+    """The handler directory to diagnose: the agent's (env), the current one, else the newest installed."""
+    if os.environ.get("AZURE_GUEST_AGENT_EXTENSION_PATH") or os.path.exists("HandlerEnvironment.json"):
+        return None
+    import glob
+
+    found = glob.glob(os.path.join(lib_dir, identity.HANDLER_NAME + "-*", "HandlerEnvironment.json"))
+    if not found:
+        return None
+    return os.path.dirname(max(found, key=os.path.getmtime))
 
 
 def _probe_status_blob(handler, cfg):
@@ -98,6 +110,8 @@ def render_text(doc):
 
 
 def main(argv):
+    if "--handler-dir" in argv and argv.index("--handler-dir") + 1 < len(argv):
+        os.environ["AZURE_GUEST_AGENT_EXTENSION_PATH"] = argv[argv.index("--handler-dir") + 1]
     as_json = "--json" in argv
     doc = collect(check_network="--offline" not in argv)
     print(json.dumps(doc, indent=2, sort_keys=True) if as_json else render_text(doc))

@@ -219,8 +219,9 @@ class Job(object):
         self.phase("syncfs")
         freezer.syncfs_all(points)
         self.timings["syncfs"] = (time.monotonic() - t) * 1000
-        guardian = freezer.FreezeGuardian(points, hard_deadline_s=cfg.timeout, per_mount_timeout_s=cfg.freeze_wait,
-                                          lock_path=cfg.safe_freeze_lock, lock_wait_s=cfg.lock_wait)
+        guardian = freezer.FreezeGuardian(points, hard_deadline_s=cfg.timeout,
+                                          per_mount_timeout_s=cfg.freeze_wait, lock_path=cfg.safe_freeze_lock,
+                                          lock_wait_s=cfg.lock_wait, waves=mounts.freeze_waves(plan.selected))
         guardian.start()
         job = self.state.job() or {}
         job.update(pid=os.getpid(), seq=self.spec.seq, guardian_pid=getattr(guardian, "pid", None))

@@ -49,7 +49,12 @@ def fvm(tmp_path, azurite, tenant, built_zip, tls, loops, monkeypatch, runtime_p
 
 
 def assert_plan_is_ours(vm):
-    """The safety check every freezing test runs first."""
+    """The safety check every freezing test runs first (and a skip when a foreign session would thaw
+    our mounts behind our back: an older machine thaw guard on a shared development machine)."""
+    intruders = loopfs.foreign_openers(vm.mounts)
+    if intruders:
+        print("SKIP: another test session holds our loop mounts open: %s" % intruders)
+        pytest.skip("another test session holds our loop mounts open: %s" % intruders)
     proc = subprocess.run(["/bin/sh", "-c", vm.agent.base + "/bin/handle.sh diagnose --json --offline"],
                           cwd=vm.agent.base, env=vm.agent.env(0), capture_output=True, text=True, timeout=60)
     plan = json.loads(proc.stdout)["freeze_plan"]
@@ -117,7 +122,9 @@ def test_fs_consistent_job_snapshots_while_writers_are_blocked(fvm, tmp_path, ma
     assert len(times) == 3
     for mount, rec in stalls.items():
         assert rec["writes"] > 0
-        assert all(rec["gap_start"] - 0.002 <= t <= rec["gap_end"] + 0.002 for t in times), (mount, rec, times)
+        # No write completed on this file system while the snapshot requests were being served.
+        blocked = [g for g in rec["gaps"] if g[0] - 0.002 <= min(times) and max(times) <= g[1] + 0.002]
+        assert blocked, (mount, times, rec["gaps"][-5:])
     assert machine_guard.incidents == []
 
 

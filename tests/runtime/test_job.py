@@ -1,6 +1,7 @@
 """End-to-end snapshot jobs through the manifest commands against Azurite (freezing disabled)."""
 
 import json
+import os
 import subprocess
 import time
 
@@ -38,6 +39,10 @@ def test_enable_runs_a_crash_consistent_job(vm):
     # The status blob carries the same report, as Azure Backup reads it.
     blob = vm.status_blob()
     assert blob[0]["status"]["status"] == "success" and blob[0]["status"]["code"] == "1"
+    # The job's log went to logsBlobUri (an append blob), redacted.
+    log_text = vm.azurite.read_blob(vm.container, "job.log").decode()
+    assert "job seq 0 ended: code 1" in log_text
+    assert not any(secret in log_text for secret in vm.secrets())
     assert grep_tree(vm.work, vm.secrets()) == []
 
 
@@ -158,3 +163,18 @@ def test_diagnose_reports_plan_and_never_prints_secrets(vm):
     assert doc["settings"]["certificate_found"] and doc["settings"]["private_key_found"]
     assert doc["status_blob"]["reachable"] is True
     assert not any(s in proc.stdout for s in vm.secrets())
+
+
+def test_manual_snapshot_run_outside_the_agent(vm, tmp_path):
+    settings_file = tmp_path / "manual.json"
+    settings_file.write_text(json.dumps({"publicSettings": vm.public(0), "protectedSettings": vm.private()}))
+    cmd = [vm.agent.base + "/bin/handle.sh", "snapshot", "--settings", str(settings_file)]
+    os.chmod(str(settings_file), 0o644)
+    refused = subprocess.run(cmd, env=vm.agent.env(0), capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "chmod 600" in refused.stderr
+    os.chmod(str(settings_file), 0o600)
+    proc = subprocess.run(cmd, env=vm.agent.env(0), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("success (code 1)")
+    assert len(vm.snapshots()) == len(vm.disk_names)
+    assert not any(s in proc.stdout + proc.stderr for s in vm.secrets())
