@@ -17,6 +17,8 @@ guest image, qemu or socat is missing. The boot with both jobs takes 1-2 minutes
 import json
 import os
 import shutil
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -25,10 +27,11 @@ from harness.azurite import Azurite
 from harness.certs import TenantCert, make_tls
 from harness.delayproxy import DelayProxy
 from harness.guest_image import GuestImage
-from harness.handler import AgentSim, build_zip
+from harness.handler import AgentSim
 from harness.jobs import b64json, ticks
 from harness.qemu_vm import GUEST_ADDRESS, HOST_ALIAS, GuestVM
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GUEST_FILES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "guest")
 FREEZE_CAP_S = 20                 # [SnapshotThread] timeout in the guest: the hard cap on any freeze
 KILL_THAW_LIMIT_MS = 1000.0
@@ -38,6 +41,7 @@ GUEST_LOG = "/var/log/azure"
 GUEST_CONFIG = "/etc/azure/vmbackup.conf"
 GUEST_HOOK_DIR = "/etc/azure/vmsnapshot/hooks.d"
 DISKS = ("osdisk.vhd", "datadisk-0.vhd")
+DEB_SEQ = 2                       # the job run by the DEB's `vmsnapshot snapshot` instead of the agent
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -64,7 +68,7 @@ def sas_signatures(uris):
     return [p[4:] for u in uris for p in u.split("?", 1)[1].split("&") if p.startswith("sig=")]
 
 
-def settings_for(seq, azurite, guest_port, tenant):
+def settings_for(seq, azurite, guest_port):
     """Public and protected settings shaped as Azure Backup sends them (contract §4, reference §3)."""
     job_id = str(uuid.uuid4())
     public = {
@@ -80,7 +84,7 @@ def settings_for(seq, azurite, guest_port, tenant):
     status, logs = (guest_uri(azurite.blob_sas_uri("status", "seq%d.%s" % (seq, kind)), azurite, guest_port)
                     for kind in ("status", "log"))
     private = {"objectStr": b64json({"blobSASUri": disks}), "statusBlobUri": status, "logsBlobUri": logs}
-    return public, tenant.encrypt(json.dumps(private)), job_id, sas_signatures(disks + [status, logs])
+    return public, private, job_id, sas_signatures(disks + [status, logs])
 
 
 def write_text(path, text, mode=0o644):
@@ -90,9 +94,19 @@ def write_text(path, text, mode=0o644):
     os.chmod(path, mode)
 
 
+def build_dist(out):
+    """The zip and the DEB exactly as `make dist` builds them."""
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "packaging", "make_dist.py"), "--out", out,
+                           "--work", out + ".work"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, "make_dist failed:\n" + proc.stdout[-3000:]
+    found = {name.rsplit(".", 1)[-1]: os.path.join(out, name) for name in os.listdir(out)}
+    return found["zip"], found["deb"]
+
+
 def stage_guest(stage, work, azurite, tls, ports):
-    """The seed: the extension laid out as the agent does, settings, CA, config, scenario files."""
-    zip_path = build_zip(os.path.join(work, "dist"))
+    """The seed: the extension laid out as the agent does, the DEB, settings, CA, config, scenario files."""
+    zip_path, deb_path = build_dist(os.path.join(work, "dist"))
     sim = AgentSim(os.path.join(work, "agent"), zip_path)
     sim.lib = stage + GUEST_LIB
     sim.base = os.path.join(sim.lib, "%s-%s" % (sim.handler_name, sim.version))
@@ -109,13 +123,18 @@ def stage_guest(stage, work, azurite, tls, ports):
     test_dir = os.path.join(stage, "vmsnap-test")
     shutil.copytree(GUEST_FILES, test_dir, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copyfile(tls["ca"], os.path.join(test_dir, "ca.pem"))
+    shutil.copyfile(deb_path, os.path.join(test_dir, os.path.basename(deb_path)))
     jobs = {}
-    for seq, port in enumerate(ports):
-        public, protected, job_id, secrets = settings_for(seq, azurite, port, tenant)
-        path = sim.write_settings(seq, public, protected, tenant.thumbprint)
+    for seq, port in ports.items():
+        public, private, job_id, secrets = settings_for(seq, azurite, port)
+        jobs[seq] = {"taskId": job_id, "signatures": secrets}
+        if seq == DEB_SEQ:  # `vmsnapshot snapshot` reads clear-text settings from a root-only file
+            write_text(os.path.join(test_dir, "manual", "%d.json" % seq),
+                       json.dumps({"publicSettings": public, "protectedSettings": private}), 0o600)
+            continue
+        path = sim.write_settings(seq, public, tenant.encrypt(json.dumps(private)), tenant.thumbprint)
         os.makedirs(os.path.join(test_dir, "settings"), exist_ok=True)
         shutil.move(path, os.path.join(test_dir, "settings", "%d.settings" % seq))
-        jobs[seq] = {"taskId": job_id, "signatures": secrets}
     write_text(stage + GUEST_CONFIG, (
         "# qemu system test: this VM is disposable, so the job freezes its own root.\n"
         "[SnapshotThread]\nfsfreeze = true\nMountsToInclude = /\ntimeout = %d\n\n"
@@ -131,6 +150,9 @@ def stage_guest(stage, work, azurite, tls, ports):
         "settings_dir": "/vmsnap-test/settings", "hook_dir": GUEST_HOOK_DIR, "data_dir": "/srv/writer",
         "guest_address": GUEST_ADDRESS, "status_timeout": 120,
         "scenarios": [{"name": "app", "seq": 0, "hook": True, "install": True},
+                      {"name": "deb", "seq": DEB_SEQ, "hook": True, "deb": "/vmsnap-test/" + os.path.basename(deb_path),
+                       "settings": "/vmsnap-test/manual/%d.json" % DEB_SEQ,
+                       "job_settings": "/var/lib/vmsnap-manual/job.json"},
                       {"name": "kill", "seq": 1, "hook": False, "kill": True}],
     }
     write_text(os.path.join(test_dir, "plan.json"), json.dumps(plan, indent=1))
@@ -150,15 +172,17 @@ def vm_run(tmp_path_factory):
         azurite.create_container("status")
         for d in DISKS:
             azurite.create_page_blob("vhds", d, 1 << 30)
-        for seq in (0, 1):
+        for seq in (0, 1, DEB_SEQ):
             azurite.create_page_blob("status", "seq%d.status" % seq, 1 << 20)
             azurite.create_append_blob("status", "seq%d.log" % seq)
         with DelayProxy(azurite.port, PROXY_RTT_MS) as proxy:
             stage = os.path.join(work, "stage")
-            jobs = stage_guest(stage, work, azurite, tls, ports=(azurite.port, proxy.port))
+            ports = {0: azurite.port, 1: proxy.port, DEB_SEQ: azurite.port}
+            jobs = stage_guest(stage, work, azurite, tls, ports)
             vm = GuestVM(work)
             boot = vm.boot(stage, forwards=[(azurite.port, azurite.port), (proxy.port, proxy.port)], timeout=300)
-        blob_text = azurite.read_blob("status", "seq0.status").rstrip(b"\0").decode("utf-8", "replace")
+        blobs = {seq: azurite.read_blob("status", "seq%d.status" % seq).rstrip(b"\0").decode("utf-8", "replace")
+                 for seq in (0, DEB_SEQ)}
         log_text = azurite.read_blob("status", "seq0.log").decode("utf-8", "replace")
         snapshots = azurite.list_snapshots("vhds")
     # pytest keeps only its last few temporary directories: keep the console where it survives.
@@ -167,7 +191,7 @@ def vm_run(tmp_path_factory):
     print("\nqemu boot: %.1f s wall, console log %s" % (boot.seconds, kept))
     for kind in ("INIT", "DONE"):
         print(kind, boot.records(kind))
-    return {"boot": boot, "blob_text": blob_text, "log_text": log_text, "snapshots": snapshots, "jobs": jobs}
+    return {"boot": boot, "blobs": blobs, "log_text": log_text, "snapshots": snapshots, "jobs": jobs}
 
 
 def scenario(vm_run, name):
@@ -203,13 +227,15 @@ def test_guest_boots_and_agent_enable_runs(vm_run):
     assert boot.records("DONE"), "the scenario runner did not finish; console:\n" + boot.console()
 
 
-def test_app_consistent_snapshot_of_running_vm(vm_run):
-    res = scenario(vm_run, "app")
-    assert res["wait"] == "terminal", "no terminal status: %s\n%s" % (res["wait"], "\n".join(res["extensionLog"]))
+def check_app_consistent_job(vm_run, res, seq):
+    """The job of `seq` froze the live root with the writer quiesced by the hook, snapshotted every disk
+    once, and reported it where the agent and Azure Backup read it. Returns the job's telemetry."""
+    log = "\n".join(res["extensionLog"])
+    assert res["status"] is not None, "no status file for seq %d: %s\n%s" % (seq, res.get("statusError"), log)
     status = res["status"][0]["status"]
     report = blob_report(res["status"])
     tele = telemetry(report)
-    assert status["status"] == "success", (status, "\n".join(res["extensionLog"]))
+    assert status["status"] == "success", (status, log)
     assert status["code"] == 0, "expected application-consistent success (code 0): %s" % status
     assert tele["consistencyType"] == "applicationConsistent", tele
     assert json.loads(report["formattedMessage"]["message"])["snapshotConsistency"] == 2
@@ -225,29 +251,56 @@ def test_app_consistent_snapshot_of_running_vm(vm_run):
     assert res["data"]["intact"], res["data"]
 
     # What Azure Backup reads: the status blob in storage on the host, and the snapshots themselves.
-    blob = json.loads(vm_run["blob_text"])[0]["status"]
+    job = vm_run["jobs"][seq]
+    blob = json.loads(vm_run["blobs"][seq])[0]["status"]
     assert blob["status"] == "success" and blob["code"] == "0", blob
-    assert blob["taskId"] == vm_run["jobs"][0]["taskId"]
+    assert blob["taskId"] == job["taskId"]
     assert {i["snapshotUri"] for i in blob["snapshotInfo"]} == {i["snapshotUri"] for i in infos}
-    seq0 = [s for s in vm_run["snapshots"] if s[2].get("scenario") == "seq0"]
-    assert {s[0] for s in seq0} == set(DISKS), vm_run["snapshots"]
-    assert all(s[2].get("backupJobId") == vm_run["jobs"][0]["taskId"] for s in seq0)
-    assert "job seq 0 ended: code 0" in vm_run["log_text"], vm_run["log_text"][-2000:]
-    guest_log = "\n".join(res["extensionLog"])
-    for sig in vm_run["jobs"][0]["signatures"]:
-        assert sig not in vm_run["blob_text"] + vm_run["log_text"] + guest_log, "a SAS signature was written out"
-    in_storage = {(name, when) for name, when, _ in seq0}
+    mine = [s for s in vm_run["snapshots"] if s[2].get("scenario") == "seq%d" % seq]
+    assert {s[0] for s in mine} == set(DISKS), vm_run["snapshots"]
+    assert all(s[2].get("backupJobId") == job["taskId"] for s in mine)
+    in_storage = {(name, when) for name, when, _ in mine}
     for info in infos:
-        blob, _, query = info["snapshotUri"].partition("?")
+        uri, _, query = info["snapshotUri"].partition("?")
         when = dict(p.split("=", 1) for p in query.split("&")).get("snapshot")
-        assert (blob.rsplit("/", 1)[1], when) in in_storage, (info["snapshotUri"], in_storage)
+        assert (uri.rsplit("/", 1)[1], when) in in_storage, (info["snapshotUri"], in_storage)
     # One job, one snapshot per disk: a duplicate counts against Azure's snapshot limit per blob and
     # means a request was sent twice inside the frozen window.
-    assert len(seq0) == len(DISKS), "%d snapshots in storage for %d disks: %s" % (
-        len(seq0), len(DISKS), sorted(in_storage))
-    print("\nfrozen window %.1f ms, writer max stall %.1f ms (quiesced by the hook), job %.1f s, "
-          "timings %s" % (frozen_ms, res["writer"]["maxStallMs"], res["jobSeconds"],
-                          {k: v for k, v in tele.items() if k.endswith("Ms")}))
+    assert len(mine) == len(DISKS), "%d snapshots in storage for %d disks: %s" % (
+        len(mine), len(DISKS), sorted(in_storage))
+    for sig in job["signatures"]:
+        assert sig not in vm_run["blobs"][seq] + log, "a SAS signature was written out"
+    return tele
+
+
+def print_figures(name, res, tele):
+    print("\n%s: frozen window %s ms, writer max stall %.1f ms (quiesced by the hook), job %.1f s, timings %s" % (
+        name, tele["frozenWindowMs"], res["writer"]["maxStallMs"], res["jobSeconds"],
+        {k: v for k, v in tele.items() if k.endswith("Ms")}))
+
+
+def test_app_consistent_snapshot_of_running_vm(vm_run):
+    """The agent's route: the zip under /var/lib/waagent, install + enable, encrypted settings."""
+    res = scenario(vm_run, "app")
+    assert res["wait"] == "terminal", "no terminal status: %s\n%s" % (res["wait"], "\n".join(res["extensionLog"]))
+    tele = check_app_consistent_job(vm_run, res, 0)
+    assert "job seq 0 ended: code 0" in vm_run["log_text"], vm_run["log_text"][-2000:]
+    for sig in vm_run["jobs"][0]["signatures"]:
+        assert sig not in vm_run["log_text"], "a SAS signature was written to the log blob"
+    print_figures("agent route", res, tele)
+
+
+def test_deb_installed_on_running_vm_takes_app_consistent_snapshot(vm_run):
+    """The package route: dpkg -i on the running VM, diagnose's freeze plan, `vmsnapshot snapshot`."""
+    res = scenario(vm_run, "deb")
+    assert res["dpkg"]["rc"] == 0, res["dpkg"]
+    with open(os.path.join(ROOT, "VERSION")) as f:
+        assert f.read().strip() in res["version"]["stdout"], res["version"]
+    assert res.get("freezeOrder") == ["/"], res.get("diagnose") or res.get("freezeOrder")
+    assert res["snapshot"]["rc"] == 0, res["snapshot"]
+    assert "success (code 0)" in res["snapshot"]["stdout"], res["snapshot"]
+    tele = check_app_consistent_job(vm_run, res, DEB_SEQ)
+    print_figures("DEB route (dpkg -i %.1f s)" % res["dpkg"]["seconds"], res, tele)
 
 
 def test_sigkill_of_worker_while_frozen_thaws_guest_root(vm_run):

@@ -189,9 +189,9 @@ class Workload(object):
         return verify_records(self.path, records)
 
 
-def extension_log_tail(plan, lines=30):
+def extension_log_tail(log_dir, lines=30):
     out = []
-    for dirpath, _, files in os.walk(plan["log_dir"]):
+    for dirpath, _, files in os.walk(log_dir):
         for name in sorted(files):
             if name.endswith(".log"):
                 with open(os.path.join(dirpath, name), errors="replace") as f:
@@ -254,13 +254,9 @@ def kill_when_frozen(agent, writer_pid, timeout):
     return {"killed": False, "why": "the writer was never seen blocked on a frozen root", "job": job}
 
 
-def run_scenario(plan, agent, sc):
-    result = {"name": sc["name"], "seq": sc["seq"], "uptimeStart": uptime()}
-    if os.path.exists(HOOK_LOG):
-        os.remove(HOOK_LOG)   # each scenario reports only its own hook calls
-    set_hook(plan, sc.get("hook", False))
-    workload = Workload(plan)
-    workload.start()
+def run_agent_job(plan, agent, sc, workload):
+    """The zip route: the agent delivers the settings and calls install (first time) and enable."""
+    result = {}
     agent.deliver_settings(sc["seq"])
     if sc.get("install"):
         result["install"] = agent.run("install", sc["seq"])
@@ -274,11 +270,65 @@ def run_scenario(plan, agent, sc):
         result["enableAgain"] = agent.run("enable", sc["seq"])   # the agent restarts and re-runs enable
         result["statusAfterEnableAgain"] = agent.status(sc["seq"])
     result["jobSeconds"] = round(time.monotonic() - t, 3)
+    result["extensionLog"] = extension_log_tail(plan["log_dir"])
+    return result
+
+
+def run_command(cmd, env, timeout=180):
+    t = time.monotonic()
+    p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    return {"rc": p.returncode, "seconds": round(time.monotonic() - t, 3),
+            "stdout": p.stdout.decode("utf-8", "replace")[-4000:],
+            "stderr": p.stderr.decode("utf-8", "replace")[-2000:]}
+
+
+def run_packaged_job(plan, sc):
+    """The package route: dpkg -i our DEB on the running VM, check its freeze plan with `vmsnapshot
+    diagnose`, then run one job in the foreground with `vmsnapshot snapshot` (clear-text settings, 0600)."""
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
+           "SSL_CERT_FILE": plan["agent_env"]["SSL_CERT_FILE"]}
+    # --force-confold: the VM already has its /etc/azure/vmbackup.conf (this test's), which must win.
+    result = {"dpkg": run_command(["dpkg", "-i", "--force-confold", sc["deb"]], env)}
+    result["version"] = run_command(["vmsnapshot", "version"], env)
+    diag = run_command(["vmsnapshot", "diagnose", "--json", "--offline"], env)
+    try:
+        result["freezeOrder"] = json.loads(diag["stdout"])["freeze_plan"]["freeze_order"]
+    except (ValueError, KeyError, TypeError):
+        result["diagnose"] = diag
+    job_dir = os.path.dirname(sc["job_settings"])
+    os.makedirs(job_dir, mode=0o700, exist_ok=True)
+    settings = os.path.join(job_dir, "job.json")
+    shutil.copyfile(sc["settings"], settings)
+    os.chmod(settings, 0o600)
+    t = time.monotonic()
+    result["snapshot"] = run_command(["vmsnapshot", "snapshot", "--settings", settings, "--seq", str(sc["seq"])],
+                                     env, timeout=plan["status_timeout"])
+    result["jobSeconds"] = round(time.monotonic() - t, 3)
+    try:
+        with open(os.path.join(job_dir, "status", "%d.status" % sc["seq"])) as f:
+            result["status"] = json.load(f)
+    except (OSError, ValueError) as e:
+        result["status"] = None
+        result["statusError"] = str(e)
+    result["extensionLog"] = extension_log_tail(os.path.join(job_dir, "logs"))
+    return result
+
+
+def run_scenario(plan, agent, sc):
+    result = {"name": sc["name"], "seq": sc["seq"], "uptimeStart": uptime()}
+    if os.path.exists(HOOK_LOG):
+        os.remove(HOOK_LOG)   # each scenario reports only its own hook calls
+    set_hook(plan, sc.get("hook", False))
+    workload = Workload(plan)
+    workload.start()
+    if sc.get("deb"):
+        result.update(run_packaged_job(plan, sc))
+    else:
+        result.update(run_agent_job(plan, agent, sc, workload))
     result["rootAfter"] = root_writable()
     result["writer"] = workload.stop()
     result["data"] = workload.verify(result["writer"]["records"])
     result["hookLog"] = hook_log()
-    result["extensionLog"] = extension_log_tail(plan)
     result["uptimeEnd"] = uptime()
     return result
 
@@ -296,7 +346,7 @@ def main():
             say("RESULT", run_scenario(plan, agent, sc))
         except Exception as e:  # report and go on: the host asserts on what is missing
             say("RESULT", {"name": sc["name"], "error": "%s: %s" % (type(e).__name__, e),
-                           "extensionLog": extension_log_tail(plan)})
+                           "extensionLog": extension_log_tail(plan["log_dir"])})
     say("DONE", {"uptime": uptime()})
     return 0
 
