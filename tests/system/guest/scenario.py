@@ -274,11 +274,12 @@ def run_agent_job(plan, agent, sc, workload):
     return result
 
 
-def run_command(cmd, env, timeout=180):
+def run_command(cmd, env, timeout=180, keep=4000):
+    """Run a command; its output is kept to the last `keep` characters (None: all of it)."""
     t = time.monotonic()
     p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
     return {"rc": p.returncode, "seconds": round(time.monotonic() - t, 3),
-            "stdout": p.stdout.decode("utf-8", "replace")[-4000:],
+            "stdout": p.stdout.decode("utf-8", "replace")[-keep if keep else None:],
             "stderr": p.stderr.decode("utf-8", "replace")[-2000:]}
 
 
@@ -290,11 +291,11 @@ def run_packaged_job(plan, sc):
     # --force-confold: the VM already has its /etc/azure/vmbackup.conf (this test's), which must win.
     result = {"dpkg": run_command(["dpkg", "-i", "--force-confold", sc["deb"]], env)}
     result["version"] = run_command(["vmsnapshot", "version"], env)
-    diag = run_command(["vmsnapshot", "diagnose", "--json", "--offline"], env)
+    diag = run_command(["vmsnapshot", "diagnose", "--json", "--offline"], env, keep=None)
     try:
         result["freezeOrder"] = json.loads(diag["stdout"])["freeze_plan"]["freeze_order"]
     except (ValueError, KeyError, TypeError):
-        result["diagnose"] = diag
+        result["diagnose"] = dict(diag, stdout=diag["stdout"][-4000:])
     job_dir = os.path.dirname(sc["job_settings"])
     os.makedirs(job_dir, mode=0o700, exist_ok=True)
     settings = os.path.join(job_dir, "job.json")
