@@ -1,17 +1,21 @@
 """The whole-system proof (issue 8): an application-consistent backup of a running Linux VM under qemu.
 
-One boot of the cached Debian guest runs two jobs of the built extension zip, installed the way the
-guest agent installs it, against Azurite on this machine over HTTPS:
+One boot of the cached Debian guest runs three jobs of the kit as `make dist` builds it, against Azurite
+on this machine over HTTPS:
 
-- "app" (seq 0): a writer appends and fsyncs records to the guest's own root; a qemu-guest-agent style
-  hook quiesces it; the job freezes the guest's root (`MountsToInclude = /`), snapshots the two disk
-  page blobs, thaws, and uploads its status blob, which this test reads back from Azurite.
-- "kill" (seq 1): no hook; the snapshot requests go through a delaying proxy so the freeze lasts; the
-  guest SIGKILLs the worker the moment its writer is blocked on the frozen root, and measures how long
-  until the root takes writes again (must be under 1 s: the guardian thaws on the worker's death).
+- "app" (seq 0): the zip installed the way the guest agent installs it; a writer appends and fsyncs
+  records to the guest's own root; a qemu-guest-agent style hook quiesces it; the job freezes the
+  guest's root (`MountsToInclude = /`), snapshots the two disk page blobs, thaws, and uploads its
+  status blob, which this test reads back from Azurite.
+- "deb" (seq 2): the DEB installed with `dpkg -i` on the running VM; `vmsnapshot diagnose` must plan to
+  freeze `/` only; `vmsnapshot snapshot` runs the same application-consistent job in the foreground.
+- "kill" (seq 1, zip route): no hook; the snapshot requests go through a delaying proxy so the freeze
+  lasts; the guest SIGKILLs the worker the moment its writer is blocked on the frozen root, and
+  measures how long until the root takes writes again (must be under 1 s: the guardian thaws on the
+  worker's death).
 
 Root only (qemu itself does not need root, but the image build does); skipped with the reason when the
-guest image, qemu or socat is missing. The boot with both jobs takes 1-2 minutes under TCG.
+guest image, qemu or socat is missing. The boot with all three jobs takes about 2 minutes under TCG.
 """
 
 import json
