@@ -324,8 +324,8 @@ class FreezeGuardian(object):
                "--deadline", repr(self.hard_deadline_s),
                "--per-mount-timeout", repr(self.per_mount_timeout_s),
                "--lock-path", self.lock_path or "", "--lock-wait", repr(self.lock_wait_s), "--"]
-        for i, wave in enumerate(self.waves):
-            cmd.extend((["::"] if i else []) + wave)
+        for wave in self.waves:  # "::" opens each wave (guardian.split_waves)
+            cmd.extend(["::"] + wave)
         env = dict(os.environ)
         inherited = [env["PYTHONPATH"]] if env.get("PYTHONPATH") else []
         env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_PARENT] + inherited)

@@ -445,7 +445,7 @@ class UsageError(Exception):
 
 
 def split_waves(mountpoints):
-    """"a b :: c" -> [[a, b], [c]]. Without any "::" every mount point is its own wave (sequential)."""
+    """":: a b :: c" -> [[a, b], [c]]. Without any "::" every mount point is its own wave (sequential)."""
     items = list(mountpoints)
     if "::" not in items:
         return [[mp] for mp in items]

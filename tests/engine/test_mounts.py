@@ -244,3 +244,11 @@ def test_freeze_waves_parallel_root_last_and_stacked_first():
     assert waves == [["/data", "/img"], ["/srv"], ["/"]]
     assert freeze_waves(selected[:1] + selected[2:], backing_file=backing.get) == [["/data", "/srv"], ["/"]]
     assert freeze_waves([M("/", "/dev/sda1")], backing_file=backing.get) == [["/"]]
+
+
+def test_guardian_reads_waves_from_its_command_line():
+    from vmsnapshot.guardian import split_waves
+
+    assert split_waves(["::", "/a", "/b", "::", "/"]) == [["/a", "/b"], ["/"]]
+    assert split_waves(["::", "/a", "/b", "/c"]) == [["/a", "/b", "/c"]]
+    assert split_waves(["/a", "/b"]) == [["/a"], ["/b"]]  # no marker: one at a time, in order
