@@ -8,6 +8,7 @@ The agent module is process-global, so one process drives one agent version at a
 
 import glob
 import importlib
+import json
 import os
 import re
 import sys
@@ -161,6 +162,12 @@ class GuestAgent(object):
             if time.monotonic() > deadline:
                 raise AssertionError("no matching status within %.0f s; last uploaded: %r" % (timeout, status))
             time.sleep(interval)
+
+    def read_manifest(self, handler_dir):
+        """The agent's own reading of <handler_dir>/HandlerManifest.json (its HandlerManifest object)."""
+        exthandlers = importlib.import_module("azurelinuxagent.ga.exthandlers")
+        with open(os.path.join(handler_dir, "HandlerManifest.json")) as f:
+            return exthandlers.HandlerManifest(json.load(f)[0])
 
     # -- where the agent put things -----------------------------------------------------------------
     def handler_dir(self, name, version):

@@ -34,5 +34,7 @@ $(WAAGENT_UNPACKED)/.unpacked:
 	touch "$$dest/.unpacked"; \
 	echo "waagent: unpacked $$(basename $$deb) into $$dest"
 
-test-agent: venv azurite waagent
+# The agent installs the zip `make dist` built (dist/ holds exactly one); see tests/agent/conftest.py.
+test test-agent: export AGENT_TEST_ZIP = $(CURDIR)/dist
+test-agent: venv azurite waagent dist
 	$(if $(WAAGENT_DIR),WAAGENT_DIR=$(WAAGENT_DIR)) $(PY) -m pytest tests/agent $(PYTEST_ARGS)

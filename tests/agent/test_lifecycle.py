@@ -13,22 +13,20 @@ import re
 import time
 
 import pytest
+from agentchecks import QUIET_AGENT, assert_no_status_error, assert_reported_as_written
 
 from harness.guestagent import extension_status, handler_status
 from harness.secretscan import files_containing, sas_signatures
 
 SUCCESS_CRASH_CONSISTENT = 1   # codes.SUCCESS: every disk snapshotted, nothing frozen
 BAD_PARAMETER = 11
-STATUS_INVALID = 1012          # the agent's PluginSettingsStatusInvalid
 # Microsoft's shipped VMSnapshotScriptPluginConfig.json with no script configured.
 NO_SCRIPTS = {"pluginName": "ScriptRunner", "preScriptLocation": "", "postScriptLocation": "",
               "preScriptParams": [], "postScriptParams": [], "preScriptNoOfRetries": 0, "postScriptNoOfRetries": 0,
               "timeoutInSeconds": 30, "continueBackupOnFailure": True, "fsFreezeEnabled": True}
 EVENT_KEYS = ("Version", "Timestamp", "TaskName", "EventLevel", "Message", "EventPid", "EventTid", "OperationId")
 EVENT_LEVELS = ("Critical", "Error", "Warning", "Verbose", "Informational", "LogAlways")
-# The agent's own code (written for Python 2.6 to 3.x) is noisy under 3.11; our code's warnings still show.
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:azurelinuxagent",
-                                        "ignore:invalid escape sequence:DeprecationWarning")
+pytestmark = QUIET_AGENT
 
 
 def require(vm, *phases):
@@ -40,48 +38,7 @@ def require(vm, *phases):
 @pytest.fixture(scope="module")
 def vm(agent_vm):
     agent_vm.passed = set()
-    agent_vm.mark = 0
     return agent_vm
-
-
-def new_commands(vm):
-    """Commands the agent launched since the last call."""
-    ran = vm.commands()
-    fresh, vm.mark = ran[vm.mark:], len(ran)
-    return fresh
-
-
-def assert_reported_as_written(vm, status, version, seq):
-    """The agent reports our handler Ready at `version` and passes our status file through unchanged."""
-    entry = handler_status(status, vm.handler)
-    assert entry is not None, "handler missing from the uploaded status: %r" % status
-    assert entry["handlerVersion"] == version
-    assert (entry["status"], entry["code"]) == ("Ready", 0), entry
-    assert entry["formattedMessage"]["message"] == "Plugin enabled", entry  # no heartbeat, no error
-    reported_seq, ext = extension_status(status, vm.handler)
-    assert reported_seq == seq
-    written = vm.status_file(version, seq)
-    assert isinstance(written, list) and len(written) == 1
-    ours = written[0]["status"]
-    for key in ("status", "code", "operation"):
-        assert ext[key] == ours[key], "agent reported %s=%r, the status file says %r" % (key, ext[key], ours[key])
-    # The agent keeps only the message text: it stamps lang "en-US" on everything it reports upward.
-    assert ext["formattedMessage"] == {"lang": "en-US", "message": ours["formattedMessage"]["message"]}
-    assert [(s["name"], s["status"], s["code"], s["formattedMessage"]["message"]) for s in ext.get("substatus") or []] \
-        == [(s["name"], s["status"], s["code"], s["formattedMessage"]["message"]) for s in ours.get("substatus") or []]
-    return ext
-
-
-def assert_no_status_error(vm):
-    for upload in vm.wireserver.status_uploads:
-        for entry in upload["aggregateStatus"]["handlerAggregateStatus"]:
-            ext = ((entry.get("runtimeSettingsStatus") or {}).get("settingsStatus") or {}).get("status") or {}
-            assert STATUS_INVALID not in (entry.get("code"), ext.get("code")), \
-                "the agent could not parse our status file: %r" % entry
-
-
-def snapshots_of_task(vm, task):
-    return [s for s in vm.disks.snapshots() if s[2].get("BackupTaskId") == task]
 
 
 def read(path):
@@ -98,20 +55,24 @@ def test_install_and_enable_runs_one_snapshot_job(vm):
     for ext in (".crt", ".prv"):
         assert os.path.exists(os.path.join(vm.agent.lib_dir, thumb + ext)), "the agent did not unpack the tenant cert"
     vm.agent.process_goal_state()
-    assert new_commands(vm) == [(first, "install"), (first, "enable")]
+    assert vm.new_commands() == [(first, "install"), (first, "enable")]
 
     status = vm.wait_terminal(0)
     ext = assert_reported_as_written(vm, status, first, 0)
     assert (ext["status"], ext["code"]) == ("success", SUCCESS_CRASH_CONSISTENT), ext
-    assert len(snapshots_of_task(vm, "task-0")) == len(vm.disks.disk_names), \
+    assert len(vm.snapshots_of_task("task-0")) == len(vm.disks.disk_names), \
         "expected one snapshot per disk: %r" % vm.disks.snapshots()
     assert vm.snapshot_count() == len(vm.disks.disk_names)
 
     base = vm.handler_dir(first)
     henv = json.loads(read(os.path.join(base, "HandlerEnvironment.json")))
     assert henv[0]["handlerEnvironment"]["statusFolder"] == os.path.join(base, "status")
-    manifest = json.loads(read(os.path.join(base, "HandlerManifest.json")))[0]["handlerManifest"]
-    assert manifest["reportHeartbeat"] is False
+    # How the agent itself reads our manifest (2.7.3 uses plain truthiness: the string "false" would be True).
+    manifest = vm.agent.read_manifest(base)
+    assert manifest.is_report_heartbeat() is False    # so no heartbeat.log is owed
+    assert manifest.is_continue_on_update_failure() is False
+    assert manifest.supports_multiple_extensions() is False
+    assert manifest.is_update_with_install() is True
     assert os.path.exists(os.path.join(base, "config", "0.settings"))
     assert read(os.path.join(base, "config", "HandlerState")).strip() == "Enabled"
     assert read(os.path.join(base, "mrseq")).strip() == "0"
@@ -126,7 +87,7 @@ def test_same_goal_state_again_runs_no_second_job(vm):
     reported_before = extension_status(vm.wireserver.last_status, vm.handler)[1]
     vm.republish()
     vm.agent.process_goal_state()
-    assert new_commands(vm) == [(first, "enable")], "the agent calls enable again for the same sequence number"
+    assert vm.new_commands() == [(first, "enable")], "the agent calls enable again for the same sequence number"
     for _ in range(3):  # a second job would have written a new status and snapshots within ~0.5 s
         time.sleep(1)
         status = vm.agent.report()
@@ -143,7 +104,7 @@ def test_agent_restart_runs_no_second_job(vm):
     before = vm.snapshot_count()
     vm.restart_agent()          # a new transport certificate, the same goal state
     vm.agent.process_goal_state()
-    assert new_commands(vm) == [(first, "enable")], "a starting agent enables every handler again"
+    assert vm.new_commands() == [(first, "enable")], "a starting agent enables every handler again"
     time.sleep(2)
     ext = assert_reported_as_written(vm, vm.agent.report(), first, 0)
     assert (ext["status"], ext["code"]) == ("success", SUCCESS_CRASH_CONSISTENT), ext
@@ -158,11 +119,11 @@ def test_new_sequence_number_runs_a_new_job(vm):
     # A FIPS VM's protected settings: AES-256 instead of the default 3DES.
     vm.publish(first, 1, vm.handler_settings(1, cipher="-aes256"))
     vm.agent.process_goal_state()
-    assert new_commands(vm) == [(first, "enable")]
+    assert vm.new_commands() == [(first, "enable")]
     status = vm.wait_terminal(1)
     ext = assert_reported_as_written(vm, status, first, 1)
     assert (ext["status"], ext["code"]) == ("success", SUCCESS_CRASH_CONSISTENT), ext
-    assert len(snapshots_of_task(vm, "task-1")) == len(vm.disks.disk_names)
+    assert len(vm.snapshots_of_task("task-1")) == len(vm.disks.disk_names)
     assert vm.snapshot_count() == before + len(vm.disks.disk_names)
     assert read(os.path.join(vm.handler_dir(first), "mrseq")).strip() == "1"
     assert_no_status_error(vm)
@@ -175,7 +136,7 @@ def test_upgrade_follows_the_agent_update_order(vm):
     before = vm.snapshot_count()
     vm.publish(new, 2, vm.handler_settings(2))
     vm.agent.process_goal_state()
-    assert new_commands(vm) == [(old, "disable"), (new, "update"), (old, "uninstall"), (new, "install"),
+    assert vm.new_commands() == [(old, "disable"), (new, "update"), (old, "uninstall"), (new, "install"),
                                 (new, "enable")]
     update_env = re.search(r"Executing command: \S+-%s/\S+ update with environment variables: (\{.*\})"
                            % re.escape(new), vm.agent.command_log(vm.handler))
@@ -202,7 +163,7 @@ def test_bad_settings_surface_as_error_11(vm):
     public = vm.disks.public(3, objectStr="this is not base64!")
     vm.publish(new, 3, vm.handler_settings(3, public=public))
     vm.agent.process_goal_state()
-    assert new_commands(vm) == [(new, "enable")]
+    assert vm.new_commands() == [(new, "enable")]
     status = vm.wait_terminal(3)
     ext = assert_reported_as_written(vm, status, new, 3)  # enable still exits 0: the handler stays Ready
     assert (ext["status"], ext["code"]) == ("error", BAD_PARAMETER), ext
@@ -220,7 +181,7 @@ def test_chinese_status_passes_through_the_agent(vm):
     before = vm.snapshot_count()
     vm.publish(new, 4, vm.handler_settings(4, public=vm.disks.public(4, locale="zh-cn")))
     vm.agent.process_goal_state()
-    assert new_commands(vm) == [(new, "enable")]
+    assert vm.new_commands() == [(new, "enable")]
     ext = assert_reported_as_written(vm, vm.wait_terminal(4), new, 4)
     assert (ext["status"], ext["code"]) == ("success", SUCCESS_CRASH_CONSISTENT), ext
     assert vm.status_file(new, 4)[0]["status"]["formattedMessage"]["lang"] == "zh-CN"
@@ -235,7 +196,7 @@ def test_disable(vm):
     new = vm.versions[-1]
     vm.republish(state="disabled")
     vm.agent.process_goal_state()
-    assert new_commands(vm) == [(new, "disable")]
+    assert vm.new_commands() == [(new, "disable")]
     entry = handler_status(vm.agent.report(), vm.handler)
     assert (entry["handlerVersion"], entry["status"], entry["code"]) == (new, "NotReady", 0), entry
     assert entry["formattedMessage"]["message"] == "Plugin disabled"
@@ -279,7 +240,7 @@ def test_uninstall(vm):
     new = vm.versions[-1]
     vm.republish(state="uninstall")
     vm.agent.process_goal_state()
-    assert new_commands(vm) == [(new, "uninstall")]  # no disable: the handler was not Enabled
+    assert vm.new_commands() == [(new, "uninstall")]  # no disable: the handler was not Enabled
     status = vm.agent.report()
     assert status["aggregateStatus"]["handlerAggregateStatus"] == []
     assert not os.path.exists(vm.handler_dir(new))

@@ -230,3 +230,28 @@ def test_launcher_without_any_python_writes_a_clear_error_status(vm):
     assert proc.returncode == 52 and "no Python >= 3.6" in proc.stderr
     status = vm.agent.status(0)[0]["status"]
     assert status["status"] == "error" and "No Python 3.6 or later" in status["formattedMessage"]["message"]
+
+
+def test_disable_during_a_pre_hook_kills_it_and_runs_its_thaw(vm, tmp_path):
+    hooks = os.path.join(vm.work, "etc-azure", "hooks.d")
+    os.makedirs(hooks, mode=0o700)
+    marker = str(tmp_path / "hook.log")
+    with open(os.path.join(hooks, "10-slow"), "w") as f:
+        f.write("#!/bin/sh\necho \"$1\" >> %s\n[ \"$1\" = freeze ] && sleep 300 && echo unreachable >> %s\n"
+                "exit 0\n" % (marker, marker))
+    os.chmod(os.path.join(hooks, "10-slow"), 0o700)
+    vm.write(0)
+    assert vm.agent.run("enable").returncode == 0
+    deadline = time.monotonic() + 20
+    while not (os.path.exists(marker) and "freeze" in open(marker).read()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    started = time.monotonic()
+    assert vm.agent.run("disable").returncode == 0
+    assert time.monotonic() - started < 10
+    status = vm.agent.wait_terminal(0)[0]["status"]
+    assert status["status"] == "error" and "cancelled" in status["formattedMessage"]["message"]
+    with open(marker) as f:
+        assert f.read().split() == ["freeze", "thaw"]
+    sleepers = subprocess.run(["pgrep", "-f", "sleep 300"], capture_output=True, text=True).stdout.split()
+    assert sleepers == [], "the cancelled hook's process group is still running"
+    assert vm.snapshots() == []
