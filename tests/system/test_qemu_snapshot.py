@@ -34,6 +34,7 @@ from harness.guest_image import GuestImage
 from harness.handler import AgentSim
 from harness.jobs import b64json, ticks
 from harness.qemu_vm import GUEST_ADDRESS, HOST_ALIAS, GuestVM
+from harness.secretscan import sas_signatures
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GUEST_FILES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "guest")
@@ -65,11 +66,6 @@ def skip_reason():
 def guest_uri(uri, azurite, guest_port):
     """Rewrite a SAS URI to the guest's view of the host; the signature does not cover the host."""
     return uri.replace("https://127.0.0.1:%d/" % azurite.port, "https://%s:%d/" % (HOST_ALIAS, guest_port), 1)
-
-
-def sas_signatures(uris):
-    """The `sig=` values of SAS URIs: secrets that must never be written out."""
-    return [p[4:] for u in uris for p in u.split("?", 1)[1].split("&") if p.startswith("sig=")]
 
 
 def settings_for(seq, azurite, guest_port):
