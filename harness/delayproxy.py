@@ -59,11 +59,18 @@ class DelayProxy(object):
         return self
 
     def stop(self):
-        def _close():
+        async def _shutdown():
             self._server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             self._loop.stop()
-        self._loop.call_soon_threadsafe(_close)
+
+        asyncio.run_coroutine_threadsafe(_shutdown(), self._loop)
         self._thread.join(5)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     def __enter__(self):
         return self.start()

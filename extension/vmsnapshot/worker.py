@@ -19,6 +19,7 @@ from .storage import StorageClient, StorageError
 
 log = logging.getLogger(__name__)
 FREEZE_MARGIN = 0.2  # share of the freeze cap kept back for the thaw
+GUARDIAN_MAX_IDLE_S = 300.0  # a guardian waits 600 s for its freeze request; refresh well before that
 
 
 class Cancelled(Exception):
@@ -59,6 +60,8 @@ class Job(object):
         self.client = StorageClient(timeout=10.0, waagent_conf=cfg.waagent_conf)
         self.timings = {}
         self.phase_fd = phase_fd
+        self.guardian = None
+        self.guardian_started = None
         self.defer_cancel = False    # post scripts must finish: a cancel then waits for them
         self.cancel_pending = False
 
@@ -168,6 +171,39 @@ class Job(object):
                 failed[0].blob_uri, failed[0].message[:300]))
             return
 
+        # The guardian starts (and opens every mount point) before the pre-scripts, so its start-up
+        # does not lengthen the time an application stays quiesced.
+        try:
+            self.guardian = self.start_guardian(plan) if plan is not None and plan.selected else None
+        except RuntimeError as e:
+            batch.cancel()
+            self.report.finish(codes.FREEZE_FAILED, "the freeze guardian could not start: %s" % e)
+            return
+        try:
+            self._quiesce_freeze_snapshot(script_plan, batch, plan)
+        finally:
+            if self.guardian is not None:
+                self.guardian.close()
+
+    def start_guardian(self, plan):
+        cfg = self.cfg
+        guardian = freezer.FreezeGuardian([m.mountpoint for m in plan.selected], hard_deadline_s=cfg.timeout,
+                                          per_mount_timeout_s=cfg.freeze_wait, lock_path=cfg.safe_freeze_lock,
+                                          lock_wait_s=cfg.lock_wait, waves=mounts.freeze_waves(plan.selected))
+        t = time.monotonic()
+        try:
+            guardian.start()
+        except RuntimeError:
+            guardian.close()
+            raise
+        self.timings["guardianStart"] = (time.monotonic() - t) * 1000
+        self.guardian_started = time.monotonic()
+        job = self.state.job() or {}
+        job.update(pid=os.getpid(), seq=self.spec.seq, guardian_pid=guardian.pid)
+        self.state.set_job(**job)
+        return guardian
+
+    def _quiesce_freeze_snapshot(self, script_plan, batch, plan):
         pre = None
         if script_plan.enabled:
             t = time.monotonic()
@@ -187,7 +223,10 @@ class Job(object):
                     self.report.finish(pre.code, pre.message)
                     return
         try:
-            results, consistency, failure = self._freeze_and_snapshot(batch, plan)
+            if self.guardian is not None and time.monotonic() - self.guardian_started > GUARDIAN_MAX_IDLE_S:
+                self.guardian.close()  # very long pre-scripts: a fresh guardian rather than a stale one
+                self.guardian = self.start_guardian(plan)
+            results, consistency, failure = self._freeze_and_snapshot(batch, plan, self.guardian)
         finally:
             if pre is not None:
                 t = time.monotonic()
@@ -221,34 +260,22 @@ class Job(object):
             log.warning("post-scripts failed: %s", post.message)
         return post
 
-    def _freeze_and_snapshot(self, batch, plan):
+    def _freeze_and_snapshot(self, batch, plan, guardian):
         """Returns (results, consistency, failure) where failure is (code, detail) or None."""
         cfg = self.cfg
         budget = cfg.timeout * (1 - FREEZE_MARGIN)
-        if plan is None or not plan.selected:
+        if guardian is None:
             log.info("no file system to freeze: crash-consistent snapshot")
             self.phase("snapshots")
             t = time.monotonic()
             results = batch.fire(time.monotonic() + budget)
             self.timings["snapshot"] = (time.monotonic() - t) * 1000
             return results, codes.CONSISTENCY_CRASH, None
-        points = [m.mountpoint for m in plan.selected]
+        points = guardian.mountpoints
         t = time.monotonic()
         self.phase("syncfs")
         freezer.syncfs_all(points)
         self.timings["syncfs"] = (time.monotonic() - t) * 1000
-        guardian = freezer.FreezeGuardian(points, hard_deadline_s=cfg.timeout,
-                                          per_mount_timeout_s=cfg.freeze_wait, lock_path=cfg.safe_freeze_lock,
-                                          lock_wait_s=cfg.lock_wait, waves=mounts.freeze_waves(plan.selected))
-        try:
-            guardian.start()
-        except RuntimeError as e:
-            guardian.close()
-            batch.cancel()
-            return [], None, (codes.FREEZE_FAILED, "the freeze guardian could not start: %s" % e)
-        job = self.state.job() or {}
-        job.update(pid=os.getpid(), seq=self.spec.seq, guardian_pid=getattr(guardian, "pid", None))
-        self.state.set_job(**job)
         thawed = None
         self.logs.hold()
         try:
