@@ -72,9 +72,10 @@ class Demo(object):
         os.makedirs(DEMO_DIR)
         work = tempfile.mkdtemp(prefix="run-", dir=DEMO_DIR)
 
-        step("Building the extension zip")
-        zip_path = build_zip(os.path.join(ROOT, "dist"))
-        say(os.path.relpath(zip_path, ROOT))
+        step("Packages in dist/ (make dist): the extension zip the agent installs, DEB, RPM, SHA256SUMS")
+        zip_path = build_zip(os.path.join(ROOT, "dist"))  # the same bytes make dist wrote (reproducible)
+        for name in sorted(os.listdir(os.path.join(ROOT, "dist"))):
+            say("dist/%s" % name)
 
         step("Starting Azurite (HTTPS on 127.0.0.1) as the VM's storage")
         tls = make_tls(os.path.join(work, "tls"))
