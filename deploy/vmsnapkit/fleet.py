@@ -5,7 +5,7 @@ from azure.core.exceptions import HttpResponseError
 
 from . import inventory, protection
 from .context import Result
-from .errors import EXIT_FAILED, KitError, translate
+from .errors import EXIT_FAILED, error_code
 from .selection import from_args, resolve_subscriptions
 
 EXTENSION_COLUMNS = [
@@ -34,16 +34,13 @@ def _graph_or_arm(ctx, graph_call, arm_call, what):
         return arm_call()
     try:
         return graph_call()
-    except (HttpResponseError, KitError) as exc:
-        if (
-            ctx.args.source != "auto"
-            or getattr(exc, "exit_code", None) == 3
-            or getattr(exc, "status_code", 0) == 401
-        ):
+    except HttpResponseError as exc:
+        # Only an explicit refusal of Resource Graph falls back (not served in this cloud, no access,
+        # bad request); authentication problems and network errors are the same for both paths.
+        if ctx.args.source != "auto" or exc.status_code in (None, 401):
             raise
-        reason = exc.message if isinstance(exc, KitError) else (translate(exc) or exc)
         ctx.warn(
-            f"Resource Graph could not serve the {what} ({getattr(reason, 'message', reason)}); "
+            f"Resource Graph could not serve the {what} ({exc.status_code} {error_code(exc)}); "
             "using direct ARM calls"
         )
         return arm_call()

@@ -9,6 +9,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
+from azure.core.exceptions import HttpResponseError
+
 from . import graphquery
 from .errors import error_code, error_message, translate
 from .selection import VmRef
@@ -179,13 +181,11 @@ async def _get_vm(client, ref, limiter, progress):
     async with limiter:
         try:
             vm = await client.virtual_machines.get(ref.resource_group, ref.name)
-        except Exception as exc:
-            code = getattr(exc, "status_code", None)
-            if code is None and translate(exc) is None:
-                raise
-            if code == 401 or (code is None and translate(exc).exit_code == 3):
+        except HttpResponseError as exc:
+            if exc.status_code == 401:
                 raise translate(exc) from None
-            rec.error = f"GET failed: {code or ''} {error_code(exc)} {error_message(exc)}".strip()
+            # One unreadable VM (500, 404, 403 on that VM) fails its own row, not the whole run.
+            rec.error = f"GET failed: {exc.status_code} {error_code(exc)} {error_message(exc)}".strip()
             return rec
         finally:
             if progress:

@@ -219,3 +219,17 @@ def test_custom_cloud_from_env_and_from_the_active_az_cloud(emulator, kit_for, t
     assert rows2 == rows
     metadata = emu.requests(path="/metadata/endpoints")
     assert metadata and metadata[-1]["query"]["api-version"] == "2022-09-01"
+
+
+def test_direct_path_slows_down_as_the_read_budget_runs_low(emulator, kit_for):
+    """ARM's real read bucket (small here): the kit reads x-ms-ratelimit-remaining-subscription-reads and
+    throttles itself, so it finishes with few or no 429s and a complete, correct answer."""
+    emu = emulator(vms=50, subscriptions=1, read_budget=[20, 10])     # without the limiter: ~100 429s
+    kit = kit_for(emu)
+    _, rows = kit.json("verify", "--source", "arm", "--query", "[].[vmId, passed]", check=1)
+    assert len(rows) == 50
+    assert sum(1 for _, passed in rows if not passed) == len(failing(emu))
+    throttled = [r for r in emu.requests() if r["status"] == 429]
+    gets = emu.requests(method="GET", path="/virtualMachines/[^/]+$")
+    assert len(throttled) <= 3, f"{len(throttled)} requests throttled: the limiter did not adapt"
+    assert len({r["path"] for r in gets if r["status"] == 200}) == 50
