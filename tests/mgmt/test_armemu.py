@@ -189,13 +189,12 @@ def test_route_plugin_hook_and_log_endpoint(emulator):
     emu = emulator(vms=2)
     emu.router.add(
         "PUT",
-        "/subscriptions/{sub}/resourcegroups/{rg}/providers/Microsoft.Resources/deployments/{name}",
+        "/subscriptions/{sub}/resourcegroups/{rg}/providers/Microsoft.Example/widgets/{name}",
         lambda req: json_response({"name": req.params["name"], "echo": req.body}, status=201),
     )
     status, _, body = http(
         emu,
-        "/subscriptions/s/resourceGroups/rg/providers/microsoft.resources/"
-        "DEPLOYMENTS/d1?api-version=2024-03-01",
+        "/subscriptions/s/resourceGroups/rg/providers/microsoft.example/WIDGETS/d1?api-version=2024-03-01",
         method="PUT",
         body={"x": 1},
     )

@@ -224,7 +224,7 @@ def test_custom_cloud_from_env_and_from_the_active_az_cloud(emulator, kit_for, t
 def test_direct_path_slows_down_as_the_read_budget_runs_low(emulator, kit_for):
     """ARM's real read bucket (small here): the kit reads x-ms-ratelimit-remaining-subscription-reads and
     throttles itself, so it finishes with few or no 429s and a complete, correct answer."""
-    emu = emulator(vms=50, subscriptions=1, read_budget=[20, 10])     # without the limiter: ~100 429s
+    emu = emulator(vms=50, subscriptions=1, read_budget=[20, 10])  # without the limiter: ~100 429s
     kit = kit_for(emu)
     _, rows = kit.json("verify", "--source", "arm", "--query", "[].[vmId, passed]", check=1)
     assert len(rows) == 50
