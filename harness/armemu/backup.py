@@ -502,8 +502,9 @@ def _configure(req, v):
             },
         )
     else:
-        if existing:
+        if existing:  # a policy change, or protection resumed after a stop
             existing.policy_id = v.policy_id(v.policies[pol_name.lower()].name)
+            existing.protection_state = "Protected"
         else:
             est.protect(
                 v,

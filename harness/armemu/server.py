@@ -216,6 +216,11 @@ class ArmEmulator:
             else:
                 remaining = (11999 if kind == "reads" else 1199) - n % 1000
             headers[f"x-ms-ratelimit-remaining-subscription-{kind}"] = str(remaining)
+            if kind == "writes":  # ARM reports the read budget on every response, writes too
+                reads = self._buckets.get("read_budget")
+                headers["x-ms-ratelimit-remaining-subscription-reads"] = str(
+                    int(reads.tokens) if reads else 11999 - n % 1000
+                )
             if path.lower().startswith(GRAPH_PREFIX):
                 wstart, used = self._graph_window
                 now = time.monotonic()
@@ -328,7 +333,11 @@ class _Handler(BaseHTTPRequestHandler):
             "status": None,
         }
         arm = not path.lower().startswith(UNMETERED)
-        extra = {"x-ms-request-id": str(uuid.uuid4()), "x-ms-correlation-request-id": str(uuid.uuid4())}
+        extra = {
+            "x-ms-request-id": str(uuid.uuid4()),
+            "x-ms-correlation-request-id": str(uuid.uuid4()),
+            "x-ms-ratelimit-remaining-subscription-reads": "11999",
+        }  # metered routes overwrite it
         resp = None
         if emu.knobs.latency_ms:
             time.sleep(emu.knobs.latency_ms / 1000.0)

@@ -122,6 +122,10 @@ def test_refresh_then_lro_put_sequence(emulator):
     ipath = f"{v}/backupFabrics/Azure/protectionContainers/{cont}/protectedItems/{item['name']}"
     status, headers, _ = http(emu, ipath + API, method="PUT", body=body)
     assert status == 202 and {"location", "azure-asyncoperation", "retry-after"} <= set(headers)
+    assert {
+        "x-ms-ratelimit-remaining-subscription-reads",
+        "x-ms-ratelimit-remaining-subscription-writes",
+    } <= set(headers)
     op = headers["azure-asyncoperation"].replace(emu.url, "")
     states = [http(emu, op)[2]["status"] for _ in range(3)]
     assert states == ["InProgress", "InProgress", "Succeeded"]
