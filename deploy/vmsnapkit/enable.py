@@ -19,7 +19,7 @@ from .fleet import load_inventory, load_protection, selection
 from .inventory import _get
 from .protection import Vault, list_vaults, vault_from_id
 from .resume import ResumeFile
-from .throttle import AdaptiveLimiter
+from .throttle import AdaptiveLimiter, map_bounded
 
 POLICY_CAPACITY = 1000
 CONTAINER_IN_ID = re.compile(r"/protectionContainers/([^/]+)/", re.IGNORECASE)
@@ -350,7 +350,7 @@ async def _enable_all(ctx, tasks, concurrency, resume, progress):
             resume.record_enabled(t.vm.key, t.vault.id, t.policy)
 
     try:
-        await asyncio.gather(*(one(t) for t in tasks))
+        await map_bounded(one, tasks, concurrency)
     finally:
         for c in clients.values():
             await c.close()
