@@ -15,7 +15,7 @@ from typing import Dict, List, Optional
 
 from .context import Result
 from .errors import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_USAGE, KitError, error_code, error_message, translate
-from .fleet import load_inventory, load_protection, selection
+from .fleet import load_fleet, selection
 from .inventory import _get
 from .protection import Vault, list_vaults, vault_from_id
 from .resume import ResumeFile
@@ -79,8 +79,7 @@ def run(ctx):
 
 def _run(ctx, args, resume):
     sel = selection(ctx)
-    vms = load_inventory(ctx, sel, all_extensions=True)
-    protected = load_protection(ctx, sel)
+    vms, protected = load_fleet(ctx, sel, all_extensions=True)
     tasks, todo = [], []
     for vm in vms:
         t = Task(vm)
