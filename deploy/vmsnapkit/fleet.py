@@ -47,6 +47,7 @@ def _graph_or_arm(ctx, graph_call, arm_call, what):
 
 
 def load_inventory(ctx, sel, all_extensions=False):
+    """The selected VMs and their extensions (no backup state): `extensions list`."""
     with ctx.progress("VMs") as prog:
         return _graph_or_arm(
             ctx,
@@ -56,25 +57,31 @@ def load_inventory(ctx, sel, all_extensions=False):
         )
 
 
-def load_protection(ctx, sel):
-    def arm():
-        vaults = protection.list_vaults(ctx.factory, sel.subscriptions)
-        return protection.from_arm(ctx.factory, vaults, min(16, ctx.args.max_concurrency))
-
-    return _graph_or_arm(
-        ctx, lambda: protection.from_graph(ctx.factory, sel.subscriptions), arm, "protected items"
-    )
-
-
 def load_fleet(ctx, sel, all_extensions=False):
-    """(VM inventory, protection by VM key), the two fleet-wide reads run side by side."""
-    from concurrent.futures import ThreadPoolExecutor
+    """(VM records, Protection by VM key): one paged Resource Graph query for both halves, or on the direct
+    path the VM reads and the per-vault protected-item lists side by side."""
+    ctx.factory  # noqa: B018 - sign in once, before any thread shares the credential
 
-    ctx.factory  # noqa: B018 - sign in once, before the threads share the clients' credential
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fleet-read") as pool:
-        protection = pool.submit(load_protection, ctx, sel)
-        vms = load_inventory(ctx, sel, all_extensions)
-        return vms, protection.result()
+    def graph():
+        protected = {}
+        with ctx.progress("VMs") as prog:
+            vms = inventory.from_graph(ctx.factory, sel, all_extensions, prog, protection=protected)
+        return vms, protected
+
+    def arm():
+        from concurrent.futures import ThreadPoolExecutor
+
+        def protected_items():
+            vaults = protection.list_vaults(ctx.factory, sel.subscriptions)
+            return protection.from_arm(ctx.factory, vaults, min(16, ctx.args.max_concurrency))
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="protected-items") as pool:
+            protected = pool.submit(protected_items)
+            with ctx.progress("VMs") as prog:
+                vms = inventory.from_arm(ctx.factory, sel, all_extensions, ctx.args.max_concurrency, prog)
+            return vms, protected.result()
+
+    return _graph_or_arm(ctx, graph, arm, "fleet state")
 
 
 def extension_row(vm, ext):

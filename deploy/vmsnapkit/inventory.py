@@ -67,9 +67,14 @@ def _get(obj, *keys, default=None):
 
 
 # -- Resource Graph ----------------------------------------------------------------------------------
-def from_graph(factory, selection, all_extensions=False, progress=None):
+def from_graph(factory, selection, all_extensions=False, progress=None, protection=None):
+    """VM records from Resource Graph; with a `protection` dict, the same query also fills it with the
+    VMs' protected items (protection.Protection by VM key)."""
     query = graphquery.extension_query(
-        selection, None if all_extensions else SNAPSHOT_PUBLISHERS, None if all_extensions else SNAPSHOT_TYPES
+        selection,
+        None if all_extensions else SNAPSHOT_PUBLISHERS,
+        None if all_extensions else SNAPSHOT_TYPES,
+        with_protection=protection is not None,
     )
     vms: Dict[str, VmRecord] = {}
     for row in graphquery.rows(factory, selection.subscriptions, query, progress):
@@ -87,7 +92,11 @@ def from_graph(factory, selection, all_extensions=False, progress=None):
                 location=row.get("location") or "",
                 tags=row.get("tags") or {},
             )
-        if row.get("extName"):
+        if protection is not None and row.get("itemId"):
+            from .protection import add_protection, protection_from_row
+
+            add_protection(protection, protection_from_row(row))
+        if row.get("extName") and not any(e.name == row["extName"] for e in rec.extensions):
             rec.extensions.append(
                 ExtensionState(
                     name=row["extName"],

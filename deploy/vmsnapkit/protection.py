@@ -8,9 +8,8 @@ fields raise AttributeError (management-reference §4.4): every read here is map
 import asyncio
 import datetime
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List
 
-from . import graphquery
 from .errors import EXIT_FORBIDDEN, KitError, error_code, error_message, translate
 from .inventory import _get
 from .throttle import AdaptiveLimiter
@@ -65,29 +64,25 @@ def vault_from_id(vault_id, location=""):
     )
 
 
-# -- Resource Graph ----------------------------------------------------------------------------------
-def from_graph(factory, subscriptions, progress=None) -> Dict[str, Protection]:
-    out = {}
-    for row in graphquery.rows(factory, subscriptions, graphquery.PROTECTED_ITEMS_QUERY, progress):
-        p = Protection(
-            vm_key=str(row.get("vmId", "")).lower(),
-            vault_id=row.get("vaultId", ""),
-            item_id=row.get("itemId", ""),
-            protection_state=row.get("protectionState") or "",
-            health_status=row.get("healthStatus") or "",
-            last_backup_status=row.get("lastBackupStatus") or "",
-            last_backup_time=row.get("lastBackupTime") or "",
-            policy=row.get("policyName") or "",
-        )
-        out[p.vm_key] = _prefer(out.get(p.vm_key), p)
-    return out
+# -- Resource Graph rows (the protected-item columns of graphquery.extension_query) -----------------
+def protection_from_row(row):
+    return Protection(
+        vm_key=str(row.get("vmId", "")).lower(),
+        vault_id=row.get("vaultId", ""),
+        item_id=row.get("itemId", ""),
+        protection_state=row.get("protectionState") or "",
+        health_status=row.get("healthStatus") or "",
+        last_backup_status=row.get("lastBackupStatus") or "",
+        last_backup_time=row.get("lastBackupTime") or "",
+        policy=row.get("policyName") or "",
+    )
 
 
-def _prefer(old: Optional[Protection], new: Protection):
+def add_protection(table, p):
     """A VM protected twice (stopped in one vault, active in another): keep the active protection."""
-    if old is None:
-        return new
-    return new if old.protection_state.lower() == "protectionstopped" else old
+    old = table.get(p.vm_key)
+    if old is None or old.protection_state.lower() == "protectionstopped":
+        table[p.vm_key] = p
 
 
 # -- direct ARM ---------------------------------------------------------------------------------------
@@ -129,7 +124,7 @@ async def _from_arm(factory, vaults, concurrency):
                     vault.name, vault.resource_group, filter=IAAS_FILTER
                 ):
                     p = protection_from_item(item, vault.id)
-                    out[p.vm_key] = _prefer(out.get(p.vm_key), p)
+                    add_protection(out, p)
         except Exception as exc:
             raise _vault_error(exc, vault) from None
         finally:

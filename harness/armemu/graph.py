@@ -118,11 +118,39 @@ def protected_item_rows(est, subs, query):
 
 def _rows(est, subs, q):
     """All rows of a recognised query shape (None for any other query)."""
+    if (
+        re.search(r"^\s*Resources\b", q)
+        and "virtualmachines/extensions" in q.lower()
+        and re.search(r"join\s+kind=leftouter\s*\(\s*RecoveryServicesResources", q, re.IGNORECASE)
+    ):
+        return vm_rows_with_protection(est, subs, q)
     if re.search(r"^\s*RecoveryServicesResources\b", q) and "protecteditems" in q.lower():
         return protected_item_rows(est, subs, q)
     if re.search(r"^\s*Resources\b", q) and "microsoft.compute/virtualmachines/extensions" in q.lower():
         return vm_extension_rows(est, subs, q)
     return None
+
+
+def vm_rows_with_protection(est, subs, q):
+    """The VM-extension rows left-joined with the VM's protected item (§7.3 pattern): one query for both."""
+    items = {r["vmId"]: r for r in protected_item_rows(est, subs, "")}
+    empty = {
+        k: ""
+        for k in (
+            "itemId",
+            "vaultId",
+            "protectionState",
+            "healthStatus",
+            "lastBackupStatus",
+            "lastBackupTime",
+            "policyName",
+        )
+    }
+    out = []
+    for row in vm_extension_rows(est, subs, q):
+        item = items.get(row["vmId"])
+        out.append(dict(row, **({k: v for k, v in item.items() if k != "vmId"} if item else empty)))
+    return out
 
 
 def _token(offset, fingerprint):

@@ -7,6 +7,7 @@ from azure.core.credentials import AccessToken, AccessTokenInfo
 from vmsnapkit import cloud, graphquery
 from vmsnapkit.clients import ClientFactory
 from vmsnapkit.progress import Progress
+from vmsnapkit.selection import Selection
 
 
 class TinyCredential:
@@ -25,11 +26,17 @@ def test_resource_graph_batches_subscriptions_by_300(emulator, monkeypatch):
     factory = ClientFactory(cloud.discover(emu.url, verify=emu.ca_file), TinyCredential())
     real = sorted(emu.estate.subscriptions)
     subs = real + [f"{i:08x}-0000-4000-8000-000000000000" for i in range(299)]  # 301 in all
-    rows = list(graphquery.rows(factory, subs, graphquery.PROTECTED_ITEMS_QUERY))
+    query = graphquery.extension_query(Selection(subscriptions=subs), with_protection=True)
+    rows = list(graphquery.rows(factory, subs, query))
     posts = emu.requests(method="POST", path="ResourceGraph")
     assert [len(p["body"]["subscriptions"]) for p in posts] == [300, 1]
     assert all(p["body"]["options"]["$top"] == 1000 and p["auth"] == "Bearer" for p in posts)
-    assert len(rows) == 30 - len(emu.estate.expect["unprotected"])
+    assert len(rows) == sum(max(1, len(vm.extensions)) for vm in emu.estate.vms.values())
+    assert sum(1 for r in rows if r["itemId"]) == sum(
+        max(1, len(vm.extensions))
+        for k, vm in emu.estate.vms.items()
+        if k not in emu.estate.expect["unprotected"]
+    )
 
 
 class _Tty(io.StringIO):
