@@ -135,7 +135,7 @@ def run(ctx):
         )
         if snap and (snap.provisioning_state.lower() != "succeeded" or failing_backup):
             suspects.append((vm, snap))
-    fetch_instance_views(ctx.factory, suspects, min(16, args.max_concurrency))
+    fetch_instance_views(ctx.factory, suspects, args.max_concurrency)
 
     rows = [check_vm(vm, prot.get(vm.key), rules, now)[0] for vm in vms]
     rows.sort(key=lambda r: (r["passed"], r["vmId"].lower()))

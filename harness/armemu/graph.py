@@ -1,7 +1,8 @@
 """Resource Graph `POST /providers/Microsoft.ResourceGraph/resources`.
 
-KQL is not evaluated. The emulator recognises the two query shapes the kit sends (management-reference §7.1
-VM-with-extension rows and §7.2 protected-item rows) and the filters the kit appends, and computes those rows
+KQL is not evaluated. The emulator recognises the query shapes the kit sends (management-reference §7.1
+VM-with-extension rows, optionally joined with the VM's protected item as in §7.3, and §7.2 protected-item
+rows) and the filters the kit appends, and computes those rows
 from the estate; anything else is a 400 so a changed query cannot pass silently. Paging follows the service:
 `options.$top` (at most `graph_max_top`), `$skipToken` while rows remain, rows in a stable order.
 
