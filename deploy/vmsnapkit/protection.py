@@ -112,25 +112,34 @@ def from_arm(factory, vaults, concurrency=16) -> Dict[str, Protection]:
     return asyncio.run(_from_arm(factory, vaults, concurrency))
 
 
-async def _from_arm(factory, vaults, concurrency):
+async def _each_item(factory, vaults, concurrency, listing, visit):
+    """Page through `listing(client, vault)` for every vault in parallel (bounded, budget-aware) and call
+    visit(vault, item) for each item; a 403 on one vault is a clear error naming that vault."""
     limiter = AdaptiveLimiter(factory.monitor, "reads", concurrency)
-    out: Dict[str, Protection] = {}
 
     async def one(vault):
         client = factory.abackup(vault.subscription)
         try:
             async with limiter:
-                async for item in client.backup_protected_items.list(
-                    vault.name, vault.resource_group, filter=IAAS_FILTER
-                ):
-                    p = protection_from_item(item, vault.id)
-                    add_protection(out, p)
+                async for item in listing(client, vault):
+                    visit(vault, item)
         except Exception as exc:
             raise _vault_error(exc, vault) from None
         finally:
             await client.close()
 
     await asyncio.gather(*(one(v) for v in vaults))
+
+
+async def _from_arm(factory, vaults, concurrency):
+    out: Dict[str, Protection] = {}
+    await _each_item(
+        factory,
+        vaults,
+        concurrency,
+        lambda client, v: client.backup_protected_items.list(v.name, v.resource_group, filter=IAAS_FILTER),
+        lambda v, item: add_protection(out, protection_from_item(item, v.id)),
+    )
     return out
 
 
@@ -187,39 +196,34 @@ def _job_filter(since):
 
 
 async def _list_jobs(factory, vaults, since, concurrency):
-    limiter = AdaptiveLimiter(factory.monitor, "reads", concurrency)
     out = []
 
-    async def one(vault):
-        client = factory.abackup(vault.subscription)
-        try:
-            async with limiter:
-                async for job in client.backup_jobs.list(
-                    vault.name, vault.resource_group, filter=_job_filter(since)
-                ):
-                    props = _get(job, "properties", default={})
-                    start = str(_get(props, "startTime", default="") or "")
-                    started = parse_time(start)
-                    if since and started and started < since:
-                        continue
-                    errors = _get(props, "errorDetails", default=[]) or []
-                    out.append(
-                        JobRecord(
-                            vault=vault.name,
-                            vm_name=_get(props, "entityFriendlyName", default=""),
-                            operation=_get(props, "operation", default=""),
-                            status=_get(props, "status", default=""),
-                            start=start,
-                            end=str(_get(props, "endTime", default="") or ""),
-                            duration=str(_get(props, "duration", default="") or ""),
-                            error="; ".join(str(_get(e, "errorCode", default="")) for e in errors),
-                            id=_get(job, "name", default=""),
-                        )
-                    )
-        except Exception as exc:
-            raise _vault_error(exc, vault) from None
-        finally:
-            await client.close()
+    def visit(vault, job):
+        props = _get(job, "properties", default={})
+        start = str(_get(props, "startTime", default="") or "")
+        started = parse_time(start)
+        if since and started and started < since:
+            return
+        errors = _get(props, "errorDetails", default=[]) or []
+        out.append(
+            JobRecord(
+                vault=vault.name,
+                vm_name=_get(props, "entityFriendlyName", default=""),
+                operation=_get(props, "operation", default=""),
+                status=_get(props, "status", default=""),
+                start=start,
+                end=str(_get(props, "endTime", default="") or ""),
+                duration=str(_get(props, "duration", default="") or ""),
+                error="; ".join(str(_get(e, "errorCode", default="")) for e in errors),
+                id=_get(job, "name", default=""),
+            )
+        )
 
-    await asyncio.gather(*(one(v) for v in vaults))
+    await _each_item(
+        factory,
+        vaults,
+        concurrency,
+        lambda client, v: client.backup_jobs.list(v.name, v.resource_group, filter=_job_filter(since)),
+        visit,
+    )
     return out
