@@ -5,7 +5,7 @@ from azure.core.exceptions import HttpResponseError
 
 from . import inventory, protection
 from .context import Result
-from .errors import EXIT_FAILED, KitError, translate
+from .errors import EXIT_FAILED, error_code
 from .selection import from_args, resolve_subscriptions
 
 EXTENSION_COLUMNS = [
@@ -34,22 +34,20 @@ def _graph_or_arm(ctx, graph_call, arm_call, what):
         return arm_call()
     try:
         return graph_call()
-    except (HttpResponseError, KitError) as exc:
-        if (
-            ctx.args.source != "auto"
-            or getattr(exc, "exit_code", None) == 3
-            or getattr(exc, "status_code", 0) == 401
-        ):
+    except HttpResponseError as exc:
+        # Only an explicit refusal of Resource Graph falls back (not served in this cloud, no access,
+        # bad request); authentication problems and network errors are the same for both paths.
+        if ctx.args.source != "auto" or exc.status_code in (None, 401):
             raise
-        reason = exc.message if isinstance(exc, KitError) else (translate(exc) or exc)
         ctx.warn(
-            f"Resource Graph could not serve the {what} ({getattr(reason, 'message', reason)}); "
+            f"Resource Graph could not serve the {what} ({exc.status_code} {error_code(exc)}); "
             "using direct ARM calls"
         )
         return arm_call()
 
 
 def load_inventory(ctx, sel, all_extensions=False):
+    """The selected VMs and their extensions (no backup state): `extensions list`."""
     with ctx.progress("VMs") as prog:
         return _graph_or_arm(
             ctx,
@@ -59,14 +57,31 @@ def load_inventory(ctx, sel, all_extensions=False):
         )
 
 
-def load_protection(ctx, sel):
-    def arm():
-        vaults = protection.list_vaults(ctx.factory, sel.subscriptions)
-        return protection.from_arm(ctx.factory, vaults, min(16, ctx.args.max_concurrency))
+def load_fleet(ctx, sel, all_extensions=False):
+    """(VM records, Protection by VM key): one paged Resource Graph query for both halves, or on the direct
+    path the VM reads and the per-vault protected-item lists side by side."""
+    ctx.factory  # noqa: B018 - sign in once, before any thread shares the credential
 
-    return _graph_or_arm(
-        ctx, lambda: protection.from_graph(ctx.factory, sel.subscriptions), arm, "protected items"
-    )
+    def graph():
+        protected = {}
+        with ctx.progress("VMs") as prog:
+            vms = inventory.from_graph(ctx.factory, sel, all_extensions, prog, protection=protected)
+        return vms, protected
+
+    def arm():
+        from concurrent.futures import ThreadPoolExecutor
+
+        def protected_items():
+            vaults = protection.list_vaults(ctx.factory, sel.subscriptions)
+            return protection.from_arm(ctx.factory, vaults, min(16, ctx.args.max_concurrency))
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="protected-items") as pool:
+            protected = pool.submit(protected_items)
+            with ctx.progress("VMs") as prog:
+                vms = inventory.from_arm(ctx.factory, sel, all_extensions, ctx.args.max_concurrency, prog)
+            return vms, protected.result()
+
+    return _graph_or_arm(ctx, graph, arm, "fleet state")
 
 
 def extension_row(vm, ext):

@@ -9,10 +9,12 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
+from azure.core.exceptions import HttpResponseError
+
 from . import graphquery
 from .errors import error_code, error_message, translate
 from .selection import VmRef
-from .throttle import AdaptiveLimiter
+from .throttle import AdaptiveLimiter, map_bounded
 
 SNAPSHOT_PUBLISHERS = ("Microsoft.Azure.RecoveryServices", "Microsoft.RecoveryServices")
 SNAPSHOT_TYPES = ("VMSnapshotLinux", "VMSnapshot")
@@ -65,9 +67,14 @@ def _get(obj, *keys, default=None):
 
 
 # -- Resource Graph ----------------------------------------------------------------------------------
-def from_graph(factory, selection, all_extensions=False, progress=None):
+def from_graph(factory, selection, all_extensions=False, progress=None, protection=None):
+    """VM records from Resource Graph; with a `protection` dict, the same query also fills it with the
+    VMs' protected items (protection.Protection by VM key)."""
     query = graphquery.extension_query(
-        selection, None if all_extensions else SNAPSHOT_PUBLISHERS, None if all_extensions else SNAPSHOT_TYPES
+        selection,
+        None if all_extensions else SNAPSHOT_PUBLISHERS,
+        None if all_extensions else SNAPSHOT_TYPES,
+        with_protection=protection is not None,
     )
     vms: Dict[str, VmRecord] = {}
     for row in graphquery.rows(factory, selection.subscriptions, query, progress):
@@ -85,7 +92,11 @@ def from_graph(factory, selection, all_extensions=False, progress=None):
                 location=row.get("location") or "",
                 tags=row.get("tags") or {},
             )
-        if row.get("extName"):
+        if protection is not None and row.get("itemId"):
+            from .protection import add_protection, protection_from_row
+
+            add_protection(protection, protection_from_row(row))
+        if row.get("extName") and not any(e.name == row["extName"] for e in rec.extensions):
             rec.extensions.append(
                 ExtensionState(
                     name=row["extName"],
@@ -137,8 +148,8 @@ async def _from_arm(factory, selection, all_extensions, concurrency, progress):
             refs = [r for group in listed for r in group]
         if progress:
             progress.total = len(refs)
-        records = await asyncio.gather(
-            *(_get_vm(clients[r.subscription], r, limiter, progress) for r in refs)
+        records = await map_bounded(
+            lambda r: _get_vm(clients[r.subscription], r, limiter, progress), refs, concurrency
         )
     finally:
         for c in clients.values():
@@ -179,13 +190,11 @@ async def _get_vm(client, ref, limiter, progress):
     async with limiter:
         try:
             vm = await client.virtual_machines.get(ref.resource_group, ref.name)
-        except Exception as exc:
-            code = getattr(exc, "status_code", None)
-            if code is None and translate(exc) is None:
-                raise
-            if code == 401 or (code is None and translate(exc).exit_code == 3):
+        except HttpResponseError as exc:
+            if exc.status_code == 401:
                 raise translate(exc) from None
-            rec.error = f"GET failed: {code or ''} {error_code(exc)} {error_message(exc)}".strip()
+            # One unreadable VM (500, 404, 403 on that VM) fails its own row, not the whole run.
+            rec.error = f"GET failed: {exc.status_code} {error_code(exc)} {error_message(exc)}".strip()
             return rec
         finally:
             if progress:
@@ -241,7 +250,7 @@ async def _instance_views(factory, pairs, concurrency):
                     worst, "displayStatus", default=""
                 )
 
-        await asyncio.gather(*(one(rec, ext) for rec, ext in pairs))
+        await map_bounded(lambda pair: one(*pair), pairs, concurrency)
     finally:
         for c in clients.values():
             await c.close()

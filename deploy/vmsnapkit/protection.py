@@ -8,9 +8,8 @@ fields raise AttributeError (management-reference §4.4): every read here is map
 import asyncio
 import datetime
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List
 
-from . import graphquery
 from .errors import EXIT_FORBIDDEN, KitError, error_code, error_message, translate
 from .inventory import _get
 from .throttle import AdaptiveLimiter
@@ -65,29 +64,25 @@ def vault_from_id(vault_id, location=""):
     )
 
 
-# -- Resource Graph ----------------------------------------------------------------------------------
-def from_graph(factory, subscriptions, progress=None) -> Dict[str, Protection]:
-    out = {}
-    for row in graphquery.rows(factory, subscriptions, graphquery.PROTECTED_ITEMS_QUERY, progress):
-        p = Protection(
-            vm_key=str(row.get("vmId", "")).lower(),
-            vault_id=row.get("vaultId", ""),
-            item_id=row.get("itemId", ""),
-            protection_state=row.get("protectionState") or "",
-            health_status=row.get("healthStatus") or "",
-            last_backup_status=row.get("lastBackupStatus") or "",
-            last_backup_time=row.get("lastBackupTime") or "",
-            policy=row.get("policyName") or "",
-        )
-        out[p.vm_key] = _prefer(out.get(p.vm_key), p)
-    return out
+# -- Resource Graph rows (the protected-item columns of graphquery.extension_query) -----------------
+def protection_from_row(row):
+    return Protection(
+        vm_key=str(row.get("vmId", "")).lower(),
+        vault_id=row.get("vaultId", ""),
+        item_id=row.get("itemId", ""),
+        protection_state=row.get("protectionState") or "",
+        health_status=row.get("healthStatus") or "",
+        last_backup_status=row.get("lastBackupStatus") or "",
+        last_backup_time=row.get("lastBackupTime") or "",
+        policy=row.get("policyName") or "",
+    )
 
 
-def _prefer(old: Optional[Protection], new: Protection):
+def add_protection(table, p):
     """A VM protected twice (stopped in one vault, active in another): keep the active protection."""
-    if old is None:
-        return new
-    return new if old.protection_state.lower() == "protectionstopped" else old
+    old = table.get(p.vm_key)
+    if old is None or old.protection_state.lower() == "protectionstopped":
+        table[p.vm_key] = p
 
 
 # -- direct ARM ---------------------------------------------------------------------------------------
@@ -117,25 +112,34 @@ def from_arm(factory, vaults, concurrency=16) -> Dict[str, Protection]:
     return asyncio.run(_from_arm(factory, vaults, concurrency))
 
 
-async def _from_arm(factory, vaults, concurrency):
+async def _each_item(factory, vaults, concurrency, listing, visit):
+    """Page through `listing(client, vault)` for every vault in parallel (bounded, budget-aware) and call
+    visit(vault, item) for each item; a 403 on one vault is a clear error naming that vault."""
     limiter = AdaptiveLimiter(factory.monitor, "reads", concurrency)
-    out: Dict[str, Protection] = {}
 
     async def one(vault):
         client = factory.abackup(vault.subscription)
         try:
             async with limiter:
-                async for item in client.backup_protected_items.list(
-                    vault.name, vault.resource_group, filter=IAAS_FILTER
-                ):
-                    p = protection_from_item(item, vault.id)
-                    out[p.vm_key] = _prefer(out.get(p.vm_key), p)
+                async for item in listing(client, vault):
+                    visit(vault, item)
         except Exception as exc:
             raise _vault_error(exc, vault) from None
         finally:
             await client.close()
 
     await asyncio.gather(*(one(v) for v in vaults))
+
+
+async def _from_arm(factory, vaults, concurrency):
+    out: Dict[str, Protection] = {}
+    await _each_item(
+        factory,
+        vaults,
+        concurrency,
+        lambda client, v: client.backup_protected_items.list(v.name, v.resource_group, filter=IAAS_FILTER),
+        lambda v, item: add_protection(out, protection_from_item(item, v.id)),
+    )
     return out
 
 
@@ -192,39 +196,34 @@ def _job_filter(since):
 
 
 async def _list_jobs(factory, vaults, since, concurrency):
-    limiter = AdaptiveLimiter(factory.monitor, "reads", concurrency)
     out = []
 
-    async def one(vault):
-        client = factory.abackup(vault.subscription)
-        try:
-            async with limiter:
-                async for job in client.backup_jobs.list(
-                    vault.name, vault.resource_group, filter=_job_filter(since)
-                ):
-                    props = _get(job, "properties", default={})
-                    start = str(_get(props, "startTime", default="") or "")
-                    started = parse_time(start)
-                    if since and started and started < since:
-                        continue
-                    errors = _get(props, "errorDetails", default=[]) or []
-                    out.append(
-                        JobRecord(
-                            vault=vault.name,
-                            vm_name=_get(props, "entityFriendlyName", default=""),
-                            operation=_get(props, "operation", default=""),
-                            status=_get(props, "status", default=""),
-                            start=start,
-                            end=str(_get(props, "endTime", default="") or ""),
-                            duration=str(_get(props, "duration", default="") or ""),
-                            error="; ".join(str(_get(e, "errorCode", default="")) for e in errors),
-                            id=_get(job, "name", default=""),
-                        )
-                    )
-        except Exception as exc:
-            raise _vault_error(exc, vault) from None
-        finally:
-            await client.close()
+    def visit(vault, job):
+        props = _get(job, "properties", default={})
+        start = str(_get(props, "startTime", default="") or "")
+        started = parse_time(start)
+        if since and started and started < since:
+            return
+        errors = _get(props, "errorDetails", default=[]) or []
+        out.append(
+            JobRecord(
+                vault=vault.name,
+                vm_name=_get(props, "entityFriendlyName", default=""),
+                operation=_get(props, "operation", default=""),
+                status=_get(props, "status", default=""),
+                start=start,
+                end=str(_get(props, "endTime", default="") or ""),
+                duration=str(_get(props, "duration", default="") or ""),
+                error="; ".join(str(_get(e, "errorCode", default="")) for e in errors),
+                id=_get(job, "name", default=""),
+            )
+        )
 
-    await asyncio.gather(*(one(v) for v in vaults))
+    await _each_item(
+        factory,
+        vaults,
+        concurrency,
+        lambda client, v: client.backup_jobs.list(v.name, v.resource_group, filter=_job_filter(since)),
+        visit,
+    )
     return out

@@ -1,7 +1,8 @@
 """Resource Graph `POST /providers/Microsoft.ResourceGraph/resources`.
 
-KQL is not evaluated. The emulator recognises the two query shapes the kit sends (management-reference §7.1
-VM-with-extension rows and §7.2 protected-item rows) and the filters the kit appends, and computes those rows
+KQL is not evaluated. The emulator recognises the query shapes the kit sends (management-reference §7.1
+VM-with-extension rows, optionally joined with the VM's protected item as in §7.3, and §7.2 protected-item
+rows) and the filters the kit appends, and computes those rows
 from the estate; anything else is a 400 so a changed query cannot pass silently. Paging follows the service:
 `options.$top` (at most `graph_max_top`), `$skipToken` while rows remain, rows in a stable order.
 
@@ -116,6 +117,43 @@ def protected_item_rows(est, subs, query):
     return rows
 
 
+def _rows(est, subs, q):
+    """All rows of a recognised query shape (None for any other query)."""
+    if (
+        re.search(r"^\s*Resources\b", q)
+        and "virtualmachines/extensions" in q.lower()
+        and re.search(r"join\s+kind=leftouter\s*\(\s*RecoveryServicesResources", q, re.IGNORECASE)
+    ):
+        return vm_rows_with_protection(est, subs, q)
+    if re.search(r"^\s*RecoveryServicesResources\b", q) and "protecteditems" in q.lower():
+        return protected_item_rows(est, subs, q)
+    if re.search(r"^\s*Resources\b", q) and "microsoft.compute/virtualmachines/extensions" in q.lower():
+        return vm_extension_rows(est, subs, q)
+    return None
+
+
+def vm_rows_with_protection(est, subs, q):
+    """The VM-extension rows left-joined with the VM's protected item (§7.3 pattern): one query for both."""
+    items = {r["vmId"]: r for r in protected_item_rows(est, subs, "")}
+    empty = {
+        k: ""
+        for k in (
+            "itemId",
+            "vaultId",
+            "protectionState",
+            "healthStatus",
+            "lastBackupStatus",
+            "lastBackupTime",
+            "policyName",
+        )
+    }
+    out = []
+    for row in vm_extension_rows(est, subs, q):
+        item = items.get(row["vmId"])
+        out.append(dict(row, **({k: v for k, v in item.items() if k != "vmId"} if item else empty)))
+    return out
+
+
 def _token(offset, fingerprint):
     return base64.b64encode(json.dumps({"o": offset, "f": fingerprint}).encode()).decode()
 
@@ -129,22 +167,21 @@ def register(router):
         options = body.get("options") or {}
         est = req.emu.estate
         q = re.sub(r"//[^\n]*", "", query)
-        with est.lock:
-            if re.search(r"^\s*RecoveryServicesResources\b", q) and "protecteditems" in q.lower():
-                rows = protected_item_rows(est, subs, q)
-            elif (
-                re.search(r"^\s*Resources\b", q)
-                and "microsoft.compute/virtualmachines/extensions" in q.lower()
-            ):
-                rows = vm_extension_rows(est, subs, q)
-            else:
-                return arm_error(
-                    400,
-                    "BadRequest",
-                    "armemu evaluates only the kit's Resource Graph query shapes "
-                    "(VM extension join, protected items).",
-                )
         fingerprint = hashlib.sha1((q + "|" + ",".join(sorted(subs))).encode()).hexdigest()[:12]
+        cache = req.emu.ops.setdefault("graph-rows", {})  # paging a query must not recompute its rows
+        with est.lock:
+            rows = cache.get((fingerprint, est.generation))
+            if rows is None:
+                rows = _rows(est, subs, q)
+                if rows is None:
+                    return arm_error(
+                        400,
+                        "BadRequest",
+                        "armemu evaluates only the kit's Resource Graph query shapes "
+                        "(VM extension join, protected items).",
+                    )
+                cache.clear()
+                cache[(fingerprint, est.generation)] = rows
         start = 0
         tok = options.get("$skipToken")
         if tok:

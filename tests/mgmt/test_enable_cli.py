@@ -132,3 +132,24 @@ def test_backup_status_and_jobs(emulator, kit_for):
     table = kit.run("backup", "jobs", "--since", "2d", check=0).stdout.splitlines()
     assert table[0].split() == ["VM", "Vault", "Operation", "Status", "StartTimeUTC", "Duration", "Error"]
     assert len(table) - 2 == 20 - len(emu.estate.expect["unprotected"])
+
+
+def test_explicit_vault_in_another_subscription_skips_discovery(emulator, kit_for):
+    """--vault with a full id: VMs of another subscription get the documented container/item names directly
+    (no refresh, no listing), as the CLI's cross-subscription shortcut does."""
+    emu = emulator(vms=20, subscriptions=2, unprotected=6)
+    subs = sorted(emu.estate.subscriptions)
+    vault1 = next(v for v in emu.estate.vaults.values() if v.subscription == subs[0])
+    targets = [k for k in emu.estate.expect["unprotected"] if emu.estate.vms[k].subscription == subs[1]]
+    assert targets
+    kit = kit_for(emu)
+    _, rows = kit.json(*ENABLE, "--subscription", subs[1], "--vault", vault1.id, check=0)
+    assert {r["vmId"].lower() for r in rows if r["action"] == "enabled"} == set(targets)
+    assert not emu.requests(path="refreshContainers") and not emu.requests(path="backupProtectableItems")
+    for key in targets:
+        assert emu.estate.protecting_vault(emu.estate.vms[key]) is vault1
+        put = [r for r in emu.requests(method="PUT") if emu.estate.vms[key].name in r["path"]]
+        assert put[0]["path"].endswith(
+            f"/protectedItems/VM;iaasvmcontainerv2;{emu.estate.vms[key].resource_group};"
+            f"{emu.estate.vms[key].name}"
+        )
