@@ -5,4 +5,11 @@ try:
 
     __version__ = version("vmsnapshot-kit")
 except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0"
+    import os as _os
+
+    _here = _os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "..", "..", "VERSION")
+    try:
+        with open(_here) as _f:
+            __version__ = _f.read().strip()
+    except OSError:
+        __version__ = "0.0.0"

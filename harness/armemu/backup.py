@@ -362,7 +362,11 @@ def register(router):
         op = v.operations.get(req.params["op"])
         if op is None:
             return arm_error(404, "BMSUserErrorOperationNotFound", "Operation not found.")
-        return json_response(_advance(v, op))
+        body = _advance(v, op)
+        headers = (
+            {"Retry-After": str(req.emu.knobs.lro_retry_after)} if body["status"] == "InProgress" else {}
+        )
+        return json_response(body, **headers)
 
     router.add("GET", ITEM + "/operationsStatus/{op}", item_op_status)
     router.add("GET", V + "/backupOperations/{op}", item_op_status)

@@ -89,7 +89,8 @@ def instance_view(vm):
     }
 
 
-def vm_resource(vm, expand_instance_view=False):
+def vm_resource(vm, expand_instance_view=False, children=True):
+    """A VM as GET returns it; list answers leave out the child `resources` (children=False), as ARM does."""
     props = {
         "vmId": vm.vm_id,
         "hardwareProfile": {"vmSize": "Standard_D2s_v5"},
@@ -118,8 +119,7 @@ def vm_resource(vm, expand_instance_view=False):
         "location": vm.location,
         "tags": dict(vm.tags),
         "properties": props,
-        "resources": [extension_resource(vm, e) for e in vm.extensions],
-    }
+    } | ({"resources": [extension_resource(vm, e) for e in vm.extensions]} if children else {})
 
 
 def _expand(req):
@@ -147,7 +147,7 @@ def register(router):
         if req.params["sub"].lower() not in est.subscriptions:
             return subscription_not_found(req.params["sub"])
         with est.lock:
-            items = [vm_resource(v) for v in est.vms_in(req.params["sub"])]
+            items = [vm_resource(v, children=False) for v in est.vms_in(req.params["sub"])]
         return paged(req, items)
 
     @router.route(
@@ -158,7 +158,7 @@ def register(router):
         if req.params["sub"].lower() not in est.subscriptions:
             return subscription_not_found(req.params["sub"])
         with est.lock:
-            items = [vm_resource(v) for v in est.vms_in(req.params["sub"], req.params["rg"])]
+            items = [vm_resource(v, children=False) for v in est.vms_in(req.params["sub"], req.params["rg"])]
         return paged(req, items)
 
     @router.route("GET", VM_BASE)

@@ -39,8 +39,11 @@ def arm_error(status, code, message, **headers):
 
 
 def resource_not_found(resource_type, name, resource_group):
-    return arm_error(404, "ResourceNotFound", f"The Resource '{resource_type}/{name}' under resource group "
-                     f"'{resource_group}' was not found.")
+    return arm_error(
+        404,
+        "ResourceNotFound",
+        f"The Resource '{resource_type}/{name}' under resource group '{resource_group}' was not found.",
+    )
 
 
 @dataclass

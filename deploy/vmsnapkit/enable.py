@@ -1,0 +1,356 @@
+"""`vmsnapkit backup enable`: protect many VMs in one run through the SDK.
+
+Per vault: one container refresh, one protectable-items listing, policies sharded so none exceeds 1000
+VMs, then the protected-item PUTs (each a long-running operation) in parallel under a write budget that
+follows ARM's rate-limit headers. Already protected VMs and VMs finished in an earlier run (resume file)
+are skipped, so a re-run after an interruption protects every VM exactly once.
+"""
+
+import asyncio
+import collections
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from .context import Result
+from .errors import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_USAGE, KitError, error_code, error_message, translate
+from .fleet import load_inventory, load_protection, selection
+from .inventory import _get
+from .protection import Vault, list_vaults, vault_from_id
+from .resume import ResumeFile
+from .throttle import AdaptiveLimiter
+
+POLICY_CAPACITY = 1000
+CONTAINER_IN_ID = re.compile(r"/protectionContainers/([^/]+)/", re.IGNORECASE)
+PROTECTABLE_FILTER = "backupManagementType eq 'AzureIaasVM'"
+VM_TYPE = "Microsoft.Compute/virtualMachines"
+ENABLE_COLUMNS = [
+    ("VM", "vm"),
+    ("ResourceGroup", "resourceGroup"),
+    ("Vault", "vault"),
+    ("Policy", "policy"),
+    ("Action", "action"),
+    ("Detail", "detail"),
+]
+
+
+@dataclass
+class Task:
+    vm: object  # inventory.VmRecord
+    vault: Optional[Vault] = None
+    container: str = ""
+    item: str = ""
+    policy: str = ""
+    action: str = ""
+    detail: str = ""
+
+    def row(self):
+        return {
+            "vm": self.vm.name,
+            "resourceGroup": self.vm.resource_group,
+            "vmId": self.vm.id,
+            "vault": self.vault.name if self.vault else "",
+            "policy": self.policy,
+            "action": self.action,
+            "detail": self.detail,
+            "container": self.container,
+            "item": self.item,
+        }
+
+
+@dataclass
+class PolicyPlan:
+    name: str
+    count: int
+    exists: bool
+    assigned: List[Task] = field(default_factory=list)
+
+
+def run(ctx):
+    args = ctx.args
+    resume = ResumeFile(args.resume_file) if args.resume_file else None
+    try:
+        return _run(ctx, args, resume)
+    finally:
+        if resume:
+            resume.close()
+
+
+def _run(ctx, args, resume):
+    sel = selection(ctx)
+    vms = load_inventory(ctx, sel, all_extensions=True)
+    protected = load_protection(ctx, sel)
+    tasks, todo = [], []
+    for vm in vms:
+        t = Task(vm)
+        tasks.append(t)
+        prot = protected.get(vm.key)
+        done = resume.enabled.get(vm.key) if resume else None
+        if vm.error:
+            t.action, t.detail = "failed", f"VM could not be read: {vm.error}"
+        elif done:
+            t.action, t.detail, t.policy = (
+                "skipped",
+                "enabled by an earlier run (resume file)",
+                done["policy"],
+            )
+            t.vault = vault_from_id(done["vault"])
+        elif prot and prot.protection_state.lower() != "protectionstopped":
+            t.action, t.detail, t.policy = "already protected", prot.protection_state, prot.policy
+            t.vault = vault_from_id(prot.vault_id) if prot.vault_id else None
+        else:
+            todo.append(t)
+    _choose_vaults(ctx, args, sel, todo)
+    by_vault = collections.defaultdict(list)
+    for t in todo:
+        if t.vault and not t.action:
+            by_vault[t.vault.id.lower()].append(t)
+    bk_clients = {}
+    try:
+        for tasks_in_vault in by_vault.values():
+            vault = tasks_in_vault[0].vault
+            bk = bk_clients.setdefault(vault.subscription, ctx.factory.backup(vault.subscription))
+            _discover(ctx, bk, vault, tasks_in_vault, args.dry_run, resume)
+            _plan_policies(bk, vault, [t for t in tasks_in_vault if not t.action], args.policy, args.dry_run)
+    except KitError:
+        raise
+    except Exception as exc:
+        err = translate(exc, "preparing the vaults")
+        if err is None:
+            raise
+        raise err from None
+    finally:
+        for c in bk_clients.values():
+            c.close()
+
+    ready = [t for t in todo if not t.action]
+    if args.dry_run:
+        for t in ready:
+            t.action = "would enable"
+    elif ready:
+        with ctx.progress("enabling", len(ready)) as prog:
+            asyncio.run(_enable_all(ctx, ready, args.max_concurrency, resume, prog))
+    counts = collections.Counter(t.action for t in tasks)
+    failed = counts.get("failed", 0)
+    summary = ", ".join(f"{n} {a}" for a, n in sorted(counts.items())) or "no VM matched the selection"
+    rows = sorted((t.row() for t in tasks), key=lambda r: (r["action"] != "failed", r["vmId"].lower()))
+    return Result(rows, ENABLE_COLUMNS, EXIT_FAILED if failed else 0, f"backup enable: {summary}")
+
+
+def _choose_vaults(ctx, args, sel, todo):
+    """--vault (an id, or a name with --vault-resource-group), else the one vault in the VM's subscription and
+    region; more than one candidate is a usage error rather than a guess."""
+    if args.vault:
+        if args.vault.lower().startswith("/subscriptions/"):
+            vault = vault_from_id(args.vault)
+        else:
+            if not args.vault_resource_group:
+                raise KitError(
+                    "--vault NAME needs --vault-resource-group (or pass the vault's full resource id)",
+                    EXIT_USAGE,
+                )
+            sub = args.vault_subscription or (sel.subscriptions[0] if sel.subscriptions else "")
+            vault = Vault(
+                id=f"/subscriptions/{sub}/resourceGroups/{args.vault_resource_group}/providers/"
+                f"Microsoft.RecoveryServices/vaults/{args.vault}",
+                name=args.vault,
+                resource_group=args.vault_resource_group,
+                subscription=sub,
+                location="",
+            )
+        client = ctx.factory.vaults(vault.subscription)
+        try:
+            vault.location = _get(client.vaults.get(vault.resource_group, vault.name), "location", default="")
+        except Exception as exc:
+            err = translate(exc, f"vault {vault.name}")
+            if err is None:
+                raise
+            raise err from None
+        finally:
+            client.close()
+        for t in todo:
+            if t.vm.location and vault.location and t.vm.location.lower() != vault.location.lower():
+                t.action, t.detail = (
+                    "failed",
+                    f"VM is in {t.vm.location}, vault {vault.name} in {vault.location}",
+                )
+            t.vault = vault
+        return
+    subs = sorted({t.vm.subscription for t in todo})
+    vaults = list_vaults(ctx.factory, subs) if subs else []
+    for t in todo:
+        cands = [
+            v
+            for v in vaults
+            if v.subscription.lower() == t.vm.subscription.lower()
+            and v.location.lower() == t.vm.location.lower()
+        ]
+        if len(cands) == 1:
+            t.vault = cands[0]
+        elif not cands:
+            t.action, t.detail = (
+                "failed",
+                f"no Recovery Services vault in {t.vm.location} in its subscription",
+            )
+        else:
+            raise KitError(
+                f"several vaults serve {t.vm.location} in subscription {t.vm.subscription} ("
+                + ", ".join(v.name for v in cands)
+                + "): choose one with --vault",
+                EXIT_USAGE,
+            )
+
+
+def _discover(ctx, bk, vault, tasks, dry_run, resume):
+    """One container refresh (unless done by an earlier run), one protectable-items listing for the vault."""
+    same_sub = [t for t in tasks if t.vm.subscription.lower() == vault.subscription.lower()]
+    for t in tasks:
+        if t not in same_sub:  # cross-subscription: the service takes the documented names directly
+            t.container = f"IaasVMContainer;iaasvmcontainerv2;{t.vm.resource_group};{t.vm.name}"
+            t.item = f"VM;iaasvmcontainerv2;{t.vm.resource_group};{t.vm.name}"
+    if not same_sub:
+        return
+    if not dry_run and not (resume and vault.id.lower() in resume.refreshed):
+        _refresh_containers(ctx, bk, vault)
+        if resume:
+            resume.record_refresh(vault.id)
+    found = {}
+    for item in bk.backup_protectable_items.list(vault.name, vault.resource_group, filter=PROTECTABLE_FILTER):
+        props = _get(item, "properties", default={})
+        vm_id = str(_get(props, "virtualMachineId", default="")).lower()
+        item_id = _get(item, "id", default="")
+        m = CONTAINER_IN_ID.search(item_id)
+        if vm_id and m:
+            container = m.group(1)
+            found[vm_id] = (container, _get(item, "name", default=""))
+    for t in same_sub:
+        hit = found.get(t.vm.key)
+        if hit:
+            t.container, t.item = hit
+        elif dry_run:
+            t.container = f"IaasVMContainer;iaasvmcontainerv2;{t.vm.resource_group};{t.vm.name}"
+            t.item = f"VM;iaasvmcontainerv2;{t.vm.resource_group};{t.vm.name}"
+            t.detail = "not yet discovered by the vault; a real run refreshes its containers first"
+        else:
+            t.action = "failed"
+            t.detail = (
+                f"vault {vault.name} does not list this VM as protectable after a container refresh "
+                "(another region, or protected by another vault?)"
+            )
+
+
+def _refresh_containers(ctx, bk, vault, timeout=600):
+    from azure.core.rest import HttpRequest
+
+    # refresh() returns None (202); the operation's Location is only in the raw response headers.
+    headers = bk.protection_containers.refresh(
+        vault.name, vault.resource_group, "Azure", cls=lambda resp, _body, _hdrs: resp.http_response.headers
+    )
+    location = (headers or {}).get("Location")
+    deadline = time.monotonic() + timeout
+    while location and time.monotonic() < deadline:
+        resp = bk.send_request(HttpRequest("GET", location))
+        if resp.status_code != 202:
+            resp.raise_for_status()
+            return
+        delay = resp.headers.get("Retry-After", "5")
+        time.sleep(min(float(delay) if delay.isdigit() else 5.0, ctx.args.polling_interval or 5.0, 10.0))
+    if location:
+        raise KitError(
+            f"container refresh of vault {vault.name} did not finish within {timeout}s", EXIT_FAILED
+        )
+
+
+def _plan_policies(bk, vault, tasks, base_name, dry_run):
+    """Assign VMs to the base policy while it has room, then to shards `<base>-2`, `<base>-3`, ..."""
+    if not tasks:
+        return
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        base = bk.protection_policies.get(vault.name, vault.resource_group, base_name)
+    except ResourceNotFoundError:
+        raise KitError(
+            f"policy {base_name!r} not found in vault {vault.name}: create it or pass --policy",
+            EXIT_NOT_FOUND,
+        ) from None
+    base_props = dict(_get(base, "properties", default={}))
+    if str(base_props.get("backupManagementType", "")).lower() != "azureiaasvm":
+        raise KitError(f"policy {base_name!r} of vault {vault.name} is not an AzureIaasVM policy", EXIT_USAGE)
+    plans = [PolicyPlan(base_name, int(base_props.get("protectedItemsCount") or 0), True)]
+    queue = list(tasks)
+    shard = 1
+    while queue:
+        plan = plans[-1]
+        room = POLICY_CAPACITY - plan.count - len(plan.assigned)
+        if room > 0:
+            take, queue = queue[:room], queue[room:]
+            plan.assigned += take
+            continue
+        shard += 1
+        name = f"{base_name}-{shard}"
+        try:
+            existing = bk.protection_policies.get(vault.name, vault.resource_group, name)
+            plans.append(
+                PolicyPlan(name, int(_get(existing, "properties", "protectedItemsCount", default=0)), True)
+            )
+        except ResourceNotFoundError:
+            plans.append(PolicyPlan(name, 0, False))
+    for plan in plans:
+        if not plan.assigned:
+            continue
+        if not plan.exists and not dry_run:
+            from azure.mgmt.recoveryservicesbackup import models
+
+            props = {k: v for k, v in base_props.items() if k != "protectedItemsCount"}
+            bk.protection_policies.create_or_update(
+                vault.name,
+                vault.resource_group,
+                plan.name,
+                models.ProtectionPolicyResource({"properties": props}),
+            )
+        for t in plan.assigned:
+            t.policy = plan.name
+            if not plan.exists:
+                t.detail = (t.detail + "; " if t.detail else "") + f"new policy shard {plan.name}"
+
+
+async def _enable_all(ctx, tasks, concurrency, resume, progress):
+    from azure.mgmt.recoveryservicesbackup import models
+
+    limiter = AdaptiveLimiter(ctx.factory.monitor, "writes", concurrency)
+    clients: Dict[str, object] = {}
+
+    async def one(t):
+        client = clients.setdefault(t.vault.subscription, ctx.factory.abackup(t.vault.subscription))
+        body = models.ProtectedItemResource(
+            properties=models.AzureIaaSComputeVMProtectedItem(
+                policy_id=f"{t.vault.id}/backupPolicies/{t.policy}", source_resource_id=t.vm.id
+            )
+        )
+        async with limiter:
+            try:
+                poller = await client.protected_items.begin_create_or_update(
+                    t.vault.name, t.vault.resource_group, "Azure", t.container, t.item, body
+                )
+                await poller.result()
+            except Exception as exc:
+                if translate(exc) is None:
+                    raise
+                t.action = "failed"
+                t.detail = f"{error_code(exc) or type(exc).__name__}: {error_message(exc)}"
+                if resume:
+                    resume.record_failed(t.vm.key, t.detail)
+                return
+            finally:
+                progress.advance(1)
+        t.action = "enabled"
+        if resume:
+            resume.record_enabled(t.vm.key, t.vault.id, t.policy)
+
+    try:
+        await asyncio.gather(*(one(t) for t in tasks))
+    finally:
+        for c in clients.values():
+            await c.close()

@@ -1,0 +1,247 @@
+"""The VM side of the fleet: each selected VM and its extensions, from Resource Graph or directly from ARM.
+
+Resource Graph answers for 10,000 VMs in a few pages. The direct path (for clouds or identities without
+Resource Graph, or --source arm) lists VMs per subscription and GETs each one with the async compute client
+(the GET carries the extensions in `resources[]`), under a concurrency limit that follows ARM's budget.
+"""
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from azure.core.exceptions import HttpResponseError
+
+from . import graphquery
+from .errors import error_code, error_message, translate
+from .selection import VmRef
+from .throttle import AdaptiveLimiter
+
+SNAPSHOT_PUBLISHERS = ("Microsoft.Azure.RecoveryServices", "Microsoft.RecoveryServices")
+SNAPSHOT_TYPES = ("VMSnapshotLinux", "VMSnapshot")
+
+
+@dataclass
+class ExtensionState:
+    name: str
+    publisher: str
+    type: str
+    version: str
+    provisioning_state: str
+    auto_upgrade: Optional[bool] = None
+    status_code: str = ""  # instance view (only fetched for the suspect subset)
+    status_message: str = ""
+
+
+@dataclass
+class VmRecord:
+    id: str
+    name: str
+    resource_group: str
+    subscription: str
+    location: str = ""
+    tags: Dict[str, str] = field(default_factory=dict)
+    extensions: List[ExtensionState] = field(default_factory=list)
+    error: str = ""  # the VM could not be read (partial failure)
+
+    @property
+    def key(self):
+        return self.id.lower()
+
+
+def is_snapshot_extension(ext, publishers=SNAPSHOT_PUBLISHERS, types=SNAPSHOT_TYPES):
+    return ext.publisher.lower() in {p.lower() for p in publishers} and ext.type.lower() in {
+        t.lower() for t in types
+    }
+
+
+def _get(obj, *keys, default=None):
+    """Mapping access through hybrid SDK models and plain dicts alike (management-reference §4.4)."""
+    for key in keys:
+        if obj is None:
+            return default
+        try:
+            obj = obj[key]
+        except (KeyError, TypeError, IndexError):
+            return default
+    return default if obj is None else obj
+
+
+# -- Resource Graph ----------------------------------------------------------------------------------
+def from_graph(factory, selection, all_extensions=False, progress=None):
+    query = graphquery.extension_query(
+        selection, None if all_extensions else SNAPSHOT_PUBLISHERS, None if all_extensions else SNAPSHOT_TYPES
+    )
+    vms: Dict[str, VmRecord] = {}
+    for row in graphquery.rows(factory, selection.subscriptions, query, progress):
+        key = str(row.get("vmId", "")).lower()
+        rec = vms.get(key)
+        if rec is None:
+            ref = _ref_from_id(key) or VmRef(
+                row.get("subscriptionId", ""), row.get("resourceGroup", ""), row.get("vmName", "")
+            )
+            rec = vms[key] = VmRecord(
+                id=key,
+                name=row.get("vmName") or ref.name,
+                resource_group=row.get("resourceGroup") or ref.resource_group,
+                subscription=row.get("subscriptionId") or ref.subscription,
+                location=row.get("location") or "",
+                tags=row.get("tags") or {},
+            )
+        if row.get("extName"):
+            rec.extensions.append(
+                ExtensionState(
+                    name=row["extName"],
+                    publisher=row.get("publisher") or "",
+                    type=row.get("extType") or "",
+                    version=row.get("version") or "",
+                    provisioning_state=row.get("state") or "",
+                    auto_upgrade=row.get("autoUpgradeMinorVersion"),
+                )
+            )
+    out = [r for r in vms.values() if selection.matches(r.id, r.resource_group, r.tags)]
+    if selection.vms:
+        found = {r.key for r in out}
+        out += [
+            VmRecord(
+                id=v.id,
+                name=v.name,
+                resource_group=v.resource_group,
+                subscription=v.subscription,
+                error="VM not found (Resource Graph has no such VM)",
+            )
+            for v in selection.vms
+            if v.key not in found
+        ]
+    return sorted(out, key=lambda r: r.key)
+
+
+def _ref_from_id(vm_id):
+    from .selection import VM_ID
+
+    m = VM_ID.match(vm_id)
+    return VmRef(m["sub"], m["rg"], m["name"]) if m else None
+
+
+# -- direct ARM ---------------------------------------------------------------------------------------
+def from_arm(factory, selection, all_extensions=False, concurrency=32, progress=None):
+    return asyncio.run(_from_arm(factory, selection, all_extensions, concurrency, progress))
+
+
+async def _from_arm(factory, selection, all_extensions, concurrency, progress):
+    limiter = AdaptiveLimiter(factory.monitor, "reads", concurrency)
+    clients = {sub: factory.acompute(sub) for sub in selection.subscriptions}
+    try:
+        refs = list(selection.vms)
+        if not refs:
+            listed = await asyncio.gather(
+                *(_list_vms(clients[sub], sub, selection, limiter) for sub in selection.subscriptions)
+            )
+            refs = [r for group in listed for r in group]
+        if progress:
+            progress.total = len(refs)
+        records = await asyncio.gather(
+            *(_get_vm(clients[r.subscription], r, limiter, progress) for r in refs)
+        )
+    finally:
+        for c in clients.values():
+            await c.close()
+    out = []
+    for rec in records:
+        if not all_extensions:
+            rec.extensions = [e for e in rec.extensions if is_snapshot_extension(e)]
+        if rec.error or selection.matches(rec.id, rec.resource_group, rec.tags):
+            out.append(rec)
+    return sorted(out, key=lambda r: r.key)
+
+
+async def _list_vms(client, sub, selection, limiter):
+    """VM references from list_all (or per resource group); tags are filtered here to skip useless GETs."""
+    pagers = (
+        [client.virtual_machines.list(rg) for rg in selection.resource_groups]
+        if selection.resource_groups
+        else [client.virtual_machines.list_all()]
+    )
+    refs = []
+    try:
+        for pager in pagers:
+            async for vm in pager:
+                ref = _ref_from_id(_get(vm, "id", default=""))
+                if ref and selection.matches(ref.id, ref.resource_group, _get(vm, "tags", default={})):
+                    refs.append(ref)
+    except Exception as exc:
+        err = translate(exc, f"listing VMs of subscription {sub}")
+        if err is None:
+            raise
+        raise err from None
+    return refs
+
+
+async def _get_vm(client, ref, limiter, progress):
+    rec = VmRecord(id=ref.id, name=ref.name, resource_group=ref.resource_group, subscription=ref.subscription)
+    async with limiter:
+        try:
+            vm = await client.virtual_machines.get(ref.resource_group, ref.name)
+        except HttpResponseError as exc:
+            if exc.status_code == 401:
+                raise translate(exc) from None
+            # One unreadable VM (500, 404, 403 on that VM) fails its own row, not the whole run.
+            rec.error = f"GET failed: {exc.status_code} {error_code(exc)} {error_message(exc)}".strip()
+            return rec
+        finally:
+            if progress:
+                progress.advance(1)
+    rec.id = _get(vm, "id", default=ref.id)
+    rec.location = _get(vm, "location", default="")
+    rec.tags = dict(_get(vm, "tags", default={}) or {})
+    for res in _get(vm, "resources", default=[]) or []:
+        rec.extensions.append(
+            ExtensionState(
+                name=_get(res, "name", default=""),
+                publisher=_get(res, "properties", "publisher", default=""),
+                type=_get(res, "properties", "type", default=""),
+                version=_get(res, "properties", "typeHandlerVersion", default=""),
+                provisioning_state=_get(res, "properties", "provisioningState", default=""),
+                auto_upgrade=_get(res, "properties", "autoUpgradeMinorVersion"),
+            )
+        )
+    return rec
+
+
+# -- instance view for the suspect subset -------------------------------------------------------------
+def fetch_instance_views(factory, pairs, concurrency=16):
+    """Fill status_code/status_message of (VmRecord, ExtensionState) pairs from the instance view."""
+    if pairs:
+        asyncio.run(_instance_views(factory, pairs, concurrency))
+
+
+async def _instance_views(factory, pairs, concurrency):
+    limiter = AdaptiveLimiter(factory.monitor, "reads", concurrency)
+    clients = {}
+    try:
+
+        async def one(rec, ext):
+            client = clients.setdefault(rec.subscription, factory.acompute(rec.subscription))
+            async with limiter:
+                try:
+                    res = await client.virtual_machine_extensions.get(
+                        rec.resource_group, rec.name, ext.name, expand="instanceView"
+                    )
+                except Exception as exc:
+                    ext.status_message = f"instance view unavailable: {error_code(exc) or type(exc).__name__}"
+                    return
+            statuses = _get(res, "properties", "instanceView", "statuses", default=[]) or []
+            subs = _get(res, "properties", "instanceView", "substatuses", default=[]) or []
+            worst = next(
+                (s for s in statuses + subs if str(_get(s, "level", default="")).lower() == "error"),
+                statuses[0] if statuses else None,
+            )
+            if worst is not None:
+                ext.status_code = _get(worst, "code", default="")
+                ext.status_message = _get(worst, "message", default="") or _get(
+                    worst, "displayStatus", default=""
+                )
+
+        await asyncio.gather(*(one(rec, ext) for rec, ext in pairs))
+    finally:
+        for c in clients.values():
+            await c.close()

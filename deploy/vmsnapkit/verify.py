@@ -1,0 +1,176 @@
+"""`vmsnapkit verify`: one row per VM joining the snapshot extension with the backup state, judged by rules.
+
+Only the suspect subset (extension present but not Succeeded, or a failing backup) costs an instance-view
+call; everything else comes from two fleet-wide reads (inventory + protected items).
+"""
+
+import datetime
+import os
+import re
+import tempfile
+
+from . import report
+from .context import Result
+from .errors import EXIT_FAILED, EXIT_USAGE, KitError
+from .fleet import load_inventory, load_protection, selection
+from .inventory import fetch_instance_views, is_snapshot_extension
+from .protection import parse_time
+
+OK_PROTECTION = {"protected", "irpending"}
+VERIFY_COLUMNS = [
+    ("VM", "vm"),
+    ("ResourceGroup", "resourceGroup"),
+    ("Extension", "extensionState"),
+    ("Version", "extensionVersion"),
+    ("Protected", "protected"),
+    ("LastBackup", "lastBackupStatus"),
+    ("AgeHours", "backupAgeHours"),
+    ("Result", "result"),
+    ("Reasons", "reasonsText"),
+]
+
+
+def parse_duration(text):
+    """'26h', '90m', '2d', '1d12h' -> timedelta."""
+    m = re.fullmatch(
+        r"\s*(?:(\d+(?:\.\d+)?)d)?\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*", text or ""
+    )
+    if not text or not m or not any(m.groups()):
+        raise KitError(f"--max-backup-age {text!r}: use a duration such as 26h, 90m, 2d or 1d12h", EXIT_USAGE)
+    d, h, mi = (float(x) if x else 0.0 for x in m.groups())
+    return datetime.timedelta(days=d, hours=h, minutes=mi)
+
+
+def version_tuple(text):
+    parts = re.findall(r"\d+", str(text or ""))
+    return tuple(int(p) for p in parts) if parts else ()
+
+
+def check_vm(vm, prot, rules, now):
+    """The verdict for one VM: (row dict, list of reasons it fails)."""
+    reasons = []
+    snap = next((e for e in vm.extensions if is_snapshot_extension(e)), None)
+    if vm.error:
+        reasons.append(f"VM could not be read: {vm.error}")
+    elif snap is None:
+        reasons.append("snapshot extension (VMSnapshotLinux) is not installed")
+    else:
+        if snap.provisioning_state.lower() != "succeeded":
+            detail = f" ({snap.status_code}: {snap.status_message})" if snap.status_code else ""
+            reasons.append(f"extension provisioningState is {snap.provisioning_state or 'unknown'}{detail}")
+        if rules["min_version"] and version_tuple(snap.version) < version_tuple(rules["min_version"]):
+            reasons.append(f"extension version {snap.version} is older than {rules['min_version']}")
+    age_hours = None
+    if prot is None:
+        if not rules["allow_unprotected"]:
+            reasons.append("not protected by any Recovery Services vault")
+    else:
+        if prot.protection_state.lower() not in OK_PROTECTION:
+            reasons.append(f"protection state is {prot.protection_state or 'unknown'}")
+        if prot.health_status and prot.health_status.lower() != "passed":
+            reasons.append(f"backup health is {prot.health_status}")
+        if prot.last_backup_status and prot.last_backup_status.lower() not in (
+            "completed",
+            "completedwithwarnings",
+        ):
+            reasons.append(f"last backup {prot.last_backup_status}")
+        last = parse_time(prot.last_backup_time)
+        if last:
+            age_hours = round((now - last).total_seconds() / 3600, 1)
+        if rules["max_age"] is not None:
+            if last is None:
+                reasons.append("no completed backup yet")
+            elif now - last > rules["max_age"]:
+                reasons.append(f"last backup {age_hours}h ago, older than {rules['max_age_text']}")
+    row = {
+        "vm": vm.name,
+        "resourceGroup": vm.resource_group,
+        "subscriptionId": vm.subscription,
+        "vmId": vm.id,
+        "extension": snap.name if snap else "",
+        "extensionState": snap.provisioning_state if snap else "Missing",
+        "extensionVersion": snap.version if snap else "",
+        "extensionStatus": snap.status_code if snap else "",
+        "extensionMessage": snap.status_message if snap else "",
+        "protected": prot is not None,
+        "vault": prot.vault_name if prot else "",
+        "policy": prot.policy if prot else "",
+        "protectionState": prot.protection_state if prot else "",
+        "healthStatus": prot.health_status if prot else "",
+        "lastBackupStatus": prot.last_backup_status if prot else "",
+        "lastBackupTime": prot.last_backup_time if prot else "",
+        "backupAgeHours": age_hours,
+        "passed": not reasons,
+        "result": "PASS" if not reasons else "FAIL",
+        "reasons": reasons,
+        "reasonsText": "; ".join(reasons),
+    }
+    return row, reasons
+
+
+def run(ctx):
+    args = ctx.args
+    rules = {
+        "min_version": args.min_version,
+        "allow_unprotected": args.allow_unprotected,
+        "max_age": parse_duration(args.max_backup_age) if args.max_backup_age else None,
+        "max_age_text": args.max_backup_age,
+    }
+    if args.report and not args.report.lower().endswith((".html", ".htm", ".md")):
+        raise KitError(f"--report {args.report}: the file name must end in .html or .md", EXIT_USAGE)
+    if args.report:
+        _check_writable(args.report)
+    sel = selection(ctx)
+    vms = load_inventory(ctx, sel)
+    prot = load_protection(ctx, sel)
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    # Suspect subset: fetch the extension instance view only where it explains a failure.
+    suspects = []
+    for vm in vms:
+        snap = next((e for e in vm.extensions if is_snapshot_extension(e)), None)
+        p = prot.get(vm.key)
+        failing_backup = p is not None and (
+            p.last_backup_status.lower() == "failed"
+            or (p.health_status and p.health_status.lower() != "passed")
+        )
+        if snap and (snap.provisioning_state.lower() != "succeeded" or failing_backup):
+            suspects.append((vm, snap))
+    fetch_instance_views(ctx.factory, suspects, min(16, args.max_concurrency))
+
+    rows = [check_vm(vm, prot.get(vm.key), rules, now)[0] for vm in vms]
+    rows.sort(key=lambda r: (r["passed"], r["vmId"].lower()))
+    failed = sum(1 for r in rows if not r["passed"])
+    if not rows:
+        ctx.warn("no VM matched the selection")
+    if args.report:
+        _write_atomically(
+            args.report,
+            report.render(
+                rows, rules, ctx.cloud.name, sel.describe(), now, markdown=args.report.lower().endswith(".md")
+            ),
+        )
+    summary = f"{len(rows)} VM(s) checked: {len(rows) - failed} passed, {failed} failed"
+    return Result(rows, VERIFY_COLUMNS, EXIT_FAILED if failed or not rows else 0, summary)
+
+
+def _check_writable(path):
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory) or not os.access(directory, os.W_OK):
+        raise KitError(
+            f"--report {path}: directory {directory} does not exist or is not writable", EXIT_USAGE
+        )
+
+
+def _write_atomically(path, text):
+    """Write the whole report or nothing: a temp file in the same directory, then rename."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".vmsnapkit-report-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
