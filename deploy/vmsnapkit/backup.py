@@ -5,7 +5,7 @@ import datetime
 
 from .context import Result
 from .errors import EXIT_FAILED
-from .fleet import load_inventory, load_protection, selection
+from .fleet import load_fleet, selection
 from .protection import list_jobs, parse_time, vault_from_id
 from .verify import parse_duration
 
@@ -60,8 +60,7 @@ def _jobs_by_vm(ctx, vms, protection):
 
 def status(ctx):
     sel = selection(ctx)
-    vms = load_inventory(ctx, sel)
-    protection = load_protection(ctx, sel)
+    vms, protection = load_fleet(ctx, sel)
     jobs = _jobs_by_vm(ctx, vms, protection)
     rows = []
     for vm in vms:
@@ -95,8 +94,7 @@ def status(ctx):
 
 def jobs(ctx):
     sel = selection(ctx)
-    vms = load_inventory(ctx, sel)
-    protection = load_protection(ctx, sel)
+    vms, protection = load_fleet(ctx, sel)
     by_vm = _jobs_by_vm(ctx, vms, protection)
     rows = []
     for vm in vms:

@@ -15,11 +15,11 @@ from typing import Dict, List, Optional
 
 from .context import Result
 from .errors import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_USAGE, KitError, error_code, error_message, translate
-from .fleet import load_inventory, load_protection, selection
+from .fleet import load_fleet, selection
 from .inventory import _get
 from .protection import Vault, list_vaults, vault_from_id
 from .resume import ResumeFile
-from .throttle import AdaptiveLimiter
+from .throttle import AdaptiveLimiter, map_bounded
 
 POLICY_CAPACITY = 1000
 CONTAINER_IN_ID = re.compile(r"/protectionContainers/([^/]+)/", re.IGNORECASE)
@@ -79,8 +79,7 @@ def run(ctx):
 
 def _run(ctx, args, resume):
     sel = selection(ctx)
-    vms = load_inventory(ctx, sel, all_extensions=True)
-    protected = load_protection(ctx, sel)
+    vms, protected = load_fleet(ctx, sel, all_extensions=True)
     tasks, todo = [], []
     for vm in vms:
         t = Task(vm)
@@ -350,7 +349,7 @@ async def _enable_all(ctx, tasks, concurrency, resume, progress):
             resume.record_enabled(t.vm.key, t.vault.id, t.policy)
 
     try:
-        await asyncio.gather(*(one(t) for t in tasks))
+        await map_bounded(one, tasks, concurrency)
     finally:
         for c in clients.values():
             await c.close()

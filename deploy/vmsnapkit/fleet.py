@@ -66,6 +66,17 @@ def load_protection(ctx, sel):
     )
 
 
+def load_fleet(ctx, sel, all_extensions=False):
+    """(VM inventory, protection by VM key), the two fleet-wide reads run side by side."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ctx.factory  # noqa: B018 - sign in once, before the threads share the clients' credential
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fleet-read") as pool:
+        protection = pool.submit(load_protection, ctx, sel)
+        vms = load_inventory(ctx, sel, all_extensions)
+        return vms, protection.result()
+
+
 def extension_row(vm, ext):
     """az `vm extension list` JSON shape (properties flattened, `type` renamed typePropertiesType) plus VM."""
     return {

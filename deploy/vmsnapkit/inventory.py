@@ -14,7 +14,7 @@ from azure.core.exceptions import HttpResponseError
 from . import graphquery
 from .errors import error_code, error_message, translate
 from .selection import VmRef
-from .throttle import AdaptiveLimiter
+from .throttle import AdaptiveLimiter, map_bounded
 
 SNAPSHOT_PUBLISHERS = ("Microsoft.Azure.RecoveryServices", "Microsoft.RecoveryServices")
 SNAPSHOT_TYPES = ("VMSnapshotLinux", "VMSnapshot")
@@ -139,8 +139,8 @@ async def _from_arm(factory, selection, all_extensions, concurrency, progress):
             refs = [r for group in listed for r in group]
         if progress:
             progress.total = len(refs)
-        records = await asyncio.gather(
-            *(_get_vm(clients[r.subscription], r, limiter, progress) for r in refs)
+        records = await map_bounded(
+            lambda r: _get_vm(clients[r.subscription], r, limiter, progress), refs, concurrency
         )
     finally:
         for c in clients.values():
@@ -241,7 +241,7 @@ async def _instance_views(factory, pairs, concurrency):
                     worst, "displayStatus", default=""
                 )
 
-        await asyncio.gather(*(one(rec, ext) for rec, ext in pairs))
+        await map_bounded(lambda pair: one(*pair), pairs, concurrency)
     finally:
         for c in clients.values():
             await c.close()

@@ -106,6 +106,21 @@ class AdaptiveLimiter:
             self._cond.notify_all()
 
 
+async def map_bounded(fn, items, workers):
+    """await fn(item) for every item with at most `workers` coroutines alive (not one task per item, which
+    for 10,000 VMs costs memory for nothing); results in input order."""
+    items = list(items)
+    results = [None] * len(items)
+    queue = iter(enumerate(items))
+
+    async def worker():
+        for index, item in queue:  # one shared iterator: asyncio never interleaves inside next()
+            results[index] = await fn(item)
+
+    await asyncio.gather(*(worker() for _ in range(max(1, min(workers, len(items))))))
+    return results
+
+
 def sleep_for_graph_quota(monitor):
     wait = monitor.graph_wait()
     if wait:

@@ -12,7 +12,7 @@ import tempfile
 from . import report
 from .context import Result
 from .errors import EXIT_FAILED, EXIT_USAGE, KitError
-from .fleet import load_inventory, load_protection, selection
+from .fleet import load_fleet, selection
 from .inventory import fetch_instance_views, is_snapshot_extension
 from .protection import parse_time
 
@@ -121,8 +121,7 @@ def run(ctx):
     if args.report:
         _check_writable(args.report)
     sel = selection(ctx)
-    vms = load_inventory(ctx, sel)
-    prot = load_protection(ctx, sel)
+    vms, prot = load_fleet(ctx, sel)
     now = datetime.datetime.now(datetime.timezone.utc)
 
     # Suspect subset: fetch the extension instance view only where it explains a failure.

@@ -312,21 +312,21 @@ def register(router):
     @vault_route
     def protectable(req, v):
         est = req.emu.estate
-        items = [
-            protectable_item_resource(v, vm)
+        vms = [
+            vm
             for vm in est.vms_in(v.subscription)
             if vm.discovered
             and vm.location.lower() == v.location.lower()
             and est.protecting_vault(vm) is None
         ]
-        return paged(req, items)
+        return paged(req, vms, shape=lambda vm: protectable_item_resource(v, vm))
 
     router.add("GET", V + "/backupProtectableItems", protectable)
 
     @vault_route
     def protected_list(req, v):
         items = sorted(v.items.values(), key=lambda it: it.vm.id.lower())
-        return paged(req, [protected_item_resource(v, it) for it in items])
+        return paged(req, items, shape=lambda it: protected_item_resource(v, it))
 
     router.add("GET", V + "/backupProtectedItems", protected_list)
 
@@ -413,7 +413,7 @@ def register(router):
         for key, attr in (("operation", "operation"), ("status", "status")):
             if key in f:
                 jobs = [j for j in jobs if getattr(j, attr).lower() == f[key].lower()]
-        return paged(req, [job_resource(v, j) for j in jobs])
+        return paged(req, jobs, shape=lambda j: job_resource(v, j))
 
     router.add("GET", V + "/backupJobs", list_jobs)
 
@@ -502,8 +502,9 @@ def _configure(req, v):
             },
         )
     else:
-        if existing:
+        if existing:  # a policy change, or protection resumed after a stop
             existing.policy_id = v.policy_id(v.policies[pol_name.lower()].name)
+            existing.protection_state = "Protected"
         else:
             est.protect(
                 v,

@@ -140,6 +140,10 @@ def lookup_vm(req):
     return vm, None
 
 
+def _listed(vm):
+    return vm_resource(vm, children=False)
+
+
 def register(router):
     @router.route("GET", "/subscriptions/{sub}/providers/Microsoft.Compute/virtualMachines")
     def list_all(req):
@@ -147,8 +151,7 @@ def register(router):
         if req.params["sub"].lower() not in est.subscriptions:
             return subscription_not_found(req.params["sub"])
         with est.lock:
-            items = [vm_resource(v, children=False) for v in est.vms_in(req.params["sub"])]
-        return paged(req, items)
+            return paged(req, est.vms_in(req.params["sub"]), shape=_listed)
 
     @router.route(
         "GET", "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines"
@@ -158,8 +161,7 @@ def register(router):
         if req.params["sub"].lower() not in est.subscriptions:
             return subscription_not_found(req.params["sub"])
         with est.lock:
-            items = [vm_resource(v, children=False) for v in est.vms_in(req.params["sub"], req.params["rg"])]
-        return paged(req, items)
+            return paged(req, est.vms_in(req.params["sub"], req.params["rg"]), shape=_listed)
 
     @router.route("GET", VM_BASE)
     def get_vm(req):

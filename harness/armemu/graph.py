@@ -116,6 +116,15 @@ def protected_item_rows(est, subs, query):
     return rows
 
 
+def _rows(est, subs, q):
+    """All rows of a recognised query shape (None for any other query)."""
+    if re.search(r"^\s*RecoveryServicesResources\b", q) and "protecteditems" in q.lower():
+        return protected_item_rows(est, subs, q)
+    if re.search(r"^\s*Resources\b", q) and "microsoft.compute/virtualmachines/extensions" in q.lower():
+        return vm_extension_rows(est, subs, q)
+    return None
+
+
 def _token(offset, fingerprint):
     return base64.b64encode(json.dumps({"o": offset, "f": fingerprint}).encode()).decode()
 
@@ -129,22 +138,21 @@ def register(router):
         options = body.get("options") or {}
         est = req.emu.estate
         q = re.sub(r"//[^\n]*", "", query)
-        with est.lock:
-            if re.search(r"^\s*RecoveryServicesResources\b", q) and "protecteditems" in q.lower():
-                rows = protected_item_rows(est, subs, q)
-            elif (
-                re.search(r"^\s*Resources\b", q)
-                and "microsoft.compute/virtualmachines/extensions" in q.lower()
-            ):
-                rows = vm_extension_rows(est, subs, q)
-            else:
-                return arm_error(
-                    400,
-                    "BadRequest",
-                    "armemu evaluates only the kit's Resource Graph query shapes "
-                    "(VM extension join, protected items).",
-                )
         fingerprint = hashlib.sha1((q + "|" + ",".join(sorted(subs))).encode()).hexdigest()[:12]
+        cache = req.emu.ops.setdefault("graph-rows", {})  # paging a query must not recompute its rows
+        with est.lock:
+            rows = cache.get((fingerprint, est.generation))
+            if rows is None:
+                rows = _rows(est, subs, q)
+                if rows is None:
+                    return arm_error(
+                        400,
+                        "BadRequest",
+                        "armemu evaluates only the kit's Resource Graph query shapes "
+                        "(VM extension join, protected items).",
+                    )
+                cache.clear()
+                cache[(fingerprint, est.generation)] = rows
         start = 0
         tok = options.get("$skipToken")
         if tok:

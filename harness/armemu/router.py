@@ -112,14 +112,16 @@ class Router:
         return [(m, t) for m, _, _, t in self._routes]
 
 
-def paged(req, items, key="value"):
-    """One page of `items` (already shaped) with an ARM nextLink when more remain ($skiptoken = offset)."""
+def paged(req, items, key="value", shape=None):
+    """One page of `items` with an ARM nextLink when more remain ($skiptoken = offset); `shape` turns
+    the page's objects into REST bodies, so only one page is ever serialised."""
     size = max(1, int(req.emu.knobs.page_size))
     try:
         start = int(req.query.get("$skiptoken", 0) or 0)
     except ValueError:
         return arm_error(400, "InvalidSkipToken", "The skip token is not valid.")
-    body = {key: items[start : start + size]}
+    page = items[start : start + size]
+    body = {key: [shape(x) for x in page] if shape else page}
     if start + size < len(items):
         import urllib.parse
 

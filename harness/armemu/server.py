@@ -65,6 +65,7 @@ class _Bucket:
 
 CONTROL_PREFIX = "/__"
 UNMETERED = ("/metadata/", "/msi/")
+GRAPH_PREFIX = "/providers/microsoft.resourcegraph/"
 
 
 class ArmEmulator:
@@ -215,7 +216,12 @@ class ArmEmulator:
             else:
                 remaining = (11999 if kind == "reads" else 1199) - n % 1000
             headers[f"x-ms-ratelimit-remaining-subscription-{kind}"] = str(remaining)
-            if path.lower().startswith("/providers/microsoft.resourcegraph/"):
+            if kind == "writes":  # ARM reports the read budget on every response, writes too
+                reads = self._buckets.get("read_budget")
+                headers["x-ms-ratelimit-remaining-subscription-reads"] = str(
+                    int(reads.tokens) if reads else 11999 - n % 1000
+                )
+            if path.lower().startswith(GRAPH_PREFIX):
                 wstart, used = self._graph_window
                 now = time.monotonic()
                 if now - wstart >= 5:
@@ -327,7 +333,11 @@ class _Handler(BaseHTTPRequestHandler):
             "status": None,
         }
         arm = not path.lower().startswith(UNMETERED)
-        extra = {"x-ms-request-id": str(uuid.uuid4()), "x-ms-correlation-request-id": str(uuid.uuid4())}
+        extra = {
+            "x-ms-request-id": str(uuid.uuid4()),
+            "x-ms-correlation-request-id": str(uuid.uuid4()),
+            "x-ms-ratelimit-remaining-subscription-reads": "11999",
+        }  # metered routes overwrite it
         resp = None
         if emu.knobs.latency_ms:
             time.sleep(emu.knobs.latency_ms / 1000.0)
@@ -360,6 +370,9 @@ class _Handler(BaseHTTPRequestHandler):
                     resp = handler(req)
                 except Exception as exc:  # a handler bug must show in the test, not hang the client
                     resp = arm_error(500, "EmulatorError", f"{type(exc).__name__}: {exc}")
+        if self.command not in ("GET", "HEAD") and arm and not path.lower().startswith(GRAPH_PREFIX):
+            with emu.estate.lock:
+                emu.estate.generation += 1
         for k, v in extra.items():
             resp.headers.setdefault(k, v)
         entry["status"] = resp.status

@@ -184,6 +184,7 @@ class Estate:
         self.vms: Dict[str, VM] = {}  # lower VM id -> VM
         self.vaults: Dict[str, Vault] = {}  # lower vault id -> Vault
         self.expect: Dict[str, list] = {}  # what the fleet generator planted, for assertions
+        self.generation = 0  # bumped by every write request: invalidates cached Resource Graph rows
 
     # -- building -------------------------------------------------------------------------------------
     def add_subscription(self, sub_id, display_name=None):

@@ -122,6 +122,10 @@ def test_refresh_then_lro_put_sequence(emulator):
     ipath = f"{v}/backupFabrics/Azure/protectionContainers/{cont}/protectedItems/{item['name']}"
     status, headers, _ = http(emu, ipath + API, method="PUT", body=body)
     assert status == 202 and {"location", "azure-asyncoperation", "retry-after"} <= set(headers)
+    assert {
+        "x-ms-ratelimit-remaining-subscription-reads",
+        "x-ms-ratelimit-remaining-subscription-writes",
+    } <= set(headers)
     op = headers["azure-asyncoperation"].replace(emu.url, "")
     states = [http(emu, op)[2]["status"] for _ in range(3)]
     assert states == ["InProgress", "InProgress", "Succeeded"]
@@ -189,13 +193,12 @@ def test_route_plugin_hook_and_log_endpoint(emulator):
     emu = emulator(vms=2)
     emu.router.add(
         "PUT",
-        "/subscriptions/{sub}/resourcegroups/{rg}/providers/Microsoft.Resources/deployments/{name}",
+        "/subscriptions/{sub}/resourcegroups/{rg}/providers/Microsoft.Example/widgets/{name}",
         lambda req: json_response({"name": req.params["name"], "echo": req.body}, status=201),
     )
     status, _, body = http(
         emu,
-        "/subscriptions/s/resourceGroups/rg/providers/microsoft.resources/"
-        "DEPLOYMENTS/d1?api-version=2024-03-01",
+        "/subscriptions/s/resourceGroups/rg/providers/microsoft.example/WIDGETS/d1?api-version=2024-03-01",
         method="PUT",
         body={"x": 1},
     )

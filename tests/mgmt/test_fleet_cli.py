@@ -5,6 +5,7 @@ import csv
 import io
 import json
 
+import pytest
 import yaml
 from vmsnapkit import __version__
 
@@ -224,7 +225,7 @@ def test_custom_cloud_from_env_and_from_the_active_az_cloud(emulator, kit_for, t
 def test_direct_path_slows_down_as_the_read_budget_runs_low(emulator, kit_for):
     """ARM's real read bucket (small here): the kit reads x-ms-ratelimit-remaining-subscription-reads and
     throttles itself, so it finishes with few or no 429s and a complete, correct answer."""
-    emu = emulator(vms=50, subscriptions=1, read_budget=[20, 10])     # without the limiter: ~100 429s
+    emu = emulator(vms=50, subscriptions=1, read_budget=[20, 10])  # without the limiter: ~100 429s
     kit = kit_for(emu)
     _, rows = kit.json("verify", "--source", "arm", "--query", "[].[vmId, passed]", check=1)
     assert len(rows) == 50
@@ -233,3 +234,21 @@ def test_direct_path_slows_down_as_the_read_budget_runs_low(emulator, kit_for):
     gets = emu.requests(method="GET", path="/virtualMachines/[^/]+$")
     assert len(throttled) <= 3, f"{len(throttled)} requests throttled: the limiter did not adapt"
     assert len({r["path"] for r in gets if r["status"] == 200}) == 50
+
+
+def test_kit_follows_a_cloud_registered_with_the_real_az_cli(emulator, kit_for, tmp_path):
+    """Issue 9: `az cloud register` + `az cloud set` (real az, its own venv) and nothing else: the kit finds
+    the active cloud in the az profile and discovers its endpoints from the metadata URL."""
+    from harness.azcli import AzCli
+
+    az = AzCli.find()
+    if az is None:
+        pytest.skip("az CLI venv missing (make setup-azcli, mk/azcli.mk)")
+    emu = emulator(vms=8, subscriptions=1)
+    kit = kit_for(emu)
+    session = az.session(emu, str(tmp_path / "az"))
+    _, rows = kit.json(
+        "extensions", "list", endpoint=False, env={"AZURE_CONFIG_DIR": session.config_dir}, check=0
+    )
+    with_ext = [v for v in emu.estate.vms.values() if any(e.type == "VMSnapshotLinux" for e in v.extensions)]
+    assert len(rows) == len(with_ext) > 0

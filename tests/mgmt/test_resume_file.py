@@ -13,7 +13,7 @@ def test_records_survive_and_a_torn_last_line_is_ignored(tmp_path):
     r.record_failed("/subscriptions/s/.../vm2", "UserErrorX: boom")
     r.close()
     with open(path, "a") as f:
-        f.write('{"event": "enabled", "vm": "/subscriptions/s/.../vm3", "va')    # killed mid-write
+        f.write('{"event": "enabled", "vm": "/subscriptions/s/.../vm3", "va')  # killed mid-write
     again = ResumeFile(str(path))
     assert set(again.enabled) == {"/subscriptions/s/.../vm1"}
     vault = "/subscriptions/s/resourcegroups/rg/providers/microsoft.recoveryservices/vaults/v1"
