@@ -1,6 +1,7 @@
 """`az deployment group|sub create / what-if` of every kit template through deploy-template.sh, against the
 emulator, which validates each deployment with the same schemas as the offline validator."""
 
+import collections
 import json
 import os
 import sys
@@ -48,6 +49,16 @@ def test_every_template_deploys_with_az(loopback, tmp_path):
                                           backupPolicyId=vault.policy_id("DefaultPolicy"),
                                           vaultLocation="westus"), env=env)
     assert policy.returncode == 0, policy.stderr
+
+    # the emulator applied what the templates describe
+    assert {k: it.policy_id.rsplit("/", 1)[-1] for k, it in vault.items.items()} == {
+        vm.id.lower(): "DailyLinux" for vm in vms}
+    (snapshot,) = [e for e in vms[0].extensions if e.name == "VMSnapshotLinux"]
+    assert (snapshot.publisher, snapshot.type, snapshot.version) == ("Microsoft.RecoveryServices",
+                                                                     "VMSnapshotLinux", "1.9")
+    verify = run_script("verify-extension.sh", "--ids", vms[0].id,
+                        "--publisher", "Microsoft.RecoveryServices", env=env)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
 
     recorded = {d["name"]: d for d in deployments(emu)}
     assert set(recorded) == {"enable1", "ext1", "atscale1"}
@@ -99,3 +110,39 @@ def test_dry_run_prints_the_az_command(tmp_path):
     assert proc.stdout.startswith("az deployment sub what-if ") and "--location chinaeast2" in proc.stdout
     wrong = run_script(DEPLOY, "create", "backup-policy-at-scale", "-g", "rg", env=dict(os.environ))
     assert wrong.returncode == 2 and "subscription deployment" in wrong.stderr
+
+
+def test_enable_backup_template_shards_policies_past_1000_vms(loopback, tmp_path):
+    est, vault, vms = build_estate(groups=("rg-a", "rg-b", "rg-c"), per_group=767)  # 2,301 VMs
+    emu, az = loopback(est)
+    env = dict(az.env, PYTHONPATH=os.path.join(REPO, "deploy"), PYTHON=sys.executable)
+    pfile = params_file(tmp_path, "enable-backup", vaultName="vault1", isNewVault=False,
+                        policyName="DefaultPolicy", isNewPolicy=False,
+                        virtualMachineIds=[vm.id for vm in vms])
+    proc = run_script(DEPLOY, "create", "enable-backup", "-g", "rg-backup", "-n", "fleet", "-p", pfile,
+                      env=env)
+    assert proc.returncode == 0, proc.stderr
+    per_policy = collections.Counter(it.policy_id.rsplit("/", 1)[-1] for it in vault.items.values())
+    assert per_policy == {"DefaultPolicy": 1000, "DefaultPolicy-2": 1000, "DefaultPolicy-3": 301}
+    assert len(emu.requests(method="PUT", path="deployments")) == 1  # one az call for 2,301 VMs
+
+
+def test_nearly_full_policy_fails_unless_vms_per_policy_leaves_room(loopback, tmp_path):
+    est, vault, vms = build_estate(per_group=12)
+    vault.policies["defaultpolicy"].extra_count = 990
+    emu, az = loopback(est)
+    env = dict(az.env, PYTHONPATH=os.path.join(REPO, "deploy"), PYTHON=sys.executable)
+    ids = [vm.id for vm in vms]
+    full = run_script(DEPLOY, "create", "enable-backup", "-g", "rg-backup", "-n", "full", "-p",
+                      params_file(tmp_path, "enable-backup", vaultName="vault1", isNewVault=False,
+                                  policyName="DefaultPolicy", isNewPolicy=False, virtualMachineIds=ids),
+                      env=env)
+    assert full.returncode != 0 and "1000 VMs per policy" in full.stderr
+    vault.items.clear()
+    fits = run_script(DEPLOY, "create", "enable-backup", "-g", "rg-backup", "-n", "fits", "-p",
+                      params_file(tmp_path, "enable-backup", vaultName="vault1", isNewVault=False,
+                                  policyName="DefaultPolicy", isNewPolicy=False, virtualMachineIds=ids,
+                                  vmsPerPolicy=10), env=env)
+    assert fits.returncode == 0, fits.stderr
+    per_policy = collections.Counter(it.policy_id.rsplit("/", 1)[-1] for it in vault.items.values())
+    assert per_policy == {"DefaultPolicy": 10, "DefaultPolicy-2": 10, "DefaultPolicy-3": 4}

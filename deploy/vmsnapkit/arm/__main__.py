@@ -3,6 +3,7 @@
 generate   write arm-templates/*/ from the description (what `make templates` runs)
 check      exit 1 when the committed templates differ from what generate would write
 validate   check template and parameters files against the ARM schemas and the reviewer's rules
+expand     list the resources a template would deploy with given parameters (offline, no Azure)
 """
 
 from __future__ import annotations
@@ -41,7 +42,15 @@ def main(argv=None) -> int:
                                      "or ARM_SCHEMAS_DIR)")
     v.add_argument("--today", help="date for the apiVersion age rule (YYYY-MM-DD; default: today)")
     v.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    e = sub.add_parser("expand", help="list the resources a deployment would create (offline)")
+    e.add_argument("template", help="azuredeploy.json (or a kit template name)")
+    e.add_argument("-p", "--parameters", help="parameters file ({\"parameters\": {name: {\"value\": ...}}})")
+    e.add_argument("--subscription", default="00000000-0000-0000-0000-000000000000")
+    e.add_argument("-g", "--resource-group", default="rg")
+    e.add_argument("--summary", action="store_true", help="counts per type and policy only")
     args = parser.parse_args(argv)
+    if args.command == "expand":
+        return _expand(args)
 
     if args.command == "generate":
         for path in generate.write(args.out):
@@ -76,6 +85,42 @@ def main(argv=None) -> int:
             print(f)
         print("%d file(s) checked, %d problem(s)" % (len(files), len(findings)), file=sys.stderr)
     return 1 if findings else 0
+
+
+def _expand(args) -> int:
+    from .expand import Context, ExpandError, expand
+
+    path = args.template
+    if not os.path.isfile(path):
+        path = os.path.join(TEMPLATES_DIR, args.template, generate.TEMPLATE_FILE)
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            template = json.load(f)
+        given = {}
+        if args.parameters:
+            with open(args.parameters, encoding="utf-8-sig") as f:
+                given = {k: v.get("value") for k, v in json.load(f).get("parameters", {}).items()
+                         if isinstance(v, dict) and "value" in v}
+        resources = expand(template, given, Context(args.subscription, args.resource_group))
+    except (OSError, ValueError) as exc:
+        print("error: cannot read input: %s" % exc, file=sys.stderr)
+        return 2
+    except ExpandError as exc:
+        print("error: %s" % exc, file=sys.stderr)
+        return 1
+    if args.summary:
+        by_type: dict = {}
+        by_policy: dict = {}
+        for r in resources:
+            by_type[r.type] = by_type.get(r.type, 0) + 1
+            policy = (r.body.get("properties") or {}).get("policyId") if isinstance(r.body, dict) else None
+            if isinstance(policy, str):
+                by_policy[policy.rsplit("/", 1)[-1]] = by_policy.get(policy.rsplit("/", 1)[-1], 0) + 1
+        print(json.dumps({"resources": by_type, "protectedItemsPerPolicy": by_policy}, indent=2))
+    else:
+        print(json.dumps([{"id": r.id, "type": r.type, "apiVersion": r.api_version, "body": r.body}
+                          for r in resources], indent=2))
+    return 0
 
 
 if __name__ == "__main__":

@@ -2,9 +2,11 @@
 
 `az deployment group|sub create / validate / what-if` land here. Every template is checked with the kit's
 own offline validator (official schemas + reviewer rules, vmsnapkit.arm) and its parameters against the
-template's declarations; an invalid one gets ARM's `InvalidTemplate` error, a valid one is recorded in
-`emu.ops["deployments"]` and reported Succeeded. Resources are not created: the emulator does not evaluate
-template expressions. Tests assert on what was deployed through `deployments(emu)`.
+template's declarations; an invalid one gets ARM's `InvalidTemplate` error. A valid one is expanded with
+vmsnapkit.arm.expand (copy loops, conditions, nested deployments) and the resources the emulator models are
+applied to the estate: vaults, backup policies, protected items (with the service's own checks, the
+1000-VMs-per-policy limit included) and VM extensions; anything else is only recorded. The deployment is
+kept in `emu.ops["deployments"]` (see `deployments(emu)`), Succeeded or Failed with ARM's error shape.
 """
 
 import json
@@ -15,7 +17,7 @@ import threading
 import uuid
 
 from ..router import arm_error, json_response
-from ..state import utcnow
+from ..state import Extension, Policy, Vault, utcnow
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 _validator = None
@@ -77,6 +79,93 @@ def _checked(req):
     return body, [str(f) for f in findings]
 
 
+class _DeployFailed(Exception):
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def _apply(emu, record):
+    """Expand the template and create what the emulator models; raises _DeployFailed like ARM would fail."""
+    from vmsnapkit.arm.expand import Context, ExpandError, expand
+
+    est = emu.estate
+    params = {k: v.get("value") for k, v in record["parameters"].items() if isinstance(v, dict)}
+    sub, rg = record["subscription"], record["resource_group"]
+    location = record.get("location") or _group_location(est, sub, rg) or "westus"
+    ctx = Context(sub, rg, location, record["name"], est.tenant_id,
+                  {"name": "KitLoopCloud", "portal": emu.url, "resourceManager": emu.url + "/"})
+    try:
+        resources = expand(record["template"], params, ctx)
+    except ExpandError as exc:
+        raise _DeployFailed("InvalidTemplate", str(exc)) from exc
+    applied = []
+    with est.lock:
+        for res in resources:
+            _apply_one(est, res)
+            applied.append({"id": res.id})
+    return applied
+
+
+def _group_location(est, sub, rg):
+    for vm in est.vms_in(sub, rg) if rg else []:
+        return vm.location
+    return None
+
+
+def _apply_one(est, res):
+    kind, names, props = res.type.lower(), res.name.split("/"), res.body.get("properties") or {}
+    if kind == "microsoft.recoveryservices/vaults":
+        if est.vault(res.subscription_id, res.resource_group, names[0]) is None:
+            est.add_vault(Vault(res.subscription_id, res.resource_group, names[0],
+                                location=res.body.get("location") or "westus"), policies=())
+    elif kind == "microsoft.recoveryservices/vaults/backuppolicies":
+        vault = _vault(est, res, names[0])
+        vault.policies[names[1].lower()] = Policy(name=names[1], properties=dict(props))
+    elif kind == "microsoft.recoveryservices/vaults/backupfabrics/protectioncontainers/protecteditems":
+        _protect(est, res, names, props)
+    elif kind == "microsoft.compute/virtualmachines/extensions":
+        vm = est.vm(res.subscription_id, res.resource_group, names[0])
+        if vm is None:
+            raise _DeployFailed("ParentResourceNotFound", "VM '%s' not found" % names[0])
+        vm.extensions = [e for e in vm.extensions if e.name.lower() != names[1].lower()]
+        vm.extensions.append(Extension(name=names[1], publisher=props.get("publisher"),
+                                       type=props.get("type"), version=props.get("typeHandlerVersion"),
+                                       auto_upgrade=bool(props.get("autoUpgradeMinorVersion"))))
+
+
+def _vault(est, res, name):
+    vault = est.vault(res.subscription_id, res.resource_group, name)
+    if vault is None:
+        raise _DeployFailed("ResourceNotFound", "Recovery Services vault '%s' not found" % name)
+    return vault
+
+
+def _protect(est, res, names, props):
+    """What the backup service checks on a protected-item PUT, then protect (as backup._configure does)."""
+    vault = _vault(est, res, names[0])
+    vm = est.vms.get(str(props.get("sourceResourceId", "")).lower())
+    if vm is None:
+        raise _DeployFailed("BMSUserErrorVmNotFound",
+                            "source VM '%s' not found" % props.get("sourceResourceId"))
+    suffix = (";%s;%s" % (vm.resource_group, vm.name)).lower()
+    fabric, container, item = (n.lower() for n in names[1:4])
+    if fabric != "azure" or not container.endswith(suffix) or not item.endswith(suffix):
+        raise _DeployFailed("BMSUserErrorContainerNameMismatch", "container/item name does not match the VM")
+    policy = str(props.get("policyId", "")).rsplit("/", 1)[-1]
+    if policy.lower() not in vault.policies:
+        raise _DeployFailed("BMSUserErrorPolicyNotFound",
+                            "policy '%s' not found in vault %s" % (policy, vault.name))
+    if vm.id.lower() not in vault.items and vault.policy_count(policy) >= 1000:
+        raise _DeployFailed("BMSUserErrorPolicyProtectedItemLimitReached",
+                            "Cannot configure backup for more than 1000 VMs per policy (%s)." % policy)
+    if vm.fail_enable:
+        raise _DeployFailed("UserErrorVmProvisioningStateFailed", "VM %s is in a failed state" % vm.name)
+    est.protect(vault, vm, vault.policies[policy.lower()].name, protection_state="IRPending",
+                last_backup_status=None, last_backup_time=None)
+    vault.add_job(vm.name, "ConfigureBackup", "Completed")
+
+
 def _invalid(problems):
     """ARM's answer to a template that fails validation: the first problem, all of them in details."""
     return json_response({"error": {
@@ -108,10 +197,12 @@ def _resource(req, record):
             "duration": "PT0S",
             "correlationId": record["correlation"],
             "outputs": {},
-            "outputResources": [],
+            "outputResources": record.get("output_resources") or [],
             "validatedResources": [],
         },
     }
+    if record.get("error"):
+        out["properties"]["error"] = record["error"]
     if record.get("location"):
         out["location"] = record["location"]
     return out
@@ -139,10 +230,35 @@ def register(router):
             "timestamp": utcnow().strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "hash": str(abs(hash(json.dumps(body["properties"]["template"], sort_keys=True)))),
             "correlation": str(uuid.uuid4()),
+            "subscription": req.params["sub"],
+            "output_resources": [],
+            "error": None,
         }
+        try:
+            record["output_resources"] = _apply(req.emu, record)
+        except _DeployFailed as exc:
+            record["state"] = "Failed"
+            record["error"] = {"code": "DeploymentFailed", "message": "At least one resource deployment "
+                               "operation failed.", "details": [{"code": exc.code, "message": exc.message}]}
+        record["operation"] = str(uuid.uuid4())
         with est.lock:
             req.emu.ops.setdefault("deployments", {})[record["id"].lower()] = record
-        return json_response(_resource(req, record), status=201)
+        # As ARM: 201 Accepted with an async-operation URL; its status carries the outcome (and the error,
+        # which is what makes az report a failed deployment).
+        accepted = _resource(req, dict(record, state="Accepted", error=None))
+        status_url = "%s%s/operationStatuses/%s?api-version=%s" % (
+            req.base_url, record["id"], record["operation"], req.query.get("api-version", ""))
+        return json_response(accepted, status=201, Azure_AsyncOperation=status_url, Retry_After=0)
+
+    def operation_status(req):
+        with req.emu.estate.lock:
+            record = req.emu.ops.get("deployments", {}).get(_deployment_id(req).lower())
+        if record is None or record.get("operation") != req.params["op"]:
+            return arm_error(404, "OperationNotFound", "Operation not found.")
+        body = {"status": record["state"]}
+        if record.get("error"):
+            body["error"] = record["error"]
+        return json_response(body)
 
     def get(req):
         with req.emu.estate.lock:
@@ -178,3 +294,4 @@ def register(router):
         router.add("GET", base, get)
         router.add("POST", base + "/validate", validate)
         router.add("POST", base + "/whatIf", what_if)
+        router.add("GET", base + "/operationStatuses/{op}", operation_status)
