@@ -1,10 +1,11 @@
 """The built extension zip driven through the real Linux guest agent's own extension handling.
 
 One VM's life, in order (each test is a phase and needs the previous ones): install + enable with a real
-snapshot job against Azurite over HTTPS (freezing disabled), the same goal state again, a new sequence
-number, an upgrade to a rebuilt higher version, settings that fail, disable, uninstall. Every assertion is
-about what the agent itself did and reported: the commands it ran, the status blob it uploaded, the files
-it left. About 45 s in all, most of it the agent's own 2 s per command.
+snapshot job against Azurite over HTTPS (freezing disabled), the same goal state again, an agent restart, a
+new sequence number, an upgrade to a rebuilt higher version, settings that fail, a zh-cn job, a rollback to
+the older version, disable, uninstall. Every assertion is about what the agent itself did and reported: the
+commands it ran, the status blob it uploaded, the files it left. About 55 s in all, most of it the agent's
+own 2 s per command.
 """
 
 import json
@@ -191,9 +192,35 @@ def test_chinese_status_passes_through_the_agent(vm):
     assert_no_status_error(vm)
 
 
+def test_downgrade_when_a_version_is_rolled_back(vm):
+    """The fabric goes back to the older version (a pulled release). The agent then runs the HIGHER version's
+    update command, in its own directory, with VERSION and AZURE_GUEST_AGENT_UPDATING_FROM_VERSION both set to
+    the lower version; the lower version must still run the new job once and only once."""
+    require(vm, "upgrade")
+    old, new = vm.versions[0], vm.versions[-1]
+    before = vm.snapshot_count()
+    vm.publish(old, 5, vm.handler_settings(5))
+    vm.agent.process_goal_state()
+    assert vm.new_commands() == [(new, "disable"), (new, "update"), (new, "uninstall"), (old, "install"),
+                                 (old, "enable")]
+    ext = assert_reported_as_written(vm, vm.wait_terminal(5), old, 5)
+    assert (ext["status"], ext["code"]) == ("success", SUCCESS_CRASH_CONSISTENT), ext
+    assert vm.snapshot_count() == before + len(vm.disks.disk_names)
+    assert not os.path.exists(vm.handler_dir(new))
+
+    vm.republish()  # the same goal state again on the rolled-back version: mrseq (copied by the agent) holds
+    vm.agent.process_goal_state()
+    assert vm.new_commands() == [(old, "enable")]
+    time.sleep(2)
+    assert_reported_as_written(vm, vm.agent.report(), old, 5)
+    assert vm.snapshot_count() == before + len(vm.disks.disk_names), "the rolled-back version re-ran the job"
+    assert_no_status_error(vm)
+    vm.passed.add("downgrade")
+
+
 def test_disable(vm):
     require(vm, "upgrade")
-    new = vm.versions[-1]
+    new = vm.published.version  # the version installed last (after the rollback)
     vm.republish(state="disabled")
     vm.agent.process_goal_state()
     assert vm.new_commands() == [(new, "disable")]
@@ -237,7 +264,7 @@ def test_no_decrypted_secret_under_the_agent_directories(vm):
 
 def test_uninstall(vm):
     require(vm, "disable")
-    new = vm.versions[-1]
+    new = vm.published.version  # the version installed last (after the rollback)
     vm.republish(state="uninstall")
     vm.agent.process_goal_state()
     assert vm.new_commands() == [(new, "uninstall")]  # no disable: the handler was not Enabled
