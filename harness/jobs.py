@@ -9,6 +9,7 @@ import os
 import time
 
 from .handler import AgentSim
+from .secretscan import sas_signatures
 
 TICKS_AT_UNIX_EPOCH = 621355968000000000
 
@@ -70,8 +71,7 @@ class SnapshotVM(object):
 
     def secrets(self):
         """Every SAS signature this VM's settings carry: must never appear on disk or in logs."""
-        uris = self.disk_uris() + [self.status_uri, self.log_uri]
-        return [u.split("sig=")[1].split("&")[0] for u in uris]
+        return sas_signatures(self.disk_uris() + [self.status_uri, self.log_uri])
 
     def public(self, seq=0, **overrides):
         pub = {"locale": "en-us", "taskId": "task-%s-%d" % (self.container, seq),

@@ -1,8 +1,8 @@
 """A writer workload for freeze tests: one thread per mount appends 4 KiB and fsyncs, forever.
 
 Run as a separate process (a writer blocks uninterruptibly on a frozen file system, and the thaw must
-never depend on it). On SIGTERM it writes a JSON summary: per mount, the number of writes and the
-longest gap between two completed writes, with its wall-clock start and end.
+never depend on it). On SIGTERM it writes a JSON summary: per mount, the number of writes, the
+longest gap between two completed writes (wall-clock start and end), and every gap over 10 ms.
 
 usage: python -m harness.writer SUMMARY.json MOUNT [MOUNT...]
 """
@@ -27,6 +27,8 @@ def _write_loop(mount, record):
         os.fsync(fd)
         now = time.time()
         record["writes"] += 1
+        if now - last > 0.010 and len(record["gaps"]) < 10000:
+            record["gaps"].append((last, now))
         if now - last > record["max_gap"]:
             record["max_gap"], record["gap_start"], record["gap_end"] = now - last, last, now
         last = now
@@ -36,7 +38,7 @@ def _write_loop(mount, record):
 
 def main(argv):
     out, mounts = argv[0], argv[1:]
-    records = {m: {"writes": 0, "max_gap": 0.0, "gap_start": None, "gap_end": None} for m in mounts}
+    records = {m: {"writes": 0, "max_gap": 0.0, "gap_start": None, "gap_end": None, "gaps": []} for m in mounts}
     threads = [threading.Thread(target=_write_loop, args=(m, records[m]), daemon=True) for m in mounts]
     signal.signal(signal.SIGTERM, lambda *a: _stop.set())
     for t in threads:

@@ -16,9 +16,7 @@ find_python() {
         echo "$VMSNAPSHOT_PYTHON"; return 0
     fi
     for dir in /usr/bin /usr/local/bin; do
-        for name in python3 ; do
-            [ -x "$dir/$name" ] && python_ok "$dir/$name" && { echo "$dir/$name"; return 0; }
-        done
+        [ -x "$dir/python3" ] && python_ok "$dir/python3" && { echo "$dir/python3"; return 0; }
     done
     [ -x /usr/libexec/platform-python ] && python_ok /usr/libexec/platform-python && {
         echo /usr/libexec/platform-python; return 0; }

@@ -199,6 +199,65 @@ def syncfs_all(mountpoints, timeout_s=None):
     return True
 
 
+LIVENESS_POLL_S = 0.1  # how often a waiting worker checks that the guardian is still alive
+
+
+class _FallbackThaw(threading.Thread):
+    """The worker's own thaw, through its own descriptors, when the guardian died holding a freeze.
+
+    Repeats FITHAW on every target that answers EINVAL ("not frozen") until the guardian process has
+    fully exited: a FIFREEZE it had in flight may still complete after its death (the process cannot
+    finish exiting while that ioctl is stuck), and must then be thawed at once.
+    """
+
+    def __init__(self, targets, fds, proc, reason="guardian-lost"):
+        threading.Thread.__init__(self, name="freeze-fallback-thaw", daemon=True)
+        self.reason = reason
+        self.targets = list(reversed(targets))
+        self.fds = fds
+        self.proc = proc
+        self.thawed, self.failures = [], []
+        self.started_at = time.monotonic()
+        self.last_thaw_at = None
+        self.done = threading.Event()
+
+    def run(self):
+        pending = []
+        for mp in self.targets:
+            if mp in self.fds:
+                pending.append(mp)
+            else:
+                self.failures.append((mp, "no descriptor for a fallback thaw"))
+        try:
+            while pending:
+                exited = self.proc.poll() is not None
+                for mp in list(pending):
+                    try:
+                        fcntl.ioctl(self.fds[mp], FITHAW, 0)
+                        self.thawed.append(mp)
+                        self.last_thaw_at = time.monotonic()
+                        pending.remove(mp)
+                    except OSError as e:
+                        if e.errno != errno.EINVAL:  # EINVAL: not frozen (yet); try again
+                            self.failures.append((mp, "FITHAW: %s" % os.strerror(e.errno)))
+                            pending.remove(mp)
+                if exited:
+                    break
+                time.sleep(0.02)
+        finally:
+            self.done.set()
+
+    def outcome(self, wait_s=1.0):
+        self.done.wait(wait_s)
+        end = self.last_thaw_at or time.monotonic()
+        still = "" if self.done.is_set() else "; still watching for a late FIFREEZE of the dying guardian"
+        return ThawOutcome(
+            ok=False, code=CODE_INCONSISTENT, reason=self.reason, thawed=list(self.thawed),
+            thaw_failures=list(self.failures), thaw_ms=(end - self.started_at) * 1000.0, thawed_at=end,
+            message="the freeze guardian %s; the worker thawed %s itself%s" % (
+                "died" if self.reason == "guardian-lost" else "did not answer", self.thawed or "nothing", still))
+
+
 # Worker-side states.
 _IDLE, _FREEZING, _FROZEN, _DONE = "idle", "freezing", "frozen", "done"
 
@@ -221,8 +280,11 @@ class FreezeGuardian(object):
 
     def __init__(self, mountpoints, hard_deadline_s=DEFAULT_HARD_DEADLINE_S,
                  per_mount_timeout_s=DEFAULT_PER_MOUNT_TIMEOUT_S, lock_path=SAFE_FREEZE_LOCK,
-                 lock_wait_s=DEFAULT_LOCK_WAIT_S, python=None):
-        self.mountpoints = list(mountpoints)
+                 lock_wait_s=DEFAULT_LOCK_WAIT_S, python=None, waves=None):
+        # waves: [[mp, ...], ...] frozen one after the other, the mount points of a wave in parallel
+        # (see mounts.freeze_waves). Default: one mount point per wave, in the given order.
+        self.waves = [list(w) for w in waves] if waves else [[mp] for mp in mountpoints]
+        self.mountpoints = [mp for w in self.waves for mp in w]
         self.hard_deadline_s = float(hard_deadline_s)
         self.per_mount_timeout_s = float(per_mount_timeout_s)
         self.lock_path = lock_path
@@ -242,7 +304,8 @@ class FreezeGuardian(object):
         self._thawed_msg = None
         self._freeze_outcome = None
         self._fallback_fds = {}
-        self._fallback_outcome = None
+        self._fallback = None  # _FallbackThaw once the guardian was lost while holding a freeze
+        self._closing = False
         self._closed = False
 
     # -- life cycle ------------------------------------------------------------------------------
@@ -261,7 +324,8 @@ class FreezeGuardian(object):
                "--deadline", repr(self.hard_deadline_s),
                "--per-mount-timeout", repr(self.per_mount_timeout_s),
                "--lock-path", self.lock_path or "", "--lock-wait", repr(self.lock_wait_s), "--"]
-        cmd.extend(self.mountpoints)
+        for wave in self.waves:  # "::" opens each wave (guardian.split_waves)
+            cmd.extend(["::"] + wave)
         env = dict(os.environ)
         inherited = [env["PYTHONPATH"]] if env.get("PYTHONPATH") else []
         env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_PARENT] + inherited)
@@ -297,9 +361,14 @@ class FreezeGuardian(object):
             return self._freeze_lost("the freeze guardian is gone")
         budget = self.lock_wait_s + self.hard_deadline_s + 5.0
         msg = self._wait_for(("frozen",), budget)
+        if msg is not None and msg.get("ev") == "eof":
+            return self._freeze_lost("the freeze guardian died during the freeze; the worker thaws whatever "
+                                     "it had frozen")
         if msg is None or msg.get("ev") != "frozen":
-            # The guardian bounds all of its waits; no answer means it is stuck or dead. Ask for a thaw.
+            # The guardian bounds all of its waits: no answer means it is hung (stopped, say). Ask it for
+            # a thaw and thaw from here as well.
             self._send({"op": "thaw"})
+            self._guardian_lost(reason="no-reply")
             return self._freeze_lost("no answer from the freeze guardian within %.1f s (%s)"
                                      % (budget, msg and msg.get("ev")), code=CODE_FREEZE_TIMEOUT)
         outcome = FreezeOutcome.from_message(msg)
@@ -313,8 +382,8 @@ class FreezeGuardian(object):
         """Thaw (reverse order) and report. Code 2 when the guardian had already thawed on its own."""
         with self._state_lock:
             state = self._state
-        if self._fallback_outcome is not None:
-            return self._fallback_outcome
+        if self._fallback is not None:
+            return self._fallback.outcome()
         if state == _IDLE or (state == _DONE and self._thawed_msg is None):
             self._state = _DONE
             return ThawOutcome(ok=True, reason="not-frozen", message="nothing was frozen")
@@ -323,18 +392,21 @@ class FreezeGuardian(object):
             budget = self.per_mount_timeout_s * max(1, len(self._frozen)) + 5.0
             self._wait_for(("thawed",), budget)
         self._state = _DONE
-        if self._fallback_outcome is not None:
-            return self._fallback_outcome
+        if self._fallback is not None:
+            return self._fallback.outcome()
         if self._thawed_msg is None:
+            self._guardian_lost(reason="no-reply", state=state)
+            if self._fallback is not None:
+                return self._fallback.outcome()
             return ThawOutcome(ok=False, code=CODE_INCONSISTENT, reason="no-reply",
                                message="the freeze guardian did not confirm the thaw")
         return ThawOutcome.from_message(self._thawed_msg)
 
     def close(self, wait_s=5.0):
         """Idempotent clean-up: thaw if still frozen, let the guardian exit, release fds."""
-        if self._closed:
+        if self._closing:
             return
-        self._closed = True
+        self._closing = True
         try:
             if self.proc is not None and self._state in (_FREEZING, _FROZEN):
                 self.thaw()
@@ -353,9 +425,12 @@ class FreezeGuardian(object):
                     # Never kill it: it may be waiting for a blocked FIFREEZE to return so it can thaw.
                     log.warning("freeze guardian pid %d still running after %.1f s; left to finish its thaw",
                                 self.pid, wait_s)
-            for fd in self._fallback_fds.values():
-                os.close(fd)
-            self._fallback_fds.clear()
+            with self._state_lock:  # from here on no fallback thaw may start: its descriptors go
+                self._closed = True
+                if self._fallback is None or self._fallback.done.is_set():
+                    for fd in self._fallback_fds.values():
+                        os.close(fd)
+                    self._fallback_fds.clear()  # else the running fallback thread still owns them
 
     def __enter__(self):
         return self
@@ -380,13 +455,29 @@ class FreezeGuardian(object):
             if left <= 0:
                 return None
             try:
-                msg = self._messages.get(timeout=left)
+                msg = self._messages.get(timeout=min(left, LIVENESS_POLL_S))
             except queue.Empty:
-                return None
+                if self._guardian_dying():
+                    self._guardian_lost()
+                    return {"ev": "eof"}
+                continue
             if msg.get("ev") in events or msg.get("ev") in ("eof", "error"):
                 if msg.get("ev") == "error":
                     log.error("freeze guardian error: %s", msg.get("message"))
                 return msg
+
+    def _guardian_dying(self):
+        """True once the guardian's main thread is dead, even while the process cannot finish exiting.
+
+        A SIGKILLed guardian whose helper thread is stuck in an uninterruptible FIFREEZE keeps its socket
+        open (so no end-of-file) until that ioctl returns; its main thread already shows as a zombie.
+        """
+        try:
+            with open("/proc/%d/stat" % self.pid) as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (IOError, OSError, IndexError):
+            return self.proc.poll() is not None
+        return state in ("Z", "X", "x")
 
     def _read_loop(self):
         reader = MessageReader(self._sock)
@@ -410,38 +501,24 @@ class FreezeGuardian(object):
                             msg.get("mountpoint"), msg.get("result"))
                 continue
             self._messages.put(msg)
-        self._on_guardian_eof()
+        self._guardian_lost()
         self._messages.put({"ev": "eof"})
 
-    def _on_guardian_eof(self):
-        """The guardian is gone. If it was holding a freeze and never reported the thaw, thaw here."""
+    def _guardian_lost(self, reason="guardian-lost", state=None):
+        """The guardian is gone, dying or hung. If it may hold a freeze it never reported thawed, thaw here."""
         with self._state_lock:
-            state = self._state
-            if self._closed or state not in (_FREEZING, _FROZEN) or self._thawed_msg is not None:
+            state = state or self._state
+            if (self._fallback is not None or self._closed or state not in (_FREEZING, _FROZEN)
+                    or self._thawed_msg is not None):
                 return
             # What the guardian reported frozen; if it died before reporting, everything it was asked
             # to freeze (a stuck freeze is worse than thawing a freeze someone else might hold).
             targets = (list(self._reported_frozen) if self._reported_frozen is not None
                        else list(self.mountpoints))
-        t0 = time.monotonic()
-        thawed, failures = [], []
-        for mp in reversed(targets):
-            fd = self._fallback_fds.get(mp)
-            if fd is None:
-                failures.append((mp, "no descriptor for a fallback thaw"))
-                continue
-            try:
-                fcntl.ioctl(fd, FITHAW, 0)
-                thawed.append(mp)
-            except OSError as e:
-                if e.errno != errno.EINVAL:  # EINVAL: it was not frozen
-                    failures.append((mp, "FITHAW: %s" % os.strerror(e.errno)))
-        t1 = time.monotonic()
-        self._fallback_outcome = ThawOutcome(
-            ok=False, code=CODE_INCONSISTENT, reason="guardian-lost", thawed=thawed, thaw_failures=failures,
-            thaw_ms=(t1 - t0) * 1000.0, thawed_at=t1,
-            message="the freeze guardian exited unexpectedly; the worker thawed %s itself"
-                    % (thawed or "nothing"))
+            self._fallback = _FallbackThaw(targets, self._fallback_fds, self.proc, reason)
+        log.error("freeze guardian pid %d %s while holding a freeze: thawing %s from the worker",
+                  self.pid, "lost" if reason == "guardian-lost" else "not answering", targets)
+        self._fallback.start()
 
     def _freeze_lost(self, message, code=CODE_FREEZE_FAILED):
         # State stays FREEZING: thaw()/close() ask the guardian to undo whatever it managed to freeze,

@@ -67,6 +67,11 @@ class IoctlCall(threading.Thread):
         self._finished = False
         self._abandoned = False
 
+    @property
+    def abandoned(self):
+        with self._lock:
+            return self._abandoned
+
     def run(self):
         err = None
         try:
@@ -103,7 +108,8 @@ class Guardian(object):
     def __init__(self, sock, mountpoints, deadline_s, per_mount_timeout_s, lock_path, lock_wait_s):
         self.sock = sock
         self.reader = MessageReader(sock)
-        self.mountpoints = list(mountpoints)
+        self.waves = split_waves(mountpoints)
+        self.mountpoints = [mp for wave in self.waves for mp in wave]
         self.deadline_s = deadline_s
         self.per_mount_timeout_s = per_mount_timeout_s
         self.lock_path = lock_path
@@ -137,8 +143,10 @@ class Guardian(object):
         def handler(signum, frame):
             self.signalled = signum
 
-        for name in _TERMINATING_SIGNALS:
-            signal.signal(getattr(signal, name), handler)
+        signums = [getattr(signal, name) for name in _TERMINATING_SIGNALS]
+        for signum in signums:
+            signal.signal(signum, handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signums)  # a blocked mask is inherited across exec
 
     def poll(self, timeout):
         """Wait up to `timeout` s for the next event.
@@ -261,36 +269,43 @@ class Guardian(object):
                 return "timeout" if call.abandon() else None
 
     def freeze_all(self, t0, deadline_at):
-        """FIFREEZE in order. Returns (code, failures, skipped, abort_reason)."""
+        """FIFREEZE wave by wave; the calls of one wave run in parallel (each waits for its own RCU grace
+        periods, so three file systems cost about one). Returns (code, failures, skipped, abort_reason)."""
         failures, skipped = [], []
-        for mp in self.mountpoints:
+        for wave in self.waves:
             left = deadline_at - _now()
             if left <= 0:
-                failures.append((mp, "hard deadline reached before its FIFREEZE"))
+                failures.extend((mp, "hard deadline reached before its FIFREEZE") for mp in wave)
                 return CODE_FREEZE_TIMEOUT, failures, skipped, None
             wait = min(self.per_mount_timeout_s, left)
-            call = IoctlCall(self.fds[mp], FIFREEZE, mp, on_late=self._late_freeze_returned)
-            call.start()
-            pending_abort = self._wait_for_freeze(call, wait)
-            if pending_abort == "timeout":
-                failures.append((mp, "FIFREEZE did not return within %.3g s; it is thawed as soon as it does"
-                                 % wait))
-                return CODE_FREEZE_TIMEOUT, failures, skipped, None
-            if pending_abort is not None:
-                failures.append((mp, "FIFREEZE still pending when the freeze was abandoned; it is thawed as "
+            calls = [IoctlCall(self.fds[mp], FIFREEZE, mp, on_late=self._late_freeze_returned) for mp in wave]
+            for call in calls:
+                call.start()
+            pending_abort = self._wait_for_wave(calls, wait)
+            code = None
+            for call in calls:
+                mp = call.mountpoint
+                if call.abandoned:
+                    failures.append((mp, "FIFREEZE did not return within %.3g s; it is thawed as soon as it does"
+                                     % wait if pending_abort == "timeout" else
+                                     "FIFREEZE still pending when the freeze was abandoned; it is thawed as "
                                      "soon as it returns"))
+                    code = code or (CODE_FREEZE_TIMEOUT if pending_abort == "timeout" else CODE_FREEZE_FAILED)
+                elif call.error is None:
+                    self.frozen.append(mp)
+                elif call.error in NOT_SUPPORTED_ERRNOS:
+                    skipped.append((mp, "filesystem does not support freezing (%s)" % os.strerror(call.error)))
+                elif call.error == errno.EBUSY:
+                    failures.append((mp, "already frozen (EBUSY): another process holds a freeze on it, "
+                                         "or the same filesystem was listed twice; left as it is"))
+                    code = code or CODE_FREEZE_FAILED
+                else:
+                    failures.append((mp, "FIFREEZE failed: %s" % os.strerror(call.error)))
+                    code = code or CODE_FREEZE_FAILED
+            if pending_abort not in (None, "timeout"):
                 return CODE_FREEZE_FAILED, failures, skipped, pending_abort
-            if call.error is None:
-                self.frozen.append(mp)
-            elif call.error in NOT_SUPPORTED_ERRNOS:
-                skipped.append((mp, "filesystem does not support freezing (%s)" % os.strerror(call.error)))
-            elif call.error == errno.EBUSY:
-                failures.append((mp, "already frozen (EBUSY): another process holds a freeze on it, "
-                                     "or the same filesystem was listed twice; left as it is"))
-                return CODE_FREEZE_FAILED, failures, skipped, None
-            else:
-                failures.append((mp, "FIFREEZE failed: %s" % os.strerror(call.error)))
-                return CODE_FREEZE_FAILED, failures, skipped, None
+            if code is not None:
+                return code, failures, skipped, None
             if self.deferred_abort:
                 return CODE_FREEZE_FAILED, failures, skipped, self.deferred_abort
             kind, msg = self.poll(0)
@@ -299,6 +314,19 @@ class Guardian(object):
             if kind == "msg" and msg.get("op") in ("thaw", "quit"):
                 return CODE_FREEZE_FAILED, failures, skipped, "requested"
         return None, failures, skipped, None
+
+    def _wait_for_wave(self, calls, wait):
+        """Wait for every FIFREEZE of a wave (all started together) while still watching the worker.
+        Returns None when all returned, 'timeout', or the abort reason; calls still pending then are
+        abandoned (and thawed by _late_freeze_returned the moment they return)."""
+        end = _now() + wait
+        reason = None
+        for call in calls:
+            if reason is None:
+                reason = self._wait_for_freeze(call, max(0.0, end - _now()))
+            else:
+                call.abandon()
+        return reason
 
     def thaw_all(self, reason, t0):
         """FITHAW in reverse order; records and returns the 'thawed' message."""
@@ -414,6 +442,24 @@ class Guardian(object):
 
 class UsageError(Exception):
     pass
+
+
+def split_waves(mountpoints):
+    """":: a b :: c" -> [[a, b], [c]]. Without any "::" every mount point is its own wave (sequential)."""
+    items = list(mountpoints)
+    if "::" not in items:
+        return [[mp] for mp in items]
+    waves, current = [], []
+    for item in items:
+        if item == "::":
+            if current:
+                waves.append(current)
+            current = []
+        else:
+            current.append(item)
+    if current:
+        waves.append(current)
+    return waves
 
 
 def parse_args(argv):

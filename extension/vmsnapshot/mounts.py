@@ -206,18 +206,32 @@ def _shadowed(mounts):
             m = by_id[m.parent_id]
         return seen
 
-    hidden = {}
+    at_path = {}
     for i, m in enumerate(mounts):
+        at_path.setdefault(m.mountpoint, []).append(i)
+
+    def path_and_ancestors(path):
+        yield path
+        while path not in ("/", ""):
+            path = os.path.dirname(path)
+            yield path
+
+    hidden = {}
+    for i, m in enumerate(mounts):  # linear in the mount count times the path depth (Docker hosts)
         anc = None
-        for later in mounts[i + 1:]:
-            if not _is_under(m.mountpoint, later.mountpoint):
-                continue
-            if anc is None:
-                anc = ancestors(m)
-            if later.mount_id in anc:
-                continue
-            hidden[i] = later
-            break
+        best = None
+        for p in path_and_ancestors(m.mountpoint):
+            for j in at_path.get(p, ()):
+                if j <= i or (best is not None and j >= best):
+                    continue
+                if anc is None:
+                    anc = ancestors(m)
+                if mounts[j].mount_id in anc:
+                    continue
+                best = j
+                break
+        if best is not None:
+            hidden[i] = mounts[best]
     return hidden
 
 
@@ -296,3 +310,50 @@ def plan_from_mountinfo(path="/proc/self/mountinfo", include=None, skip=(),
     """Convenience: read mountinfo and plan in one call (what `diagnose` and the worker use)."""
     return plan_freeze(read_mountinfo(path), include=include, skip=skip,
                        resource_disk_paths=resource_disk_paths)
+
+
+def _loop_backing_file(source, sysfs_block="/sys/block"):
+    if not source.startswith("/dev/loop"):
+        return None
+    try:
+        with open(os.path.join(sysfs_block, os.path.basename(source), "loop", "backing_file")) as f:
+            return f.read().strip() or None
+    except (IOError, OSError):
+        return None
+
+
+def freeze_waves(selected, backing_file=_loop_backing_file):
+    """Group the plan's mounts into waves frozen one after the other, each wave's mounts in parallel.
+
+    A file system stacked on another one (a loop device whose image lives on a selected file system)
+    must be frozen before the one under it, so its flush can still reach its image: it goes in an
+    earlier wave. Everything else freezes together, and `/` always alone, last. Freezing in parallel
+    matters because each FIFREEZE waits for RCU grace periods: tens of milliseconds per file system.
+    """
+    by_point = dict((m.mountpoint, m) for m in selected)
+    lower = {}
+    for m in selected:
+        path = backing_file(m.source)
+        if not path:
+            continue
+        holders = [p for p in by_point if p != m.mountpoint and
+                   (path == p or path.startswith(p.rstrip("/") + "/"))]
+        if holders:
+            lower[m.mountpoint] = max(holders, key=len)
+    height = {}
+
+    def height_of(point, seen=()):
+        # how many file systems are stacked on top of `point` (0: nothing on top, freeze first)
+        if point in height:
+            return height[point]
+        uppers = [u for u, low in lower.items() if low == point and u not in seen]
+        height[point] = 1 + max(height_of(u, seen + (point,)) for u in uppers) if uppers else 0
+        return height[point]
+
+    others = [m.mountpoint for m in selected if m.mountpoint != "/"]
+    waves = []
+    for level in sorted(set(height_of(p) for p in others)):
+        waves.append([p for p in others if height[p] == level])
+    if "/" in by_point:
+        waves.append(["/"])
+    return waves

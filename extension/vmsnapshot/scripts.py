@@ -400,6 +400,18 @@ def _run_once(script, timeout_s, env, result):
     total = 0
     start = time.monotonic()
     deadline = start + timeout_s
+    try:
+        return _supervise(proc, fd, tail, total, start, deadline, timeout_s, result)
+    except BaseException:  # the job is cancelled (disable): the script's whole process group goes too
+        _killpg(proc.pid, signal.SIGTERM)
+        time.sleep(0.05)
+        _killpg(proc.pid, signal.SIGKILL)
+        proc.stdout.close()
+        raise
+
+
+def _supervise(proc, fd, tail, total, start, deadline, timeout_s, result):
+    """Drain the script's output until it exits or times out; see _run_once."""
     term_at = exited_at = None
     eof = False
     while True:

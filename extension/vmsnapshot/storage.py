@@ -114,8 +114,8 @@ def env_proxy(scheme):
 
 
 def bypass_proxy(host):
-    if is_loopback(host):
-        return True
+    """no_proxy / NO_PROXY, as curl reads it. Loopback is not special: a configured proxy is used for
+    every storage host, since a VM that needs one for storage has no business reaching it directly."""
     no_proxy = os.environ.get("no_proxy") or os.environ.get("NO_PROXY") or ""
     for entry in [e.strip().lower() for e in no_proxy.split(",") if e.strip()]:
         if entry == "*" or host.lower() == entry.lstrip(".") or host.lower().endswith("." + entry.lstrip(".")):

@@ -25,10 +25,6 @@ class Cancelled(Exception):
     """Raised in the main thread by SIGTERM (disable, uninstall): unwinds through the thaw."""
 
 
-def _on_sigterm(signum, frame):
-    raise Cancelled("cancelled by signal %d (disable or uninstall)" % signum)
-
-
 def read_machine_id(path):
     try:
         with open(path) as f:
@@ -63,6 +59,14 @@ class Job(object):
         self.client = StorageClient(timeout=10.0, waagent_conf=cfg.waagent_conf)
         self.timings = {}
         self.phase_fd = phase_fd
+        self.defer_cancel = False    # post scripts must finish: a cancel then waits for them
+        self.cancel_pending = False
+
+    def _on_sigterm(self, signum, frame):
+        if self.defer_cancel:
+            self.cancel_pending = True
+            return
+        raise Cancelled("cancelled by signal %d (disable or uninstall)" % signum)
 
     def phase(self, name):
         """Tell the supervisor where we are (a pipe: safe while frozen)."""
@@ -97,7 +101,7 @@ class Job(object):
 
     # -- the job ----------------------------------------------------------------------------------
     def run(self):
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        previous = signal.signal(signal.SIGTERM, self._on_sigterm)
         try:
             self._run()
         except Cancelled as e:
@@ -168,12 +172,17 @@ class Job(object):
         if script_plan.enabled:
             t = time.monotonic()
             self.phase("pre-scripts")
-            pre = scripts.run_pre(script_plan)
+            try:
+                pre = scripts.run_pre(script_plan)
+            except Cancelled:
+                # The running script was killed; undo what the entered units did (their thaw), then stop.
+                self.run_post_scripts(script_plan)
+                raise
             self.timings["preScripts"] = (time.monotonic() - t) * 1000
             if not pre.ok:
                 log.warning("pre-scripts failed: %s", pre.message)
                 if not script_plan.continue_on_failure:
-                    scripts.run_post(script_plan)
+                    self.run_post_scripts(script_plan)
                     batch.cancel()
                     self.report.finish(pre.code, pre.message)
                     return
@@ -182,11 +191,8 @@ class Job(object):
         finally:
             if pre is not None:
                 t = time.monotonic()
-                self.phase("post-scripts")
-                post = scripts.run_post(script_plan)
+                self.run_post_scripts(script_plan)
                 self.timings["postScripts"] = (time.monotonic() - t) * 1000
-                if not post.ok:
-                    log.warning("post-scripts failed: %s", post.message)
         if failure is not None:
             self.report.snapshot_info = [r.to_info() for r in batch.results]
             self.report.finish(failure[0], failure[1])
@@ -202,6 +208,18 @@ class Job(object):
         self.report.finish(final, "%d disk snapshot(s), %s, frozen window %.1f ms" % (
             len(results), codes.CONSISTENCY_NAMES[consistency], self.timings.get("frozenWindow", 0.0)),
             consistency)
+
+    def run_post_scripts(self, script_plan):
+        """Post scripts always run to the end once pre scripts ran: a cancel waits for them."""
+        self.phase("post-scripts")
+        self.defer_cancel = True
+        try:
+            post = scripts.run_post(script_plan)
+        finally:
+            self.defer_cancel = False
+        if not post.ok:
+            log.warning("post-scripts failed: %s", post.message)
+        return post
 
     def _freeze_and_snapshot(self, batch, plan):
         """Returns (results, consistency, failure) where failure is (code, detail) or None."""
@@ -219,9 +237,15 @@ class Job(object):
         self.phase("syncfs")
         freezer.syncfs_all(points)
         self.timings["syncfs"] = (time.monotonic() - t) * 1000
-        guardian = freezer.FreezeGuardian(points, hard_deadline_s=cfg.timeout, per_mount_timeout_s=cfg.freeze_wait,
-                                          lock_path=cfg.safe_freeze_lock, lock_wait_s=cfg.lock_wait)
-        guardian.start()
+        guardian = freezer.FreezeGuardian(points, hard_deadline_s=cfg.timeout,
+                                          per_mount_timeout_s=cfg.freeze_wait, lock_path=cfg.safe_freeze_lock,
+                                          lock_wait_s=cfg.lock_wait, waves=mounts.freeze_waves(plan.selected))
+        try:
+            guardian.start()
+        except RuntimeError as e:
+            guardian.close()
+            batch.cancel()
+            return [], None, (codes.FREEZE_FAILED, "the freeze guardian could not start: %s" % e)
         job = self.state.job() or {}
         job.update(pid=os.getpid(), seq=self.spec.seq, guardian_pid=getattr(guardian, "pid", None))
         self.state.set_job(**job)

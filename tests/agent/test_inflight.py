@@ -98,8 +98,6 @@ def test_the_new_version_runs_its_job(run):
     assert_no_status_error(vm)
 
 
-@pytest.mark.xfail(strict=True, reason="runtime defect, see docs/agent.md: a job cancelled during its pre-hook "
-                                       "leaves the hook running and never runs the post (thaw) hook")
 def test_a_cancelled_quiesce_is_stopped_and_undone(run):
     """A quiesced application must not stay quiesced because disable or uninstall cancelled the job."""
     assert run.hooks_left_running == [], "the cancelled job's pre-hook outlived it: %r" % run.hooks_left_running

@@ -8,6 +8,7 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -272,31 +273,22 @@ def test_kill_matrix_worker_sigkilled_filesystems_writable_within_1s(freeze_safe
             os.unlink(dirty)
 
 
-def test_guardian_sigkilled_worker_thaws_through_its_own_descriptors(freeze_safety):
-    mounts = freeze_safety.mountpoints
-    with FreezeGuardian(mounts, hard_deadline_s=20, lock_path=None) as g:
-        g.start()
-        assert g.freeze().ok
-        with WriteProbe(mounts) as probe:
-            killed_at = time.monotonic()
-            os.kill(g.pid, signal.SIGKILL)
-            assert wait_writable(mounts, within_s=1.0, since=killed_at, probe=probe) is not None
-        t = g.thaw()
-        assert (t.ok, t.code, t.reason) == (False, 2, "guardian-lost")
-        assert sorted(t.thawed) == sorted(mounts)
-
-
-def test_guardian_sigterm_thaws_and_reports(freeze_safety):
+@pytest.mark.parametrize("sig, reason", [
+    (signal.SIGKILL, "guardian-lost"),  # the worker thaws through its own descriptors
+    (signal.SIGTERM, "signal"),         # the guardian thaws, then exits
+])
+def test_guardian_killed_or_signalled_while_frozen(freeze_safety, sig, reason):
     mounts = freeze_safety.mountpoints
     with FreezeGuardian(mounts, hard_deadline_s=20, lock_path=None) as g:
         g.start()
         assert g.freeze().ok
         with WriteProbe(mounts) as probe:
             signalled_at = time.monotonic()
-            os.kill(g.pid, signal.SIGTERM)
+            os.kill(g.pid, sig)
             assert wait_writable(mounts, within_s=1.0, since=signalled_at, probe=probe) is not None
         t = g.thaw()
-        assert (t.code, t.reason) == (2, "signal")
+        assert (t.ok, t.code, t.reason) == (False, 2, reason)
+        assert sorted(t.thawed) == sorted(mounts)
 
 
 def test_close_without_thaw_still_thaws(freeze_safety):
@@ -418,3 +410,85 @@ def test_worker_killed_while_freeze_blocked_guardian_waits_to_thaw_it(freeze_saf
             driver.kill()
             driver.wait()
         _release(blocker)
+
+
+def test_guardian_sigkilled_while_its_freeze_is_blocked_worker_thaws_everything(freeze_safety):
+    """The nastiest case: the guardian is SIGKILLed while one FIFREEZE is stuck. Its process cannot finish
+    dying (no end-of-file on the socket) until that ioctl returns, and then that filesystem is frozen
+    with nobody left to thaw it. The worker notices the death (the main thread is a zombie), thaws what
+    was frozen at once and thaws the late one the moment its FIFREEZE completes."""
+    ext4, xfs, btrfs = freeze_safety.mountpoints
+    blocker = _start_blocker(ext4)
+    try:
+        with FreezeGuardian([xfs, ext4, btrfs], hard_deadline_s=20, per_mount_timeout_s=15, lock_path=None) as g:
+            g.start()
+            outcome = []
+            worker = threading.Thread(target=lambda: outcome.append(g.freeze()))
+            worker.start()
+            time.sleep(0.5)
+            assert is_frozen(xfs)
+            with WriteProbe([xfs, btrfs]) as probe:
+                killed_at = time.monotonic()
+                os.kill(g.pid, signal.SIGKILL)
+                assert wait_writable([xfs, btrfs], within_s=1.0, since=killed_at, probe=probe) is not None
+            worker.join(5)
+            assert outcome and (outcome[0].ok, outcome[0].code) == (False, 121)
+            assert "died during the freeze" in outcome[0].message
+            with WriteProbe([ext4]) as probe:
+                released_at = time.monotonic()
+                _release(blocker)
+                assert wait_writable([ext4], within_s=1.0, since=released_at, probe=probe) is not None
+            t = g.thaw()
+            assert (t.ok, t.code, t.reason) == (False, 2, "guardian-lost")
+            assert sorted(t.thawed) == sorted([xfs, ext4])
+    finally:
+        _release(blocker)
+
+
+def test_hung_guardian_worker_thaws_itself_when_the_thaw_is_not_confirmed(freeze_safety):
+    mounts = freeze_safety.mountpoints
+    with FreezeGuardian(mounts, hard_deadline_s=30, per_mount_timeout_s=0.2, lock_path=None) as g:
+        g.start()
+        assert g.freeze().ok
+        os.kill(g.pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            t = g.thaw()
+            assert time.monotonic() - t0 < 10
+            assert (t.ok, t.code, t.reason) == (False, 2, "no-reply")
+            assert sorted(t.thawed) == sorted(mounts)
+            assert wait_writable(mounts, within_s=1.0) is not None
+        finally:
+            os.kill(g.pid, signal.SIGCONT)
+
+
+def test_engine_installed_on_a_filesystem_it_freezes(freeze_safety, tmp_path):
+    """As on a VM, where the extension lives on `/`, which it freezes last: the worker and the guardian
+    run from a copy of the runtime on our ext4, with their temp dir there, and freeze that filesystem.
+    Any write they made to it between freeze and thaw (a .pyc, a log, a temp file) would hang the cycle."""
+    ext4 = freeze_safety.filesystems[0].mountpoint
+    install = os.path.join(ext4, "opt-extension")
+    shutil.rmtree(install, ignore_errors=True)
+    shutil.copytree(os.path.join(EXTENSION, "vmsnapshot"), os.path.join(install, "vmsnapshot"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    os.mkdir(os.path.join(install, "tmp"))
+    code = ("import json, logging, sys\n"
+            "logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)\n"
+            "from vmsnapshot.freezer import FreezeGuardian, syncfs_all\n"
+            "mounts = sys.argv[1:]\n"
+            "syncfs_all(mounts)\n"
+            "with FreezeGuardian(mounts, hard_deadline_s=5, lock_path=None) as g:\n"
+            "    g.start()\n"
+            "    r = g.freeze()\n"
+            "    t = g.thaw()\n"
+            "print(json.dumps([r.to_dict(), t.to_dict()]))\n")
+    env = dict(os.environ, PYTHONPATH=install, TMPDIR=os.path.join(install, "tmp"), HOME=install)
+    mounts = [m for m in freeze_safety.mountpoints if m != ext4] + [ext4]  # ours last, like `/`
+    p = subprocess.run([sys.executable, "-B", "-c", code] + mounts, cwd=install, env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    assert p.returncode == 0, p.stderr.decode()
+    frozen, thawed = json.loads(p.stdout.decode())
+    assert frozen["ok"] and frozen["frozen"] == mounts
+    assert thawed["ok"] and thawed["reason"] == "requested" and thawed["frozen_window_ms"] < 3000
+    assert not any(name.endswith(".pyc") for _, _, files in os.walk(install) for name in files)
+    shutil.rmtree(install)

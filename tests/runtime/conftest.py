@@ -1,8 +1,6 @@
 """Fixtures for the runtime tests: Azurite over HTTPS, a tenant certificate, the built zip, and a
 fresh agent-style handler directory per test, for each runtime interpreter (3.6 and the newest)."""
 
-import os
-
 import pytest
 
 from harness.azurite import Azurite
@@ -10,6 +8,7 @@ from harness.certs import TenantCert, make_tls
 from harness.handler import build_zip
 from harness.interpreters import runtime_interpreters
 from harness.jobs import SnapshotVM
+from harness.secretscan import files_containing
 
 INTERPRETERS = runtime_interpreters()
 
@@ -53,16 +52,4 @@ def vm(tmp_path, azurite, tenant, built_zip, runtime_python, tls, monkeypatch):
 
 def grep_tree(root, needles):
     """Every (file, needle) where a secret shows up on disk below `root`."""
-    hits = []
-    for dirpath, _, files in os.walk(root):
-        for name in files:
-            path = os.path.join(dirpath, name)
-            try:
-                with open(path, "rb") as f:
-                    data = f.read()
-            except OSError:
-                continue
-            for needle in needles:
-                if needle and needle.encode() in data:
-                    hits.append((path, needle[:20]))
-    return hits
+    return files_containing(root, needles)

@@ -22,7 +22,9 @@ def test_enable_runs_a_crash_consistent_job(vm):
     proc = vm.agent.run("enable")
     enable_s = time.monotonic() - started
     assert proc.returncode == 0, proc.stderr
-    assert enable_s < 1.5, "enable must return quickly (took %.2fs)" % enable_s
+    # Well under the agent's 300 s; the < 1 s figure is measured by bench/enable_latency.py, since a
+    # timed assertion here would only measure how busy the machine is.
+    assert enable_s < 3.0, "enable must return quickly (took %.2fs)" % enable_s
     doc = vm.agent.wait_terminal(0)
     status = doc[0]["status"]
     assert (status["status"], status["code"]) == ("success", 1), status["formattedMessage"]
@@ -178,3 +180,78 @@ def test_manual_snapshot_run_outside_the_agent(vm, tmp_path):
     assert proc.stdout.startswith("success (code 1)")
     assert len(vm.snapshots()) == len(vm.disk_names)
     assert not any(s in proc.stdout + proc.stderr for s in vm.secrets())
+
+
+def test_proxy_from_waagent_conf_carries_every_storage_request(vm, azurite):
+    from harness.connectproxy import ConnectProxy
+
+    with ConnectProxy() as proxy:
+        waagent_conf = os.path.join(vm.work, "etc-azure", "waagent.conf")
+        os.makedirs(os.path.dirname(waagent_conf), exist_ok=True)
+        with open(waagent_conf, "w") as f:
+            f.write("# agent configuration\nHttpProxy.Host=127.0.0.1\nHttpProxy.Port=%d\n" % proxy.port)
+        vm.write(0)
+        vm.agent.run("enable")
+        status = vm.agent.wait_terminal(0)[0]["status"]
+    assert status["code"] == 1, status["formattedMessage"]
+    assert proxy.seen and all(line == "CONNECT 127.0.0.1:%d HTTP/1.0" % azurite.port or
+                              line.startswith("CONNECT 127.0.0.1:%d " % azurite.port) for line in proxy.seen)
+    assert len(vm.snapshots()) == len(vm.disk_names)
+
+
+def test_job_writes_telemetry_events_in_the_agent_format(vm):
+    vm.write(0)
+    vm.agent.run("enable")
+    vm.agent.wait_terminal(0)
+    deadline = time.monotonic() + 5
+    files = []
+    while not files and time.monotonic() < deadline:
+        files = [f for f in os.listdir(vm.agent.events_dir) if f.endswith(".json")]
+        time.sleep(0.05)
+    assert files and all(f[:-5].isdigit() for f in files)
+    with open(os.path.join(vm.agent.events_dir, files[0])) as f:
+        events = json.load(f)
+    keys = {"Version", "Timestamp", "TaskName", "EventLevel", "Message", "EventPid", "EventTid", "OperationId"}
+    assert events and all(set(e) == keys and all(isinstance(v, str) for v in e.values()) for e in events)
+    assert any("job ended code=1" in e["Message"] for e in events)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="hiding the interpreters needs a private mount namespace (root)")
+def test_launcher_without_any_python_writes_a_clear_error_status(vm):
+    vm.write(0)
+    hide = ("for p in /usr/bin/python3* /usr/local/bin/python3* /usr/libexec/platform-python; do "
+            "[ -e \"$p\" ] && mount --bind /bin/false \"$p\"; done; exec /bin/sh -c \"$0\"")
+    env = vm.agent.env(0)
+    env.pop("VMSNAPSHOT_PYTHON", None)
+    env["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"
+    proc = subprocess.run(["unshare", "-m", "--propagation", "private", "/bin/sh", "-c", hide,
+                           vm.agent.base + "/bin/handle.sh enable"], cwd=vm.agent.base, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 52 and "no Python >= 3.6" in proc.stderr
+    status = vm.agent.status(0)[0]["status"]
+    assert status["status"] == "error" and "No Python 3.6 or later" in status["formattedMessage"]["message"]
+
+
+def test_disable_during_a_pre_hook_kills_it_and_runs_its_thaw(vm, tmp_path):
+    hooks = os.path.join(vm.work, "etc-azure", "hooks.d")
+    os.makedirs(hooks, mode=0o700)
+    marker = str(tmp_path / "hook.log")
+    with open(os.path.join(hooks, "10-slow"), "w") as f:
+        f.write("#!/bin/sh\necho \"$1\" >> %s\n[ \"$1\" = freeze ] && sleep 300 && echo unreachable >> %s\n"
+                "exit 0\n" % (marker, marker))
+    os.chmod(os.path.join(hooks, "10-slow"), 0o700)
+    vm.write(0)
+    assert vm.agent.run("enable").returncode == 0
+    deadline = time.monotonic() + 20
+    while not (os.path.exists(marker) and "freeze" in open(marker).read()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    started = time.monotonic()
+    assert vm.agent.run("disable").returncode == 0
+    assert time.monotonic() - started < 10
+    status = vm.agent.wait_terminal(0)[0]["status"]
+    assert status["status"] == "error" and "cancelled" in status["formattedMessage"]["message"]
+    with open(marker) as f:
+        assert f.read().split() == ["freeze", "thaw"]
+    sleepers = subprocess.run(["pgrep", "-f", "sleep 300"], capture_output=True, text=True).stdout.split()
+    assert sleepers == [], "the cancelled hook's process group is still running"
+    assert vm.snapshots() == []
