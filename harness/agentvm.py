@@ -50,6 +50,18 @@ class AgentVM(object):
         self.published = GoalState(self.handler, version, state, seq, settings)
         self.wireserver.publish(self.published)
 
+    def deliver(self, version, seq, settings, state="enabled"):
+        """Publish a goal state and let the agent process it; returns the commands it ran for it."""
+        self.publish(version, seq, settings, state)
+        self.agent.process_goal_state()
+        return self.new_commands()
+
+    def deliver_again(self, state=None):
+        """The same goal state under a new incarnation, processed; returns the commands the agent ran."""
+        self.republish(state)
+        self.agent.process_goal_state()
+        return self.new_commands()
+
     def restart_agent(self):
         """Stop the agent and start a new one on the same disk state, as after a reboot or agent update."""
         old = self.agent

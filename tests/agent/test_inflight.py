@@ -62,10 +62,8 @@ def run(agent_vm):
     os.remove(flag)
 
     started = time.monotonic()
-    vm.publish(r.new, 1, vm.handler_settings(1))
-    vm.agent.process_goal_state()
+    r.update_commands = vm.deliver(r.new, 1, vm.handler_settings(1))
     r.update_seconds = time.monotonic() - started
-    r.update_commands = vm.new_commands()
     time.sleep(1)
     r.hooks_left_running = processes_mentioning(r.hook)
     r.old_dir_processes = processes_mentioning(vm.handler_dir(r.old))

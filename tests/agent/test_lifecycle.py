@@ -1,10 +1,11 @@
 """The built extension zip driven through the real Linux guest agent's own extension handling.
 
 One VM's life, in order (each test is a phase and needs the previous ones): install + enable with a real
-snapshot job against Azurite over HTTPS (freezing disabled), the same goal state again, a new sequence
-number, an upgrade to a rebuilt higher version, settings that fail, disable, uninstall. Every assertion is
-about what the agent itself did and reported: the commands it ran, the status blob it uploaded, the files
-it left. About 45 s in all, most of it the agent's own 2 s per command.
+snapshot job against Azurite over HTTPS (freezing disabled), the same goal state again, an agent restart, a
+new sequence number, an upgrade to a rebuilt higher version, settings that fail, a zh-cn job, a rollback to
+the older version, disable, uninstall. Every assertion is about what the agent itself did and reported: the
+commands it ran, the status blob it uploaded, the files it left. About 55 s in all, most of it the agent's
+own 2 s per command.
 """
 
 import json
@@ -85,9 +86,7 @@ def test_same_goal_state_again_runs_no_second_job(vm):
     first = vm.versions[0]
     before = vm.snapshot_count()
     reported_before = extension_status(vm.wireserver.last_status, vm.handler)[1]
-    vm.republish()
-    vm.agent.process_goal_state()
-    assert vm.new_commands() == [(first, "enable")], "the agent calls enable again for the same sequence number"
+    assert vm.deliver_again() == [(first, "enable")], "the agent calls enable again for the same sequence number"
     for _ in range(3):  # a second job would have written a new status and snapshots within ~0.5 s
         time.sleep(1)
         status = vm.agent.report()
@@ -117,9 +116,7 @@ def test_new_sequence_number_runs_a_new_job(vm):
     first = vm.versions[0]
     before = vm.snapshot_count()
     # A FIPS VM's protected settings: AES-256 instead of the default 3DES.
-    vm.publish(first, 1, vm.handler_settings(1, cipher="-aes256"))
-    vm.agent.process_goal_state()
-    assert vm.new_commands() == [(first, "enable")]
+    assert vm.deliver(first, 1, vm.handler_settings(1, cipher="-aes256")) == [(first, "enable")]
     status = vm.wait_terminal(1)
     ext = assert_reported_as_written(vm, status, first, 1)
     assert (ext["status"], ext["code"]) == ("success", SUCCESS_CRASH_CONSISTENT), ext
@@ -134,10 +131,8 @@ def test_upgrade_follows_the_agent_update_order(vm):
     require(vm, "enable")
     old, new = vm.versions[0], vm.versions[-1]
     before = vm.snapshot_count()
-    vm.publish(new, 2, vm.handler_settings(2))
-    vm.agent.process_goal_state()
-    assert vm.new_commands() == [(old, "disable"), (new, "update"), (old, "uninstall"), (new, "install"),
-                                (new, "enable")]
+    ran = vm.deliver(new, 2, vm.handler_settings(2))
+    assert ran == [(old, "disable"), (new, "update"), (old, "uninstall"), (new, "install"), (new, "enable")]
     update_env = re.search(r"Executing command: \S+-%s/\S+ update with environment variables: (\{.*\})"
                            % re.escape(new), vm.agent.command_log(vm.handler))
     assert json.loads(update_env.group(1))["AZURE_GUEST_AGENT_UPDATING_FROM_VERSION"] == old
@@ -161,9 +156,7 @@ def test_bad_settings_surface_as_error_11(vm):
     new = vm.versions[-1]
     before = vm.snapshot_count()
     public = vm.disks.public(3, objectStr="this is not base64!")
-    vm.publish(new, 3, vm.handler_settings(3, public=public))
-    vm.agent.process_goal_state()
-    assert vm.new_commands() == [(new, "enable")]
+    assert vm.deliver(new, 3, vm.handler_settings(3, public=public)) == [(new, "enable")]
     status = vm.wait_terminal(3)
     ext = assert_reported_as_written(vm, status, new, 3)  # enable still exits 0: the handler stays Ready
     assert (ext["status"], ext["code"]) == ("error", BAD_PARAMETER), ext
@@ -179,9 +172,8 @@ def test_chinese_status_passes_through_the_agent(vm):
     require(vm, "upgrade")
     new = vm.versions[-1]
     before = vm.snapshot_count()
-    vm.publish(new, 4, vm.handler_settings(4, public=vm.disks.public(4, locale="zh-cn")))
-    vm.agent.process_goal_state()
-    assert vm.new_commands() == [(new, "enable")]
+    assert vm.deliver(new, 4, vm.handler_settings(4, public=vm.disks.public(4, locale="zh-cn"))) == [
+        (new, "enable")]
     ext = assert_reported_as_written(vm, vm.wait_terminal(4), new, 4)
     assert (ext["status"], ext["code"]) == ("success", SUCCESS_CRASH_CONSISTENT), ext
     assert vm.status_file(new, 4)[0]["status"]["formattedMessage"]["lang"] == "zh-CN"
@@ -191,12 +183,33 @@ def test_chinese_status_passes_through_the_agent(vm):
     assert_no_status_error(vm)
 
 
+def test_downgrade_when_a_version_is_rolled_back(vm):
+    """The fabric goes back to the older version (a pulled release). The agent then runs the HIGHER version's
+    update command, in its own directory, with VERSION and AZURE_GUEST_AGENT_UPDATING_FROM_VERSION both set to
+    the lower version; the lower version must still run the new job once and only once."""
+    require(vm, "upgrade")
+    old, new = vm.versions[0], vm.versions[-1]
+    before = vm.snapshot_count()
+    ran = vm.deliver(old, 5, vm.handler_settings(5))
+    assert ran == [(new, "disable"), (new, "update"), (new, "uninstall"), (old, "install"), (old, "enable")]
+    ext = assert_reported_as_written(vm, vm.wait_terminal(5), old, 5)
+    assert (ext["status"], ext["code"]) == ("success", SUCCESS_CRASH_CONSISTENT), ext
+    assert vm.snapshot_count() == before + len(vm.disks.disk_names)
+    assert not os.path.exists(vm.handler_dir(new))
+
+    # The same goal state again on the rolled-back version: mrseq (copied by the agent) holds.
+    assert vm.deliver_again() == [(old, "enable")]
+    time.sleep(2)
+    assert_reported_as_written(vm, vm.agent.report(), old, 5)
+    assert vm.snapshot_count() == before + len(vm.disks.disk_names), "the rolled-back version re-ran the job"
+    assert_no_status_error(vm)
+    vm.passed.add("downgrade")
+
+
 def test_disable(vm):
     require(vm, "upgrade")
-    new = vm.versions[-1]
-    vm.republish(state="disabled")
-    vm.agent.process_goal_state()
-    assert vm.new_commands() == [(new, "disable")]
+    new = vm.published.version  # the version installed last (after the rollback)
+    assert vm.deliver_again(state="disabled") == [(new, "disable")]
     entry = handler_status(vm.agent.report(), vm.handler)
     assert (entry["handlerVersion"], entry["status"], entry["code"]) == (new, "NotReady", 0), entry
     assert entry["formattedMessage"]["message"] == "Plugin disabled"
@@ -237,10 +250,8 @@ def test_no_decrypted_secret_under_the_agent_directories(vm):
 
 def test_uninstall(vm):
     require(vm, "disable")
-    new = vm.versions[-1]
-    vm.republish(state="uninstall")
-    vm.agent.process_goal_state()
-    assert vm.new_commands() == [(new, "uninstall")]  # no disable: the handler was not Enabled
+    new = vm.published.version  # the version installed last (after the rollback)
+    assert vm.deliver_again(state="uninstall") == [(new, "uninstall")]  # no disable: the handler was not Enabled
     status = vm.agent.report()
     assert status["aggregateStatus"]["handlerAggregateStatus"] == []
     assert not os.path.exists(vm.handler_dir(new))
