@@ -30,6 +30,8 @@ def build_parser():
     )
     parser.add_argument("--version", action="version", version=f"vmsnapkit {__version__}")
     top = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    top.add_parser("templates", help="generate, check, validate or expand the ARM templates "
+                   "(vmsnapkit templates --help)", add_help=False)
     groups = {}
     for cmd in COMMANDS:
         parent = top
@@ -53,6 +55,11 @@ def build_parser():
 
 
 def main(argv=None, credential=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["templates"]:  # the ARM template tool keeps its own parser (vmsnapkit.arm)
+        from .arm.__main__ import main as templates_main
+
+        return templates_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
