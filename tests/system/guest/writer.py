@@ -17,7 +17,7 @@ import sys
 import time
 import zlib
 
-STALL_REPORT_MS = 50.0
+STALL_REPORT_MS = 20.0
 MAX_STALLS_REPORTED = 2000   # every one of them in a test run: the kill check looks for the one it caused
 
 
