@@ -38,3 +38,14 @@ def runtime_interpreters():
     out.append((label, newest if os.path.exists(newest) else None,
                 None if os.path.exists(newest) else "no newest interpreter found"))
     return out
+
+
+def interpreter_or_skip(label):
+    """The path of the runtime interpreter `label`; skips the test, printing why, when it is missing."""
+    import pytest
+
+    _, path, reason = [i for i in runtime_interpreters() if i[0] == label][0]
+    if path is None:
+        print("SKIP %s: %s" % (label, reason))
+        pytest.skip(reason)
+    return path

@@ -81,12 +81,7 @@ done
 [ -n "$VAULT_RG" ] || die "--resource-group (the vault's resource group) is required"
 [ -n "$VAULT" ] || die "--vault-name is required"
 [ "${#POLICIES[@]}" -gt 0 ] || die "--policy-name is required"
-case "$PARALLEL" in ''|*[!0-9]*) die "--parallel must be a number" ;; esac
-if [ "$PARALLEL" -lt 1 ] || [ "$PARALLEL" -gt 64 ]; then die "--parallel must be between 1 and 64"; fi
-case "$OUTPUT" in table|tsv|json) ;; *) die "--output must be table, tsv or json" ;; esac
-[ "${#VM_IDS_ARGS[@]}${#VM_FILES[@]}${#VM_GROUPS[@]}${#VM_TAGS[@]}" != 0000 ] \
-  || die "select VMs with --ids, --file, --vm-resource-group or --tag"
-command -v "$AZ" >/dev/null || die "az CLI not found (set AZ=/path/to/az)"
+check_common_options
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/enable-backup.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT

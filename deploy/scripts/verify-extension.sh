@@ -71,13 +71,8 @@ while [ $# -gt 0 ]; do
     *) die "unknown option: $1 (see --help)" ;;
   esac
 done
-case "$PARALLEL" in ''|*[!0-9]*) die "--parallel must be a number" ;; esac
-if [ "$PARALLEL" -lt 1 ] || [ "$PARALLEL" -gt 64 ]; then die "--parallel must be between 1 and 64"; fi
-case "$OUTPUT" in table|tsv|json) ;; *) die "--output must be table, json or tsv" ;; esac
 case "$EXT_TYPE$PUBLISHER" in *"'"*) die "--type/--publisher must not contain quotes" ;; esac
-[ "${#VM_IDS_ARGS[@]}${#VM_FILES[@]}${#VM_GROUPS[@]}${#VM_TAGS[@]}" != 0000 ] \
-  || die "select VMs with --ids, --file, --vm-resource-group or --tag"
-command -v "$AZ" >/dev/null || die "az CLI not found (set AZ=/path/to/az)"
+check_common_options
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/verify-extension.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT

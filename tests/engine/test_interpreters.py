@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from harness.interpreters import runtime_interpreters
+from harness.interpreters import interpreter_or_skip, runtime_interpreters
 from harness.loopfs import skip_reason
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -52,11 +52,7 @@ print(json.dumps(out))
 
 @pytest.fixture(params=[i[0] for i in INTERPRETERS])
 def interpreter(request):
-    label, path, reason = [i for i in INTERPRETERS if i[0] == request.param][0]
-    if path is None:
-        print("skipping %s: %s" % (label, reason))
-        pytest.skip(reason)
-    return path
+    return interpreter_or_skip(request.param)
 
 
 def _run(interpreter, mounts, tmp_path):

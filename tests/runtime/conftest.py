@@ -6,7 +6,7 @@ import pytest
 from harness.azurite import Azurite
 from harness.certs import TenantCert, make_tls
 from harness.handler import build_zip
-from harness.interpreters import runtime_interpreters
+from harness.interpreters import interpreter_or_skip, runtime_interpreters
 from harness.jobs import SnapshotVM
 from harness.secretscan import files_containing
 
@@ -36,11 +36,7 @@ def built_zip(tmp_path_factory):
 
 @pytest.fixture(params=[i[0] for i in INTERPRETERS])
 def runtime_python(request):
-    label, path, reason = [i for i in INTERPRETERS if i[0] == request.param][0]
-    if path is None:
-        print("SKIP %s: %s" % (label, reason))
-        pytest.skip(reason)
-    return path
+    return interpreter_or_skip(request.param)
 
 
 @pytest.fixture

@@ -46,6 +46,17 @@ VM selection (combine freely; duplicates are removed; VMs are always passed to a
 EOT
 }
 
+# The checks every selecting script makes once its options are parsed: parallelism, output format, a VM
+# selection, and az itself.
+check_common_options() {
+  case "$PARALLEL" in ''|*[!0-9]*) die "--parallel must be a number" ;; esac
+  if [ "$PARALLEL" -lt 1 ] || [ "$PARALLEL" -gt 64 ]; then die "--parallel must be between 1 and 64"; fi
+  case "$OUTPUT" in table|tsv|json) ;; *) die "--output must be table, tsv or json" ;; esac
+  [ "${#VM_IDS_ARGS[@]}${#VM_FILES[@]}${#VM_GROUPS[@]}${#VM_TAGS[@]}" != 0000 ] \
+    || die "select VMs with --ids, --file, --vm-resource-group or --tag"
+  command -v "$AZ" >/dev/null || die "az CLI not found (set AZ=/path/to/az)"
+}
+
 is_vm_id() {
   local id_lower
   id_lower=$(printf '%s' "$1" | tr '[:upper:]' '[:lower:]')
