@@ -217,11 +217,12 @@ class Job(object):
             self.timings["preScripts"] = (time.monotonic() - t) * 1000
             if not pre.ok:
                 log.warning("pre-scripts failed: %s", pre.message)
-                if not script_plan.continue_on_failure:
-                    self.run_post_scripts(script_plan)
-                    batch.cancel()
-                    self.report.finish(pre.code, pre.message)
-                    return
+            take_snapshot, _ = scripts.snapshot_decision(script_plan, pre)
+            if not take_snapshot:  # continueBackupOnFailure false, or the scripts were the only consistency
+                self.run_post_scripts(script_plan)
+                batch.cancel()
+                self.report.finish(pre.code, pre.message)
+                return
         try:
             if self.guardian is not None and time.monotonic() - self.guardian_started > GUARDIAN_MAX_IDLE_S:
                 self.guardian.close()  # very long pre-scripts: a fresh guardian rather than a stale one

@@ -238,6 +238,7 @@ def test_launcher_without_any_python_writes_a_clear_error_status(vm):
     assert status["status"] == "error" and "No Python 3.6 or later" in status["formattedMessage"]["message"]
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="hooks must be root-owned")
 def test_disable_during_a_pre_hook_kills_it_and_runs_its_thaw(vm, tmp_path):
     hooks = os.path.join(vm.work, "etc-azure", "hooks.d")
     os.makedirs(hooks, mode=0o700)
@@ -261,3 +262,29 @@ def test_disable_during_a_pre_hook_kills_it_and_runs_its_thaw(vm, tmp_path):
     sleepers = subprocess.run(["pgrep", "-f", "sleep 300"], capture_output=True, text=True).stdout.split()
     assert sleepers == [], "the cancelled hook's process group is still running"
     assert vm.snapshots() == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="script configs and scripts must be root-owned")
+@pytest.mark.parametrize("continue_on_failure,expected_code,snapshots", [(False, 300, 0), (True, 1, 2)])
+def test_microsoft_script_config_failure_rules(vm, tmp_path, continue_on_failure, expected_code, snapshots):
+    etc = os.path.join(vm.work, "etc-azure")
+    os.makedirs(etc, exist_ok=True)
+    pre, post = os.path.join(etc, "pre.sh"), os.path.join(etc, "post.sh")
+    marker = str(tmp_path / "post.ran")
+    for path, body in ((pre, "#!/bin/sh\necho quiescing failed >&2\nexit 3\n"),
+                       (post, "#!/bin/sh\ntouch %s\n" % marker)):
+        with open(path, "w") as f:
+            f.write(body)
+        os.chmod(path, 0o700)
+    cfg = os.path.join(etc, "VMSnapshotScriptPluginConfig.json")
+    with open(cfg, "w") as f:
+        json.dump({"pluginName": "ScriptRunner", "preScriptLocation": pre, "postScriptLocation": post,
+                   "timeoutInSeconds": 10, "continueBackupOnFailure": continue_on_failure,
+                   "fsFreezeEnabled": True}, f)
+    os.chmod(cfg, 0o600)
+    vm.write(0)
+    vm.agent.run("enable")
+    status = vm.agent.wait_terminal(0)[0]["status"]
+    assert status["code"] == expected_code, status["formattedMessage"]
+    assert len(vm.snapshots()) == snapshots
+    assert os.path.exists(marker), "the post script must run once the pre script ran"
