@@ -29,7 +29,7 @@ def _context(with_memory=False):
         cfg = config.load()
         cfg_error = None
     except config.ConfigError as e:
-        cfg, cfg_error = config.load("/nonexistent/defaults"), str(e)
+        cfg, cfg_error = config.defaults(), str(e)
     logs = joblog.setup(henv.log_dir, cfg.log_max_bytes, cfg.log_backups, with_memory=with_memory)
     return henv, cfg, cfg_error, logs
 
@@ -252,6 +252,14 @@ def snapshot(argv):
     return 0 if job.report.code in codes.SUCCESS_CODES else 1
 
 
+def wait_gone(pid, seconds):
+    """Wait up to `seconds` for `pid` to exit; True when it did."""
+    deadline = time.monotonic() + seconds
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return not pid_alive(pid)
+
+
 def stop_running_job(henv, wait_s=STOP_WAIT_S):
     """Stop a running job and make sure its guardian has thawed. Returns a short description."""
     state = State(henv.base_dir)
@@ -270,22 +278,13 @@ def stop_running_job(henv, wait_s=STOP_WAIT_S):
         pid = None
     if pid and pid_alive(pid):
         os.kill(pid, signal.SIGTERM)  # the worker unwinds through its thaw and writes its status
-        deadline = time.monotonic() + wait_s
-        while pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if pid_alive(pid):
+        if not wait_gone(pid, wait_s):
             os.kill(pid, signal.SIGKILL)  # its guardian sees end-of-file and thaws at once
     guardian = (state.job() or {}).get("guardian_pid") or guardian
-    if guardian:
-        deadline = time.monotonic() + 5.0
-        while pid_alive(guardian) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if pid_alive(guardian):
-            os.kill(guardian, signal.SIGTERM)
+    if guardian and not wait_gone(guardian, 5.0):
+        os.kill(guardian, signal.SIGTERM)
     if supervisor:
-        deadline = time.monotonic() + 5.0
-        while pid_alive(supervisor) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_gone(supervisor, 5.0)
     state.clear_job()
     return "job %s stopped" % (pid or supervisor)
 
@@ -321,6 +320,3 @@ def update(argv):
     print("vmsnapshot updated to %s" % henv.version)
     return 0
 
-
-def dump_json(doc):
-    return json.dumps(doc, indent=2, sort_keys=True, default=str)

@@ -109,13 +109,23 @@ def _convert(section, key, kind, raw):
     return raw
 
 
+def _default_values():
+    values = dict(DEFAULTS)
+    values["mounts_to_skip"] = list(DEFAULTS["mounts_to_skip"])
+    return values
+
+
+def defaults(path=None):
+    """The built-in configuration: what a missing file means, and what to go on with after a ConfigError."""
+    return Config(path or config_path(), _default_values(), False)
+
+
 def load(path=None):
     """Read the configuration; a missing file means defaults."""
     path = path or config_path()
-    values = dict(DEFAULTS)
-    values["mounts_to_skip"] = list(DEFAULTS["mounts_to_skip"])
     if not os.path.exists(path):
-        return Config(path, values, False)
+        return defaults(path)
+    values = _default_values()
     parser = configparser.ConfigParser(interpolation=None, strict=False)
     parser.optionxform = str
     try:

@@ -31,7 +31,7 @@ def collect(check_network=True):
         out["config"] = cfg.to_dict()
     except config.ConfigError as e:
         problems.append(str(e))
-        cfg = config.load("/nonexistent/defaults")
+        cfg = config.defaults()
         out["config"] = dict(cfg.to_dict(), error=str(e))
     plan = mounts.plan_freeze(mounts.read_mountinfo(), include=cfg.mounts_to_include, skip=cfg.mounts_to_skip)
     plan_doc = plan.to_dict()

@@ -44,12 +44,6 @@ def ensure_dir(path, mode=0o700):
     return path
 
 
-def read_text(path, limit=None):
-    with open(path, "rb") as f:
-        data = f.read(limit) if limit else f.read()
-    return data.decode("utf-8")
-
-
 def _unlink_quietly(path):
     try:
         os.unlink(path)

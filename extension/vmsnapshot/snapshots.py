@@ -25,7 +25,6 @@ class DiskResult(object):
         self.message = ""
         self.attempts = 0
         self.sent_at = None      # monotonic time the first request went out
-        self.done_at = None
 
     @property
     def snapshot_uri(self):
@@ -104,7 +103,6 @@ class SnapshotBatch(object):
                 result.message = "HTTP %d %s %s" % (resp.status, resp.error_code or "", resp.text(500))
         except Exception as e:  # every failure becomes a per-disk result, never a crash
             result.message = str(e)[:500]
-        result.done_at = time.monotonic()
 
     def fire(self, deadline):
         """Release every parked request; return when the last answer arrived (or the deadline passed)."""

@@ -96,8 +96,9 @@ def blob_report(report):
     return out.replace('"/Date(', '"\\/Date(').replace(')/"', ')\\/"')
 
 
-def local_status(report, operation="Enable", with_blob_report=True):
-    """The status/<seq>.status document (a JSON array, lowercase status, lang always present)."""
+def local_status(report, operation="Enable"):
+    """The status/<seq>.status document (a JSON array, lowercase status, lang always present), kept under
+    the agent's 128 KiB: long per-disk error messages are cut first, then the blob report is left out."""
     lang, text = report.message()
     word = status_word(report.code, report.terminal)
     status = {
@@ -108,19 +109,20 @@ def local_status(report, operation="Enable", with_blob_report=True):
         "configurationAppliedTime": iso_now(),
         "formattedMessage": {"lang": lang, "message": text},
     }
-    if with_blob_report:
-        status["substatus"] = [{"name": blob_report(report), "status": word, "code": report.code,
-                                "formattedMessage": {"lang": lang, "message": text}}]
     doc = [{"version": "1.0", "timestampUTC": iso_now(), "status": status}]
-    text_doc = json.dumps(doc)
-    if len(text_doc) > LOCAL_LIMIT and with_blob_report:
-        if report.snapshot_info and not getattr(report, "_trimmed", False):
+    for attempt in ("full", "short errors"):
+        if attempt == "short errors":
+            if not report.snapshot_info:
+                break
             for info in report.snapshot_info:
                 info["errorMessage"] = info.get("errorMessage", "")[:200]
-            report._trimmed = True
-            return local_status(report, operation, with_blob_report)
-        return local_status(report, operation, with_blob_report=False)
-    return text_doc
+        status["substatus"] = [{"name": blob_report(report), "status": word, "code": report.code,
+                                "formattedMessage": {"lang": lang, "message": text}}]
+        out = json.dumps(doc)
+        if len(out) <= LOCAL_LIMIT:
+            return out
+    status.pop("substatus", None)
+    return json.dumps(doc)
 
 
 def write_local(status_dir, seq, report, operation="Enable"):

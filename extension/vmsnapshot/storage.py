@@ -7,7 +7,6 @@ only ever carry redacted URIs.
 
 import errno
 import http.client
-import json
 import os
 import random
 import socket
@@ -326,7 +325,3 @@ def describe_error(e):
         return os.strerror(e.errno)
     return redact("%s: %s" % (type(e).__name__, e))[:300]
 
-
-def error_summary(resp):
-    """A short JSON-safe description of a failed response for status messages."""
-    return json.dumps({"status": resp.status, "code": resp.error_code, "message": resp.text(300)})
