@@ -33,6 +33,8 @@ DEFAULTS = {
     "command_deadline_minutes": 140.0,
     "log_max_bytes": 1048576,
     "log_backups": 3,
+    "workload_config": "/etc/azure/workload.conf",  # database branch (workload.py); missing = none
+    "on_app_failure_do_fs_freeze": True,            # database step failed: still freeze (consistency 1)
 }
 
 # (section, key, field, kind). Kinds: bool, float, list, str, int.
@@ -54,10 +56,12 @@ KEYS = [
     ("vmsnapshot", "CommandDeadlineMinutes", "command_deadline_minutes", "float"),
     ("vmsnapshot", "LogMaxBytes", "log_max_bytes", "int"),
     ("vmsnapshot", "LogBackups", "log_backups", "int"),
+    ("vmsnapshot", "WorkloadConfigPath", "workload_config", "str"),
+    ("SnapshotThread", "OnAppFailureDoFsFreeze", "on_app_failure_do_fs_freeze", "bool"),
 ]
 
 # Accepted for compatibility with existing files; they drove the old freeze binary and change nothing here.
-IGNORED_KEYS = ("SafeFreezeWaitInSeconds", "seqsnapshot", "OnAppFailureDoFsFreeze", "OnAppSuccessDoFsFreeze",
+IGNORED_KEYS = ("SafeFreezeWaitInSeconds", "seqsnapshot", "OnAppSuccessDoFsFreeze",
                 "WriteLog", "LoggingOff", "onlyLocalFilesystems", "sudo_off", "disable_logging",
                 "async_event_logging", "isanysnapshotfailed")
 

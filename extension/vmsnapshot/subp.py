@@ -24,15 +24,16 @@ class ProcessError(Exception):
         return "%s exited %s%s" % (name, self.exit_code, (": " + tail[-1][:200]) if tail else "")
 
 
-def run(cmd, data=None, timeout=30, env=None, check=True):
+def run(cmd, data=None, timeout=30, env=None, check=True, preexec_fn=None):
     """Run `cmd` (a list, never a shell), feed `data` on stdin, return (stdout, stderr) bytes.
 
-    The command runs in its own process group, which is killed whole on timeout.
+    The command runs in its own process group, which is killed whole on timeout. preexec_fn: e.g. a
+    switch to another user (workload.run_as).
     """
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                                start_new_session=True, close_fds=True)
+                                start_new_session=True, close_fds=True, preexec_fn=preexec_fn)
     except OSError as e:
         raise ProcessError(cmd, reason="cannot run (%s)" % (e.strerror or e))
     try:

@@ -1,0 +1,311 @@
+"""The database branch: /etc/azure/workload.conf and the step that quiesces a database around the freeze.
+
+workload.conf is Microsoft's INI file ([workload] workload_name, command_path, credString, linux_user,
+ipc_folder, timeout); its path is `[vmsnapshot] WorkloadConfigPath` in vmbackup.conf. A missing file or an
+empty workload_name means no database branch. The file carries a credential, so it must be root-owned and
+not writable by group or others (like the script config); credString is never logged, never shown in a
+status, and never put on a command line: each engine turns it into the client's own option file or
+environment (workload_mysql.py, workload_postgres.py).
+
+Order in a job (worker.py): pre scripts/hooks -> database quiesce -> syncfs -> freeze -> snapshots -> thaw
+-> database release -> post scripts. The database step never raises into the job: WorkloadStep records
+what happened and decides the consistency (application only when the database was quiesced for the whole
+frozen window; file-system consistency with the reason otherwise, or a 5xx code when
+`OnAppFailureDoFsFreeze = false`).
+"""
+
+import logging
+import os
+import pwd
+import shlex
+import stat
+import time
+
+from . import codes
+
+try:
+    import configparser
+except ImportError:  # pragma: no cover
+    configparser = None
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 90.0
+DEFAULT_LOCK_WAIT_S = 10.0
+ENGINES = {"mysql": "mysql", "mariadb": "mysql", "postgres": "postgres", "postgresql": "postgres"}
+KEYS = ("workload_name", "command_path", "credString", "linux_user", "ipc_folder", "timeout", "lock_wait")
+
+
+class WorkloadError(Exception):
+    """A database step failed; `code` is one of 500-512, the message never contains the credential."""
+
+    def __init__(self, code, message):
+        Exception.__init__(self, message)
+        self.code = code
+        self.message = message
+
+
+class WorkloadConfig(object):
+    def __init__(self, path, name, command_path, cred_string, linux_user, ipc_folder, timeout, lock_wait):
+        self.path = path
+        self.name = name
+        self.engine = ENGINES[name]
+        self.command_path = command_path
+        self.cred_string = cred_string
+        self.linux_user = linux_user
+        self.ipc_folder = ipc_folder
+        self.timeout = timeout
+        self.lock_wait = min(lock_wait, timeout)
+
+    def to_dict(self):
+        """For diagnose: everything but the credential."""
+        return {"path": self.path, "workload_name": self.name, "command_path": self.command_path,
+                "credString": "set (not shown)" if self.cred_string else "empty", "linux_user": self.linux_user,
+                "ipc_folder": self.ipc_folder, "timeout": self.timeout, "lock_wait": self.lock_wait}
+
+
+def _number(raw, key, default):
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise WorkloadError(codes.WORKLOAD_CONF_ERROR, "workload.conf [workload] %s must be a number of seconds, "
+                            "not %r" % (key, raw[:40]))
+    if not 0 < value <= 3600:
+        raise WorkloadError(codes.WORKLOAD_CONF_ERROR, "workload.conf [workload] %s must be between 0 and 3600 "
+                            "seconds" % key)
+    return value
+
+
+def load(path, owner_uid=0):
+    """The workload configuration at `path`, None when there is no database branch; WorkloadError if unusable."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if st.st_uid != owner_uid:
+        raise WorkloadError(codes.WORKLOAD_CONF_ERROR, "%s is owned by uid %d, not %d: refused (it holds a "
+                            "database credential)" % (path, st.st_uid, owner_uid))
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise WorkloadError(codes.WORKLOAD_CONF_ERROR, "%s is writable by group or others (mode %04o): refused"
+                            % (path, stat.S_IMODE(st.st_mode)))
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    parser.optionxform = str
+    try:
+        with open(path) as f:
+            parser.read_file(f)
+    except (configparser.Error, UnicodeDecodeError) as e:
+        # configparser quotes the offending line, which may hold the credential: name the line only.
+        line = getattr(e, "lineno", None)
+        raise WorkloadError(codes.WORKLOAD_CONF_ERROR, "%s is not a valid INI file%s" % (
+            path, " (line %s)" % line if line else ""))
+    except (IOError, OSError) as e:
+        raise WorkloadError(codes.WORKLOAD_CONF_ERROR, "%s cannot be read: %s" % (path, e.strerror or e))
+    section = next((s for s in parser.sections() if s.lower() == "workload"), None)
+    if section is None:
+        return None
+    values = dict((k.lower(), v) for k, v in parser.items(section))
+
+    def get(key, default=""):
+        return (values.get(key.lower()) or default).strip()
+
+    name = get("workload_name").lower()
+    if not name:
+        return None
+    if name not in ENGINES:
+        raise WorkloadError(codes.WORKLOAD_INVALID_NAME, "workload.conf workload_name %r is not supported "
+                            "(mysql, mariadb, postgres)" % name[:40])
+    ipc_folder = get("ipc_folder")
+    if ipc_folder and not os.path.isdir(ipc_folder):
+        raise WorkloadError(codes.WORKLOAD_IPC_DIR_MISSING, "workload.conf ipc_folder %s is not a directory"
+                            % ipc_folder)
+    timeout = _number(values.get("timeout"), "timeout", DEFAULT_TIMEOUT_S)
+    return WorkloadConfig(path, name, get("command_path"), values.get("credstring", "").strip(),
+                          get("linux_user", "root"), ipc_folder, timeout,
+                          _number(values.get("lock_wait"), "lock_wait", DEFAULT_LOCK_WAIT_S))
+
+
+def split_credentials(cred_string):
+    """credString as argv-style words (shell quoting rules, but never run by a shell)."""
+    try:
+        return shlex.split(cred_string or "")
+    except ValueError:
+        raise WorkloadError(codes.WORKLOAD_CONF_ERROR, "workload.conf credString has unbalanced quotes")
+
+
+def take_option(words, i, short, long_names):
+    """If words[i] is option `short`/`long_names` (-uX, -u X, --user=X, --user X): (value, next index)."""
+    w = words[i]
+    for name in long_names:
+        if w.startswith(name + "="):
+            return w[len(name) + 1:], i + 1
+        if w == name and i + 1 < len(words):
+            return words[i + 1], i + 2
+    if short and w.startswith(short):
+        if len(w) > len(short):
+            return w[len(short):], i + 1
+        if i + 1 < len(words):
+            return words[i + 1], i + 2
+    return None, i
+
+
+def find_client(wl, names):
+    """The client binary: in command_path when set, else on PATH (and the usual sbin/bin directories)."""
+    dirs = [wl.command_path] if wl.command_path else (
+        os.environ.get("PATH", "").split(os.pathsep) + ["/usr/local/bin", "/usr/bin", "/bin"])
+    for name in names:
+        for d in dirs:
+            candidate = os.path.join(d, name)
+            if d and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                return candidate
+    raise WorkloadError(codes.WORKLOAD_CONF_ERROR, "no database client (%s) found in %s" % (
+        " or ".join(names), wl.command_path or "PATH"))
+
+
+class RunAs(object):
+    """The OS user the database client runs as (workload.conf linux_user)."""
+
+    def __init__(self, name):
+        try:
+            pw = pwd.getpwnam(name)
+        except KeyError:
+            raise WorkloadError(codes.WORKLOAD_CONF_ERROR, "workload.conf linux_user %r does not exist" % name[:40])
+        self.name, self.uid, self.gid, self.home = pw.pw_name, pw.pw_uid, pw.pw_gid, pw.pw_dir
+        self.switch = self.uid != os.geteuid()
+
+    def preexec(self):
+        """For Popen: only plain system calls here (the job has threads)."""
+        if not self.switch:
+            return None
+        uid, gid = self.uid, self.gid
+
+        def drop():
+            os.setgroups([gid])
+            os.setgid(gid)
+            os.setuid(uid)
+        return drop
+
+    def env(self, extra=None):
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": self.home or "/",
+               "USER": self.name, "LOGNAME": self.name, "LANG": "C", "LC_ALL": "C"}
+        env.update(extra or {})
+        return env
+
+
+def scrub(text, secrets):
+    """Remove every secret from a client's message (clients do not echo passwords, but be sure)."""
+    text = text or ""
+    for s in secrets:
+        if s:
+            text = text.replace(s, "REDACTED")
+    return text
+
+
+def quiescer_for(wl):
+    if wl.engine == "mysql":
+        from .workload_mysql import MysqlQuiescer
+        return MysqlQuiescer(wl)
+    from .workload_postgres import PostgresQuiescer
+    return PostgresQuiescer(wl)
+
+
+class WorkloadStep(object):
+    """What the job does with a database: enter() before syncfs/freeze, release() right after the thaw.
+
+    Never raises. `abort_code`: the step failed and OnAppFailureDoFsFreeze is false, so the job stops with
+    that code. Otherwise `problem` (None when the database was quiesced) says why the result is only
+    file-system consistent.
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.configured = False
+        self.quiescer = None
+        self.problem = None
+        self.problem_code = None
+        self.abort_code = None
+        self.summary = ""
+        self.timings = {}
+
+    def _fail(self, e):
+        self.problem_code, self.problem = e.code, e.message
+        log.warning("database step failed (code %s): %s", e.code, e.message)
+        if not self.cfg.on_app_failure_do_fs_freeze:
+            self.abort_code = e.code
+
+    def enter(self, selected_mountpoints, phase=None):
+        """Load workload.conf and quiesce the database; selected_mountpoints: what will be frozen (or None)."""
+        t = time.monotonic()
+        try:
+            wl = load(self.cfg.workload_config)
+            if wl is None:
+                return self
+            self.configured = True
+            if phase is not None:
+                phase("database quiesce")
+            self.quiescer = quiescer_for(wl)
+            self.quiescer.prepare(selected_mountpoints)
+            self.quiescer.quiesce()
+            self.problem = self.quiescer.consistency_problem
+        except WorkloadError as e:
+            self.configured = True
+            self._fail(e)
+            self.close()
+        self.timings["dbQuiesce"] = (time.monotonic() - t) * 1000
+        return self
+
+    def release(self):
+        """Right after the thaw: undo the quiesce; a lock lost before this point downgrades consistency."""
+        if self.quiescer is None:
+            return
+        t = time.monotonic()
+        try:
+            self.summary = self.quiescer.release()
+        except WorkloadError as e:
+            self.problem_code, self.problem = e.code, e.message
+            log.warning("database release failed (code %s): %s", e.code, e.message)
+        finally:
+            self.close()
+        self.timings["dbRelease"] = (time.monotonic() - t) * 1000
+        if self.quiescer.held_ms is not None:
+            self.timings["dbHeld"] = self.quiescer.held_ms
+
+    def close(self):
+        if self.quiescer is not None:
+            self.quiescer.close()
+
+    def outcome(self, consistency):
+        """(consistency, detail prefix) for the final status, given the file systems' consistency."""
+        if not self.configured:
+            return consistency, ""
+        if self.problem is None and consistency == codes.CONSISTENCY_FS:
+            return codes.CONSISTENCY_APP, self.summary + "; "
+        if self.problem is None:
+            return consistency, self.summary + " (file systems not frozen, so not application-consistent); "
+        reason = "database step failed (code %s): %s" % (self.problem_code, self.problem) \
+            if self.problem_code else self.problem
+        if consistency == codes.CONSISTENCY_APP:
+            consistency = codes.CONSISTENCY_FS
+        return consistency, reason + "; "
+
+
+def describe(cfg):
+    """For diagnose: which database would be quiesced and whether it can be reached (never quiesces)."""
+    path = cfg.workload_config
+    doc = {"config_path": path, "configured": False}
+    try:
+        wl = load(path)
+    except WorkloadError as e:
+        doc.update(configured=True, ok=False, code=e.code, error=e.message)
+        return doc
+    if wl is None:
+        doc["note"] = "no database branch (%s missing or workload_name empty)" % path
+        return doc
+    doc.update(configured=True, workload=wl.to_dict())
+    try:
+        doc.update(quiescer_for(wl).check())
+        doc["ok"] = True
+    except WorkloadError as e:
+        doc.update(ok=False, code=e.code, error=e.message)
+    return doc
