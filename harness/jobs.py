@@ -35,7 +35,8 @@ def safe_config(path, work, fsfreeze=False, include=None, extra=""):
               "HookDir = %s" % os.path.join(work, "etc-azure", "hooks.d"),
               "SafeFreezeLockFile = %s" % os.path.join(work, "etc-azure", "SafeFreezeLockFile"),
               "MachineIdentityFile = %s" % os.path.join(work, "etc-azure", "machine_identity"),
-              "WaagentConf = %s" % os.path.join(work, "etc-azure", "waagent.conf")]
+              "WaagentConf = %s" % os.path.join(work, "etc-azure", "waagent.conf"),
+              "WorkloadConfigPath = %s" % os.path.join(work, "etc-azure", "workload.conf")]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n" + extra)
     return path

@@ -137,7 +137,8 @@ class ClientSession(object):
                                     "(the session was closed)" % timeout_s)
             chunk = os.read(fd, 65536)
             if not chunk:
-                raise WorkloadError(classify(self.error_text(), default_code), self.error_text())
+                text = self.error_text()
+                raise WorkloadError(classify(text, default_code), text)
             self._buf += chunk
 
     def kill(self):
