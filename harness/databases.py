@@ -175,10 +175,30 @@ class Postgres(object):
 
     def start(self):
         opts = "-c listen_addresses='' -c unix_socket_directories=%s -c fsync=on -c shared_buffers=16MB" % self.rundir
-        self._as_postgres([os.path.join(self.bindir, "pg_ctl"), "-D", self.datadir, "-o", opts, "-l",
-                           os.path.join(self.rundir, "server.log"), "-w", "-t", "120", "start"], timeout=150)
+        try:
+            self._as_postgres([os.path.join(self.bindir, "pg_ctl"), "-D", self.datadir, "-o", opts, "-l",
+                               os.path.join(self.rundir, "server.log"), "-w", "-t", "120", "start"], timeout=150)
+        except RuntimeError as e:
+            raise RuntimeError("%s; server log: %s" % (e, self.log_tail())) from e
         self.started = True
         return self
+
+    def clear_stale_pid(self):
+        """A restored disk carries the old VM's postmaster.pid. PostgreSQL refuses to start while a process
+        with that pid exists; here the stopped original can linger as a zombie (this machine's init does
+        not reap it), so drop the file when that pid is not a running postgres, as an operator would."""
+        path = os.path.join(self.datadir, "postmaster.pid")
+        try:
+            with open(path) as f:
+                pid = int(f.readline())
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if fields[0] != "Z":
+                return
+        except (OSError, ValueError, IndexError):
+            pass
+        if os.path.exists(path):
+            os.unlink(path)
 
     def log_tail(self):
         try:
@@ -210,8 +230,8 @@ class Postgres(object):
         return self
 
     def check_integrity(self):
-        return _run(["pg_amcheck", "-h", self.rundir, "-U", "postgres", "--all", "--heapallindexed"],
-                    timeout=300, env=self.client_env())
+        return _run([os.path.join(self.bindir, "pg_amcheck"), "-h", self.rundir, "-U", "postgres", "--all",
+                     "--heapallindexed"], timeout=300, env=self.client_env())
 
     def query_rows(self, sql):
         return [line.split("\t") for line in self.sql(sql).splitlines() if line]

@@ -39,9 +39,12 @@ class Connection(threading.Thread):
                 src, dst = rnd.sample(range(20), 2)
                 amount = rnd.randint(1, 50)
                 marker = "ack %d" % seq
-                sql = ("BEGIN; UPDATE {p}accounts SET bal = bal - {a} WHERE id = {s}; UPDATE {p}accounts SET bal = "
-                       "bal + {a} WHERE id = {d}; INSERT INTO {p}ledger VALUES ({n}, {s}, {d}, {a}); COMMIT; "
-                       "SELECT '{m}';\n").format(p=p, a=amount, s=src, d=dst, n=seq, m=marker)
+                # Rows are locked in id order, so concurrent transfers never deadlock.
+                first, second = (("-", src), ("+", dst)) if src < dst else (("+", dst), ("-", src))
+                sql = ("BEGIN; UPDATE {p}accounts SET bal = bal {o1} {a} WHERE id = {i1}; UPDATE {p}accounts SET "
+                       "bal = bal {o2} {a} WHERE id = {i2}; INSERT INTO {p}ledger VALUES ({n}, {s}, {d}, {a}); "
+                       "COMMIT; SELECT '{m}';\n").format(p=p, a=amount, o1=first[0], i1=first[1], o2=second[0],
+                                                        i2=second[1], s=src, d=dst, n=seq, m=marker)
                 sent = time.monotonic()
                 self.proc.stdin.write(sql.encode())
                 self.proc.stdin.flush()

@@ -175,15 +175,16 @@ class RunAs(object):
         self.switch = self.uid != os.geteuid()
 
     def preexec(self):
-        """For Popen: only plain system calls here (the job has threads)."""
-        if not self.switch:
-            return None
-        uid, gid = self.uid, self.gid
+        """For Popen: a neutral working directory and linux_user's identity; only plain system calls here
+        (the job has threads)."""
+        uid, gid, switch = self.uid, self.gid, self.switch
 
         def drop():
-            os.setgroups([gid])
-            os.setgid(gid)
-            os.setuid(uid)
+            os.chdir("/")
+            if switch:
+                os.setgroups([gid])
+                os.setgid(gid)
+                os.setuid(uid)
         return drop
 
     def env(self, extra=None):

@@ -88,7 +88,9 @@ class PostgresQuiescer(object):
             out, _ = subp.run(argv, data=sql.encode("utf-8"), timeout=min(timeout, self.wl.timeout), env=env,
                               preexec_fn=self.run_as.preexec())
         except subp.ProcessError as e:
-            text = scrub(e.stderr.decode("utf-8", "replace").strip() or e.describe(), self.secrets)
+            lines = e.stderr.decode("utf-8", "replace").strip().splitlines()
+            lines = [line for line in lines if "FATAL" in line or "ERROR" in line] or lines[-1:]
+            text = scrub(" ".join(lines) or e.describe(), self.secrets)
             code = codes.WORKLOAD_QUIESCE_TIMEOUT if "timed out" in e.reason else classify(text, default_code)
             raise WorkloadError(code, "psql: %s" % " ".join(text.split())[:300])
         return [line.split("\t") for line in out.decode("utf-8", "replace").splitlines() if line]

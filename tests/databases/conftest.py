@@ -222,4 +222,6 @@ def restore(server, loops, copies):
         assert fs.destroy() == []
     for fs in server.filesystems:
         loops.attach(copies[fs.mountpoint], fs.mountpoint)
+    if hasattr(server, "clear_stale_pid"):
+        server.clear_stale_pid()
     server.start()
