@@ -13,7 +13,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from harness.azurite import Azurite  # noqa: E402
+from harness.certs import TenantCert, make_tls  # noqa: E402
 from harness.freezeguard import MachineThawGuard  # noqa: E402
+from harness.handler import build_zip  # noqa: E402
 
 _guard = None
 
@@ -38,3 +41,26 @@ def pytest_sessionfinish(session, exitstatus):
 def machine_guard():
     """The running guard, for tests that assert it stayed quiet."""
     return _guard
+
+
+# The runtime's world, shared by tests/runtime and tests/databases: Azurite over HTTPS with a test CA, the
+# tenant certificate the protected settings are encrypted to, and the extension zip as the agent gets it.
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory):
+    return make_tls(str(tmp_path_factory.mktemp("tls")))
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory, tls):
+    with Azurite(str(tmp_path_factory.mktemp("azurite")), tls=tls, in_memory=True) as a:
+        yield a
+
+
+@pytest.fixture(scope="session")
+def tenant(tmp_path_factory):
+    return TenantCert(str(tmp_path_factory.mktemp("tenant")))
+
+
+@pytest.fixture(scope="session")
+def built_zip(tmp_path_factory):
+    return build_zip(str(tmp_path_factory.mktemp("dist")))

@@ -15,36 +15,13 @@ import time
 import pytest
 
 from harness import databases, loopfs
-from harness.azurite import Azurite
-from harness.certs import TenantCert, make_tls
+from harness.dbload import Load, acked_before
 from harness.faultproxy import FaultProxy, Rule
-from harness.handler import build_zip
 from harness.jobs import SnapshotVM, b64json, safe_config
 
 REASON = databases.skip_reason()
 CAP_S = 10  # [SnapshotThread] timeout: the most anything may stay frozen in these jobs
 SNAP = "comp=snapshot"
-
-
-@pytest.fixture(scope="session")
-def tls(tmp_path_factory):
-    return make_tls(str(tmp_path_factory.mktemp("tls")))
-
-
-@pytest.fixture(scope="session")
-def azurite(tmp_path_factory, tls):
-    with Azurite(str(tmp_path_factory.mktemp("azurite")), tls=tls, in_memory=True) as a:
-        yield a
-
-
-@pytest.fixture(scope="session")
-def tenant(tmp_path_factory):
-    return TenantCert(str(tmp_path_factory.mktemp("tenant")))
-
-
-@pytest.fixture(scope="session")
-def built_zip(tmp_path_factory):
-    return build_zip(str(tmp_path_factory.mktemp("dist")))
 
 
 class Loops(object):
@@ -225,3 +202,50 @@ def restore(server, loops, copies):
     if hasattr(server, "clear_stale_pid"):
         server.clear_stale_pid()
     server.start()
+
+
+def command_lines_with(secret):
+    """Every process whose command line shows `secret` (what any local user could read in /proc)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                if secret.encode() in f.read():
+                    found.append(pid)
+        except OSError:
+            pass
+    return found
+
+
+def backup_under_load(server, vm, tmp_path, secret):
+    """A job with the database branch while the transfer load runs; the images are copied inside the frozen
+    window, where no command line may show the credential. Returns (backup, load result, copies)."""
+    copies = {fs.mountpoint: str(tmp_path / (fs.name + ".copy")) for fs in server.filesystems}
+    shown = []
+    load = Load(server, str(tmp_path / "load.json"))
+    try:
+        time.sleep(1.0)
+        backup = vm.backup(copy=[(fs.image, copies[fs.mountpoint]) for fs in server.filesystems],
+                           on_frozen=lambda: shown.extend(command_lines_with(secret)))
+    finally:
+        result = load.stop()
+    assert result["errors"] == []
+    assert backup.frozen_after_copy, "the copies were not all taken inside the frozen window"
+    assert shown == [], "the credential is visible on a command line"
+    hits = subprocess.run(["grep", "-rlF", secret, vm.vm.work], capture_output=True, text=True).stdout.split()
+    assert [h for h in hits if not h.endswith("workload.conf")] == [], "the credential was written to disk"
+    assert len(acked_before(result, backup.snapshot_at)) > 20, "the load did not run before the freeze"
+    assert len(result["acks"]) > len(acked_before(result, backup.snapshot_at)), "no commit after the thaw"
+    return backup, result, copies
+
+
+def assert_restores(server, loops, copies, result, backup):
+    """Restore from the copies; the server passes its integrity check, holds every commit acknowledged before
+    the first snapshot request (the freeze came before it) and no half-applied transfer."""
+    acked = acked_before(result, backup.snapshot_at)
+    restore(server, loops, copies)
+    server.check_integrity()
+    missing, total, expected, rows = databases.verify_bank(server, acked)
+    assert missing == [], "acknowledged commits lost: %s" % missing[:20]
+    assert total == expected, "a transfer was half applied: total %d != %d" % (total, expected)
+    assert rows >= len(acked)

@@ -5,15 +5,12 @@ whose WAL file system is not frozen with its data is reported file-system consis
 """
 
 import os
-import subprocess
-import time
 
 import pytest
 
 from harness import databases
-from harness.dbload import Load, acked_before
 
-from .conftest import restore
+from .conftest import assert_restores, backup_under_load
 
 pytestmark = [pytest.mark.root]
 
@@ -33,32 +30,12 @@ def test_restore_of_a_backup_under_load_has_every_acknowledged_commit(postgres, 
     doc = vm.diagnose()["workload"]
     assert doc["ok"] and doc["engine"] == "PostgreSQL" and doc["reachable"], doc
     assert doc["directories"]["WAL directory"].startswith(wal.mountpoint), doc
-    copies = {fs.mountpoint: str(tmp_path / (fs.name + ".copy")) for fs in postgres.filesystems}
-    load = Load(postgres, str(tmp_path / "load.json"))
-    try:
-        time.sleep(1.0)
-        backup = vm.backup(copy=[(fs.image, copies[fs.mountpoint]) for fs in postgres.filesystems])
-    finally:
-        result = load.stop()
-    assert result["errors"] == []
-    assert backup.frozen_after_copy, "the copies were not all taken inside the frozen window"
+    backup, result, copies = backup_under_load(postgres, vm, tmp_path, databases.PG_PASSWORD)
     assert (backup.status["status"], backup.status["code"]) == ("success", 0), backup.message
     assert backup.consistency == 2
     assert "PostgreSQL 1" in backup.message and "CHECKPOINT" in backup.message
-    hits = subprocess.run(["grep", "-rlF", databases.PG_PASSWORD, vm.vm.work], capture_output=True, text=True)
-    assert [h for h in hits.stdout.split() if not h.endswith("workload.conf")] == []
-    acked = acked_before(result, backup.snapshot_at)
-    assert len(acked) > 20, "the load did not run before the freeze"
-    assert len(result["acks"]) > len(acked), "the load did not run after the thaw"
-
-    restore(postgres, loops, copies)
-    assert "database system was not properly shut down" in postgres.log_tail() or \
-        "redo starts" in postgres.log_tail(), "no crash recovery ran: %s" % postgres.log_tail()
-    postgres.check_integrity()
-    missing, total, expected, rows = databases.verify_bank(postgres, acked)
-    assert missing == [], "acknowledged commits lost: %s" % missing[:20]
-    assert total == expected, "a transfer was half applied: total %d != %d" % (total, expected)
-    assert rows >= len(acked)
+    assert_restores(postgres, loops, copies, result, backup)
+    assert "database system was not properly shut down" in postgres.log_tail(), "no crash recovery ran"
 
 
 def test_wal_on_a_file_system_outside_the_freeze_plan_is_only_fs_consistent(postgres, make_vm):
