@@ -150,6 +150,28 @@ def take_option(words, i, short, long_names):
     return None, i
 
 
+def parse_options(cred_string, table, prompts, hint):
+    """credString -> ({key: value} for the options in `table` [(key, short, long names)], [other words]).
+    Words in `prompts` would make the client ask for a password on a terminal: refused, with `hint`."""
+    words, options, other, i = split_credentials(cred_string), {}, [], 0
+    while i < len(words):
+        if words[i] in prompts:
+            raise WorkloadError(codes.WORKLOAD_CONF_ERROR, "workload.conf credString: %s would prompt for a "
+                                "password; %s" % (words[i], hint))
+        for key, short, longs in table:
+            value, nxt = take_option(words, i, short, longs)
+            if nxt != i:
+                if "\n" in value or "\r" in value:
+                    raise WorkloadError(codes.WORKLOAD_CONF_ERROR, "workload.conf credString: a value contains a "
+                                        "line break")
+                options[key], i = value, nxt
+                break
+        else:
+            other.append(words[i])
+            i += 1
+    return options, other
+
+
 def find_client(wl, names):
     """The client binary: in command_path when set, else on PATH (and the usual sbin/bin directories)."""
     dirs = [wl.command_path] if wl.command_path else (

@@ -25,51 +25,25 @@ import tempfile
 import time
 
 from . import codes
-from .workload import RunAs, WorkloadError, find_client, scrub, split_credentials, take_option
+from .workload import RunAs, WorkloadError, find_client, parse_options, scrub
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10
 STATEMENT_TIMEOUT_S = 30.0
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_OPTION_KEYS = (("user", "-u", ("--user",)), ("password", None, ("--password",)), ("host", "-h", ("--host",)),
-                ("port", "-P", ("--port",)), ("socket", "-S", ("--socket",)))
+_OPTION_KEYS = (("user", "-u", ("--user",)), ("password", "-p", ("--password",)), ("host", "-h", ("--host",)),
+                ("port", "-P", ("--port",)), ("socket", "-S", ("--socket",)),
+                ("include", None, ("--defaults-file", "--defaults-extra-file")))
 
 
 def parse_credentials(cred_string):
     """({option: value} for the option file, [other client arguments]) from credString."""
-    words = split_credentials(cred_string)
-    options, extra, i = {}, [], 0
-    while i < len(words):
-        w = words[i]
-        if w in ("-p", "--password"):
-            raise WorkloadError(codes.WORKLOAD_CONF_ERROR, "workload.conf credString: %s without a value would "
-                                "prompt for a password; write -pPASSWORD or --password=PASSWORD" % w)
-        if w.startswith("-p") and not w.startswith("--"):
-            options["password"], i = w[2:], i + 1
-            continue
-        for key, short, longs in _OPTION_KEYS:
-            value, nxt = take_option(words, i, short, longs)
-            if nxt != i:
-                options[key], i = value, nxt
-                break
-        else:
-            value, nxt = take_option(words, i, None, ("--defaults-file", "--defaults-extra-file"))
-            if nxt != i:
-                options.setdefault("!include", []).append(value)
-            else:
-                extra.append(w)
-                nxt = i + 1
-            i = nxt
-    for key, value in options.items():
-        if key != "!include" and ("\n" in value or "\r" in value):
-            raise WorkloadError(codes.WORKLOAD_CONF_ERROR, "workload.conf credString: %s contains a line break"
-                                % key)
-    return options, extra
+    return parse_options(cred_string, _OPTION_KEYS, ("-p", "--password"), "write -pPASSWORD or --password=PASSWORD")
 
 
 def option_file_text(options):
-    lines = ["!include %s" % p for p in options.get("!include", [])] + ["[client]"]
+    lines = (["!include %s" % options["include"]] if "include" in options else []) + ["[client]"]
     for key in ("user", "password", "host", "port", "socket"):
         if key in options:
             value = options[key].replace("\\", "\\\\").replace('"', '\\"')

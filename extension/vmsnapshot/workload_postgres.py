@@ -18,7 +18,7 @@ import os
 import time
 
 from . import codes, subp
-from .workload import RunAs, WorkloadError, find_client, scrub, split_credentials, take_option
+from .workload import RunAs, WorkloadError, find_client, parse_options, scrub
 
 log = logging.getLogger(__name__)
 
@@ -31,25 +31,13 @@ _CONNINFO_KEYS = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "dbname"
 
 def parse_credentials(cred_string):
     """libpq environment variables from credString (psql options, or key=value conninfo words)."""
-    env, words, i = {}, split_credentials(cred_string), 0
-    while i < len(words):
-        w = words[i]
-        for var, short, longs in _ENV_KEYS:
-            value, nxt = take_option(words, i, short, longs)
-            if nxt != i:
-                env[var], i = value, nxt
-                break
-        else:
-            key, sep, value = w.partition("=")
-            if sep and key.lower() in _CONNINFO_KEYS:
-                env[_CONNINFO_KEYS[key.lower()]] = value
-            elif w in ("-W", "--password"):
-                raise WorkloadError(codes.WORKLOAD_CONF_ERROR, "workload.conf credString: %s would prompt for a "
-                                    "password; write password=PASSWORD" % w)
-            else:
-                raise WorkloadError(codes.WORKLOAD_CONF_ERROR, "workload.conf credString: option %r is not "
-                                    "understood for postgres (use -h, -p, -U, -d, password=)" % w[:20])
-            i += 1
+    env, other = parse_options(cred_string, _ENV_KEYS, ("-W", "--password"), "write password=PASSWORD")
+    for word in other:
+        key, sep, value = word.partition("=")
+        if not (sep and key.lower() in _CONNINFO_KEYS):
+            raise WorkloadError(codes.WORKLOAD_CONF_ERROR, "workload.conf credString: option %r is not understood "
+                                "for postgres (use -h, -p, -U, -d, password=)" % word[:20])
+        env[_CONNINFO_KEYS[key.lower()]] = value
     return env
 
 

@@ -17,6 +17,7 @@ import pytest
 from harness import databases, loopfs
 from harness.dbload import Load, acked_before
 from harness.faultproxy import FaultProxy, Rule
+from harness.interpreters import interpreter_or_skip
 from harness.jobs import SnapshotVM, b64json, safe_config
 
 REASON = databases.skip_reason()
@@ -92,9 +93,10 @@ def postgres(loops):
 class DbVm(object):
     """The extension installed the agent's way, configured to freeze only `mounts`, with a workload.conf."""
 
-    def __init__(self, work, azurite, tenant, built_zip, tls, mounts, on_failure_freeze=True):
+    def __init__(self, work, azurite, tenant, built_zip, tls, mounts, on_failure_freeze=True, python=None):
         self.azurite, self.tls, self.mounts = azurite, tls, list(mounts)
-        self.vm = SnapshotVM(work, azurite, tenant, built_zip, disks=2)
+        self.vm = SnapshotVM(work, azurite, tenant, built_zip, disks=2,
+                             python=interpreter_or_skip(python) if python else None)
         extra = "" if on_failure_freeze else "[SnapshotThread]\nOnAppFailureDoFsFreeze = false\n"
         safe_config(self.vm.config, work, fsfreeze=True, include=self.mounts, extra=extra)
         with open(self.vm.config) as f:

@@ -41,7 +41,7 @@ def assert_no_secret(vm, password=databases.MY_BACKUP_PASSWORD):
 
 
 def test_restore_of_a_backup_under_load_has_every_acknowledged_commit(mariadb, loops, make_vm, tmp_path):
-    vm = make_vm([fs.mountpoint for fs in mariadb.filesystems])
+    vm = make_vm([fs.mountpoint for fs in mariadb.filesystems], python="py3.6")  # the oldest runtime Python
     workload(vm, mariadb)
     doc = vm.diagnose()["workload"]
     assert doc["ok"] and doc["engine"] == "MariaDB" and doc["reachable"] and doc["privileges_sufficient"], doc
@@ -103,7 +103,7 @@ def test_lock_wait_timeout_gives_up_quickly_and_freezes_anyway(mariadb, make_vm)
 def test_sigkill_of_the_job_while_the_lock_is_held(mariadb, make_vm):
     """The freeze guardian thaws within a second; the client session ends with the job (its input pipe
     closes), so the lock goes at once, and the watchdog puts read_only back."""
-    vm = make_vm([fs.mountpoint for fs in mariadb.filesystems])
+    vm = make_vm([fs.mountpoint for fs in mariadb.filesystems], python="py3.6")
     workload(vm, mariadb, timeout="8")
     state = {}
 

@@ -25,7 +25,7 @@ def workload(vm, server, password=databases.PG_PASSWORD, **extra):
 def test_restore_of_a_backup_under_load_has_every_acknowledged_commit(postgres, loops, make_vm, tmp_path):
     data, wal = postgres.filesystems
     assert os.path.realpath(os.path.join(postgres.datadir, "pg_wal")).startswith(wal.mountpoint + "/")
-    vm = make_vm([data.mountpoint, wal.mountpoint])
+    vm = make_vm([data.mountpoint, wal.mountpoint], python="py3.13")
     workload(vm, postgres)
     doc = vm.diagnose()["workload"]
     assert doc["ok"] and doc["engine"] == "PostgreSQL" and doc["reachable"], doc
