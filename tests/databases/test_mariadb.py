@@ -17,8 +17,9 @@ import time
 import pytest
 
 from harness import databases, loopfs
+from harness.dbjobs import wait_for
 
-from .conftest import assert_restores, backup_under_load, wait_for
+from .conftest import assert_restores, backup_under_load
 
 pytestmark = [pytest.mark.root]
 
