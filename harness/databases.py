@@ -64,9 +64,11 @@ class ImageFs(LoopFs):
 class MariaDb(object):
     engine = "mariadb"
 
-    def __init__(self, datadir, rundir):
+    def __init__(self, datadir, rundir, server_id=1, port=None):
+        """port: None = Unix socket only; a number = also TCP on 127.0.0.1 (a replication source)."""
         self.datadir, self.rundir = datadir, rundir
         self.socket = os.path.join(rundir, "mysqld.sock")
+        self.server_id, self.port = server_id, port
         self.proc = None
 
     def install(self):
@@ -79,11 +81,13 @@ class MariaDb(object):
         return self
 
     def start(self):
+        network = ["--bind-address=127.0.0.1", "--port=%d" % self.port] if self.port else ["--skip-networking"]
         self.proc = subprocess.Popen(
             ["mariadbd", "--no-defaults", "--datadir=" + self.datadir, "--user=mysql", "--socket=" + self.socket,
-             "--pid-file=" + os.path.join(self.rundir, "mysqld.pid"), "--skip-networking",
+             "--pid-file=" + os.path.join(self.rundir, "mysqld.pid")] + network + [
              "--log-error=" + os.path.join(self.rundir, "error.log"), "--tmpdir=" + self.rundir,
-             "--log-bin=" + os.path.join(self.datadir, "binlog"), "--server-id=1", "--innodb-buffer-pool-size=32M",
+             "--log-bin=" + os.path.join(self.datadir, "binlog"), "--server-id=%d" % self.server_id,
+             "--innodb-buffer-pool-size=32M",
              "--innodb-log-file-size=16M", "--innodb-flush-log-at-trx-commit=1", "--sync-binlog=1"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 60
@@ -136,6 +140,14 @@ class MariaDb(object):
         self.sql("CREATE USER backup@localhost IDENTIFIED BY '%s'; GRANT RELOAD, READ_ONLY ADMIN, BINLOG MONITOR, "
                  "REPLICATION SLAVE ADMIN, SLAVE MONITOR ON *.* TO backup@localhost;"
                  % MY_BACKUP_PASSWORD.replace("'", "''"))
+        return self
+
+    def replicate_from(self, source, password="repl-Secret"):
+        """Make this (fresh) server a replica of `source` (TCP on 127.0.0.1) from its first binary log."""
+        source.sql("CREATE USER repl@'127.0.0.1' IDENTIFIED BY '%s'; GRANT REPLICATION SLAVE ON *.* TO "
+                   "repl@'127.0.0.1';" % password)
+        self.sql("CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=%d, MASTER_USER='repl', MASTER_PASSWORD='%s', "
+                 "MASTER_LOG_FILE='binlog.000001', MASTER_LOG_POS=4; START SLAVE;" % (source.port, password))
         return self
 
     def check_integrity(self):

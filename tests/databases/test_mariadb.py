@@ -128,3 +128,55 @@ def test_sigkill_of_the_job_while_the_lock_is_held(mariadb, make_vm):
     assert time.monotonic() - state["killed"] < 8
     assert backup.status["code"] == 2 and "killed by signal 9" in backup.message
     assert "snapshots while frozen" in backup.message
+
+
+def test_a_job_outliving_the_workload_timeout_loses_the_lock_and_says_so(mariadb, make_vm):
+    """The watchdog ends the lock at `timeout` even while the job is still frozen: the job then reports
+    file-system consistency (the lock did not cover the whole window) and read_only is back."""
+    vm = make_vm([fs.mountpoint for fs in mariadb.filesystems])
+    workload(vm, mariadb, timeout="2")
+    backup = vm.backup(hold_s=4)
+    assert (backup.status["status"], backup.status["code"]) == ("success", 1), backup.message
+    assert backup.consistency == 1 and "code 508" in backup.message and "ended before the thaw" in backup.message
+    assert read_only(mariadb) == "0"
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_replica_stops_replicating_for_the_freeze_and_resumes(loops, make_vm):
+    source_fs, replica_fs = loops.make("my-source"), loops.make("my-replica")
+    source = databases.MariaDb(os.path.join(source_fs.mountpoint, "data"), os.path.join(loops.base, "src-run"),
+                               server_id=1, port=free_port())
+    replica = databases.MariaDb(os.path.join(replica_fs.mountpoint, "data"), os.path.join(loops.base, "rep-run"),
+                                server_id=2)
+    try:
+        source.install().start().create_bank()
+        replica.install().start().replicate_from(source)
+        wait_for(lambda: replica.query_rows("SELECT COUNT(*) FROM bank.accounts;") == [["20"]]
+                 if replica.query_rows("SHOW DATABASES LIKE 'bank';") else False)
+        vm = make_vm([replica_fs.mountpoint])  # only the replica's file system is ever frozen
+        workload(vm, replica)
+        assert vm.diagnose()["workload"]["role"] == "replica"
+        seen = {}
+
+        def while_frozen():
+            argv = [a for a in replica.client_argv() if a != "--skip-column-names"] + ["--vertical"]
+            status = subprocess.run(argv, input="SHOW ALL SLAVES STATUS;",
+                                    capture_output=True, text=True, timeout=30).stdout
+            seen["sql_thread"] = re.search(r"Slave_SQL_Running: (\w+)", status).group(1)
+        backup = vm.backup(hold_s=1.0, on_frozen=while_frozen)
+        assert (backup.status["status"], backup.status["code"]) == ("success", 0), backup.message
+        assert "replication stopped and restarted" in backup.message
+        assert seen["sql_thread"] == "No", "replication ran during the freeze"
+        source.sql("UPDATE bank.accounts SET bal = bal + 1 WHERE id = 0; UPDATE bank.accounts SET bal = bal - 1 "
+                   "WHERE id = 1;")
+        wait_for(lambda: replica.query_rows("SELECT bal FROM bank.accounts WHERE id = 0;") == [["1001"]])
+    finally:
+        replica.stop()
+        source.stop()
