@@ -12,9 +12,9 @@ import time
 
 import pytest
 from vmsnapshot import scripts
+from vmsnapshot.scripts import load_script_plan, run_post, run_pre, snapshot_decision
 
 from harness.trusteddir import TrustedDir
-from vmsnapshot.scripts import load_script_plan, run_post, run_pre, snapshot_decision
 
 UID = os.geteuid()
 NOBODY = 65534
