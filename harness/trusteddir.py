@@ -5,6 +5,8 @@ is owned by root (or the test's owner_uid) and not writable by group or others; 
 enough. Tests that run scripts therefore put them here instead of under pytest's tmp_path.
 """
 
+import atexit
+import hashlib
 import os
 import shutil
 import stat
@@ -49,3 +51,28 @@ class TrustedDir(object):
     def __exit__(self, *exc):
         shutil.rmtree(self.path, ignore_errors=True)
         return False
+
+
+_TWINS = []
+
+
+def _remove_twins():
+    for path in _TWINS:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def trusted_twin(work):
+    """A directory for `work`'s scripts that the runtime (owner root) trusts: `work` itself when its
+    chain is root-owned and not group/world-writable, else a directory named after it under /run, removed
+    at exit. Without root there is none: `work` is returned and the runtime refuses scripts there."""
+    work = os.path.abspath(work)
+    if _chain_trusted(work, 0) or os.geteuid() != 0 or not _chain_trusted("/run", 0):
+        return work
+    twin = os.path.join("/run", "vmsnapshot-kit-tests", hashlib.sha1(work.encode()).hexdigest()[:16])
+    if not os.path.isdir(twin):
+        os.makedirs(twin, 0o755, exist_ok=True)
+        os.chmod(os.path.dirname(twin), 0o755)
+        if not _TWINS:
+            atexit.register(_remove_twins)
+        _TWINS.append(twin)
+    return twin

@@ -21,6 +21,7 @@ from .telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 STOP_WAIT_S = 15.0
+FROZEN_PHASES = ("freeze", "snapshots while frozen", "thaw")  # the worker's phase names (worker.Job.phase)
 
 
 def _context(with_memory=False):
@@ -149,6 +150,8 @@ def supervise(argv):
     The worker reports its phase over a pipe (no disk writes while frozen), so the status can say
     where it died. Its freeze guardian has already thawed by then (it watches the worker's socket).
     """
+    from . import freezer  # imported here so enable stays fast
+
     henv, _, _, _ = _context()
     wire = sys.stdin.read()
     sys.stdin.close()
@@ -162,7 +165,7 @@ def supervise(argv):
     proc.stdin.write(wire.encode("utf-8"))
     proc.stdin.close()
     wire = None
-    phase, buf = "starting", b""
+    phase, buf, targets = "starting", b"", None
     with os.fdopen(read_fd, "rb", 0) as phases:
         while True:
             chunk = phases.read(256)
@@ -171,19 +174,30 @@ def supervise(argv):
             buf += chunk
             lines = buf.split(b"\n")
             buf = lines.pop()
-            if lines:
-                phase = lines[-1].decode("ascii", "replace")
+            for line in lines:
+                text = line.decode("ascii", "replace")
+                targets = freezer.parse_targets_line(text) or targets
+                if not text.startswith(freezer.TARGETS_PREFIX):
+                    phase = text
+    thawed = None
+    if phase in FROZEN_PHASES and targets:
+        # The worker died while frozen. Its guardian thaws on end-of-file unless it cannot run (stopped, or
+        # killed as well): thaw here too, before anything (our own log included) writes to those disks.
+        thawed = freezer.thaw_targets(targets)
     _, wait_status, usage = os.wait4(proc.pid, 0)
     proc.returncode = code = -os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status) else \
         os.WEXITSTATUS(wait_status)
     log.info("worker %d resources: peak_rss_kb=%d cpu_s=%.3f", proc.pid, usage.ru_maxrss,
              usage.ru_utime + usage.ru_stime)
     State(henv.base_dir).clear_job()
+    if thawed is not None:
+        log.warning("worker died during '%s': supervisor thaw %s", phase, thawed)
     if code != 0:
         how = "was killed by signal %d" % -code if code < 0 else "exited with %d" % code
-        _write_error(henv, spec.seq, codes.ERROR,
-                     "the snapshot job %s during '%s'; any frozen file system was thawed by its guardian"
-                     % (how, phase), spec.locale, spec.task_id)
+        by = "its guardian" if thawed is None else "its guardian and by the supervisor (%s)" % ", ".join(
+            "%s: %s" % t for t in thawed)
+        _write_error(henv, spec.seq, codes.ERROR, "the snapshot job %s during '%s'; any frozen file system was "
+                     "thawed by %s" % (how, phase, by), spec.locale, spec.task_id)
     return 0
 
 

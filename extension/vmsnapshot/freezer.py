@@ -201,6 +201,52 @@ def syncfs_all(mountpoints, timeout_s=None):
     return True
 
 
+TARGETS_PREFIX = "thaw-targets "
+
+
+def targets_line(guardian):
+    """The line the worker sends its supervisor over the phase pipe before freezing: what to thaw should
+    the worker die while frozen with its guardian unable to act (stopped, say). ASCII JSON, one line."""
+    return TARGETS_PREFIX + json.dumps(dict((mp, guardian.expect.get(mp, {})) for mp in guardian.mountpoints))
+
+
+def parse_targets_line(line):
+    """{mountpoint: identity} from a targets_line, None for any other line."""
+    if not line.startswith(TARGETS_PREFIX):
+        return None
+    try:
+        targets = json.loads(line[len(TARGETS_PREFIX):])
+    except ValueError:
+        return None
+    return targets if isinstance(targets, dict) else None
+
+
+def thaw_targets(targets):
+    """FITHAW each planned mount point that still leads to its planned file system (the supervisor's thaw).
+    Returns [(mountpoint, result)]. Never blocks on a frozen file system: opening a directory and FITHAW
+    do not write."""
+    results = []
+    for mp in reversed(list(targets)):
+        try:
+            fd = os.open(mp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as e:
+            results.append((mp, "cannot open: %s" % os.strerror(e.errno)))
+            continue
+        try:
+            problem = identity_problem(fd, mp, targets[mp])
+            if problem:
+                results.append((mp, problem))
+                continue
+            try:
+                fcntl.ioctl(fd, FITHAW, 0)
+                results.append((mp, "thawed"))
+            except OSError as e:
+                results.append((mp, "not frozen" if e.errno == errno.EINVAL else "FITHAW: %s" % os.strerror(e.errno)))
+        finally:
+            os.close(fd)
+    return results
+
+
 LIVENESS_POLL_S = 0.1  # how often a waiting worker checks that the guardian is still alive
 
 

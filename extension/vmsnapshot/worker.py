@@ -281,6 +281,7 @@ class Job(object):
         self.logs.hold()
         try:
             t_freeze = time.monotonic()
+            self.phase(freezer.targets_line(guardian))  # the supervisor's own thaw, should both be stuck
             self.phase("freeze")
             frozen = guardian.freeze()
             self.timings["freeze"] = (time.monotonic() - t_freeze) * 1000

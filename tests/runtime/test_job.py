@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from harness.jobs import b64json
+from harness.jobs import b64json, hook_dir, script_config_path
 from tests.runtime.conftest import grep_tree
 
 
@@ -240,7 +240,7 @@ def test_launcher_without_any_python_writes_a_clear_error_status(vm):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="hooks must be root-owned")
 def test_disable_during_a_pre_hook_kills_it_and_runs_its_thaw(vm, tmp_path):
-    hooks = os.path.join(vm.work, "etc-azure", "hooks.d")
+    hooks = hook_dir(vm.work)
     os.makedirs(hooks, mode=0o700)
     marker = str(tmp_path / "hook.log")
     with open(os.path.join(hooks, "10-slow"), "w") as f:
@@ -267,7 +267,7 @@ def test_disable_during_a_pre_hook_kills_it_and_runs_its_thaw(vm, tmp_path):
 @pytest.mark.skipif(os.geteuid() != 0, reason="script configs and scripts must be root-owned")
 @pytest.mark.parametrize("continue_on_failure,expected_code,snapshots", [(False, 300, 0), (True, 1, 2)])
 def test_microsoft_script_config_failure_rules(vm, tmp_path, continue_on_failure, expected_code, snapshots):
-    etc = os.path.join(vm.work, "etc-azure")
+    etc = os.path.dirname(script_config_path(vm.work))  # a directory chain the runtime trusts
     os.makedirs(etc, exist_ok=True)
     pre, post = os.path.join(etc, "pre.sh"), os.path.join(etc, "post.sh")
     marker = str(tmp_path / "post.ran")
