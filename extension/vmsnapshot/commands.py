@@ -114,11 +114,7 @@ def _enable_again(henv, state, seq):
     'transitioning' by a job that no longer runs (a reboot mid-job) becomes a terminal error."""
     job = state.job()
     running = bool(job and job.get("seq") == seq and (pid_alive(job.get("pid")) or pid_alive(job.get("supervisor"))))
-    try:
-        with open(henv.status_file(seq)) as f:
-            current = json.load(f)[0]["status"]["status"]
-    except (IOError, OSError, ValueError, LookupError, TypeError):
-        current = None
+    current = _status_of(henv, seq)
     if running:
         log.info("seq %s: job still running; nothing to do", seq)
         return 0
@@ -128,6 +124,15 @@ def _enable_again(henv, state, seq):
     _write_error(henv, seq, codes.ERROR, "the job for this sequence number was interrupted before it finished "
                  "(for example by a reboot); the next backup will run normally")
     return 0
+
+
+def _status_of(henv, seq):
+    """'transitioning', 'success', 'error', ... of the local status file, None when unreadable."""
+    try:
+        with open(henv.status_file(seq)) as f:
+            return json.load(f)[0]["status"]["status"]
+    except (IOError, OSError, ValueError, LookupError, TypeError):
+        return None
 
 
 def _start_worker(henv, spec):
@@ -150,17 +155,33 @@ def supervise(argv):
     The worker reports its phase over a pipe (no disk writes while frozen), so the status can say
     where it died. Its freeze guardian has already thawed by then (it watches the worker's socket).
     """
+    started, stop = [], []
+
+    def on_sigterm(signum, frame):  # disable/uninstall: stop the worker once (it unwinds and reports)
+        if not stop:
+            stop.append(signum)
+            if started:
+                started[0].send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     from . import freezer  # imported here so enable stays fast
 
     henv, _, _, _ = _context()
     wire = sys.stdin.read()
     sys.stdin.close()
     spec = settings.JobSpec.from_wire(wire)
+    if stop:
+        _write_error(henv, spec.seq, codes.ERROR, "the job was cancelled (disable or uninstall) before it "
+                     "started", spec.locale, spec.task_id)
+        return 0
     read_fd, write_fd = os.pipe()
     with open(os.devnull, "r+b") as devnull:
         proc = subprocess.Popen([sys.executable, "-B", "-m", "vmsnapshot", "worker", "--phase-fd", str(write_fd)],
                                 stdin=subprocess.PIPE, stdout=devnull, stderr=devnull, cwd=henv.base_dir,
                                 pass_fds=(write_fd,), close_fds=True)
+    started.append(proc)
+    if stop:
+        proc.send_signal(signal.SIGTERM)  # the signal came between the check above and Popen
     os.close(write_fd)
     proc.stdin.write(wire.encode("utf-8"))
     proc.stdin.close()
@@ -275,7 +296,14 @@ def wait_gone(pid, seconds):
 
 
 def stop_running_job(henv, wait_s=STOP_WAIT_S):
-    """Stop a running job and make sure its guardian has thawed. Returns a short description."""
+    """Stop a running or starting job and make sure its guardian has thawed. Returns a short description.
+
+    The caller holds the enable lock (State.lock), so a job enable has started is already recorded in
+    job.json with its supervisor. The supervisor is asked to stop (SIGTERM): it stops its worker, or
+    never starts it; the worker unwinds through its thaw and post scripts and writes its status. Only
+    when that takes longer than wait_s are the worker and the supervisor killed (the guardian, in its own
+    session, then sees end-of-file and thaws).
+    """
     state = State(henv.base_dir)
     job = state.job()
     if not job:
@@ -283,29 +311,63 @@ def stop_running_job(henv, wait_s=STOP_WAIT_S):
     supervisor = job.get("supervisor")
     if supervisor and job.get("supervisor_start") and process_start_time(supervisor) != job["supervisor_start"]:
         supervisor = None  # pid reused by something else
-    deadline = time.monotonic() + 2.0
-    while not job.get("pid") and supervisor and pid_alive(supervisor) and time.monotonic() < deadline:
-        time.sleep(0.02)  # the worker is being started: wait for its pid
-        job = state.job() or job
-    pid, guardian = job.get("pid"), job.get("guardian_pid")
-    if pid and job.get("start") and process_start_time(pid) != job["start"]:
-        pid = None
-    if pid and pid_alive(pid):
-        os.kill(pid, signal.SIGTERM)  # the worker unwinds through its thaw and writes its status
-        if not wait_gone(pid, wait_s):
-            os.kill(pid, signal.SIGKILL)  # its guardian sees end-of-file and thaws at once
-    guardian = (state.job() or {}).get("guardian_pid") or guardian
+    supervised = bool(supervisor and pid_alive(supervisor))
+    if supervised:
+        os.kill(supervisor, signal.SIGTERM)
+    job = state.job() or job
+    pid = _job_worker(job)
+    if pid and not supervised:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + wait_s
+    if supervised:
+        wait_gone(supervisor, wait_s)
+    pid = _job_worker(state.job() or job) or pid
+    if pid and not wait_gone(pid, max(0.0, deadline - time.monotonic())):
+        os.kill(pid, signal.SIGKILL)  # its guardian sees end-of-file and thaws at once
+    if supervised and not wait_gone(supervisor, 0.1):
+        _killpg(supervisor, signal.SIGKILL)  # the supervisor's group: it and a worker not yet recorded
+        wait_gone(supervisor, 5.0)
+    guardian = (state.job() or {}).get("guardian_pid") or job.get("guardian_pid")
     if guardian and not wait_gone(guardian, 5.0):
         os.kill(guardian, signal.SIGTERM)
-    if supervisor:
-        wait_gone(supervisor, 5.0)
+    seq = job.get("seq")
+    if seq is not None and _status_of(henv, seq) == "transitioning":  # stopped before it could report
+        _write_error(henv, seq, codes.ERROR, "the job was cancelled (disable or uninstall) before it finished")
     state.clear_job()
     return "job %s stopped" % (pid or supervisor)
 
 
+def _job_worker(job):
+    pid = job.get("pid")
+    if pid and job.get("start") and process_start_time(pid) != job["start"]:
+        return None  # pid reused by something else
+    return pid if pid and pid_alive(pid) else None
+
+
+def _killpg(pgid, sig):
+    try:
+        os.killpg(pgid, sig)
+    except OSError:
+        pass
+
+
+def _stop_under_lock(henv, then=None):
+    """stop_running_job holding the lock enable takes: a job enable is starting is seen and stopped,
+    and no enable can start one while this runs."""
+    state = State(henv.base_dir)
+    lock = state.lock()
+    try:
+        outcome = stop_running_job(henv)
+        if then is not None:
+            then(state)
+        return outcome
+    finally:
+        State.unlock(lock)
+
+
 def disable(argv):
     henv, _, _, _ = _context()
-    outcome = stop_running_job(henv)
+    outcome = _stop_under_lock(henv)
     log.info("disable: %s", outcome)
     print("vmsnapshot disabled: %s" % outcome)
     return 0
@@ -313,8 +375,7 @@ def disable(argv):
 
 def uninstall(argv):
     henv, _, _, _ = _context()
-    outcome = stop_running_job(henv)
-    State(henv.base_dir).remove_all()
+    outcome = _stop_under_lock(henv, then=lambda state: state.remove_all())
     log.info("uninstall: %s; state removed, configuration kept", outcome)
     print("vmsnapshot uninstalled")
     return 0

@@ -3,6 +3,7 @@
 import json
 import os
 import subprocess
+import threading
 import time
 
 import pytest
@@ -288,3 +289,54 @@ def test_microsoft_script_config_failure_rules(vm, tmp_path, continue_on_failure
     assert status["code"] == expected_code, status["formattedMessage"]
     assert len(vm.snapshots()) == snapshots
     assert os.path.exists(marker), "the post script must run once the pre script ran"
+
+
+def _job_processes(base):
+    """Supervisor and worker processes of this test VM's extension (both run with cwd = its base dir)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            cwd = os.readlink("/proc/%s/cwd" % name)
+            with open("/proc/%s/cmdline" % name, "rb") as f:
+                cmd = f.read().split(b"\0")
+        except OSError:
+            continue
+        if cwd == base and b"vmsnapshot" in cmd and (b"supervise" in cmd or b"worker" in cmd):
+            found.append(int(name))
+    return found
+
+
+DISABLE_RACE_ROUNDS = 6
+
+
+def test_disable_racing_enable_leaves_no_job_behind(vm):
+    """Issue 15, defect 6: disable read job.json without enable's lock, said "no job running" and the job
+    finished afterwards. Now disable takes the lock, sees the starting job and stops it."""
+    mrseq = os.path.join(vm.agent.base, "mrseq")
+    for seq in range(DISABLE_RACE_ROUNDS):
+        vm.write(seq)
+        enable = threading.Thread(target=vm.agent.run, args=("enable", seq))
+        enable.start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # enable holds its lock from before it records the sequence
+            try:
+                with open(mrseq) as f:
+                    if f.read().strip() == str(seq):
+                        break
+            except OSError:
+                pass
+            time.sleep(0.001)
+        disabled = vm.agent.run("disable", seq)
+        enable.join(60)
+        assert disabled.returncode == 0
+        assert _job_processes(vm.agent.base) == [], "round %d: a job process survived disable (%s)" % (
+            seq, disabled.stdout.strip())
+        after = vm.agent.status(seq)
+        time.sleep(1.0)  # a job that survived would finish now
+        later = vm.agent.status(seq)
+        for doc in (after, later):
+            assert doc is not None and doc[0]["status"]["status"] == "error", (
+                "round %d: %s after disable (%s)" % (seq, doc and doc[0]["status"], disabled.stdout.strip()))
+    assert vm.snapshots() == []
