@@ -351,9 +351,48 @@ def _killpg(pgid, sig):
         pass
 
 
+def _earlier_enables(henv):
+    """Pids of this extension's enable commands started no later than this process (the launcher script
+    or the runtime, which runs in the extension directory), still running."""
+    base = os.path.realpath(henv.base_dir)
+    launcher = os.path.join(base, "bin", "handle.sh")
+    me = os.getpid()
+    ours = process_start_time(me) or 0
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            with open("/proc/%s/cmdline" % name, "rb") as f:
+                args = f.read().decode("utf-8", "replace").split("\0")
+            cwd = os.path.realpath(os.readlink("/proc/%s/cwd" % name)) if "vmsnapshot" in args else None
+        except (IOError, OSError):
+            continue
+        runtime = cwd == base and args[args.index("vmsnapshot") + 1:args.index("vmsnapshot") + 2] == ["enable"]
+        shell = any(a.startswith(launcher) and (a.endswith(" enable") or args[i + 1:i + 2] == ["enable"])
+                    for i, a in enumerate(args))
+        started = process_start_time(int(name))
+        if (runtime or shell) and started is not None and started <= ours:
+            found.append(int(name))
+    return found
+
+
+def _wait_for_earlier_enables(henv, wait_s=STOP_WAIT_S):
+    """An enable the agent started before this disable may not hold its lock yet: let it finish (it only
+    records and starts a job, in well under a second) so that its job is the one stopped."""
+    deadline = time.monotonic() + wait_s
+    pending = _earlier_enables(henv)
+    while pending and time.monotonic() < deadline:
+        time.sleep(0.02)
+        pending = [p for p in pending if pid_alive(p)]
+    if pending:
+        log.warning("enable %s still running after %.0f s; stopping what it started so far", pending, wait_s)
+
+
 def _stop_under_lock(henv, then=None):
-    """stop_running_job holding the lock enable takes: a job enable is starting is seen and stopped,
-    and no enable can start one while this runs."""
+    """stop_running_job holding the lock enable takes, after any enable started before us has finished:
+    the job it started is seen and stopped, and no enable can start one while this runs."""
+    _wait_for_earlier_enables(henv)
     state = State(henv.base_dir)
     lock = state.lock()
     try:
