@@ -104,8 +104,11 @@ class Mount(object):
         return "ro" in self.mount_options or "ro" in self.super_options
 
     def to_dict(self):
-        return {"mountpoint": self.mountpoint, "fstype": self.fstype, "devno": self.devno,
-                "source": self.source, "root": self.root, "mount_id": self.mount_id, "st_dev": self.st_dev}
+        d = {"mountpoint": self.mountpoint, "fstype": self.fstype, "devno": self.devno,
+             "source": self.source, "root": self.root, "mount_id": self.mount_id}
+        if self.st_dev is not None:
+            d["st_dev"] = self.st_dev  # pinned (pin()); UNPINNED_DEV: gone or replaced when planned
+        return d
 
     def __repr__(self):
         return "Mount(%r, %s, %s)" % (self.mountpoint, self.fstype, self.devno)
