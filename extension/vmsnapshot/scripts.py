@@ -540,15 +540,24 @@ def _descendants(root, parents, exclude=()):
 
 
 class LeftoverReaper(object):
-    """Around one phase: remembers our children at the start, kills every new descendant at the end."""
+    """Around one phase: remembers our children before the first script starts, kills every new
+    descendant at the end (nothing to do, and no /proc scan, when no script was started)."""
 
     def __init__(self):
-        self.subreaper = become_subreaper()
         self.me = os.getpid()
-        self.before = set(pid for pid, ppid in _parent_map().items() if ppid == self.me)
+        self.before = None
+        self.subreaper = False
+
+    def arm(self):
+        """Called before each script starts; the first call records the children we already have."""
+        if self.before is None:
+            self.subreaper = become_subreaper()
+            self.before = set(pid for pid, ppid in _parent_map().items() if ppid == self.me)
 
     def kill_leftovers(self, rounds=50):
         """SIGKILL every descendant started during the phase and reap it. Returns the pids killed."""
+        if self.before is None:
+            return []
         killed = []
         for _ in range(rounds):
             alive, zombies = _descendants(self.me, _parent_map(), self.before)
@@ -606,7 +615,7 @@ def _spawn_checked(script, script_fd, env):
                 "cannot execute %s: %s" % (script.path, os.strerror(e.errno)))
 
 
-def _run_once(script, timeout_s, env, result, owner_uid=0):
+def _run_once(script, timeout_s, env, result, owner_uid=0, reaper=None):
     """Run one attempt. Sets result fields; returns 'ok', 'failed', 'timeout', 'missing', 'permission'.
 
     The script is opened and checked once (open_checked_script) and that very descriptor is executed as
@@ -618,6 +627,8 @@ def _run_once(script, timeout_s, env, result, owner_uid=0):
     if script_fd is None:
         result.message = problem[1]
         return problem[0]
+    if reaper is not None:
+        reaper.arm()
     try:
         proc = _spawn_checked(script, script_fd, env)
     finally:
@@ -696,7 +707,7 @@ def _supervise(proc, fd, tail, total, start, deadline, timeout_s, result):
     return "ok"
 
 
-def _run_script(script, phase, name, plan, phase_deadline):
+def _run_script(script, phase, name, plan, phase_deadline, reaper=None):
     idx = _PHASE_INDEX[phase]
     result = ScriptResult(name, script.path, script.args, phase, script.origin)
     env = dict(os.environ)
@@ -710,7 +721,7 @@ def _run_script(script, phase, name, plan, phase_deadline):
             return result
         result.attempts = attempt + 1
         result.timed_out = False
-        outcome = _run_once(script, min(script.timeout_s, left), env, result, plan.owner_uid)
+        outcome = _run_once(script, min(script.timeout_s, left), env, result, plan.owner_uid, reaper)
         log.info("%s script %s %s: attempt %d/%d, %s in %.0f ms%s", phase, name, script.path, attempt + 1,
                  1 + script.retries, outcome, result.duration_ms,
                  (", output tail:\n" + result.output_tail[-1024:]) if result.output_tail.strip() else "")
@@ -741,7 +752,7 @@ def run_pre(plan):
             if unit.pre is None:
                 continue
             phase.ran = True
-            res = _run_script(unit.pre, "pre", unit.name, plan, deadline)
+            res = _run_script(unit.pre, "pre", unit.name, plan, deadline, reaper)
             phase.scripts.append(res)
             if not res.ok:
                 phase.fail(res.code, "pre script %s: %s" % (unit.pre.path, res.message))
@@ -767,7 +778,7 @@ def run_post(plan):
             if unit.post is None:
                 continue
             phase.ran = True
-            res = _run_script(unit.post, "post", unit.name, plan, deadline)
+            res = _run_script(unit.post, "post", unit.name, plan, deadline, reaper)
             phase.scripts.append(res)
             if not res.ok:
                 phase.fail(res.code, "post script %s: %s" % (unit.post.path, res.message))
