@@ -102,6 +102,7 @@ class ScriptPlan(object):
         self.host_timeout_s = host_timeout_s
         self.owner_uid = owner_uid
         self.entered = None  # units reached by run_pre (None: run_pre not called)
+        self.reaper = None  # set by run_pre: what its scripts left running lives until run_post ends
 
     @property
     def enabled(self):
@@ -485,7 +486,9 @@ def load_script_plan(config_path=None, hook_dir=DEFAULT_HOOK_DIR, host_timeout_s
 # A script's background child that calls setsid leaves the script's process group, so the group kill does
 # not reach it, and when the script exits it is re-parented to init and forgotten. The runner therefore
 # makes itself a child subreaper (prctl PR_SET_CHILD_SUBREAPER, Linux 3.4+): such orphans are re-parented
-# to it instead, and after each phase every descendant that did not exist before the phase is killed.
+# to it instead. What a pre script leaves running (the classic pattern: a client session holding a database
+# lock in the background) lives until the post phase has run, then every descendant that did not exist
+# before the pre phase is killed; the post phase's own leftovers are killed at its end too.
 # Without prctl (other systems, old kernels) only descendants still attached to us are found.
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -745,20 +748,17 @@ def run_pre(plan):
         return phase
     t0 = time.monotonic()
     deadline = t0 + plan.host_timeout_s
-    reaper = LeftoverReaper()
-    try:
-        for unit in plan.units:
-            plan.entered.append(unit)
-            if unit.pre is None:
-                continue
-            phase.ran = True
-            res = _run_script(unit.pre, "pre", unit.name, plan, deadline, reaper)
-            phase.scripts.append(res)
-            if not res.ok:
-                phase.fail(res.code, "pre script %s: %s" % (unit.pre.path, res.message))
-                break
-    finally:
-        reaper.kill_leftovers()
+    plan.reaper = reaper = LeftoverReaper()
+    for unit in plan.units:
+        plan.entered.append(unit)
+        if unit.pre is None:
+            continue
+        phase.ran = True
+        res = _run_script(unit.pre, "pre", unit.name, plan, deadline, reaper)
+        phase.scripts.append(res)
+        if not res.ok:
+            phase.fail(res.code, "pre script %s: %s" % (unit.pre.path, res.message))
+            break
     phase.duration_ms = round((time.monotonic() - t0) * 1000.0, 3)
     return phase
 
@@ -772,7 +772,7 @@ def run_post(plan):
     units = plan.units if plan.entered is None else plan.entered
     t0 = time.monotonic()
     deadline = t0 + plan.host_timeout_s
-    reaper = LeftoverReaper()
+    reaper = plan.reaper or LeftoverReaper()  # one reaper: what the pre phase left is killed here too
     try:
         for unit in reversed(units):
             if unit.post is None:
@@ -784,6 +784,7 @@ def run_post(plan):
                 phase.fail(res.code, "post script %s: %s" % (unit.post.path, res.message))
     finally:
         reaper.kill_leftovers()
+        plan.reaper = None
     phase.duration_ms = round((time.monotonic() - t0) * 1000.0, 3)
     return phase
 
