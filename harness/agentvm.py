@@ -9,7 +9,8 @@ import json
 import os
 
 from .guestagent import GuestAgent, extension_status
-from .jobs import SnapshotVM, safe_config
+from .jobs import SnapshotVM, safe_config, script_config_path
+from .jobs import hook_dir as jobs_hook_dir
 from .wireserver import FakeWireServer, GoalState
 
 TERMINAL = ("success", "error")
@@ -35,7 +36,8 @@ class AgentVM(object):
         self._mark = 0
 
     def write_script_config(self, doc):
-        path = os.path.join(self.work, "etc-azure", "VMSnapshotScriptPluginConfig.json")
+        path = script_config_path(self.work)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w") as f:
             json.dump(doc, f)
         os.chmod(path, 0o600)
@@ -105,7 +107,7 @@ class AgentVM(object):
 
     def write_hook(self, name, script):
         """An executable pre/post hook in the runtime's HookDir (root-owned, 0700, as the runtime demands)."""
-        hook_dir = os.path.join(self.work, "etc-azure", "hooks.d")
+        hook_dir = jobs_hook_dir(self.work)
         os.makedirs(hook_dir, mode=0o700, exist_ok=True)
         path = os.path.join(hook_dir, name)
         with open(path, "w") as f:
