@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 import uuid
 
 import pytest
@@ -156,19 +155,6 @@ def fill(directory):
             f.write(b"x" * 4096)
 
 
-def final_status_blob(vm, timeout=15):
-    """The status blob once it is final (it is uploaded just after the local status is written)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            blob = vm.status_blob()[0]["status"]
-        except ValueError:
-            blob = None  # read mid-upload
-        if (blob and blob["status"] != "transitioning") or time.monotonic() > deadline:
-            return blob
-        time.sleep(0.05)
-
-
 @pytest.mark.parametrize("reserve", ["reserve file", "no reserve (rewrite in place)"])
 def test_final_status_survives_a_status_folder_that_fills_up_during_the_job(vm, small_status_fs, reserve):
     vm.write(0)
@@ -182,7 +168,7 @@ def test_final_status_survives_a_status_folder_that_fills_up_during_the_job(vm, 
     doc = vm.agent.wait_terminal(0, timeout=30)
     status = doc[0]["status"]
     assert (status["status"], status["code"]) == ("success", 1), status
-    blob = vm.status_blob()[0]["status"]
+    blob = vm.final_status_blob()[0]["status"]
     assert (blob["status"], blob["code"]) == ("success", "1"), blob
     assert len(vm.snapshots()) == len(vm.disk_names)
     again = vm.agent.run("enable")  # the same sequence again: still exit 0, status kept
