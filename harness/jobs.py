@@ -112,3 +112,16 @@ class SnapshotVM(object):
     def status_blob(self):
         raw = self.azurite.read_blob(self.container, "status.json").decode().rstrip()
         return json.loads(raw)
+
+    def final_status_blob(self, timeout=15):
+        """The status blob once it is no longer 'transitioning' (the job uploads it just after writing
+        the local status, so a test that saw the local status final must wait for it)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                doc = self.status_blob()
+            except ValueError:
+                doc = None  # read mid-upload
+            if (doc and doc[0]["status"]["status"] != "transitioning") or time.monotonic() > deadline:
+                return doc
+            time.sleep(0.05)

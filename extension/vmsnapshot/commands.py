@@ -14,7 +14,7 @@ import sys
 import time
 
 from . import codes, config, handlerenv, joblog, settings
-from .fileutil import atomic_write, ensure_dir
+from .fileutil import atomic_write, ensure_dir, unsafe_directory
 from .state import State, pid_alive, process_start_time
 from .status import Report, write_local
 from .telemetry import Telemetry
@@ -85,7 +85,9 @@ def enable(argv):
             public = handler.get("publicSettings") or {}
             private = settings.decrypt_protected(handler, cert_dir(henv, cfg))
             spec = settings.validate(seq, public, private, deadline_minutes=cfg.command_deadline_minutes)
-        except settings.SettingsError as e:
+        except (settings.SettingsError, RecursionError, MemoryError) as e:
+            e = e if isinstance(e, settings.SettingsError) else settings.bad("settings", "are too deeply nested "
+                                                                              "or too large to process")
             public = handler.get("publicSettings")
             locale = public.get("locale") if isinstance(public, dict) else None
             _write_error(henv, seq, e.code, e.message, locale if isinstance(locale, str) else None)
@@ -261,15 +263,25 @@ def snapshot(argv):
                              "(chmod 600): it holds SAS URIs\n" % path)
             return 2
         with open(path) as f:
-            doc = json.load(f)
-    except (IOError, OSError, ValueError) as e:
+            doc = settings.parse_json("settings file", f.read(settings.MAX_SETTINGS_BYTES + 1))
+    except (IOError, OSError, ValueError, settings.SettingsError) as e:
         sys.stderr.write("vmsnapshot: cannot read %s: %s\n" % (path, getattr(e, "strerror", None) or e))
         return 2
     seq = int(argv[argv.index("--seq") + 1]) if "--seq" in argv else 0
     status_dir = argv[argv.index("--status-dir") + 1] if "--status-dir" in argv else os.path.join(
         os.path.dirname(os.path.abspath(path)), "status")
-    henv = handlerenv.load(os.path.dirname(os.path.abspath(path)))
+    try:
+        henv = handlerenv.load(os.path.dirname(os.path.abspath(path)))
+    except handlerenv.HandlerEnvError as e:
+        sys.stderr.write("vmsnapshot: %s\n" % e)
+        return 2
     henv.status_dir = status_dir
+    unsafe = _unsafe_paths(henv, path)
+    if unsafe:
+        sys.stderr.write("vmsnapshot: refusing to run as root with files in a directory others control: %s "
+                         "(every directory from it up to / must be owned by root and not group/world "
+                         "writable)\n" % unsafe)
+        return 3
     try:
         cfg = config.load()
         spec = settings.validate(seq, doc.get("publicSettings"), doc.get("protectedSettings") or {},
@@ -285,6 +297,20 @@ def snapshot(argv):
                                 job.report.code, text))
     print("status file: %s" % henv.status_file(seq))
     return 0 if job.report.code in codes.SUCCESS_CODES else 1
+
+
+def _unsafe_paths(henv, settings_path):
+    """Why a root `snapshot` must not use these paths (None when it may): the settings file's directory
+    decides the handler, log, status and events directories, so a user who controls any of them could
+    make root write anywhere. Not checked for other users: they can only write where they already can."""
+    if os.geteuid() != 0:
+        return None
+    for directory in (os.path.dirname(os.path.abspath(settings_path)), henv.base_dir, henv.log_dir,
+                      henv.status_dir, henv.events_dir):
+        reason = directory and unsafe_directory(directory)
+        if reason:
+            return reason
+    return None
 
 
 def wait_gone(pid, seconds):

@@ -82,7 +82,13 @@ class Job(object):
 
     # -- reporting --------------------------------------------------------------------------------
     def write_status(self):
-        write_local(self.henv.status_dir, self.spec.seq, self.report)
+        """The local status; a failure (a full file system) is logged, never stops the status blob."""
+        try:
+            write_local(self.henv.status_dir, self.spec.seq, self.report)
+            return True
+        except (IOError, OSError) as e:
+            log.error("local status not written: %s", e)
+            return False
 
     def upload_status(self):
         if not (self.spec.status_blob_uri and self.cfg.upload_status_and_log):

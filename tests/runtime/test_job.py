@@ -2,7 +2,10 @@
 
 import json
 import os
+import pathlib
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -40,7 +43,7 @@ def test_enable_runs_a_crash_consistent_job(vm):
     assert sorted(n for n, _, _ in snaps) == sorted(vm.disk_names)
     assert all(meta.get("BackupTaskId") == "task-0" and meta.get("Origin") == "kit-tests" for _, _, meta in snaps)
     # The status blob carries the same report, as Azure Backup reads it.
-    blob = vm.status_blob()
+    blob = vm.final_status_blob()  # uploaded just after the local status: wait for it
     assert blob[0]["status"]["status"] == "success" and blob[0]["status"]["code"] == "1"
     # The job's log went to logsBlobUri (an append blob), redacted.
     deadline, log_text = time.monotonic() + 10, ""
@@ -174,8 +177,22 @@ def test_diagnose_reports_plan_and_never_prints_secrets(vm):
     assert not any(s in proc.stdout for s in vm.secrets())
 
 
-def test_manual_snapshot_run_outside_the_agent(vm, tmp_path):
-    settings_file = tmp_path / "manual.json"
+@pytest.fixture
+def manual_dir(tmp_path):
+    """Where an operator keeps a manual job's settings: as root, a directory only root controls (a root
+    `snapshot` refuses directories others can write, /tmp included: tests/runtime/test_security_root.py)."""
+    if os.geteuid() != 0:
+        yield tmp_path
+        return
+    safe = tempfile.mkdtemp(prefix="vmsnapshot-manual-", dir="/var/lib")
+    try:
+        yield pathlib.Path(safe)
+    finally:
+        shutil.rmtree(safe)
+
+
+def test_manual_snapshot_run_outside_the_agent(vm, manual_dir):
+    settings_file = manual_dir / "manual.json"
     settings_file.write_text(json.dumps({"publicSettings": vm.public(0), "protectedSettings": vm.private()}))
     cmd = [vm.agent.base + "/bin/handle.sh", "snapshot", "--settings", str(settings_file)]
     os.chmod(str(settings_file), 0o644)
