@@ -27,6 +27,7 @@ import threading
 import time
 import traceback
 
+from vmsnapshot.fileutil import NOFOLLOW
 from vmsnapshot.freezeproto import (
     CODE_FREEZE_FAILED,
     CODE_FREEZE_TIMEOUT,
@@ -199,7 +200,7 @@ class Guardian(object):
                 parent = os.path.dirname(self.lock_path)
                 if parent and not os.path.isdir(parent):
                     os.makedirs(parent, 0o755)
-                self.lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                self.lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | NOFOLLOW, 0o600)
             except OSError as e:
                 self.lock_error = "cannot open lock file %s: %s" % (self.lock_path, os.strerror(e.errno))
         try:  # the OOM killer must never pick the process that holds a freeze
