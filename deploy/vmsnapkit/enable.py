@@ -271,22 +271,56 @@ def _refresh_containers(ctx, bk, vault, timeout=REFRESH_TIMEOUT):
 
 
 def _plan_policies(bk, vault, tasks, base_name, dry_run):
-    """Assign VMs to the base policy while it has room, then to shards `<base>-2`, `<base>-3`, ..."""
+    """Assign VMs to the base policy while it has room, then to shards `<base>-2`, `<base>-3`, ... (missing
+    shards are created as copies of the base policy)."""
     if not tasks:
         return
+    from azure.mgmt.recoveryservicesbackup import models
+
+    base_props = _base_policy(bk, vault, base_name)
+    plans = _shard(bk, vault, tasks, base_name, int(base_props.get("protectedItemsCount") or 0))
+    for plan in plans:
+        if not plan.assigned:
+            continue
+        if not plan.exists and not dry_run:
+            props = {k: v for k, v in base_props.items() if k != "protectedItemsCount"}
+            bk.protection_policies.create_or_update(
+                vault.name,
+                vault.resource_group,
+                plan.name,
+                models.ProtectionPolicyResource({"properties": props}),
+            )
+        for t in plan.assigned:
+            t.policy = plan.name
+            if not plan.exists:
+                t.detail = (t.detail + "; " if t.detail else "") + f"new policy shard {plan.name}"
+
+
+def _base_policy(bk, vault, name):
+    """The properties of the policy named by --policy; a clear error when it is missing or not for VMs."""
     from azure.core.exceptions import ResourceNotFoundError
 
     try:
-        base = bk.protection_policies.get(vault.name, vault.resource_group, base_name)
+        base = bk.protection_policies.get(vault.name, vault.resource_group, name)
     except ResourceNotFoundError:
         raise KitError(
-            f"policy {base_name!r} not found in vault {vault.name}: create it or pass --policy",
+            f"policy {name!r} not found in vault {vault.name}: create it or pass --policy",
             EXIT_NOT_FOUND,
         ) from None
-    base_props = dict(lookup(base, "properties", default={}))
-    if str(base_props.get("backupManagementType", "")).lower() != "azureiaasvm":
-        raise KitError(f"policy {base_name!r} of vault {vault.name} is not an AzureIaasVM policy", EXIT_USAGE)
-    plans = [PolicyPlan(base_name, int(base_props.get("protectedItemsCount") or 0), True)]
+    props = dict(lookup(base, "properties", default={}))
+    if str(props.get("backupManagementType", "")).lower() != BACKUP_MANAGEMENT_TYPE.lower():
+        raise KitError(
+            f"policy {name!r} of vault {vault.name} is not an {BACKUP_MANAGEMENT_TYPE} policy", EXIT_USAGE
+        )
+    return props
+
+
+def _shard(bk, vault, tasks, base_name, base_count):
+    """PolicyPlans filling the base policy up to POLICY_CAPACITY, then `<base>-2`, `<base>-3`, ... (existing
+    shards with their own counts, missing ones marked to create)."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    plans = [PolicyPlan(base_name, base_count, True)]
     queue = list(tasks)
     shard = 1
     while queue:
@@ -305,23 +339,7 @@ def _plan_policies(bk, vault, tasks, base_name, dry_run):
             )
         except ResourceNotFoundError:
             plans.append(PolicyPlan(name, 0, False))
-    for plan in plans:
-        if not plan.assigned:
-            continue
-        if not plan.exists and not dry_run:
-            from azure.mgmt.recoveryservicesbackup import models
-
-            props = {k: v for k, v in base_props.items() if k != "protectedItemsCount"}
-            bk.protection_policies.create_or_update(
-                vault.name,
-                vault.resource_group,
-                plan.name,
-                models.ProtectionPolicyResource({"properties": props}),
-            )
-        for t in plan.assigned:
-            t.policy = plan.name
-            if not plan.exists:
-                t.detail = (t.detail + "; " if t.detail else "") + f"new policy shard {plan.name}"
+    return plans
 
 
 async def _enable_all(ctx, tasks, concurrency, resume, progress):

@@ -69,32 +69,11 @@ def from_graph(factory, selection, all_extensions=False, progress=None, protecti
     vms: Dict[str, VmRecord] = {}
     for row in graphquery.rows(factory, selection.subscriptions, query, progress):
         key = str(row.get("vmId", "")).lower()
-        rec = vms.get(key)
-        if rec is None:
-            ref = _ref_from_id(key) or VmRef(
-                row.get("subscriptionId", ""), row.get("resourceGroup", ""), row.get("vmName", "")
-            )
-            rec = vms[key] = VmRecord(
-                id=key,
-                name=row.get("vmName") or ref.name,
-                resource_group=row.get("resourceGroup") or ref.resource_group,
-                subscription=row.get("subscriptionId") or ref.subscription,
-                location=row.get("location") or "",
-                tags=row.get("tags") or {},
-            )
+        rec = vms.get(key) or vms.setdefault(key, _record_from_row(key, row))
         if protection is not None and row.get("itemId"):
             add_protection(protection, protection_from_row(row))
         if row.get("extName") and not any(e.name == row["extName"] for e in rec.extensions):
-            rec.extensions.append(
-                ExtensionState(
-                    name=row["extName"],
-                    publisher=row.get("publisher") or "",
-                    type=row.get("extType") or "",
-                    version=row.get("version") or "",
-                    provisioning_state=row.get("state") or "",
-                    auto_upgrade=row.get("autoUpgradeMinorVersion"),
-                )
-            )
+            rec.extensions.append(_extension_from_row(row))
     out = [r for r in vms.values() if selection.matches(r.id, r.resource_group, r.tags)]
     if selection.vms:
         found = {r.key for r in out}
@@ -110,6 +89,30 @@ def from_graph(factory, selection, all_extensions=False, progress=None, protecti
             if v.key not in found
         ]
     return sorted(out, key=lambda r: r.key)
+
+
+def _record_from_row(key, row):
+    """A VmRecord (no extensions yet) from the VM columns of a Resource Graph row."""
+    ref = _ref_from_id(key) or VmRef(row.get("subscriptionId", ""), row.get("resourceGroup", ""), row.get("vmName", ""))
+    return VmRecord(
+        id=key,
+        name=row.get("vmName") or ref.name,
+        resource_group=row.get("resourceGroup") or ref.resource_group,
+        subscription=row.get("subscriptionId") or ref.subscription,
+        location=row.get("location") or "",
+        tags=row.get("tags") or {},
+    )
+
+
+def _extension_from_row(row):
+    return ExtensionState(
+        name=row["extName"],
+        publisher=row.get("publisher") or "",
+        type=row.get("extType") or "",
+        version=row.get("version") or "",
+        provisioning_state=row.get("state") or "",
+        auto_upgrade=row.get("autoUpgradeMinorVersion"),
+    )
 
 
 def _ref_from_id(vm_id):
