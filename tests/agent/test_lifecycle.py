@@ -70,10 +70,9 @@ def test_install_and_enable_runs_one_snapshot_job(vm):
     assert henv[0]["handlerEnvironment"]["statusFolder"] == os.path.join(base, "status")
     # How the agent itself reads our manifest (2.7.3 uses plain truthiness: the string "false" would be True).
     manifest = vm.agent.read_manifest(base)
-    assert manifest.is_report_heartbeat() is False    # so no heartbeat.log is owed
-    assert manifest.is_continue_on_update_failure() is False
-    assert manifest.supports_multiple_extensions() is False
-    assert manifest.is_update_with_install() is True
+    assert manifest == {"is_report_heartbeat": False,   # so no heartbeat.log is owed
+                        "is_continue_on_update_failure": False, "supports_multiple_extensions": False,
+                        "is_update_with_install": True}
     assert os.path.exists(os.path.join(base, "config", "0.settings"))
     assert read(os.path.join(base, "config", "HandlerState")).strip() == "Enabled"
     assert read(os.path.join(base, "mrseq")).strip() == "0"
