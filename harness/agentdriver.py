@@ -47,6 +47,7 @@ class Driver(object):
         self.protocol = None
         self.handler = None
         self.supports_fast_track = False
+        self.last_processed = None
 
     # -- the one replacement: restutil.http_request --------------------------------------------------
     def http_request(self, method, url, data=None, *args, **kwargs):
@@ -81,18 +82,32 @@ class Driver(object):
                 "python": "%d.%d.%d" % sys.version_info[:3]}
 
     def process_goal_state(self):
-        """As the daemon's loop (ga/update.py): fetch the goal state (the incarnation and, on agents that know
-        FastTrack, the vmSettings with If-None-Match), note whether the HostGAPlugin supports vmSettings, run."""
-        self.protocol.client.update_goal_state()
-        hostplugin = self.protocol.client.get_host_plugin()
+        """What one pass of the daemon's loop (ga/update.py) does: fetch the goal state (the incarnation and,
+        on agents that know FastTrack, the vmSettings with If-None-Match), note whether the HostGAPlugin supports
+        vmSettings, and run the handlers only when the extensions goal state is new (2.8+: a new goal state
+        id; 2.7.3: a new incarnation). Returns which goal state the agent now holds and whether it ran it."""
+        client = self.protocol.client
+        client.update_goal_state()
+        goal_state = client.get_goal_state()
+        egs = getattr(goal_state, "extensions_goal_state", None) or client.get_extensions_goal_state()
+        if hasattr(egs, "is_outdated"):       # 2.8+: UpdateHandler._processing_new_extensions_goal_state
+            new = egs.id != self.last_processed and not egs.is_outdated
+            processed = egs.id
+        else:                                 # 2.7.3: UpdateHandler._process_goal_state keys on the incarnation
+            processed = goal_state.incarnation
+            new = processed != self.last_processed
+        hostplugin = client.get_host_plugin()
         if hasattr(hostplugin, "check_vm_settings_support"):  # 2.8+: what UpdateHandler reports as FastTrack support
             conf = importlib.import_module("azurelinuxagent.common.conf")
             try:
                 self.supports_fast_track = bool(conf.get_enable_fast_track() and hostplugin.check_vm_settings_support())
             except Exception:  # VmSettingsNotSupported
                 self.supports_fast_track = False
-        self.handler.run()
-        return {"supports_fast_track": self.supports_fast_track}
+        if new:
+            self.handler.run()
+            self.last_processed = processed
+        return {"ran": new, "supports_fast_track": self.supports_fast_track, "id": egs.id,
+                "source": getattr(egs, "source", None), "parsed_from": type(egs).__name__}
 
     def report(self):
         report = self.handler.report_ext_handlers_status

@@ -33,6 +33,7 @@ class AgentVM(object):
         self.agent = GuestAgent(self.work, package_root, self.wireserver, conf_path=os.path.join(etc, "waagent.conf"),
                                 python=python)
         self.published = None
+        self.publication = None     # how the host sent the last goal state (harness.fasttrack.Publication)
         self._mark = 0
 
     def write_script_config(self, doc):
@@ -47,9 +48,11 @@ class AgentVM(object):
         return {"publicSettings": public, "protectedSettings": self.tenant.encrypt(json.dumps(private), cipher),
                 "protectedSettingsCertThumbprint": self.tenant.thumbprint}
 
-    def publish(self, version, seq, settings, state="enabled"):
+    def publish(self, version, seq, settings, state="enabled", source=None):
+        """A new goal state, sent as the host would (FastTrack to an agent that advertised it, else Fabric)."""
         self.published = GoalState(self.handler, version, state, seq, settings)
-        self.wireserver.publish(self.published)
+        self.publication = self.wireserver.publish(self.published, source)
+        return self.publication
 
     def deliver(self, version, seq, settings, state="enabled"):
         """Publish a goal state and let the agent process it; returns the commands it ran for it."""

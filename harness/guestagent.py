@@ -98,8 +98,9 @@ def agent_matrix():
     """The agents tests/agent drive: Debian's 2.7.3 on Python 3.11, upstream 2.15.0.1 on 3.11 and on 3.13.
     WAAGENT_DIR replaces the matrix with that one agent on this interpreter."""
     if os.environ.get("WAAGENT_DIR"):
-        root, why = find_agent()
-        return [AgentCombo("waagent-dir", root, sys.executable if root else None, why)]
+        root, where = find_agent()
+        return [AgentCombo("waagent-dir", root, sys.executable, None) if root else
+                AgentCombo("waagent-dir", None, None, where)]
     combos = []
     for combo_id, find, version in (("debian-2.7.3-py3.11", find_agent, (3, 11)),
                                     ("upstream-2.15-py3.11", find_upstream_agent, (3, 11)),
@@ -146,6 +147,7 @@ class GuestAgent(object):
         self.version = None
         self.python_version = None
         self.supports_fast_track = False
+        self.goal_state = None      # what process_goal_state last returned
         self._process = None
 
     # -- life cycle ------------------------------------------------------------------------------------
@@ -208,8 +210,13 @@ class GuestAgent(object):
 
     # -- what the daemon's extension loop does --------------------------------------------------------
     def process_goal_state(self):
-        """Fetch the goal state the fake now publishes and process it (download, install, enable, ...)."""
-        self.supports_fast_track = self._call("process_goal_state")["supports_fast_track"]
+        """Fetch the goal state the fake now publishes and, if it is new to the agent, process it (download,
+        install, enable, ...). Returns {ran, supports_fast_track, id, source, parsed_from}: the extensions goal
+        state the agent holds, by its own id, source and class (ExtensionsGoalStateFromVmSettings or ...
+        FromExtensionsConfig)."""
+        self.goal_state = self._call("process_goal_state")
+        self.supports_fast_track = self.goal_state["supports_fast_track"]
+        return self.goal_state
 
     def report(self):
         """One status reporting cycle; returns the VM status document the agent uploaded."""

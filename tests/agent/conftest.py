@@ -18,7 +18,6 @@ from harness.certs import TenantCert, make_tls
 from harness.guestagent import agent_matrix
 from harness.handler import build_zip
 
-
 MATRIX = agent_matrix()
 
 

@@ -14,17 +14,13 @@ import re
 import time
 
 import pytest
-from agentchecks import QUIET_AGENT, assert_no_status_error, assert_reported_as_written
+from agentchecks import NO_SCRIPTS, QUIET_AGENT, assert_no_status_error, assert_reported_as_written
 
 from harness.guestagent import extension_status, handler_status
 from harness.secretscan import files_containing, sas_signatures
 
 SUCCESS_CRASH_CONSISTENT = 1   # codes.SUCCESS: every disk snapshotted, nothing frozen
 BAD_PARAMETER = 11
-# Microsoft's shipped VMSnapshotScriptPluginConfig.json with no script configured.
-NO_SCRIPTS = {"pluginName": "ScriptRunner", "preScriptLocation": "", "postScriptLocation": "",
-              "preScriptParams": [], "postScriptParams": [], "preScriptNoOfRetries": 0, "postScriptNoOfRetries": 0,
-              "timeoutInSeconds": 30, "continueBackupOnFailure": True, "fsFreezeEnabled": True}
 EVENT_KEYS = ("Version", "Timestamp", "TaskName", "EventLevel", "Message", "EventPid", "EventTid", "OperationId")
 EVENT_LEVELS = ("Critical", "Error", "Warning", "Verbose", "Informational", "LogAlways")
 pytestmark = QUIET_AGENT
