@@ -19,6 +19,22 @@ from harness.guestagent import agent_matrix
 from harness.handler import build_zip
 
 MATRIX = agent_matrix()
+# Combinations that run the core only: tests marked `agent_full` (about the handler's own status contents
+# and its cancel path, which do not depend on the agent's interpreter) are skipped there, keeping the suite's time.
+CORE_ONLY = {"upstream-2.15-py3.13"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "agent_full: runs on the full-matrix agents only, not on %s" % (
+        ", ".join(sorted(CORE_ONLY))))
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        combo = getattr(getattr(item, "callspec", None), "params", {}).get("agent_combo")
+        if combo is not None and combo.id in CORE_ONLY and item.get_closest_marker("agent_full"):
+            item.add_marker(pytest.mark.skip(reason="%s runs the core subset; the full lifecycle runs on %s" % (
+                combo.id, ", ".join(c.id for c in MATRIX if c.id not in CORE_ONLY))))
 
 
 @pytest.fixture(scope="session", params=MATRIX, ids=[c.id for c in MATRIX])
