@@ -159,8 +159,9 @@ class GuestAgent(object):
         os.chmod(self.lib_dir, 0o700)
         with open(self.conf_path, "w") as f:
             f.write(agent_conf(self.work))
-        self._process = subprocess.Popen([self.python, DRIVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=open(os.path.join(self.work, "agentdriver.stderr"), "ab"))
+        with open(os.path.join(self.work, "agentdriver.stderr"), "ab") as stderr:
+            self._process = subprocess.Popen([self.python, DRIVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                             stderr=stderr)
         started = self._call("start", self.package_root, self.conf_path, self.agent_log, self.lib_dir)
         self.version, self.python_version = started["version"], started["python"]
         return self
