@@ -19,7 +19,7 @@ TERMINAL = ("success", "error")
 class AgentVM(object):
     """A VM as the agent sees it: disks in Azurite, the fabric (fake WireServer) and the real agent."""
 
-    def __init__(self, root, package_root, azurite, tenant, zips):
+    def __init__(self, root, package_root, azurite, tenant, zips, python=None):
         self.work = os.path.join(root, "vm")          # everything the agent and the runtime write
         etc = os.path.join(self.work, "etc-azure")
         os.makedirs(etc)
@@ -31,8 +31,10 @@ class AgentVM(object):
         self.handler = os.path.basename(zips[self.versions[0]]).split("__")[0]
         self.wireserver = FakeWireServer(os.path.join(self.work, "lib"), tenant, zips)
         # The agent reads the same waagent.conf the runtime is pointed at (WaagentConf in safe_config).
-        self.agent = GuestAgent(self.work, package_root, self.wireserver, conf_path=os.path.join(etc, "waagent.conf"))
+        self.agent = GuestAgent(self.work, package_root, self.wireserver, conf_path=os.path.join(etc, "waagent.conf"),
+                                python=python)
         self.published = None
+        self.publication = None     # how the host sent the last goal state (harness.fasttrack.Publication)
         self._mark = 0
 
     def write_script_config(self, doc):
@@ -48,9 +50,11 @@ class AgentVM(object):
         return {"publicSettings": public, "protectedSettings": self.tenant.encrypt(json.dumps(private), cipher),
                 "protectedSettingsCertThumbprint": self.tenant.thumbprint}
 
-    def publish(self, version, seq, settings, state="enabled"):
+    def publish(self, version, seq, settings, state="enabled", source=None):
+        """A new goal state, sent as the host would (FastTrack to an agent that advertised it, else Fabric)."""
         self.published = GoalState(self.handler, version, state, seq, settings)
-        self.wireserver.publish(self.published)
+        self.publication = self.wireserver.publish(self.published, source)
+        return self.publication
 
     def deliver(self, version, seq, settings, state="enabled"):
         """Publish a goal state and let the agent process it; returns the commands it ran for it."""
@@ -68,7 +72,7 @@ class AgentVM(object):
         """Stop the agent and start a new one on the same disk state, as after a reboot or agent update."""
         old = self.agent
         old.close()
-        self.agent = GuestAgent(old.work, old.package_root, self.wireserver, conf_path=old.conf_path)
+        self.agent = GuestAgent(old.work, old.package_root, self.wireserver, conf_path=old.conf_path, python=old.python)
         self.agent.start()
 
     def republish(self, state=None):
