@@ -28,7 +28,8 @@ TEST_SETUP += fpm
 dist: venv $(if $(filter fpm,$(PACKAGER)),fpm)
 	$(PY) packaging/make_dist.py --out dist --packager $(PACKAGER)
 
-# Unpacked once (a temporary directory renamed into place, so concurrent runs never see half a tree).
+# Unpacked once (a temporary directory renamed into place, so concurrent runs never see half a tree; when
+# another run got there first, its tree is kept).
 # Without the tarball `make test` goes on and the fpm tests skip, saying why.
 fpm: fpm-deps $(FPM)
 $(FPM):
@@ -36,7 +37,7 @@ $(FPM):
 	set -e; mkdir -p "$(KIT_CACHE)"; tmp=$$(mktemp -d "$(KIT_CACHE)/.fpm-XXXXXX"); trap 'rm -rf "$$tmp"' EXIT; \
 	tar -xzf "$(FPM_TARBALL)" -C "$$tmp"; \
 	test -x "$$tmp/fpm-$(FPM_VERSION)-src/bin/fpm"; \
-	rm -rf "$(FPM_DIR)"; mv "$$tmp/fpm-$(FPM_VERSION)-src" "$(FPM_DIR)"; \
+	test -x "$(FPM)" || { rm -rf "$(FPM_DIR)"; mv -T "$$tmp/fpm-$(FPM_VERSION)-src" "$(FPM_DIR)" || test -x "$(FPM)"; }; \
 	echo "fpm: unpacked $(notdir $(FPM_TARBALL)) into $(FPM_DIR)"
 
 # Ruby as root only, like apt-deps; without root the fpm tests skip with the list of packages to install.
