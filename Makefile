@@ -17,6 +17,9 @@ PY := $(CURDIR)/$(VENV)/bin/python
 VERSION := $(shell cat VERSION)
 IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 
+# Real tools the registries lack (the guest agent 2.15, fpm), beside the clone; unpacked into $(KIT_CACHE).
+VENDOR_DIR ?= $(abspath $(CURDIR)/../shared/vendor)
+
 AZURITE_VERSION := 3.35.0
 AZURITE_DIR := $(KIT_CACHE)/azurite-$(AZURITE_VERSION)
 AZURITE_MAIN := $(AZURITE_DIR)/node_modules/azurite/dist/src/blob/main.js

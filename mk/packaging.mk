@@ -12,7 +12,6 @@ RUN_SETUP += dist
 
 # fpm: the tarball is not in the repository (../shared/vendor next to the clone; FPM_TARBALL= elsewhere).
 FPM_VERSION := 1.17.0
-VENDOR_DIR ?= $(abspath $(CURDIR)/../shared/vendor)
 FPM_TARBALL ?= $(VENDOR_DIR)/fpm-$(FPM_VERSION)-src.tar.gz
 FPM_DIR := $(KIT_CACHE)/fpm-$(FPM_VERSION)
 FPM := $(FPM_DIR)/bin/fpm
