@@ -10,6 +10,7 @@ import time
 
 from .handler import AgentSim
 from .secretscan import sas_signatures
+from .trusteddir import trusted_twin
 
 TICKS_AT_UNIX_EPOCH = 621355968000000000
 
@@ -23,6 +24,16 @@ def b64json(doc):
     return base64.b64encode(json.dumps(doc).encode()).decode()
 
 
+def hook_dir(work):
+    """The HookDir of a test VM in `work`: the runtime trusts scripts only below root-owned directories
+    that nobody else can write, all the way up to / (so not below /tmp): see harness.trusteddir."""
+    return os.path.join(trusted_twin(work), "etc-azure", "hooks.d")
+
+
+def script_config_path(work):
+    return os.path.join(trusted_twin(work), "etc-azure", "VMSnapshotScriptPluginConfig.json")
+
+
 def safe_config(path, work, fsfreeze=False, include=None, extra=""):
     """A runtime configuration that can never freeze a machine filesystem and keeps every path in `work`."""
     lines = ["[SnapshotThread]", "fsfreeze = %s" % ("true" if fsfreeze else "false"), "timeout = 20"]
@@ -31,8 +42,8 @@ def safe_config(path, work, fsfreeze=False, include=None, extra=""):
     elif fsfreeze:
         raise ValueError("refusing a freezing config without MountsToInclude")
     lines += ["[vmsnapshot]",
-              "ScriptConfigPath = %s" % os.path.join(work, "etc-azure", "VMSnapshotScriptPluginConfig.json"),
-              "HookDir = %s" % os.path.join(work, "etc-azure", "hooks.d"),
+              "ScriptConfigPath = %s" % script_config_path(work),
+              "HookDir = %s" % hook_dir(work),
               "SafeFreezeLockFile = %s" % os.path.join(work, "etc-azure", "SafeFreezeLockFile"),
               "MachineIdentityFile = %s" % os.path.join(work, "etc-azure", "machine_identity"),
               "WaagentConf = %s" % os.path.join(work, "etc-azure", "waagent.conf"),
@@ -102,3 +113,16 @@ class SnapshotVM(object):
     def status_blob(self):
         raw = self.azurite.read_blob(self.container, "status.json").decode().rstrip()
         return json.loads(raw)
+
+    def final_status_blob(self, timeout=15):
+        """The status blob once it is no longer 'transitioning' (the job uploads it just after writing
+        the local status, so a test that saw the local status final must wait for it)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                doc = self.status_blob()
+            except ValueError:
+                doc = None  # read mid-upload
+            if (doc and doc[0]["status"]["status"] != "transitioning") or time.monotonic() > deadline:
+                return doc
+            time.sleep(0.05)

@@ -1,24 +1,48 @@
-"""SAS redaction: every signature is removed before text reaches a log, a status, an event or an error.
+"""What may leave the process as text: SAS signatures, bearer tokens and URI userinfo removed, control
+characters escaped.
 
 A SAS URI's secret is its signature (`sig=`); we also hide other signature-bearing query keys that Azure
 uses (`skoid`-style delegation keys are not secret, but `sig`, `signature`, `x-ms-signature` are).
+`user:password@` in a URI is a secret too. Control characters (newline, CR, ESC, other C0/C1) are escaped
+so that a value can never forge a log line or hide text on a terminal.
 """
 
 import re
 
 _SIG_QUERY = re.compile(r"(?i)([?&;](?:sig|signature|x-ms-signature|st?_?sig)=)[^&\s\"'<>]*")
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9\-_.~+/=]+")
+_USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.\-]*://)[^/?#@\s\"'<>]+@")
+_CONTROL = re.compile(u"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 REDACTED = "REDACTED"
 
 
+def _escape_one(match):
+    c = match.group(0)
+    return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(c) or ("\\x%02x" % ord(c) if ord(c) < 256 else
+                                                              "\\u%04x" % ord(c))
+
+
 def redact(text):
-    """Return `text` with every SAS signature and bearer token replaced by REDACTED."""
+    """Return `text` with every SAS signature, bearer token and URI userinfo replaced by REDACTED."""
     if text is None:
         return None
     if not isinstance(text, str):
         text = str(text)
     text = _SIG_QUERY.sub(r"\1" + REDACTED, text)
+    text = _USERINFO.sub(r"\1" + REDACTED + "@", text)
     return _BEARER.sub(r"\1" + REDACTED, text)
+
+
+def escape_controls(text):
+    """`text` with every control character written as an escape (\\n, \\r, \\t, \\xNN)."""
+    return _CONTROL.sub(_escape_one, text)
+
+
+def clean(text):
+    """A value made safe to log or report: redacted, then control characters escaped."""
+    if text is None:
+        return None
+    return escape_controls(redact(text))
 
 
 def strip_query(uri):
