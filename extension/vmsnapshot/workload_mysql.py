@@ -232,8 +232,8 @@ class MysqlQuiescer(object):
             replica = bool(session.query(self._replica_statements()[2], STATEMENT_TIMEOUT_S))
         finally:
             session.close()
-        enough = "ALL PRIVILEGES" in grants or ("RELOAD" in grants and ("SUPER" in grants or "READ_ONLY ADMIN"
-                                                                           in grants or "READ ONLY ADMIN" in grants))
+        read_only_admin = ("SUPER", "READ_ONLY ADMIN", "READ ONLY ADMIN", "SYSTEM_VARIABLES_ADMIN")
+        enough = "ALL PRIVILEGES" in grants or ("RELOAD" in grants and any(p in grants for p in read_only_admin))
         return {"engine": self.engine, "version": self.version, "client": self.client, "reachable": True,
                 "role": "replica" if replica else "primary", "privileges_sufficient": enough,
                 "would_do": "FLUSH TABLES WITH READ LOCK + SET GLOBAL read_only=ON across the freeze"}
