@@ -161,8 +161,13 @@ timeout = 30
 MountsToInclude =
 # Mount points never to freeze (comma list).
 MountsToSkip =
+# Database branch (WorkloadConfigPath below): when quiescing the database fails, still freeze and take a
+# file-system-consistent snapshot (true), or fail the job without a snapshot (false).
+OnAppFailureDoFsFreeze = true
 
 [vmsnapshot]
 ScriptConfigPath = /etc/azure/VMSnapshotScriptPluginConfig.json
 HookDir = /etc/azure/vmsnapshot/hooks.d
+# Microsoft's workload.conf: the database (mysql, mariadb, postgres) to quiesce around the freeze; missing = none.
+WorkloadConfigPath = /etc/azure/workload.conf
 """
