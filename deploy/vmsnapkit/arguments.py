@@ -78,6 +78,11 @@ def verify_arguments(p):
     )
     g.add_argument("--allow-unprotected", action="store_true", help="do not fail VMs that no vault protects")
     p.add_argument("--report", metavar="FILE.html|FILE.md", help="also write a self-contained report page")
+    p.add_argument(
+        "--locale",
+        metavar="LANG",
+        help="language of the report: en-US or zh-CN (default: env VMSNAPKIT_LOCALE, LC_ALL, LC_MESSAGES, LANG)",
+    )
 
 
 def enable_arguments(p):

@@ -120,6 +120,7 @@ def run(ctx):
         raise KitError(f"--report {args.report}: the file name must end in .html or .md", EXIT_USAGE)
     if args.report:
         _check_writable(args.report)
+        lang = report.resolve_language(getattr(args, "locale", None))
     sel = selection(ctx)
     vms, prot = load_fleet(ctx, sel)
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -146,7 +147,7 @@ def run(ctx):
         _write_atomically(
             args.report,
             report.render(
-                rows, rules, ctx.cloud.name, sel.describe(), now, markdown=args.report.lower().endswith(".md")
+                rows, rules, ctx.cloud.name, sel.describe(), now, args.report.lower().endswith(".md"), lang
             ),
         )
     summary = f"{len(rows)} VM(s) checked: {len(rows) - failed} passed, {failed} failed"
