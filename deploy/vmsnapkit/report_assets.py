@@ -25,17 +25,23 @@ svg .axis{stroke:#999}svg .rule{stroke:#b00020;stroke-width:1.5;stroke-dasharray
 svg .rulel{fill:#b00020;font-size:11px}svg .others .lbl{font-style:italic}svg .bar:hover rect{opacity:.75}
 table{border-collapse:collapse;margin:.4em 0}
 th,td{border:1px solid #d6d6d6;padding:3px 7px;text-align:left;vertical-align:top}
-thead th{background:#f1f1f1;position:sticky;top:0}
-#vmt{font-size:13px}#vmt td{white-space:nowrap}#vmt td:last-child{white-space:normal;min-width:16em}
-#vmt td:nth-child(11){text-align:right}
-tr.f td{background:#fdecea}tr.p td{background:#f3f9f3}
+thead th{background:#f1f1f1}
+#vmt,#vmt thead,#vmt tbody{display:block}
+#vmt{font-size:13px;line-height:18px;min-width:184ch;border:1px solid #d6d6d6;border-width:1px 0 0 1px}
+#vmt tr{display:grid;grid-template-columns:8ch 13ch 14ch 12ch 9ch 10ch 15ch 12ch 18ch 8ch minmax(44ch,1fr) 40ch}
+#vmt thead{position:sticky;top:0;z-index:1}
+#vmt tbody tr{content-visibility:auto;contain-intrinsic-size:auto 25px}
+#vmt tr{border-bottom:1px solid #d6d6d6}
+#vmt th,#vmt td{border-width:0 1px 0 0;padding:3px 6px;overflow-wrap:break-word;min-width:0}
+#vmt td:nth-child(10){text-align:right}
+#vmt tr.f{background:#fdecea}#vmt tr.p{background:#f3f9f3}#vmt tr[hidden]{display:none}
 th button{font:inherit;font-weight:600;background:none;border:0;padding:0;cursor:pointer;color:inherit;text-align:left}
 th[aria-sort=ascending] button::after{content:" \\25B2"}th[aria-sort=descending] button::after{content:" \\25BC"}
 .tools{display:flex;gap:.8em;align-items:center;margin:.4em 0;flex-wrap:wrap}
 .tools[hidden]{display:none}.tools input{padding:3px 6px;min-width:18em}
 .hint{color:#666}
 ul{margin:0;padding-left:1.1em}
-@media print{.tools{display:none}thead th{position:static}}
+@media print{.tools{display:none}#vmt thead{position:static}#vmt tbody tr{content-visibility:visible}}
 """
 
 SCRIPT = """
@@ -62,9 +68,10 @@ SCRIPT = """
       return c * dir || a.i - b.i;
     });
     rows = keyed.map(function (x) { return x.row; });
-    var frag = document.createDocumentFragment();
-    rows.forEach(function (r) { frag.appendChild(r); });
-    body.appendChild(frag);
+    var next = body.nextSibling;
+    table.removeChild(body);  /* reorder off the document: one style pass when it comes back */
+    rows.forEach(function (r) { body.appendChild(r); });
+    table.insertBefore(body, next);
     heads.forEach(function (h) { h.removeAttribute("aria-sort"); });
     th.setAttribute("aria-sort", dir === 1 ? "ascending" : "descending");
   }
@@ -92,8 +99,8 @@ SCRIPT = """
   q.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(apply, 120); });
   q.addEventListener("keydown", function (ev) { if (ev.key === "Enter") { clearTimeout(timer); apply(); } });
   res.addEventListener("change", apply);
+  shown.textContent = tools.getAttribute("data-shown").replace("{n}", rows.length).replace("{total}", rows.length);
   tools.hidden = false;
-  apply();
 })();
 """
 

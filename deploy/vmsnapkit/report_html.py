@@ -14,7 +14,6 @@ RG_TOP = 10
 COLUMNS = [
     ("col_result", "result", False),
     ("col_vm", "vm", False),
-    ("col_sub", "subscriptionId", False),
     ("col_rg", "resourceGroup", False),
     ("col_ext", "extensionState", False),
     ("col_ver", "extensionVersion", False),
@@ -24,6 +23,7 @@ COLUMNS = [
     ("col_time", "lastBackupTime", False),
     ("col_age", "backupAgeHours", True),
     ("col_why", "reasons", False),
+    ("col_sub", "subscriptionId", False),  # last: the widest, and the first to scroll off a narrow screen
 ]
 
 
