@@ -58,7 +58,8 @@ apt-deps:
 	if [ -n "$$missing" ]; then \
 	  echo "apt-deps: installing$$missing"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  apt-get -o DPkg::Lock::Timeout=600 update -qq && \
+	  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
 lint: $(LINT_TARGETS)

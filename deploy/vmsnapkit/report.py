@@ -62,6 +62,15 @@ def rules_text(rules, words):
     return ("，" if words.lang != EN else ", ").join(parts)
 
 
+def meta_lines(rules, cloud_name, scope, words):
+    """('Cloud: X. Scope: Y.', 'Rules: ....') with the language's own punctuation."""
+    c, stop = words["colon"], words["stop"]
+    return (
+        f"{words['cloud']}{c}{cloud_name}{stop}{words['scope']}{c}{scope}{stop}".rstrip(),
+        f"{words['rules']}{c}{rules_text(rules, words)}{stop}".rstrip(),
+    )
+
+
 def cell(value):
     if value is None:
         return ""
@@ -112,7 +121,7 @@ def _markdown(rows, rules, cloud_name, scope, now, words):
     out = [
         f"# {words['title']} ({stamp})",
         "",
-        f"{words['cloud']}: {cloud_name}. {words['scope']}: {scope}. {words['rules']}: {rules_text(rules, words)}.",
+        " ".join(meta_lines(rules, cloud_name, scope, words)),
         "",
         f"| {words['checked']} | {words['passed']} | {words['failed']} |",
         "|---:|---:|---:|",

@@ -62,8 +62,7 @@ def render(rows, rules, cloud_name, scope, now, words):
         f"<title>{_e(title)}</title>",
         f"<style>{report_assets.CSS}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
-        f'<p class="meta">{_e(words["cloud"])}: {_e(cloud_name)}. {_e(words["scope"])}: {_e(scope)}.<br>'
-        f'{_e(words["rules"])}: {_e(report.rules_text(rules, words))}.</p>',
+        '<p class="meta">' + "<br>".join(_e(x) for x in report.meta_lines(rules, cloud_name, scope, words)) + "</p>",
         '<div class="cards">',
         f'<div class="card" id="n-checked"><b>{len(rows)}</b>{_e(words["checked"])}</div>',
         f'<div class="card good" id="n-passed"><b>{passed}</b>{_e(words["passed"])}</div>',

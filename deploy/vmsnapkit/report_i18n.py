@@ -43,6 +43,8 @@ def resolve(option=None, environ=None):
 TEXTS = {
     EN: {
         "title": "VM snapshot and backup verification",
+        "colon": ": ",
+        "stop": ". ",
         "cloud": "Cloud",
         "scope": "Scope",
         "rules": "Rules",
@@ -100,6 +102,8 @@ TEXTS = {
     },
     ZH: {
         "title": "虚拟机快照与备份验证",
+        "colon": "：",
+        "stop": "。",
         "cloud": "云",
         "scope": "范围",
         "rules": "规则",
