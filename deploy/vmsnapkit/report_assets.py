@@ -14,7 +14,8 @@ h1{font-size:1.45em;margin:0 0 .2em}h2{font-size:1.15em;margin:1.4em 0 .5em}
 .cards{display:flex;flex-wrap:wrap;gap:.8em}
 .card{border:1px solid #d0d0d0;border-radius:6px;padding:.45em 1.1em;min-width:7em}
 .card b{display:block;font-size:1.8em;line-height:1.2}.bad b{color:#b00020}.good b{color:#1e7e34}
-.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(440px,1fr));gap:1em 1.6em;max-width:1400px}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(440px,1fr));gap:1em 1.6em;max-width:1400px;
+align-items:start}
 figure{margin:0;border:1px solid #e0e0e0;border-radius:6px;padding:.6em .8em}
 figcaption{font-weight:600;margin-bottom:.4em}
 svg.chart{width:100%;height:auto;display:block;font-size:12px;font-family:inherit}

@@ -8,7 +8,7 @@ import html
 
 from . import __version__, report, report_assets, report_charts, report_stats
 
-RG_TOP = 10
+TOP = 10  # bars per compliance chart before the rest fold into one "others" bar
 
 # (words key, row key, numeric) for the VM table; Result first, so failing rows read first.
 COLUMNS = [
@@ -90,12 +90,13 @@ def _percent(part, whole):
 
 
 def _charts(rows, rules, words):
-    groups, others = report_stats.by_resource_group(rows, RG_TOP)
-    rg_title = words.fmt("by_rg", n=RG_TOP) if others else words["by_rg_all"]
+    groups, others = report_stats.by_resource_group(rows, TOP)
+    rg_title = words.fmt("by_rg", n=TOP) if others else words["by_rg_all"]
+    subs, other_subs = report_stats.by_subscription(rows, TOP)
+    sub_title = words.fmt("by_sub_top", n=TOP) if other_subs else words["by_sub"]
     max_age = rules["max_age"].total_seconds() / 3600 if rules.get("max_age") is not None else None
     figures = [
-        (words["by_sub"], report_charts.compliance_chart(
-            "chart-sub", words["by_sub"], report_stats.by_subscription(rows), words)),
+        (sub_title, report_charts.compliance_chart("chart-sub", sub_title, subs, words, other_subs)),
         (rg_title, report_charts.compliance_chart("chart-rg", rg_title, groups, words, others)),
         (words["age"] if max_age else words["age_norule"], report_charts.age_chart(
             "chart-age", words["age"], report_stats.age_histogram(rows, max_age), words)),

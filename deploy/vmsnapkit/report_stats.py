@@ -25,13 +25,14 @@ class Group:
         return self.passed + self.failed
 
 
-def by_subscription(rows):
+def by_subscription(rows, top=10):
+    """(the `top` worst subscriptions, one Group folding the rest or None)."""
     groups = {}
     for r in rows:
         sub = r.get("subscriptionId") or ""
         g = groups.setdefault(sub.lower(), Group(sub.lower(), sub))
         _count(g, r)
-    return sorted(groups.values(), key=_worst_first)
+    return _worst(groups.values(), top)
 
 
 def by_resource_group(rows, top=10):
@@ -46,7 +47,12 @@ def by_resource_group(rows, top=10):
     for (sub, rg), g in groups.items():
         if names[rg] > 1:
             g.label = f"{g.label} ({sub[:8]})"
-    ordered = sorted(groups.values(), key=_worst_first)
+    return _worst(groups.values(), top)
+
+
+def _worst(groups, top):
+    """The `top` worst groups and one "others" Group for the rest (None when one more bar would do)."""
+    ordered = sorted(groups, key=_worst_first)
     if len(ordered) <= top + 1:
         return ordered, None
     rest = ordered[top:]

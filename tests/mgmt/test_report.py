@@ -127,6 +127,8 @@ def test_resource_groups_top_ten_and_others_and_same_names_told_apart():
     assert all(re.fullmatch(r"rg-workload-\d\d \(\d{8}\)", g.label) for g in top)  # the name is in 3 subs
     few, none = report_stats.by_resource_group(rows[:3], top=10)
     assert none is None and len(few) == 3
+    subs, other_subs = report_stats.by_subscription(synthetic_rows(700, subscriptions=40))
+    assert len(subs) == 10 and other_subs.members == 30 and sum(g.total for g in subs) + other_subs.total == 700
 
 
 def test_age_histogram_bins_against_the_rule():
@@ -150,4 +152,4 @@ def test_ten_thousand_vms_stay_under_three_megabytes():
     page = report.render(synthetic_rows(10_000, groups=400, subscriptions=8), RULE_SET, "AzureCloud", "8", NOW)
     size = len(page.encode("utf-8"))
     assert page.count("<tr class=") == 10_000 and size < 3 * 1024 * 1024, size
-    assert page.count('class="bar others"') == 1
+    assert page.count('class="bar others"') == 1  # 400 resource groups folded; 8 subscriptions all shown
