@@ -1,6 +1,7 @@
-"""The report page's only style sheet and only script, inlined and allowed by their SHA-256 in the page's
-Content-Security-Policy. Both are constants: the page's words reach the script through data-* attributes, so
-the hashes never change with the data or the language."""
+"""The report page's style sheets and only script, inlined and allowed by their SHA-256 in the page's
+Content-Security-Policy. CSS and SCRIPT are constants (the page's words reach the script through data-*
+attributes); the one style made per page is the table's column widths, fitted to the names in it, and its hash
+is computed with the page."""
 
 import base64
 import hashlib
@@ -28,10 +29,10 @@ table{border-collapse:collapse;margin:.4em 0}
 th,td{border:1px solid #d6d6d6;padding:3px 7px;text-align:left;vertical-align:top}
 thead th{background:#f1f1f1}
 #vmt,#vmt thead,#vmt tbody{display:block}
-#vmt{font-size:13px;line-height:18px;min-width:184ch;border:1px solid #d6d6d6;border-width:1px 0 0 1px}
-#vmt tr{display:grid;grid-template-columns:8ch 13ch 14ch 12ch 9ch 10ch 15ch 12ch 18ch 8ch minmax(44ch,1fr) 40ch}
+#vmt{font-size:13px;line-height:18px;border:1px solid #d6d6d6;border-width:1px 0 0 1px}
+#vmt tr{display:grid}
 #vmt thead{position:sticky;top:0;z-index:1}
-#vmt tbody tr{content-visibility:auto;contain-intrinsic-size:auto 25px}
+#vmt tbody{content-visibility:auto;contain-intrinsic-size:auto 5000px}
 #vmt tr{border-bottom:1px solid #d6d6d6}
 #vmt th,#vmt td{border-width:0 1px 0 0;padding:3px 6px;overflow-wrap:break-word;min-width:0}
 #vmt td:nth-child(10){text-align:right}
@@ -42,7 +43,7 @@ th[aria-sort=ascending] button::after{content:" \\25B2"}th[aria-sort=descending]
 .tools[hidden]{display:none}.tools input{padding:3px 6px;min-width:18em}
 .hint{color:#666}
 ul{margin:0;padding-left:1.1em}
-@media print{.tools{display:none}#vmt thead{position:static}#vmt tbody tr{content-visibility:visible}}
+@media print{.tools{display:none}#vmt thead{position:static}#vmt tbody{content-visibility:visible}}
 """
 
 SCRIPT = """
@@ -50,7 +51,9 @@ SCRIPT = """
   "use strict";
   var table = document.getElementById("vmt"), tools = document.getElementById("tools");
   if (!table || !tools) return;
-  var body = table.tBodies[0], rows = Array.prototype.slice.call(body.rows);
+  var bodies = Array.prototype.slice.call(table.tBodies), rows = [];
+  bodies.forEach(function (b) { rows.push.apply(rows, b.rows); });
+  var chunk = Math.max(1, bodies[0].rows.length);  /* rows per <tbody>: the page renders what is on screen */
   var heads = Array.prototype.slice.call(table.tHead.rows[0].cells);
   var q = document.getElementById("q"), res = document.getElementById("res");
   var shown = document.getElementById("shown"), texts = null, timer = 0;
@@ -69,10 +72,9 @@ SCRIPT = """
       return c * dir || a.i - b.i;
     });
     rows = keyed.map(function (x) { return x.row; });
-    var next = body.nextSibling;
-    table.removeChild(body);  /* reorder off the document: one style pass when it comes back */
-    rows.forEach(function (r) { body.appendChild(r); });
-    table.insertBefore(body, next);
+    bodies.forEach(function (b) { table.removeChild(b); });  /* reorder off the document */
+    rows.forEach(function (r, i) { bodies[Math.floor(i / chunk)].appendChild(r); });
+    bodies.forEach(function (b) { table.appendChild(b); });
     heads.forEach(function (h) { h.removeAttribute("aria-sort"); });
     th.setAttribute("aria-sort", dir === 1 ? "ascending" : "descending");
   }
@@ -111,10 +113,10 @@ def sha256_source(text):
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") + "'"
 
 
-def content_security_policy():
-    """Nothing loads or runs but the page's own style and script: no network, no other inline code."""
+def content_security_policy(styles=(CSS,)):
+    """Nothing loads or runs but the page's own styles and script: no network, no other inline code."""
     return (
         "default-src 'none'; "
-        f"script-src {sha256_source(SCRIPT)}; style-src {sha256_source(CSS)}; "
+        f"script-src {sha256_source(SCRIPT)}; style-src {' '.join(sha256_source(s) for s in styles)}; "
         "img-src 'none'; base-uri 'none'; form-action 'none'"
     )

@@ -1,30 +1,37 @@
 """The verify report as one self-contained HTML page: counts, four SVG pictures of the fleet, the failure
-reasons, and every VM in one server-rendered table (readable with scripts off; the inline script adds sorting
-and filtering). The page loads nothing: its Content-Security-Policy allows only its own hashed style and script.
+reasons, and every VM in one server-rendered table, its rows in <tbody> chunks (readable with scripts off; the
+inline script adds sorting and filtering). The page loads nothing: its Content-Security-Policy allows only its
+own hashed style and script.
 
 Rows are written compactly (optional end tags omitted) so 10,000 VMs stay well under 3 MB."""
 
 import html
+import unicodedata
 
 from . import __version__, report, report_assets, report_charts, report_stats
 
+# Rows per <tbody>: each is skipped by the browser's layout and paint while off screen (content-visibility),
+# so 10,000 VMs render about as fast as 200; the script keeps the chunks full when it sorts.
+CHUNK = 200
 TOP = 10  # bars per compliance chart before the rest fold into one "others" bar
 
-# (words key, row key, numeric) for the VM table; Result first, so failing rows read first.
+# (words key, row key, numeric, widest column in characters) for the VM table; Result first, so failing rows
+# read first. Columns are as wide as their longest cell up to that cap (longer names wrap); "why" takes the rest.
 COLUMNS = [
-    ("col_result", "result", False),
-    ("col_vm", "vm", False),
-    ("col_rg", "resourceGroup", False),
-    ("col_ext", "extensionState", False),
-    ("col_ver", "extensionVersion", False),
-    ("col_vault", "vault", False),
-    ("col_policy", "policy", False),
-    ("col_last", "lastBackupStatus", False),
-    ("col_time", "lastBackupTime", False),
-    ("col_age", "backupAgeHours", True),
-    ("col_why", "reasons", False),
-    ("col_sub", "subscriptionId", False),  # last: the widest, and the first to scroll off a narrow screen
+    ("col_result", "result", False, 8),
+    ("col_vm", "vm", False, 30),
+    ("col_rg", "resourceGroup", False, 28),
+    ("col_ext", "extensionState", False, 12),
+    ("col_ver", "extensionVersion", False, 9),
+    ("col_vault", "vault", False, 26),
+    ("col_policy", "policy", False, 22),
+    ("col_last", "lastBackupStatus", False, 14),
+    ("col_time", "lastBackupTime", False, 16),
+    ("col_age", "backupAgeHours", True, 8),
+    ("col_why", "reasons", False, None),
+    ("col_sub", "subscriptionId", False, 36),  # last: the widest, and the first to scroll off a narrow screen
 ]
+WHY_MIN = 36
 
 
 def _e(value):
@@ -52,15 +59,18 @@ def _cell(row, key, words):
 def render(rows, rules, cloud_name, scope, now, words):
     failed, reasons = report.counts(rows)
     passed = len(rows) - len(failed)
+    cells = [[_cell(r, key, words) for _, key, _, _ in COLUMNS] for r in rows]
+    columns_css = _column_widths(cells, words)
+    csp = report_assets.content_security_policy((report_assets.CSS, columns_css))
     stamp = f"{now:%Y-%m-%d %H:%M} UTC"
     title = f"{words['title']} ({stamp})"
     parts = [
         "<!DOCTYPE html>",
         f'<html lang="{words.lang}"><head><meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{_a(report_assets.content_security_policy())}">',
+        f'<meta http-equiv="Content-Security-Policy" content="{_a(csp)}">',
         '<meta name="viewport" content="width=device-width,initial-scale=1">',
         f"<title>{_e(title)}</title>",
-        f"<style>{report_assets.CSS}</style></head><body>",
+        f"<style>{report_assets.CSS}</style><style>{columns_css}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
         '<p class="meta">' + "<br>".join(_e(x) for x in report.meta_lines(rules, cloud_name, scope, words)) + "</p>",
         '<div class="cards">',
@@ -79,7 +89,7 @@ def render(rows, rules, cloud_name, scope, now, words):
         )
         parts += [f"<tr><td>{_e(words.reason_kind(k))}<td>{n}" for k, n in reasons.most_common()]
         parts.append("</tbody></table>")
-    parts += _table(rows, words)
+    parts += _table(rows, cells, words)
     parts.append(f"<script>{report_assets.SCRIPT}</script>")
     parts.append(f'<p class="hint">{_e(words.fmt("generated", v=__version__, t=stamp))}</p></body></html>')
     return "\n".join(parts) + "\n"
@@ -110,9 +120,29 @@ def _charts(rows, rules, words):
     return out
 
 
-def _table(rows, words):
+def _width(text):
+    """Characters as the table shows them: wide (CJK) ones count double; markup is not shown."""
+    text = html.unescape(text.replace("<ul><li>", "").replace("<li>", " ").replace("</ul>", ""))
+    return len(text) + sum(1 for ch in text if unicodedata.east_asian_width(ch) in "WF")
+
+
+def _column_widths(cells, words):
+    """The table's grid columns fitted to this page's data (the one style made per page, hashed into the CSP)."""
+    tracks = []
+    for i, (key, _, _, cap) in enumerate(COLUMNS):
+        if cap is None:
+            tracks.append(f"minmax({WHY_MIN}ch,1fr)")
+            continue
+        head = max(_width(word) for word in words[key].split())
+        longest = max((_width(row[i]) for row in cells), default=0)
+        tracks.append(f"{max(head, min(cap, longest)) + 2}ch")
+    fixed = sum(int(t[:-2]) for t in tracks if t.endswith("ch") and not t.startswith("minmax"))
+    return f"#vmt{{min-width:{fixed + WHY_MIN}ch}}#vmt tr{{grid-template-columns:{' '.join(tracks)}}}"
+
+
+def _table(rows, cells, words):
     heads = "".join(
-        f'<th{" data-t=n" if numeric else ""}>{_e(words[key])}' for key, _, numeric in COLUMNS
+        f'<th{" data-t=n" if numeric else ""}>{_e(words[key])}' for key, _, numeric, _ in COLUMNS
     )
     out = [
         f'<h2>{_e(words["vm_table"])}</h2>',
@@ -122,11 +152,14 @@ def _table(rows, words):
         f'<select id="res" aria-label="{_a(words["col_result"])}"><option value="">{_e(words["all"])}'
         f'<option value="f">{_e(words["failing"])}<option value="p">{_e(words["passing"])}</select>'
         f'<span id="shown"></span><span class="hint">{_e(words["sort_hint"])}</span></div>',
-        f'<table id="vmt"><thead><tr>{heads}</thead><tbody>',
+        f'<table id="vmt"><thead><tr>{heads}</thead>',
     ]
-    out += [
-        f'<tr class={"p" if r["passed"] else "f"}>' + "".join(f"<td>{_cell(r, key, words)}" for _, key, _ in COLUMNS)
-        for r in rows
-    ]
-    out.append("</tbody></table>")
+    for start in range(0, len(rows), CHUNK):
+        out.append("<tbody>")
+        out += [
+            f'<tr class={"p" if r["passed"] else "f"}>' + "".join(f"<td>{c}" for c in row_cells)
+            for r, row_cells in zip(rows[start : start + CHUNK], cells[start : start + CHUNK])
+        ]
+        out.append("</tbody>")
+    out.append("</table>")
     return out

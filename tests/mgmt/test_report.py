@@ -1,7 +1,6 @@
 """The verify report without a browser: zh-CN wording end to end, the locale rules, the CSP hashes against the
 inline code, readable timestamps, the chart numbers, and the size of a 10,000-VM page."""
 
-import datetime
 import re
 
 import pytest
@@ -11,10 +10,9 @@ from vmsnapkit.report_i18n import EN, ZH, resolve
 
 from harness.report_page import RULES, fleet
 
+from .report_rows import NOW, RULE_SET, synthetic_rows
+
 CJK = re.compile(r"[\u4e00-\u9fff]")
-NOW = datetime.datetime(2026, 12, 6, 23, 30, tzinfo=datetime.timezone.utc)
-RULE_SET = {"min_version": "1.9", "allow_unprotected": False, "max_age": datetime.timedelta(hours=26),
-            "max_age_text": "26h"}
 
 
 def test_chinese_report_from_the_environment_and_english_on_request(emulator, kit_for, tmp_path):
@@ -68,33 +66,17 @@ def test_an_unknown_explicit_locale_is_a_usage_error():
     assert err.value.exit_code == EXIT_USAGE
 
 
-def synthetic_rows(n, groups=25, subscriptions=3):
-    rows = []
-    for i in range(n):
-        failed = i % 7 == 0
-        rows.append({
-            "vm": f"vm-with-a-realistic-name-{i:05d}", "resourceGroup": f"rg-workload-{i % groups:02d}",
-            "subscriptionId": f"{i % subscriptions:08d}-aaaa-4bbb-8ccc-0000000000{i % subscriptions:02d}",
-            "vmId": f"/subscriptions/x/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm{i}",
-            "extensionState": "Failed" if i % 31 == 0 else "Succeeded", "extensionVersion": "1.9",
-            "vault": "vault-production-westeurope", "policy": "DailyPolicy-2",
-            "lastBackupStatus": "Completed", "lastBackupTime": "2026-12-06T18:47:12.1234567Z",
-            "backupAgeHours": round((i % 300) / 10, 1) if i % 50 else None,
-            "passed": not failed, "result": "FAIL" if failed else "PASS",
-            "reasons": ["last backup 29.9h ago, older than 26h"] if failed else [],
-        })
-    return rows
-
-
 def test_csp_allows_exactly_the_inline_style_and_script_and_nothing_loads():
     page = report.render(synthetic_rows(50), RULE_SET, "AzureCloud", "1 subscription(s)", NOW)
     csp = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]+)">', page).group(1)
     styles = re.findall(r"<style>(.*?)</style>", page, re.S)
     scripts = re.findall(r"<script>(.*?)</script>", page, re.S)
-    assert styles == [report_assets.CSS] and scripts == [report_assets.SCRIPT]
+    assert styles[0] == report_assets.CSS and "grid-template-columns" in styles[1] and len(styles) == 2
+    assert scripts == [report_assets.SCRIPT]
+    style_src = " ".join(report_assets.sha256_source(s) for s in styles)
     assert csp.replace("&#x27;", "'") == (
         f"default-src 'none'; script-src {report_assets.sha256_source(scripts[0])}; "
-        f"style-src {report_assets.sha256_source(styles[0])}; img-src 'none'; base-uri 'none'; form-action 'none'"
+        f"style-src {style_src}; img-src 'none'; base-uri 'none'; form-action 'none'"
     )
     assert "unsafe" not in csp
     for forbidden in (" style=", " onclick", " onload", "<link", "<img", " src=", "<iframe", "http://", "https://"):

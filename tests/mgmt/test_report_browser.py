@@ -8,10 +8,13 @@ import collections
 import time
 
 import pytest
+from vmsnapkit import report, report_html
 
 from harness import chromium
 from harness.chromium import Chromium
 from harness.report_page import RULES, fleet
+
+from .report_rows import NOW, RULE_SET, synthetic_rows
 
 pytestmark = pytest.mark.skipif(chromium.skip_reason() is not None, reason=str(chromium.skip_reason()))
 
@@ -141,6 +144,27 @@ def test_report_in_chromium_matches_the_json_and_sorts_and_filters(report_run, t
         shot = tmp_path / "report.png"
         size = b.screenshot(str(shot))
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and size > 20_000
+        assert b.problems() == []
+
+
+def test_sorting_and_filtering_span_every_chunk_of_a_large_table(tmp_path):
+    """Past CHUNK rows the table is several <tbody>: a sort must order across all of them and keep them full."""
+    rows = synthetic_rows(2 * report_html.CHUNK + 50)
+    page = tmp_path / "large.html"
+    page.write_text(report.render(rows, RULE_SET, "AzureCloud", "3 subscription(s)", NOW), encoding="utf-8")
+    with Chromium(1400, 1000) as b:
+        b.navigate(page.as_uri())
+        sizes = "Array.from(document.querySelectorAll('#vmt tbody')).map(function (t) { return t.rows.length; })"
+        assert b.evaluate(sizes) == [report_html.CHUNK, report_html.CHUNK, 50]
+        b.click("#vmt thead th[data-t=n] button")
+        b.click("#vmt thead th[data-t=n] button")  # descending: the oldest backups first, then the empty cells
+        shown = column(b, 10)
+        numbers = [float(x) for x in shown if x]
+        assert numbers == sorted((r["backupAgeHours"] for r in rows if r["backupAgeHours"] is not None), reverse=True)
+        assert shown[len(numbers):] == [""] * (len(rows) - len(numbers)) and b.evaluate(sizes) == [200, 200, 50]
+        b.type_text("#q", "rg-workload-07")
+        wanted = sum(1 for r in rows if r["resourceGroup"] == "rg-workload-07")
+        wait_for(b, f"document.querySelectorAll('#vmt tbody tr:not([hidden])').length === {wanted}")
         assert b.problems() == []
 
 
