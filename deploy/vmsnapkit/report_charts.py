@@ -46,57 +46,59 @@ def _svg(chart_id, label, height, body, width=WIDTH):
     )
 
 
-def compliance_chart(chart_id, label, groups, words, others=None):
-    """Horizontal stacked bars, passed (green) then failed (red), worst group first."""
-    bars = list(groups) + ([others] if others else [])
+def _hbars(chart_id, label, bars):
+    """Horizontal bars, one row each: bars are (g class, data-* dict, name, note, [(rect class, value)])."""
     if not bars:
         return _svg(chart_id, label, ROW_H, [])
-    scale = max(g.total for g in bars) or 1
+    scale = max(sum(v for _, v in segments) for *_, segments in bars) or 1
     span = WIDTH - LABEL_W - NOTE_W - 16
     body = []
-    for i, g in enumerate(bars):
+    for i, (cls, data, name, note, segments) in enumerate(bars):
         y = 4 + i * ROW_H
-        name = words.fmt("others", n=g.members) if g is others else g.label
-        note = words.fmt("of", f=g.failed, n=g.total)
         x = LABEL_W + 8
-        w_pass = span * g.passed / scale
-        w_fail = span * g.failed / scale
-        cls = "bar others" if g is others else "bar"
+        attrs = "".join(f' data-{k}="{_e(v)}"' for k, v in data.items())
+        rects = []
+        for rect_cls, value in segments:
+            width = span * value / scale
+            rects.append(f'<rect class="{rect_cls}" x="{x:.1f}" y="{y}" width="{width:.1f}" height="{BAR_H}"/>')
+            x += width
         body.append(
-            f'<g class="{cls}" data-key="{_e(g.key)}" data-pass="{g.passed}" data-fail="{g.failed}">'
-            f"<title>{_e(name)}: {_e(note)}</title>"
+            f'<g class="{cls}"{attrs}><title>{_e(name)}: {_e(note)}</title>'
             f'<text class="lbl" x="{LABEL_W}" y="{y + 11}">{_e(_fit(name, LABEL_W - 4))}</text>'
-            f'<rect class="ok" x="{x:.1f}" y="{y}" width="{w_pass:.1f}" height="{BAR_H}"/>'
-            f'<rect class="bad" x="{x + w_pass:.1f}" y="{y}" width="{w_fail:.1f}" height="{BAR_H}"/>'
-            f'<text class="note" x="{x + w_pass + w_fail + 6:.1f}" y="{y + 11}">{_e(note)}</text></g>'
+            + "".join(rects)
+            + f'<text class="note" x="{x + 6:.1f}" y="{y + 11}">{_e(note)}</text></g>'
         )
     return _svg(chart_id, label, 8 + len(bars) * ROW_H, body)
 
 
+def compliance_chart(chart_id, label, groups, words, others=None):
+    """Stacked bars, passed (green) then failed (red), worst group first, the folded rest last."""
+    bars = [
+        (
+            "bar others" if g is others else "bar",
+            {"key": g.key, "pass": g.passed, "fail": g.failed},
+            words.fmt("others", n=g.members) if g is others else g.label,
+            words.fmt("of", f=g.failed, n=g.total),
+            [("ok", g.passed), ("bad", g.failed)],
+        )
+        for g in list(groups) + ([others] if others else [])
+    ]
+    return _hbars(chart_id, label, bars)
+
+
 def versions_chart(chart_id, label, versions, words, min_version=None):
     """One bar per extension version, newest first; versions below --min-version and "not installed" red."""
-    if not versions:
-        return _svg(chart_id, label, ROW_H, [])
-    scale = max(v.count for v in versions) or 1
-    span = WIDTH - LABEL_W - NOTE_W - 16
-    body = []
-    for i, v in enumerate(versions):
-        y = 4 + i * ROW_H
+    bars = []
+    for v in versions:
         if v.label is None:
             name = words["not_installed"]
         elif not v.ok and min_version:
             name = f"{v.label} ({words.fmt('below_min', v=min_version)})"
         else:
             name = v.label
-        w = span * v.count / scale
-        body.append(
-            f'<g class="bar" data-key="{_e(v.label or "")}" data-count="{v.count}">'
-            f"<title>{_e(name)}: {v.count}</title>"
-            f'<text class="lbl" x="{LABEL_W}" y="{y + 11}">{_e(_fit(name, LABEL_W - 4))}</text>'
-            f'<rect class="{"ok" if v.ok else "bad"}" x="{LABEL_W + 8}" y="{y}" width="{w:.1f}" height="{BAR_H}"/>'
-            f'<text class="note" x="{LABEL_W + 14 + w:.1f}" y="{y + 11}">{v.count}</text></g>'
-        )
-    return _svg(chart_id, label, 8 + len(versions) * ROW_H, body)
+        bars.append(("bar", {"key": v.label or "", "count": v.count}, name, str(v.count),
+                     [("ok" if v.ok else "bad", v.count)]))
+    return _hbars(chart_id, label, bars)
 
 
 def _hours(value):
