@@ -53,7 +53,7 @@ SCRIPT = """
   if (!table || !tools) return;
   var bodies = Array.prototype.slice.call(table.tBodies), rows = [];
   bodies.forEach(function (b) { rows.push.apply(rows, b.rows); });
-  var chunk = Math.max(1, bodies[0].rows.length);  /* rows per <tbody>: the page renders what is on screen */
+  var chunk = bodies.length ? bodies[0].rows.length : 1;  /* rows per <tbody> (what the page renders at once) */
   var heads = Array.prototype.slice.call(table.tHead.rows[0].cells);
   var q = document.getElementById("q"), res = document.getElementById("res");
   var shown = document.getElementById("shown"), texts = null, timer = 0;

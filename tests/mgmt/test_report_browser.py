@@ -166,6 +166,12 @@ def test_sorting_and_filtering_span_every_chunk_of_a_large_table(tmp_path):
         wanted = sum(1 for r in rows if r["resourceGroup"] == "rg-workload-07")
         wait_for(b, f"document.querySelectorAll('#vmt tbody tr:not([hidden])').length === {wanted}")
         assert b.problems() == []
+        empty = tmp_path / "empty.html"  # no VM matched: counts, no charts, an empty table, still no error
+        empty.write_text(report.render([], RULE_SET, "AzureCloud", "0", NOW), encoding="utf-8")
+        b.navigate(empty.as_uri())
+        b.click("#vmt thead th:nth-child(2) button")
+        assert b.evaluate("document.getElementById('shown').textContent") == "0 of 0 VMs shown"
+        assert b.evaluate("document.querySelectorAll('svg.chart').length") == 0 and b.problems() == []
 
 
 def test_report_is_readable_with_scripts_off(report_run):
