@@ -27,6 +27,7 @@ FLAGS = [
     "--disable-sync",
     "--hide-scrollbars",
     "--mute-audio",
+    "--disable-dev-shm-usage",  # containers often give /dev/shm 64 MB: large pages would crash the renderer
 ]
 
 # Runs before any page script, outside the page's CSP: records every violation the page causes.

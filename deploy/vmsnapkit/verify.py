@@ -118,9 +118,9 @@ def run(ctx):
     }
     if args.report and not args.report.lower().endswith((".html", ".htm", ".md")):
         raise KitError(f"--report {args.report}: the file name must end in .html or .md", EXIT_USAGE)
+    lang = report.resolve_language(getattr(args, "locale", None))  # a bad --locale fails before any call
     if args.report:
         _check_writable(args.report)
-        lang = report.resolve_language(getattr(args, "locale", None))
     sel = selection(ctx)
     vms, prot = load_fleet(ctx, sel)
     now = datetime.datetime.now(datetime.timezone.utc)
