@@ -174,6 +174,20 @@ def test_sorting_and_filtering_span_every_chunk_of_a_large_table(tmp_path):
         assert b.evaluate("document.querySelectorAll('svg.chart').length") == 0 and b.problems() == []
 
 
+def test_chinese_page_runs_clean_and_sorts(tmp_path):
+    rows = synthetic_rows(30)
+    page = tmp_path / "zh.html"
+    page.write_text(report.render(rows, RULE_SET, "AzureChinaCloud", "3", NOW, lang="zh-CN"), encoding="utf-8")
+    with Chromium(1400, 1000) as b:
+        b.navigate(page.as_uri())
+        assert b.evaluate("document.documentElement.lang") == "zh-CN"
+        assert b.evaluate("document.getElementById('shown').textContent") == "显示 30 / 30 台虚拟机"
+        b.click("#vmt thead th[data-t=n] button")
+        numbers = [float(x) for x in column(b, 10) if x]
+        assert numbers == sorted(numbers) and len(numbers) == sum(1 for r in rows if r["backupAgeHours"] is not None)
+        assert set(column(b, 1)) == {"通过", "未通过"} and b.problems() == []
+
+
 def test_report_is_readable_with_scripts_off(report_run):
     rows, page = report_run
     with Chromium(1400, 1000) as b:
