@@ -74,9 +74,9 @@ def render(rows, rules, cloud_name, scope, now, words):
         f"<h1>{_e(title)}</h1>",
         '<p class="meta">' + "<br>".join(_e(x) for x in report.meta_lines(rules, cloud_name, scope, words)) + "</p>",
         '<div class="cards">',
-        f'<div class="card" id="n-checked"><b>{len(rows)}</b>{_e(words["checked"])}</div>',
-        f'<div class="card good" id="n-passed"><b>{passed}</b>{_e(words["passed"])}</div>',
-        f'<div class="card bad" id="n-failed"><b>{len(failed)}</b>{_e(words["failed"])}</div>',
+        f'<div class="card" id="n-checked"><b>{len(rows):,}</b>{_e(words["checked"])}</div>',
+        f'<div class="card good" id="n-passed"><b>{passed:,}</b>{_e(words["passed"])}</div>',
+        f'<div class="card bad" id="n-failed"><b>{len(failed):,}</b>{_e(words["failed"])}</div>',
         f'<div class="card" id="n-compliant"><b>{_percent(passed, len(rows))}</b>{_e(words["compliant"])}</div>',
         "</div>",
     ]
@@ -146,7 +146,7 @@ def _table(rows, cells, words):
     )
     out = [
         f'<h2>{_e(words["vm_table"])}</h2>',
-        f'<p class="hint">{_e(words.fmt("total", total=len(rows)))}</p>',
+        f'<p class="hint">{_e(words.fmt("total", total=f"{len(rows):,}"))}</p>',
         f'<div class="tools" id="tools" hidden data-shown="{_a(words["shown"])}">'
         f'<label>{_e(words["filter"])} <input type="search" id="q" placeholder="{_a(words["filter_hint"])}"></label>'
         f'<select id="res" aria-label="{_a(words["col_result"])}"><option value="">{_e(words["all"])}'
