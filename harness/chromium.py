@@ -164,16 +164,19 @@ class Chromium:
     def wait_event(self, method, timeout=None):
         """The first event named `method` not seen yet (it is removed from the queue)."""
         deadline = time.monotonic() + (timeout or self.timeout)
-        while True:
-            for i, ev in enumerate(self.events):
-                if ev["method"] == method:
-                    return self.events.pop(i)
-            if time.monotonic() > deadline:
-                raise ChromiumError(f"no {method} within {timeout or self.timeout}s")
-            self.ws.settimeout(max(0.1, deadline - time.monotonic()))
-            msg = json.loads(self.ws.recv())
-            if "method" in msg:
-                self.events.append(msg)
+        try:
+            while True:
+                for i, ev in enumerate(self.events):
+                    if ev["method"] == method:
+                        return self.events.pop(i)
+                if time.monotonic() > deadline:
+                    raise ChromiumError(f"no {method} within {timeout or self.timeout}s")
+                self.ws.settimeout(max(0.1, deadline - time.monotonic()))
+                msg = json.loads(self.ws.recv())
+                if "method" in msg:
+                    self.events.append(msg)
+        finally:
+            self.ws.settimeout(self.timeout)  # commands after this wait as long as they may
 
     def navigate(self, url, scripts=True):
         """Load `url` and wait for its load event; scripts=False loads it with JavaScript disabled."""
