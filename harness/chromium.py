@@ -163,6 +163,8 @@ class Chromium:
 
     def wait_event(self, method, timeout=None):
         """The first event named `method` not seen yet (it is removed from the queue)."""
+        import websocket
+
         deadline = time.monotonic() + (timeout or self.timeout)
         try:
             while True:
@@ -172,7 +174,10 @@ class Chromium:
                 if time.monotonic() > deadline:
                     raise ChromiumError(f"no {method} within {timeout or self.timeout}s")
                 self.ws.settimeout(max(0.1, deadline - time.monotonic()))
-                msg = json.loads(self.ws.recv())
+                try:
+                    msg = json.loads(self.ws.recv())
+                except websocket.WebSocketTimeoutException:
+                    continue  # the deadline check above reports it
                 if "method" in msg:
                     self.events.append(msg)
         finally:
