@@ -13,7 +13,7 @@ import time
 
 from harness import databases, loopfs
 from harness.faultproxy import FaultProxy, Rule
-from harness.jobs import SnapshotVM, b64json, safe_config
+from harness.jobs import SnapshotVM, b64json, safe_config, workload_config_path
 
 CAP_S = 10  # [SnapshotThread] timeout: the most anything may stay frozen in these jobs
 SNAP = "comp=snapshot"
@@ -59,7 +59,7 @@ class DbVm(object):
             text = f.read().replace("timeout = 20", "timeout = %d" % CAP_S)
         with open(self.vm.config, "w") as f:
             f.write(text)
-        self.workload_conf = os.path.join(work, "etc-azure", "workload.conf")
+        self.workload_conf = workload_config_path(work)
         os.makedirs(os.path.dirname(self.workload_conf), mode=0o700, exist_ok=True)
 
     def write_workload(self, **keys):

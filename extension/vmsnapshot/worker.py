@@ -258,7 +258,7 @@ class Job(object):
             return
         if pre is not None and pre.ok:
             consistency = codes.CONSISTENCY_APP
-        consistency, db_detail = db.outcome(consistency)
+        consistency, db_detail = db.outcome(consistency, pre is None or pre.ok)
         final = codes.SUCCESS_APP_CONSISTENT if consistency == codes.CONSISTENCY_APP else codes.SUCCESS
         self.report.finish(final, db_detail + "%d disk snapshot(s), %s, frozen window %.1f ms" % (
             len(results), codes.CONSISTENCY_NAMES[consistency], self.timings.get("frozenWindow", 0.0)),

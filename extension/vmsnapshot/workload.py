@@ -5,7 +5,9 @@ ipc_folder, timeout); its path is `[vmsnapshot] WorkloadConfigPath` in vmbackup.
 empty workload_name means no database branch. The file carries a credential, so it must be root-owned and
 not writable by group or others (like the script config); credString is never logged, never shown in a
 status, and never put on a command line: each engine turns it into the client's own option file or
-environment (workload_mysql.py, workload_postgres.py).
+environment (workload_mysql.py, workload_postgres.py). Like a script, the file and the client binary are
+trusted only through root-owned directories nobody else can write, all the way up to `/` (scripts.open_trusted):
+anyone who could swap either could run code as linux_user (root by default) or steal the credential.
 
 Order in a job (worker.py): pre scripts/hooks -> database quiesce -> syncfs -> freeze -> snapshots -> thaw
 -> database release -> post scripts. The database step never raises into the job: WorkloadStep records
@@ -22,6 +24,7 @@ import stat
 import time
 
 from . import codes
+from .scripts import Untrusted, open_trusted
 
 try:
     import configparser
@@ -78,22 +81,48 @@ def _number(raw, key, default):
     return value
 
 
+def _check_file(fd, shown, owner_uid, what):
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        return "%s %s is not a regular file" % (what, shown)
+    if st.st_uid != owner_uid:
+        return "%s %s is owned by uid %d, not %d" % (what, shown, st.st_uid, owner_uid)
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return "%s %s is writable by group or others (mode %04o)" % (what, shown, stat.S_IMODE(st.st_mode))
+    return None
+
+
+def open_trusted_file(path, owner_uid, what):
+    """A descriptor (O_PATH where there is one) of `path` reached through trusted directories and itself
+    root-owned and not group/world-writable; None when it does not exist; WorkloadError (501) otherwise."""
+    try:
+        fd, shown = open_trusted(path, owner_uid, what)
+    except Untrusted as e:
+        if e.kind == "missing":
+            return None
+        raise WorkloadError(codes.WORKLOAD_CONF_ERROR, "%s: refused" % e.message)
+    reason = _check_file(fd, shown, owner_uid, what)
+    if reason:
+        os.close(fd)
+        raise WorkloadError(codes.WORKLOAD_CONF_ERROR, "%s: refused" % reason)
+    return fd
+
+
 def load(path, owner_uid=0):
     """The workload configuration at `path`, None when there is no database branch; WorkloadError if unusable."""
-    try:
-        st = os.stat(path)
-    except OSError:
+    fd = open_trusted_file(path, owner_uid, "workload config")
+    if fd is None:
         return None
-    if st.st_uid != owner_uid:
-        raise WorkloadError(codes.WORKLOAD_CONF_ERROR, "%s is owned by uid %d, not %d: refused (it holds a "
-                            "database credential)" % (path, st.st_uid, owner_uid))
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise WorkloadError(codes.WORKLOAD_CONF_ERROR, "%s is writable by group or others (mode %04o): refused"
-                            % (path, stat.S_IMODE(st.st_mode)))
+    try:
+        readable = os.open("/proc/self/fd/%d" % fd, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        readable = os.dup(fd)  # no O_PATH (or no /proc): fd is an ordinary read-only descriptor
+    finally:
+        os.close(fd)
     parser = configparser.ConfigParser(interpolation=None, strict=False)
     parser.optionxform = str
     try:
-        with open(path) as f:
+        with os.fdopen(readable, "r") as f:
             parser.read_file(f)
     except (configparser.Error, UnicodeDecodeError) as e:
         # configparser quotes the offending line, which may hold the credential: name the line only.
@@ -172,17 +201,20 @@ def parse_options(cred_string, table, prompts, hint):
     return options, other
 
 
-def find_client(wl, names):
-    """The client binary: in command_path when set, else on PATH (and the usual sbin/bin directories)."""
-    dirs = [wl.command_path] if wl.command_path else (
-        os.environ.get("PATH", "").split(os.pathsep) + ["/usr/local/bin", "/usr/bin", "/bin"])
+def find_client(wl, names, owner_uid=0):
+    """The client binary: in command_path when set, else in the usual bin directories; it must be reached
+    through trusted directories and be root-owned and not group/world-writable (501 otherwise)."""
+    dirs = [wl.command_path] if wl.command_path else ["/usr/local/bin", "/usr/bin", "/bin"]
     for name in names:
         for d in dirs:
             candidate = os.path.join(d, name)
             if d and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-                return candidate
+                fd = open_trusted_file(candidate, owner_uid, "database client")
+                if fd is not None:
+                    os.close(fd)
+                    return candidate
     raise WorkloadError(codes.WORKLOAD_CONF_ERROR, "no database client (%s) found in %s" % (
-        " or ".join(names), wl.command_path or "PATH"))
+        " or ".join(names), wl.command_path or "/usr/local/bin, /usr/bin, /bin"))
 
 
 class RunAs(object):
@@ -298,19 +330,22 @@ class WorkloadStep(object):
         if self.quiescer is not None:
             self.quiescer.close()
 
-    def outcome(self, consistency):
-        """(consistency, detail prefix) for the final status, given the file systems' consistency."""
+    def outcome(self, consistency, scripts_ok=True):
+        """(consistency, detail prefix) for the final status, given what the file systems and the scripts
+        achieved: application-consistent only when frozen, the scripts (if any) succeeded and the database
+        was quiesced for the whole frozen window."""
         if not self.configured:
             return consistency, ""
-        if self.problem is None and consistency == codes.CONSISTENCY_FS:
-            return codes.CONSISTENCY_APP, self.summary + "; "
+        frozen = consistency in (codes.CONSISTENCY_FS, codes.CONSISTENCY_APP)
         if self.problem is None:
+            if frozen and scripts_ok:
+                return codes.CONSISTENCY_APP, self.summary + "; "
+            if frozen:
+                return codes.CONSISTENCY_FS, self.summary + " (a pre script failed: file-system consistent); "
             return consistency, self.summary + " (file systems not frozen, so not application-consistent); "
         reason = "database step failed (code %s): %s" % (self.problem_code, self.problem) \
             if self.problem_code else self.problem
-        if consistency == codes.CONSISTENCY_APP:
-            consistency = codes.CONSISTENCY_FS
-        return consistency, reason + "; "
+        return (codes.CONSISTENCY_FS if frozen else consistency), reason + "; "
 
 
 def describe(cfg):

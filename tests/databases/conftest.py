@@ -111,6 +111,9 @@ def backup_under_load(server, vm, tmp_path, secret):
     assert shown == [], "the credential is visible on a command line"
     hits = subprocess.run(["grep", "-rlF", secret, vm.vm.work], capture_output=True, text=True).stdout.split()
     assert [h for h in hits if not h.endswith("workload.conf")] == [], "the credential was written to disk"
+    for blob in ("status.json", "job.log"):  # what the service and the support engineer read
+        text = vm.vm.azurite.read_blob(vm.vm.container, blob).decode("utf-8", "replace")
+        assert text and secret not in text, blob
     assert len(acked_before(result, backup.snapshot_at)) > 20, "the load did not run before the freeze"
     assert len(result["acks"]) > len(acked_before(result, backup.snapshot_at)), "no commit after the thaw"
     return backup, result, copies

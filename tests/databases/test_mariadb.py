@@ -18,6 +18,7 @@ import pytest
 
 from harness import databases, loopfs
 from harness.dbjobs import wait_for
+from harness.jobs import hook_dir
 
 from .conftest import assert_restores, backup_under_load
 
@@ -180,3 +181,22 @@ def test_a_replica_stops_replicating_for_the_freeze_and_resumes(loops, make_vm):
     finally:
         replica.stop()
         source.stop()
+
+
+def test_hooks_run_outside_the_lock(mariadb, make_vm):
+    """Order: pre hooks, lock, freeze, snapshots, thaw, unlock, post hooks: a hook sees the database
+    writable on both sides, and the job is application-consistent with both."""
+    vm = make_vm([fs.mountpoint for fs in mariadb.filesystems])
+    workload(vm, mariadb)
+    hooks = hook_dir(vm.vm.work)
+    os.makedirs(hooks, mode=0o700, exist_ok=True)
+    marker = os.path.join(vm.vm.work, "hook.log")
+    with open(os.path.join(hooks, "10-probe"), "w") as f:
+        f.write("#!/bin/sh\necho \"$1 $(%s -e 'SELECT @@GLOBAL.read_only')\" >> %s\n" % (
+            " ".join(mariadb.client_argv()), marker))
+    os.chmod(os.path.join(hooks, "10-probe"), 0o700)
+    backup = vm.backup(hold_s=0)
+    assert (backup.status["status"], backup.status["code"]) == ("success", 0), backup.message
+    assert backup.consistency == 2 and "MariaDB" in backup.message
+    with open(marker) as f:
+        assert f.read().split("\n")[:2] == ["freeze 0", "thaw 0"]

@@ -11,11 +11,30 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
 
 from vmsnapshot import codes, config, workload, workload_mysql, workload_postgres  # noqa: E402
 
+from harness.trusteddir import TrustedDir  # noqa: E402
+
 SECRET = "pa ss'w\"o\\rd"
 
 
-def conf(tmp_path, text, mode=0o600):
-    path = tmp_path / "workload.conf"
+@pytest.fixture
+def trusted():
+    """A directory whose chain up to / the runtime trusts (not below /tmp), as /etc/azure is."""
+    import pathlib
+
+    try:
+        made = TrustedDir()
+        path = made.__enter__()
+    except RuntimeError as e:
+        print("SKIP: %s" % e)
+        pytest.skip(str(e))
+    try:
+        yield pathlib.Path(path)
+    finally:
+        made.__exit__(None, None, None)
+
+
+def conf(directory, text, mode=0o600):
+    path = directory / "workload.conf"
     path.write_text(text)
     os.chmod(path, mode)
     return str(path)
@@ -25,14 +44,14 @@ def load(path):
     return workload.load(path, owner_uid=os.geteuid())
 
 
-def test_missing_file_or_empty_name_means_no_database_branch(tmp_path):
-    assert load(str(tmp_path / "absent.conf")) is None
-    assert load(conf(tmp_path, "[workload]\nworkload_name =\ncredString = -u x\n")) is None
-    assert load(conf(tmp_path, "[logbackup]\nx = 1\n")) is None
+def test_missing_file_or_empty_name_means_no_database_branch(trusted):
+    assert load(str(trusted / "absent.conf")) is None
+    assert load(conf(trusted, "[workload]\nworkload_name =\ncredString = -u x\n")) is None
+    assert load(conf(trusted, "[logbackup]\nx = 1\n")) is None
 
 
-def test_a_complete_file(tmp_path):
-    wl = load(conf(tmp_path, "[workload]\nworkload_name = MariaDB\ncommand_path = /opt/db/bin\n"
+def test_a_complete_file(trusted):
+    wl = load(conf(trusted, "[workload]\nworkload_name = MariaDB\ncommand_path = /opt/db/bin\n"
                              "credString = -u backup -p%s\nlinux_user = mysql\ntimeout = 45\nlock_wait = 5\n" % SECRET))
     assert (wl.engine, wl.command_path, wl.linux_user, wl.timeout, wl.lock_wait) == ("mysql", "/opt/db/bin", "mysql",
                                                                                      45.0, 5.0)
@@ -46,15 +65,15 @@ def test_a_complete_file(tmp_path):
     ("[workload]\nworkload_name = mysql\nipc_folder = /nonexistent/ipc\n", 507, "ipc_folder"),
     ("[workload]\nworkload_name = mysql\ncredString = -p" + SECRET + "\n  continued\n[bad\n", 501, "not a valid INI"),
 ])
-def test_bad_files_are_coded_errors_without_the_secret(tmp_path, text, code, words):
+def test_bad_files_are_coded_errors_without_the_secret(trusted, text, code, words):
     with pytest.raises(workload.WorkloadError) as e:
-        load(conf(tmp_path, text))
+        load(conf(trusted, text))
     assert e.value.code == code and words in e.value.message
     assert SECRET not in e.value.message
 
 
-def test_unsafe_ownership_or_permissions_are_refused(tmp_path):
-    path = conf(tmp_path, "[workload]\nworkload_name = mysql\n", 0o622)
+def test_unsafe_ownership_or_permissions_are_refused(trusted):
+    path = conf(trusted, "[workload]\nworkload_name = mysql\n", 0o622)
     with pytest.raises(workload.WorkloadError) as e:
         load(path)
     assert e.value.code == 501 and "writable by group or others" in e.value.message
@@ -109,10 +128,10 @@ class Cfg(object):
         self.workload_config, self.on_app_failure_do_fs_freeze = path, freeze_on_failure
 
 
-def test_step_outcomes(tmp_path):
-    none = workload.WorkloadStep(Cfg(str(tmp_path / "absent"))).enter(["/x"])
+def test_step_outcomes(trusted):
+    none = workload.WorkloadStep(Cfg(str(trusted / "absent"))).enter(["/x"])
     assert none.outcome(codes.CONSISTENCY_FS) == (codes.CONSISTENCY_FS, "")
-    bad = conf(tmp_path, "[workload]\nworkload_name = oracle\n")
+    bad = conf(trusted, "[workload]\nworkload_name = oracle\n")
     step = workload.WorkloadStep(Cfg(bad)).enter(["/x"])
     # A root-owned file is required; as another user the ownership check fails first (also 501).
     assert step.problem_code in (501, 503) and step.abort_code is None
@@ -122,6 +141,24 @@ def test_step_outcomes(tmp_path):
     assert strict.abort_code in (501, 503)
 
 
-def test_diagnose_names_the_problem(tmp_path):
-    doc = workload.describe(Cfg(conf(tmp_path, "[workload]\nworkload_name = mysql\ncommand_path = /nonexistent\n")))
+def test_diagnose_names_the_problem(trusted):
+    doc = workload.describe(Cfg(conf(trusted, "[workload]\nworkload_name = mysql\ncommand_path = /nonexistent\n")))
     assert doc["configured"] and doc["ok"] is False and doc["code"] == 501
+
+
+def test_a_file_or_client_reachable_by_others_is_refused(trusted, tmp_path):
+    """Whoever can swap workload.conf or the client binary runs code as linux_user (root by default)."""
+    with pytest.raises(workload.WorkloadError) as e:
+        load(conf(tmp_path, "[workload]\nworkload_name = mysql\n"))  # below /tmp: others can write there
+    assert e.value.code == 501 and "refused" in e.value.message
+    bindir = trusted / "bin"
+    bindir.mkdir()
+    client = bindir / "psql"
+    client.write_text("#!/bin/sh\n")
+    os.chmod(client, 0o755)
+    wl = load(conf(trusted, "[workload]\nworkload_name = postgres\ncommand_path = %s\n" % bindir))
+    assert workload.find_client(wl, ("psql",), owner_uid=os.geteuid()) == str(client)
+    os.chmod(bindir, 0o777)
+    with pytest.raises(workload.WorkloadError) as e:
+        workload.find_client(wl, ("psql",), owner_uid=os.geteuid())
+    assert e.value.code == 501 and "writable by group or others" in e.value.message
