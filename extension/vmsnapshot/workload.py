@@ -20,11 +20,11 @@ import logging
 import os
 import pwd
 import shlex
-import stat
 import time
 
 from . import codes
 from .scripts import Untrusted, open_trusted
+from .scripts import _file_reason as file_reason  # the scripts' rule: regular, owner, not group/world-writable
 
 try:
     import configparser
@@ -81,17 +81,6 @@ def _number(raw, key, default):
     return value
 
 
-def _check_file(fd, shown, owner_uid, what):
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        return "%s %s is not a regular file" % (what, shown)
-    if st.st_uid != owner_uid:
-        return "%s %s is owned by uid %d, not %d" % (what, shown, st.st_uid, owner_uid)
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return "%s %s is writable by group or others (mode %04o)" % (what, shown, stat.S_IMODE(st.st_mode))
-    return None
-
-
 def open_trusted_file(path, owner_uid, what):
     """A descriptor (O_PATH where there is one) of `path` reached through trusted directories and itself
     root-owned and not group/world-writable; None when it does not exist; WorkloadError (501) otherwise."""
@@ -101,7 +90,7 @@ def open_trusted_file(path, owner_uid, what):
         if e.kind == "missing":
             return None
         raise WorkloadError(codes.WORKLOAD_CONF_ERROR, "%s: refused" % e.message)
-    reason = _check_file(fd, shown, owner_uid, what)
+    reason = file_reason(os.fstat(fd), shown, owner_uid, what)
     if reason:
         os.close(fd)
         raise WorkloadError(codes.WORKLOAD_CONF_ERROR, "%s: refused" % reason)
