@@ -110,6 +110,8 @@ def render_text(doc):
                                                  "reachable, %s %s, would: %s" % (wl.get("version"), wl.get("role"),
                                                                                   wl.get("would_do")) if wl.get("ok")
                                                  else "NOT usable: %s" % wl.get("error")))
+        if wl.get("warning"):
+            lines.append("WARNING: %s" % wl["warning"])
     else:
         lines.append("database: none (%s)" % wl.get("config_path"))
     s = doc["settings"]

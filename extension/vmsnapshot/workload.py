@@ -350,6 +350,9 @@ def describe(cfg):
         doc["note"] = "no database branch (%s missing or workload_name empty)" % path
         return doc
     doc.update(configured=True, workload=wl.to_dict())
+    if wl.engine == "mysql" and wl.timeout <= cfg.timeout:
+        doc["warning"] = ("workload.conf timeout (%g s) is not longer than [SnapshotThread] timeout (%g s): a job "
+                          "that stays frozen that long loses the lock before the thaw" % (wl.timeout, cfg.timeout))
     try:
         doc.update(quiescer_for(wl).check())
         doc["ok"] = True

@@ -124,8 +124,8 @@ def test_vmbackup_conf_keys(tmp_path):
 
 
 class Cfg(object):
-    def __init__(self, path, freeze_on_failure=True):
-        self.workload_config, self.on_app_failure_do_fs_freeze = path, freeze_on_failure
+    def __init__(self, path, freeze_on_failure=True, timeout=30.0):
+        self.workload_config, self.on_app_failure_do_fs_freeze, self.timeout = path, freeze_on_failure, timeout
 
 
 def test_step_outcomes(trusted):
@@ -162,3 +162,10 @@ def test_a_file_or_client_reachable_by_others_is_refused(trusted, tmp_path):
     with pytest.raises(workload.WorkloadError) as e:
         workload.find_client(wl, ("psql",), owner_uid=os.geteuid())
     assert e.value.code == 501 and "writable by group or others" in e.value.message
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the runtime trusts a root-owned workload.conf only")
+def test_diagnose_warns_when_the_lock_would_not_outlast_the_freeze_cap(trusted):
+    path = conf(trusted, "[workload]\nworkload_name = mariadb\ncommand_path = /nonexistent\ntimeout = 20\n")
+    assert "loses the lock" in workload.describe(Cfg(path, timeout=30.0))["warning"]
+    assert "warning" not in workload.describe(Cfg(path, timeout=10.0))
