@@ -23,7 +23,12 @@ def b64json(doc):
     return base64.b64encode(json.dumps(doc).encode()).decode()
 
 
-def safe_config(path, work, fsfreeze=False, include=None, extra=""):
+# Where a test's runtime finds "the WireServer" unless a test starts a host service: a loopback port nothing
+# listens on, so presnapshot is refused at once (code 555) and nothing ever leaves the machine.
+NO_HOST_ENDPOINT = "http://127.0.0.1:9"
+
+
+def safe_config(path, work, fsfreeze=False, include=None, extra="", host_endpoint=NO_HOST_ENDPOINT):
     """A runtime configuration that can never freeze a machine filesystem and keeps every path in `work`."""
     lines = ["[SnapshotThread]", "fsfreeze = %s" % ("true" if fsfreeze else "false"), "timeout = 20"]
     if include is not None:
@@ -35,7 +40,9 @@ def safe_config(path, work, fsfreeze=False, include=None, extra=""):
               "HookDir = %s" % os.path.join(work, "etc-azure", "hooks.d"),
               "SafeFreezeLockFile = %s" % os.path.join(work, "etc-azure", "SafeFreezeLockFile"),
               "MachineIdentityFile = %s" % os.path.join(work, "etc-azure", "machine_identity"),
-              "WaagentConf = %s" % os.path.join(work, "etc-azure", "waagent.conf")]
+              "WaagentConf = %s" % os.path.join(work, "etc-azure", "waagent.conf"),
+              "HostEndpoint = %s" % host_endpoint, "HostTimeoutSeconds = 5",
+              "HostingEnvironmentConfig = %s" % os.path.join(work, "etc-azure", "HostingEnvironmentConfig.xml")]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n" + extra)
     return path
@@ -97,6 +104,17 @@ class SnapshotVM(object):
 
     def snapshots(self):
         return self.azurite.list_snapshots(self.container)
+
+    def job_log(self, until, timeout=10.0):
+        """The job's log blob once it contains `until` (it is uploaded after the status), or as it is."""
+        deadline, text = time.monotonic() + timeout, ""
+        while until not in text and time.monotonic() < deadline:
+            time.sleep(0.05)
+            try:
+                text = self.azurite.read_blob(self.container, "job.log").decode()
+            except RuntimeError:
+                pass
+        return text
 
     def status_blob(self):
         raw = self.azurite.read_blob(self.container, "status.json").decode().rstrip()
