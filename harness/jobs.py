@@ -7,9 +7,10 @@ import base64
 import json
 import os
 import time
+import uuid
 
 from .handler import AgentSim
-from .secretscan import sas_signatures
+from .secretscan import field_secrets, sas_signatures
 
 TICKS_AT_UNIX_EPOCH = 621355968000000000
 
@@ -64,6 +65,9 @@ class SnapshotVM(object):
             azurite.create_page_blob(self.container, name, 1 << 30)
         azurite.create_page_blob(self.container, "status.json", 0)
         self._uris = None
+        # Host-path secrets every job carries (a fake token; fake ADE settings for host services to hand out).
+        self.task_token = "kit-snapshotTaskToken-%s" % uuid.uuid4().hex
+        self.disk_encryption_settings = "kit-fake-DiskEncryptionSettings-%s" % uuid.uuid4().hex
         self.status_uri = azurite.blob_sas_uri(self.container, "status.json")
         self.log_uri = azurite.blob_sas_uri(self.container, "job.log", "racw")
         self.config = safe_config(os.path.join(work, "vmbackup.conf"), work, fsfreeze, include)
@@ -76,9 +80,13 @@ class SnapshotVM(object):
             self._uris = [self.azurite.blob_sas_uri(self.container, n) for n in self.disk_names]
         return list(self._uris)
 
-    def secrets(self):
-        """Every SAS signature this VM's settings carry: must never appear on disk or in logs."""
-        return sas_signatures(self.disk_uris() + [self.status_uri, self.log_uri])
+    def secrets(self, *documents):
+        """Every secret this VM's settings carry (SAS signatures, the snapshotTaskToken, the ADE settings),
+        plus those in `documents` (settings a test built itself): must never appear on disk or in logs."""
+        found = [self.task_token, self.disk_encryption_settings]
+        for doc in documents:
+            found += field_secrets(doc)
+        return sas_signatures(self.disk_uris() + [self.status_uri, self.log_uri]) + sorted(set(found))
 
     def public(self, seq=0, **overrides):
         pub = {"locale": "en-us", "taskId": "task-%s-%d" % (self.container, seq),
@@ -86,7 +94,8 @@ class SnapshotVM(object):
                    "microsoft.compute/virtualmachines",
                "objectStr": b64json({"backupMetadata": [{"Key": "BackupTaskId", "Value": "task-%d" % seq},
                                                          {"Key": "Origin", "Value": "kit-tests"}],
-                                     "includedDisks": {"dataDiskLunList": [0], "isOSDiskIncluded": True}})}
+                                     "includedDisks": {"dataDiskLunList": [0], "isOSDiskIncluded": True},
+                                     "snapshotTaskToken": self.task_token})}
         pub.update(overrides)
         return {k: v for k, v in pub.items() if v is not None}
 
@@ -116,6 +125,16 @@ class SnapshotVM(object):
                 pass
         return text
 
-    def status_blob(self):
-        raw = self.azurite.read_blob(self.container, "status.json").decode().rstrip()
-        return json.loads(raw)
+    def status_blob(self, timeout=10.0):
+        """The status blob's report once it is terminal (it is uploaded just after the local status file)."""
+        deadline, doc = time.monotonic() + timeout, None
+        while time.monotonic() < deadline:
+            raw = self.azurite.read_blob(self.container, "status.json").decode().rstrip()
+            try:
+                doc = json.loads(raw)
+            except ValueError:
+                doc = None  # read while being rewritten
+            if doc and doc[0]["status"]["status"] != "transitioning":
+                break
+            time.sleep(0.05)
+        return doc

@@ -77,7 +77,7 @@ def choose(config_method, custom_settings, included_disks, have_sas=True):
     """The Choice for one job, or MethodError(code, message).
 
     config_method: vmbackup.conf [SnapshotThread] SnapshotMethod (None or "" = not set).
-    have_sas: whether the job carries blobSASUri; without them only the host can snapshot.
+    have_sas: whether the job carries blobSASUri; they may be missing only when the host alone snapshots.
     """
     custom = custom_settings or {}
     disks = included_disks or {}
@@ -124,14 +124,10 @@ def choose(config_method, custom_settings, included_disks, have_sas=True):
                         requested, source, forced_by)
     else:
         choice = Choice(method, reason, requested, source)
-    if not have_sas:
-        if choice.method == ONLY_GUEST:
-            raise MethodError(codes.BAD_PARAMETER, "protectedSettings.objectStr.blobSASUri must be a non-empty "
-                                                   "list of blob SAS URIs: the guest takes the snapshots (%s)"
-                              % choice.reason)
-        if choice.method != ONLY_HOST:
-            choice = Choice(ONLY_HOST, "no blobSASUri, so only the host can snapshot (was %s)" % choice.reason,
-                            requested, source)
+    if not have_sas and choice.method != ONLY_HOST:  # the guest may have to snapshot: it needs the SAS URIs
+        raise MethodError(codes.BAD_PARAMETER, "protectedSettings.objectStr.blobSASUri must be a non-empty list of "
+                                               "blob SAS URIs unless only the host snapshots; the method is %s"
+                          % choice.reason)
     return choice
 
 

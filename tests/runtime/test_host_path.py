@@ -93,7 +93,7 @@ def test_trusted_launch_vm_without_sas_is_snapshotted_by_the_host(vm, host):
     headers = {k.lower(): v for k, v in do[0].headers.items()}
     assert headers["backup"] == "true" and headers["useragent"] == "VMSnapshot"
     assert headers["content-type"] == "application/json"
-    assert grep_tree(vm.work, [TOKEN]) == []
+    assert grep_tree(vm.work, vm.secrets() + [TOKEN]) == []
 
 
 def test_directdrive_disk_reports_its_identifier_and_no_snapshot_uri(vm, azurite):
@@ -252,7 +252,7 @@ def test_ade_encryption_settings_travel_but_never_leak(vm, azurite, path):
     snaps = vm.snapshots()
     assert len(snaps) == 2 and all(meta.get("DiskEncryptionSettings") == DES for _, _, meta in snaps)
     # ... and nothing the runtime writes does: not on disk, not in the status or log blobs.
-    assert grep_tree(vm.work, [DES, TOKEN]) == []
+    assert grep_tree(vm.work, vm.secrets() + [DES, TOKEN]) == []
     log_text = vm.job_log("ended: code 1")
     assert "ended: code 1" in log_text
     for blob_text in (log_text, vm.azurite.read_blob(vm.container, "status.json").decode()):

@@ -46,10 +46,8 @@ def rules(config, custom_value, forcing, luns, have_sas):
         method = "onlyGuest"
     elif forced:
         method = "onlyHost"
-    if not have_sas:
-        if method == "onlyGuest":
-            return ("error", 11)
-        method = "onlyHost"
+    if not have_sas and method != "onlyHost":
+        return ("error", 11)
     return (method,)
 
 
