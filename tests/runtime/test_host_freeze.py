@@ -20,10 +20,14 @@ from harness import loopfs
 from harness.faultproxy import FaultProxy, Rule
 from harness.hostservice import Fault, HostService
 from harness.jobs import b64json, safe_config
-from tests.runtime.test_freeze_jobs import CAP_S, REASON, assert_plan_is_ours, loops, report_of, telemetry  # noqa: F401
+from tests.runtime import test_freeze_jobs
+from tests.runtime.test_freeze_jobs import CAP_S, REASON, assert_plan_is_ours, report_of, telemetry
 from tests.runtime.test_host_path import LUN_MAP, no_sas, public
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(REASON is not None, reason=REASON or "")]
+
+
+loops = test_freeze_jobs.loops  # the same loop mounts fixture (one set per module)
 
 
 @pytest.fixture

@@ -140,7 +140,7 @@ def test_runtime_interpreter_agrees_on_the_whole_matrix(runtime_python):
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = json.loads(proc.stdout)
     want = [evaluate(c) for c in CASES]
-    for _, custom, disks, code, _ in WRONG_TYPES:
+    for _, custom, disks, _, _ in WRONG_TYPES:
         try:
             sm.choose(None, custom or {}, dict({"dataDiskLunList": [0]}, **disks))
         except sm.MethodError as e:
