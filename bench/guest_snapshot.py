@@ -23,11 +23,12 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "extension"))
 
+from vmsnapshot.rawhttp import complete  # noqa: E402
+
 from harness.azurite import Azurite  # noqa: E402
 from harness.certs import TenantCert, make_tls  # noqa: E402
 from harness.handler import build_zip  # noqa: E402
 from harness.jobs import SnapshotVM  # noqa: E402
-from vmsnapshot.hostsnapshot import _complete  # noqa: E402
 
 
 def runtime_snapshot_ms(vm, seq):
@@ -67,7 +68,7 @@ def minimal_client_ms(uris, ca):
             buffers[s] += s.recv(65536)
             while s.pending():
                 buffers[s] += s.recv(65536)
-            if _complete(buffers[s]):
+            if complete(buffers[s]):
                 pending.discard(s)
     took = (time.monotonic() - started) * 1000
     for s in socks:

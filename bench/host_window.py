@@ -27,6 +27,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "extension"))
 
+from vmsnapshot import freezer, hostsnapshot  # noqa: E402
+
 from bench.frozen_window import planned_mounts  # noqa: E402
 from harness import loopfs  # noqa: E402
 from harness.azurite import Azurite  # noqa: E402
@@ -35,7 +37,6 @@ from harness.freezeguard import FITHAW  # noqa: E402
 from harness.handler import build_zip  # noqa: E402
 from harness.hostservice import HostService  # noqa: E402
 from harness.jobs import SnapshotVM, b64json, safe_config  # noqa: E402
-from vmsnapshot import freezer, hostsnapshot  # noqa: E402
 
 FIFREEZE = 0xC0045877
 LUN_MAP = {0: "disk1.vhd", -1: "disk0.vhd"}

@@ -13,10 +13,10 @@ import calendar
 import errno
 import json
 import re
-import select
 import socket
 import time
 
+from . import rawhttp
 from .redact import redact
 from .snapshots import Preflight
 
@@ -26,17 +26,11 @@ NO_ANSWER, SERVICE_NOT_RUNNING, EMPTY_BODY, CALL_FAILED = 555, 556, 557, 558
 CRP_FLAGS = ("isSnapshotTtlEnabled", "useMccfToFetchDsasForAllDisks", "useMccfForLad",
              "EnableVMSnapshotExtensionPolling")
 ADE_FLAGS = ("isOsDiskADEEncrypted", "areDataDisksADEEncrypted")
-MAX_RESPONSE = 4 * 1024 * 1024
 _ERROR_BODY = re.compile(br'^\s*\{\s*"error"')
 _ISO = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(\.\d+)?(Z|[+-]00:?00)?$")
 
 
-class HostError(Exception):
-    """A host call that got no usable HTTP answer; `timed_out` when the deadline cut it."""
-
-    def __init__(self, message, timed_out=False):
-        Exception.__init__(self, message)
-        self.timed_out = timed_out
+HostError = rawhttp.NoAnswer  # a host call that got no usable HTTP answer
 
 
 def parse_endpoint(url):
@@ -59,20 +53,6 @@ def build_request(host, port, path, doc):
     return head.encode("ascii") + body
 
 
-def _complete(buf):
-    """Whether `buf` holds a whole HTTP response (Content-Length or chunked framing)."""
-    end = buf.find(b"\r\n\r\n")
-    if end < 0:
-        return False
-    head = buf[:end].lower()
-    m = re.search(br"\r\ncontent-length:\s*(\d+)", head)
-    if m:
-        return len(buf) - end - 4 >= int(m.group(1))
-    if b"transfer-encoding: chunked" in head:
-        return buf.endswith(b"0\r\n\r\n")
-    return head[9:12] in (b"204", b"304")
-
-
 def exchange(sock, request, deadline):
     """Write `request`, read the raw response until it is complete, the peer closes, or `deadline`."""
     sock.settimeout(max(0.01, deadline - time.monotonic()))
@@ -82,49 +62,12 @@ def exchange(sock, request, deadline):
         raise HostError("no answer: sending timed out", timed_out=True)
     except OSError as e:
         raise HostError("no answer: %s" % (e.strerror or e))
-    buf = b""
-    sock.setblocking(False)
-    while not _complete(buf):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise HostError("no answer within the time allowed", timed_out=True)
-        ready, _, _ = select.select([sock], [], [], remaining)
-        if not ready:
-            continue
-        try:
-            chunk = sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
-            continue
-        except OSError as e:
-            if buf:
-                break
-            raise HostError("no answer: %s" % (e.strerror or e))
-        if not chunk:
-            break
-        buf += chunk
-        if len(buf) > MAX_RESPONSE:
-            break
-    if not buf:
-        raise HostError("no answer: the connection was closed without a response")
-    return buf
-
-
-def parse_response(raw):
-    """(status, body bytes) of a raw HTTP response; raises ValueError when it is not HTTP."""
-    head, _, body = raw.partition(b"\r\n\r\n")
-    first = head.split(b"\r\n", 1)[0].split()
-    if len(first) < 2 or not first[0].startswith(b"HTTP/") or not first[1].isdigit():
-        raise ValueError("not an HTTP response")
-    if b"transfer-encoding: chunked" in head.lower():
-        out, rest = b"", body
-        while rest:
-            size_line, _, rest = rest.partition(b"\r\n")
-            size = int(size_line.split(b";")[0].strip() or b"0", 16)
-            if size == 0:
-                break
-            out, rest = out + rest[:size], rest[size + 2:]
-        body = out
-    return int(first[1]), body
+    got = rawhttp.read_responses([sock], deadline)[sock]
+    if isinstance(got, HostError):
+        raise got
+    if isinstance(got, Exception):
+        raise HostError("no answer: %s" % describe(got))
+    return got
 
 
 class HostCall(object):
@@ -150,7 +93,7 @@ class HostCall(object):
             self.message = redact("%s: %s" % (self.name, error))[:500]
             return self
         try:
-            self.status, body = parse_response(raw)
+            self.status, _, body = rawhttp.parse(raw)
         except ValueError as e:
             self.code, self.message = CALL_FAILED, "%s: %s" % (self.name, e)
             return self
