@@ -55,7 +55,8 @@ CODES = [
     ("not-http", b"SSH-2.0-OpenSSH\r\n\r\n", 558, False),
     ("404", http(404, b"nope"), 404, False),
     ("closed-without-answer", b"", 555, False),
-    ("chunked", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"a\":\r\n3\r\n 1}\r\n0\r\n\r\n", 200, True),
+    ("chunked", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"a\":\r\n3\r\n 1}\r\n0\r\n\r\n",
+     200, True),
 ]
 
 
@@ -103,8 +104,8 @@ def test_batch_parses_only_when_results_are_read():
     assert info[1]["isSuccessful"] is False and info[1]["errorMessage"] == "boom"
 
 
-@pytest.mark.parametrize("iso,ms", [("2026-01-01T00:00:00.123Z", 1767225600123), ("2026-01-01T00:00:00Z", 1767225600000),
-                                    ("2026-01-01T00:00:00", 1767225600000),
+@pytest.mark.parametrize("iso,ms", [("2026-01-01T00:00:00.123Z", 1767225600123),
+                                    ("2026-01-01T00:00:00Z", 1767225600000), ("2026-01-01T00:00:00", 1767225600000),
                                     ("2026-01-01T00:00:00.1234567+00:00", 1767225600123)])
 def test_directdrive_creation_time_becomes_a_dotnet_date(iso, ms):
     assert hs.dotnet_date(iso) == {"DateTime": "/Date(%d)/" % ms, "OffsetMinutes": 0}
