@@ -138,7 +138,9 @@ def stage_guest(stage, work, azurite, tls, ports):
     write_text(stage + GUEST_CONFIG, (
         "# qemu system test: this VM is disposable, so the job freezes its own root.\n"
         "[SnapshotThread]\nfsfreeze = true\nMountsToInclude = /\ntimeout = %d\n\n"
-        "[vmsnapshot]\nHookDir = %s\n" % (FREEZE_CAP_S, GUEST_HOOK_DIR)))
+        "[vmsnapshot]\nHookDir = %s\n"
+        "# No WireServer in this VM: presnapshot is refused at once (555) and the guest snapshots.\n"
+        "HostEndpoint = http://127.0.0.1:9\n" % (FREEZE_CAP_S, GUEST_HOOK_DIR)))
 
     guest_base = sim.base[len(stage):]
     # The agent's own variables (the guest runner adds ConfigSequenceNumber per job), in guest paths.
