@@ -13,6 +13,7 @@ import calendar
 import errno
 import json
 import re
+import select
 import socket
 import time
 
@@ -308,6 +309,10 @@ class HostSnapshotBatch(object):
         try:
             if self._sock is None:
                 raise HostError("no connection")
+            if select.select([self._sock], [], [], 0)[0]:
+                # Readable while idle: the host closed it (long pre-scripts). A link-local connect is cheap.
+                self._close()
+                self._sock = connect(self.endpoint, max(0.01, min(self.connect_timeout, deadline - time.monotonic())))
             self._raw = exchange(self._sock, self._request, deadline)
             self.call.answered_at = time.monotonic()
         except (HostError, OSError) as e:  # anything else (a cancel) unwinds through the worker's thaw

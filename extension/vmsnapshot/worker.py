@@ -264,7 +264,12 @@ class Job(object):
             return guest, (guest_results, None, None)
         if self.guardian is not None:
             self.guardian.close()
-            self.guardian = self.start_guardian(plan)
+            try:
+                self.guardian = self.start_guardian(plan)
+            except RuntimeError as e:
+                batch.cancel()
+                log.warning("host path not tried: the freeze guardian could not start again: %s", e)
+                return guest, (guest_results, None, None)
         return batch, self._freeze_and_snapshot(batch, plan, self.guardian)
 
     def host_instead_of_guest(self, guest, failed):

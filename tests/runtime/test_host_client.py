@@ -135,3 +135,26 @@ def test_host_secrets_are_redacted_by_value_and_by_field_name():
     assert "enc-x" not in redact.redact("x-ms-meta-DiskEncryptionSettings: enc-x")
     assert "\\\"q" not in redact.redact('{"DiskEncryptionSettings": "a\\"q"}')
     assert redact.redact('{"taskId": "t"}') == '{"taskId": "t"}'
+
+
+def test_a_connection_the_host_closed_while_idle_is_replaced_before_sending():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(2)
+    body = b'{"snapshotInfo": [{"isSuccessful": "true", "snapshotUri": "https://a/c/d?snapshot=1"}]}'
+
+    def run():
+        first, _ = listener.accept()
+        first.close()                      # an idle keep-alive timeout on the host side
+        second, _ = listener.accept()
+        second.recv(65536)
+        second.sendall(http(200, body))
+        second.close()
+
+    threading.Thread(target=run, daemon=True).start()
+    batch = hs.HostSnapshotBatch("http://127.0.0.1:%d" % listener.getsockname()[1], {"taskId": "t"}, [0])
+    assert batch.prepare()[0].ok
+    time.sleep(0.2)
+    batch.fire(time.monotonic() + 5)
+    assert batch.call.code is None and [r.ok for r in batch.results] == [True] and batch.call.code == 200
+    listener.close()

@@ -283,3 +283,14 @@ def test_restored_vm_with_a_new_role_guid_is_not_already_processed(vm):
     status, _, _ = run(vm)
     assert status["code"] == 1
     assert len(vm.snapshots()) == 2 * len(vm.disk_names)
+
+
+def test_diagnose_names_the_method_and_why(vm, host):
+    import subprocess
+
+    vm.write(0, public=public(vm, disks={"isAnyDirectDriveDiskIncluded": True}), private=no_sas(vm))
+    proc = subprocess.run(["/bin/sh", "-c", vm.agent.base + "/bin/handle.sh diagnose --offline"], cwd=vm.agent.base,
+                          env=vm.agent.env(0), capture_output=True, text=True, timeout=60)
+    assert "snapshot method: onlyHost (only the host can snapshot a DirectDrive disk" in proc.stdout, proc.stdout
+    assert host.endpoint in proc.stdout and host.calls == []  # diagnose never calls the host
+    assert not any(s in proc.stdout + proc.stderr for s in vm.secrets() + [TOKEN])
