@@ -36,11 +36,11 @@ def one_job(work, azurite, tenant, zip_path, disks, python, seq):
     doc = vm.agent.wait_terminal(0, timeout=60)
     total_s = time.monotonic() - started
     assert doc[0]["status"]["status"] == "success", doc
-    log = open(os.path.join(vm.agent.log_dir, "vmsnapshot.log")).read()
+    log = open(os.path.join(vm.agent.log_dir, "extension.log")).read()
     deadline = time.monotonic() + 5
     while not USAGE.search(log) and time.monotonic() < deadline:
         time.sleep(0.05)
-        log = open(os.path.join(vm.agent.log_dir, "vmsnapshot.log")).read()
+        log = open(os.path.join(vm.agent.log_dir, "extension.log")).read()
     rss_kb, cpu_s = USAGE.search(log).groups()
     return {"enable_s": enable_s, "terminal_s": total_s, "worker_peak_rss_mb": int(rss_kb) / 1024.0,
             "worker_cpu_s": float(cpu_s)}

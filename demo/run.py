@@ -181,7 +181,7 @@ class Demo(object):
         for info in report["snapshotInfo"] or []:
             say("snapshot: %s" % info["snapshotUri"])
         step("The status blob, as Azure Backup reads it (signatures never appear)")
-        print(json.dumps(vm.status_blob(), indent=2)[:4000])
+        print(json.dumps(vm.final_status_blob(), indent=2)[:4000])
         self.trusted_launch_vm(work, azurite, tenant, zip_path, mounts)
         self.fleet_report(work)
 

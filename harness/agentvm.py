@@ -9,7 +9,8 @@ import json
 import os
 
 from .guestagent import GuestAgent, extension_status
-from .jobs import SnapshotVM, safe_config
+from .jobs import SnapshotVM, safe_config, script_config_path
+from .jobs import hook_dir as jobs_hook_dir
 from .wireserver import FakeWireServer, GoalState
 
 TERMINAL = ("success", "error")
@@ -18,7 +19,7 @@ TERMINAL = ("success", "error")
 class AgentVM(object):
     """A VM as the agent sees it: disks in Azurite, the fabric (fake WireServer) and the real agent."""
 
-    def __init__(self, root, package_root, azurite, tenant, zips):
+    def __init__(self, root, package_root, azurite, tenant, zips, python=None):
         self.work = os.path.join(root, "vm")          # everything the agent and the runtime write
         etc = os.path.join(self.work, "etc-azure")
         os.makedirs(etc)
@@ -30,12 +31,15 @@ class AgentVM(object):
         self.handler = os.path.basename(zips[self.versions[0]]).split("__")[0]
         self.wireserver = FakeWireServer(os.path.join(self.work, "lib"), tenant, zips)
         # The agent reads the same waagent.conf the runtime is pointed at (WaagentConf in safe_config).
-        self.agent = GuestAgent(self.work, package_root, self.wireserver, conf_path=os.path.join(etc, "waagent.conf"))
+        self.agent = GuestAgent(self.work, package_root, self.wireserver, conf_path=os.path.join(etc, "waagent.conf"),
+                                python=python)
         self.published = None
+        self.publication = None     # how the host sent the last goal state (harness.fasttrack.Publication)
         self._mark = 0
 
     def write_script_config(self, doc):
-        path = os.path.join(self.work, "etc-azure", "VMSnapshotScriptPluginConfig.json")
+        path = script_config_path(self.work)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w") as f:
             json.dump(doc, f)
         os.chmod(path, 0o600)
@@ -46,9 +50,11 @@ class AgentVM(object):
         return {"publicSettings": public, "protectedSettings": self.tenant.encrypt(json.dumps(private), cipher),
                 "protectedSettingsCertThumbprint": self.tenant.thumbprint}
 
-    def publish(self, version, seq, settings, state="enabled"):
+    def publish(self, version, seq, settings, state="enabled", source=None):
+        """A new goal state, sent as the host would (FastTrack to an agent that advertised it, else Fabric)."""
         self.published = GoalState(self.handler, version, state, seq, settings)
-        self.wireserver.publish(self.published)
+        self.publication = self.wireserver.publish(self.published, source)
+        return self.publication
 
     def deliver(self, version, seq, settings, state="enabled"):
         """Publish a goal state and let the agent process it; returns the commands it ran for it."""
@@ -66,7 +72,7 @@ class AgentVM(object):
         """Stop the agent and start a new one on the same disk state, as after a reboot or agent update."""
         old = self.agent
         old.close()
-        self.agent = GuestAgent(old.work, old.package_root, self.wireserver, conf_path=old.conf_path)
+        self.agent = GuestAgent(old.work, old.package_root, self.wireserver, conf_path=old.conf_path, python=old.python)
         self.agent.start()
 
     def republish(self, state=None):
@@ -105,7 +111,7 @@ class AgentVM(object):
 
     def write_hook(self, name, script):
         """An executable pre/post hook in the runtime's HookDir (root-owned, 0700, as the runtime demands)."""
-        hook_dir = os.path.join(self.work, "etc-azure", "hooks.d")
+        hook_dir = jobs_hook_dir(self.work)
         os.makedirs(hook_dir, mode=0o700, exist_ok=True)
         path = os.path.join(hook_dir, name)
         with open(path, "w") as f:

@@ -1,20 +1,34 @@
-"""The real Linux guest agent's extension handling, run in-process against harness.wireserver (contract §15).
+"""The real Linux guest agent's extension handling, driven against harness.wireserver (contract §15).
 
-The agent's code comes from Debian's `waagent` package unpacked with `dpkg -x` (mk/agent.mk) or from an
-upstream source tree named by WAAGENT_DIR. Nothing of the agent is patched except its HTTP function; its
-Lib.Dir and Extension.LogDir point into a work directory, and cgroups, firewall and self-update are off.
-The agent module is process-global, so one process drives one agent version at a time.
+The agents come from Debian's `waagent` package unpacked with `dpkg -x` and from the upstream release
+tarball unpacked into the kit cache (mk/agent.mk), or from a tree named by WAAGENT_DIR. Each agent runs in
+its own process (harness/agentdriver.py) under the interpreter it is tested on; nothing of it is patched
+except its HTTP function, whose requests come back here to the fake WireServer / HostGAPlugin. Its Lib.Dir
+and Extension.LogDir point into a work directory, and cgroups, firewall and self-update are off.
 """
 
+import base64
+import collections
 import glob
-import importlib
 import json
 import os
 import re
+import shutil
+import subprocess
 import sys
 import time
 
 MAX_PYTHON = (3, 11)  # 2.7.3 imports distutils, removed in Python 3.12
+UPSTREAM_AGENT = "WALinuxAgent-2.15.0.1"  # unpacked into the kit cache by `make waagent-upstream`
+PY313_VENV = "agent-py3.13"               # a venv in the kit cache with distro and crypt-r (`make agent-py313`)
+DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "agentdriver.py")
+
+# One combination of the agent matrix: `package_root`/`python` are None when missing, `missing` says why.
+AgentCombo = collections.namedtuple("AgentCombo", "id package_root python missing")
+
+
+def kit_cache():
+    return os.environ.get("KIT_CACHE") or os.path.expanduser("~/.cache/vmsnapshot-kit")
 
 
 def _package_root(directory):
@@ -31,22 +45,70 @@ def _version_key(path):
 
 
 def find_agent():
-    """(sys.path entry, where it came from) of the agent to drive, or (None, why not)."""
-    if sys.version_info[:2] > MAX_PYTHON:
-        return None, "the guest agent 2.7.3 needs Python <= 3.11 (it imports distutils); this is %d.%d" % (
-            sys.version_info[:2])
+    """(sys.path entry, where it came from) of the Debian agent (or WAAGENT_DIR's), or (None, why not)."""
     explicit = os.environ.get("WAAGENT_DIR")
     if explicit:
         if _package_root(explicit):
             return _package_root(explicit), explicit
         return None, ("WAAGENT_DIR=%s holds no azurelinuxagent package (neither usr/lib/python3/dist-packages/"
                       "azurelinuxagent nor azurelinuxagent/ at its top)" % explicit)
-    cache = os.environ.get("KIT_CACHE") or os.path.expanduser("~/.cache/vmsnapshot-kit")
+    cache = kit_cache()
     found = sorted((d for d in glob.glob(os.path.join(cache, "waagent-*")) if _package_root(d)), key=_version_key)
     if found:
         return _package_root(found[-1]), found[-1]
     return None, ("no unpacked guest agent in %s (run `make waagent` as root: apt-get download waagent + dpkg -x)"
                   % os.path.join(cache, "waagent-<version>"))
+
+
+def find_upstream_agent():
+    """(sys.path entry, where) of the upstream release unpacked by `make waagent-upstream`, or (None, why not)."""
+    tree = os.path.join(kit_cache(), UPSTREAM_AGENT)
+    if _package_root(tree):
+        return tree, tree
+    return None, "%s is not unpacked (run `make waagent-upstream`: it unpacks ../shared/vendor/%s.tar.gz)" % (
+        tree, UPSTREAM_AGENT)
+
+
+def _python_with_distro(python):
+    """None if `python` runs and imports `distro` (the agent needs it), else why not."""
+    try:
+        subprocess.run([python, "-c", "import distro"], check=True, capture_output=True, timeout=60)
+        return None
+    except (OSError, subprocess.SubprocessError):
+        return "%s cannot import the `distro` module the agent needs" % python
+
+
+def find_python(version):
+    """(interpreter, None) for running an agent under Python `version` ((3, 11) or (3, 13)), or (None, why)."""
+    if version == sys.version_info[:2]:
+        python = sys.executable
+    elif version == (3, 13):
+        python = os.path.join(kit_cache(), PY313_VENV, "bin", "python")
+        if not os.path.exists(python):
+            return None, "no %s (run `make agent-py313`: a venv on pyenv's or the system's 3.13)" % python
+    else:
+        python = shutil.which("python%d.%d" % version)
+        if python is None:
+            return None, "no python%d.%d on PATH" % version
+    why = _python_with_distro(python)
+    return (None, why) if why else (python, None)
+
+
+def agent_matrix():
+    """The agents tests/agent drive: Debian's 2.7.3 on Python 3.11, upstream 2.15.0.1 on 3.11 and on 3.13.
+    WAAGENT_DIR replaces the matrix with that one agent on this interpreter."""
+    if os.environ.get("WAAGENT_DIR"):
+        root, where = find_agent()
+        return [AgentCombo("waagent-dir", root, sys.executable, None) if root else
+                AgentCombo("waagent-dir", None, None, where)]
+    combos = []
+    for combo_id, find, version in (("debian-2.7.3-py3.11", find_agent, (3, 11)),
+                                    ("upstream-2.15-py3.11", find_upstream_agent, (3, 11)),
+                                    ("upstream-2.15-py3.13", find_upstream_agent, (3, 13))):
+        root, where = find()
+        python, why = find_python(version) if root else (None, where)
+        combos.append(AgentCombo(combo_id, root, python, why))
+    return combos
 
 
 def agent_conf(work):
@@ -70,62 +132,51 @@ def agent_conf(work):
 
 
 class GuestAgent(object):
-    """One VM's agent: detect the protocol, process goal states, report status, like the daemon's loop."""
+    """One VM's agent, run in its own process (harness/agentdriver.py) under `python`: every request it makes
+    is answered here by `wireserver`; the daemon's loop is driven call by call."""
 
-    def __init__(self, work, package_root, wireserver, conf_path=None):
+    def __init__(self, work, package_root, wireserver, conf_path=None, python=None):
         self.work = work
         self.lib_dir = os.path.join(work, "lib")
         self.log_root = os.path.join(work, "log-azure")
         self.conf_path = conf_path or os.path.join(work, "waagent.conf")
         self.agent_log = os.path.join(work, "waagent.log")
         self.package_root = package_root
+        self.python = python or sys.executable
         self.wireserver = wireserver
-        self.protocol = None
-        self.handler = None
         self.version = None
-        self._restutil = None
-        self._saved_http_request = None
+        self.python_version = None
+        self.supports_fast_track = False
+        self.goal_state = None      # what process_goal_state last returned
+        self._process = None
 
     # -- life cycle ------------------------------------------------------------------------------------
     def start(self):
-        """Import the agent, point it at `work` and the fake, and run protocol detection (which fetches the
-        first goal state and certificates: publish one on the fake before)."""
+        """Start the agent process and run protocol detection (which fetches the first goal state and
+        certificates: publish one on the fake before)."""
         for d in (self.lib_dir, self.log_root, os.path.dirname(self.conf_path)):
             os.makedirs(d, exist_ok=True)
         os.chmod(self.lib_dir, 0o700)
         with open(self.conf_path, "w") as f:
             f.write(agent_conf(self.work))
-        if self.package_root not in sys.path:
-            sys.path.insert(0, self.package_root)
-        conf = importlib.import_module("azurelinuxagent.common.conf")
-        logger = importlib.import_module("azurelinuxagent.common.logger")
-        event = importlib.import_module("azurelinuxagent.common.event")
-        self._restutil = importlib.import_module("azurelinuxagent.common.utils.restutil")
-        wire = importlib.import_module("azurelinuxagent.common.protocol.wire")
-        exthandlers = importlib.import_module("azurelinuxagent.ga.exthandlers")
-        self.version = importlib.import_module("azurelinuxagent.common.version").AGENT_VERSION
-        if not os.path.dirname(os.path.abspath(importlib.import_module("azurelinuxagent").__file__)).startswith(
-                os.path.abspath(self.package_root)):
-            raise RuntimeError("another guest agent is already imported in this process")
-
-        conf.load_conf_from_file(self.conf_path)
-        logger.DEFAULT_LOGGER.appenders = []
-        logger.add_logger_appender(logger.AppenderType.FILE, logger.LogLevel.INFO, path=self.agent_log)
-        events = os.path.join(self.lib_dir, "events")
-        os.makedirs(events, exist_ok=True)
-        event.init_event_logger(events)
-
-        self._saved_http_request = self._restutil.http_request
-        self._restutil.http_request = self.wireserver.http_request  # the one and only replacement
-        self.protocol = wire.WireProtocol(self._restutil.KNOWN_WIRESERVER_IP)
-        self.protocol.detect()
-        self.handler = exthandlers.get_exthandlers_handler(self.protocol)
+        with open(os.path.join(self.work, "agentdriver.stderr"), "ab") as stderr:
+            self._process = subprocess.Popen([self.python, DRIVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                             stderr=stderr)
+        started = self._call("start", self.package_root, self.conf_path, self.agent_log, self.lib_dir)
+        self.version, self.python_version = started["version"], started["python"]
         return self
 
     def close(self):
-        if self._restutil is not None and self._saved_http_request is not None:
-            self._restutil.http_request = self._saved_http_request
-            self._saved_http_request = None
+        process, self._process = self._process, None
+        if process is not None:
+            try:
+                _send(process, {"call": "stop"})
+                process.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                process.kill()
+                process.wait()
+            process.stdin.close()
+            process.stdout.close()
 
     def __enter__(self):
         return self.start()
@@ -133,20 +184,45 @@ class GuestAgent(object):
     def __exit__(self, *exc):
         self.close()
 
+    def _call(self, name, *args):
+        """Run `name` in the agent process, answering its HTTP requests from the fake until it returns."""
+        if self._process is None:
+            raise RuntimeError("the agent is not started")
+        _send(self._process, {"call": name, "args": list(args)})
+        while True:
+            line = self._process.stdout.readline()
+            if not line:
+                raise AssertionError("the agent process died (exit %s); see %s and agentdriver.stderr" % (
+                    self._process.poll(), self.agent_log))
+            message = json.loads(line)
+            if "http" in message:
+                _send(self._process, self._answer(message["http"]))
+            elif "error" in message:
+                raise AssertionError("the agent raised in %s:\n%s" % (name, message["error"]))
+            else:
+                return message["result"]
+
+    def _answer(self, request):
+        data = base64.b64decode(request["data"]) if request["data"] is not None else None
+        response = self.wireserver.http_request(request["method"], request["url"], data,
+                                                headers=request["headers"])
+        return {"status": response.status, "reason": response.reason, "headers": response.getheaders(),
+                "body": base64.b64encode(response.read()).decode()}
+
     # -- what the daemon's extension loop does --------------------------------------------------------
     def process_goal_state(self):
-        """Fetch the goal state the fake now publishes and process it (download, install, enable, ...)."""
-        client = self.protocol.client
-        try:
-            client.update_goal_state(force_update=True)
-        except TypeError:  # agents whose update_goal_state takes no force_update
-            client.update_goal_state()
-        self.handler.run()
+        """Fetch the goal state the fake now publishes and, if it is new to the agent, process it (download,
+        install, enable, ...). Returns {ran, supports_fast_track, id, source, parsed_from}: the extensions goal
+        state the agent holds, by its own id, source and class (ExtensionsGoalStateFromVmSettings or ...
+        FromExtensionsConfig)."""
+        self.goal_state = self._call("process_goal_state")
+        self.supports_fast_track = self.goal_state["supports_fast_track"]
+        return self.goal_state
 
     def report(self):
         """One status reporting cycle; returns the VM status document the agent uploaded."""
         before = len(self.wireserver.status_uploads)
-        self.handler.report_ext_handlers_status()
+        self._call("report")
         if len(self.wireserver.status_uploads) == before:
             raise AssertionError("the agent uploaded no status (see %s)" % self.agent_log)
         return self.wireserver.last_status
@@ -164,10 +240,8 @@ class GuestAgent(object):
             time.sleep(interval)
 
     def read_manifest(self, handler_dir):
-        """The agent's own reading of <handler_dir>/HandlerManifest.json (its HandlerManifest object)."""
-        exthandlers = importlib.import_module("azurelinuxagent.ga.exthandlers")
-        with open(os.path.join(handler_dir, "HandlerManifest.json")) as f:
-            return exthandlers.HandlerManifest(json.load(f)[0])
+        """The agent's own reading of <handler_dir>/HandlerManifest.json: {method name: its answer}."""
+        return self._call("read_manifest", handler_dir)
 
     # -- where the agent put things -----------------------------------------------------------------
     def handler_dir(self, name, version):
@@ -188,6 +262,11 @@ class GuestAgent(object):
         pattern = re.compile(r"Executing command: %s-([^/\s]+)/\S+ (\w+) with environment" % re.escape(
             os.path.join(self.lib_dir, name)))
         return pattern.findall(self.command_log(name))
+
+
+def _send(process, message):
+    process.stdin.write((json.dumps(message) + "\n").encode("utf-8"))
+    process.stdin.flush()
 
 
 def handler_status(vm_status, name):

@@ -11,6 +11,7 @@ import uuid
 
 from .handler import AgentSim
 from .secretscan import field_secrets, sas_signatures
+from .trusteddir import trusted_twin
 
 TICKS_AT_UNIX_EPOCH = 621355968000000000
 
@@ -29,6 +30,16 @@ def b64json(doc):
 NO_HOST_ENDPOINT = "http://127.0.0.1:9"
 
 
+def hook_dir(work):
+    """The HookDir of a test VM in `work`: the runtime trusts scripts only below root-owned directories
+    that nobody else can write, all the way up to / (so not below /tmp): see harness.trusteddir."""
+    return os.path.join(trusted_twin(work), "etc-azure", "hooks.d")
+
+
+def script_config_path(work):
+    return os.path.join(trusted_twin(work), "etc-azure", "VMSnapshotScriptPluginConfig.json")
+
+
 def safe_config(path, work, fsfreeze=False, include=None, extra="", host_endpoint=NO_HOST_ENDPOINT):
     """A runtime configuration that can never freeze a machine filesystem and keeps every path in `work`."""
     lines = ["[SnapshotThread]", "fsfreeze = %s" % ("true" if fsfreeze else "false"), "timeout = 20"]
@@ -37,8 +48,8 @@ def safe_config(path, work, fsfreeze=False, include=None, extra="", host_endpoin
     elif fsfreeze:
         raise ValueError("refusing a freezing config without MountsToInclude")
     lines += ["[vmsnapshot]",
-              "ScriptConfigPath = %s" % os.path.join(work, "etc-azure", "VMSnapshotScriptPluginConfig.json"),
-              "HookDir = %s" % os.path.join(work, "etc-azure", "hooks.d"),
+              "ScriptConfigPath = %s" % script_config_path(work),
+              "HookDir = %s" % hook_dir(work),
               "SafeFreezeLockFile = %s" % os.path.join(work, "etc-azure", "SafeFreezeLockFile"),
               "MachineIdentityFile = %s" % os.path.join(work, "etc-azure", "machine_identity"),
               "WaagentConf = %s" % os.path.join(work, "etc-azure", "waagent.conf"),
@@ -125,16 +136,19 @@ class SnapshotVM(object):
                 pass
         return text
 
-    def status_blob(self, timeout=10.0):
-        """The status blob's report once it is terminal (it is uploaded just after the local status file)."""
-        deadline, doc = time.monotonic() + timeout, None
-        while time.monotonic() < deadline:
-            raw = self.azurite.read_blob(self.container, "status.json").decode().rstrip()
+    def status_blob(self):
+        raw = self.azurite.read_blob(self.container, "status.json").decode().rstrip()
+        return json.loads(raw)
+
+    def final_status_blob(self, timeout=15):
+        """The status blob once it is no longer 'transitioning' (the job uploads it just after writing
+        the local status, so a test that saw the local status final must wait for it)."""
+        deadline = time.monotonic() + timeout
+        while True:
             try:
-                doc = json.loads(raw)
+                doc = self.status_blob()
             except ValueError:
-                doc = None  # read while being rewritten
-            if doc and doc[0]["status"]["status"] != "transitioning":
-                break
+                doc = None  # read mid-upload
+            if (doc and doc[0]["status"]["status"] != "transitioning") or time.monotonic() > deadline:
+                return doc
             time.sleep(0.05)
-        return doc

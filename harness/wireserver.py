@@ -6,6 +6,11 @@ sequence number, settings), the tenant certificate travels as a PFX in a CMS env
 TransportCert.pem (so the agent itself writes <THUMB>.crt/.prv), the plugin manifest and zip bytes come from
 the built extension zips, and every status the agent uploads is decoded and kept. Requests nobody answers
 are recorded as unhandled, so calls added by newer agents show up in the test output.
+
+The HostGAPlugin serves `/vmSettings` as a current host does (harness.fasttrack): a goal state goes out as
+FastTrack (vmSettings only) to an agent whose last status advertised FastTrack, else as Fabric (a new
+incarnation and ExtensionsConfig, mirrored into vmSettings); every vmSettings change has a new ETag and an
+`If-None-Match` naming the current one gets 304. `deliveries` records which document carried which goal state.
 """
 
 import base64
@@ -15,6 +20,8 @@ import subprocess
 import threading
 import urllib.parse
 from xml.sax.saxutils import escape, quoteattr
+
+from .fasttrack import FABRIC, FAST_TRACK, Publication, advertises_fast_track, vm_settings_document
 
 WIRESERVER = "168.63.129.16"
 HOST_PLUGIN = WIRESERVER + ":32526"
@@ -31,7 +38,8 @@ class FakeResponse(object):
 
     def __init__(self, status, body=b"", headers=None, reason=None):
         self.status = status
-        self.reason = reason or {200: "OK", 201: "Created", 404: "Not Found", 410: "Gone"}.get(status, "Status")
+        self.reason = reason or {200: "OK", 201: "Created", 304: "Not Modified", 404: "Not Found",
+                                 410: "Gone"}.get(status, "Status")
         self._body = body if isinstance(body, bytes) else body.encode("utf-8")
         self._pos = 0
         self._headers = list(headers or [])
@@ -74,7 +82,13 @@ class FakeWireServer(object):
         self.tenant = tenant
         self.zips = dict(zips)
         self.incarnation = 0
-        self.goal_state = None
+        self.goal_state = None      # the most recently published goal state (either source)
+        self.fabric = None          # the Publication the WireServer's ExtensionsConfig carries
+        self.vm_settings = None     # the Publication /vmSettings carries (the newest of either source)
+        self.publications = []
+        self.vm_settings_supported = True   # False: a HostGAPlugin without vmSettings (404, pre-FastTrack hosts)
+        self.deliveries = []        # (document, Publication) for every 200 answer that carried a goal state
+        self.not_modified = 0       # vmSettings requests answered 304 (If-None-Match named the current ETag)
         self.requests = []          # (method, url without query secrets)
         self.unhandled = []
         self.status_uploads = []    # decoded VM status documents, in upload order
@@ -82,11 +96,37 @@ class FakeWireServer(object):
         self._lock = threading.Lock()
 
     # -- what the test changes --------------------------------------------------------------------
-    def publish(self, goal_state):
-        """A new goal state: the incarnation goes up, as the fabric does for every change."""
+    def publish(self, goal_state, source=None):
+        """A new goal state, sent the way the host would (`source` None) or as FABRIC / FAST_TRACK.
+        Fabric: the incarnation goes up and ExtensionsConfig changes; FastTrack: only vmSettings change."""
         with self._lock:
+            if source is None:
+                source = FAST_TRACK if self.vm_settings_supported and advertises_fast_track(self.last_status) \
+                    else FABRIC
+            if source == FABRIC:
+                self.incarnation += 1
+            publication = Publication(goal_state, source, len(self.publications) + 1, self.incarnation)
+            self.publications.append(publication)
             self.goal_state = goal_state
-            self.incarnation += 1
+            self.vm_settings = publication
+            if source == FABRIC:
+                self.fabric = publication
+            return publication
+
+    def supplied(self, status):
+        """(document, Publication) of the extension goal state an uploaded status says the agent processed
+        (aggregateStatus.vmArtifactsAggregateStatus.goalStateAggregateStatus.inSvdSeqNo): the vmSettings of a
+        FastTrack goal state, the WireServer's ExtensionsConfig of a Fabric one; None if it names none of ours."""
+        artifacts = (status.get("aggregateStatus") or {}).get("vmArtifactsAggregateStatus") or {}
+        reported = (artifacts.get("goalStateAggregateStatus") or {}).get("inSvdSeqNo")
+        for publication in self.publications:
+            if str(publication.in_svd_seq_no) == str(reported):
+                return ("vmSettings" if publication.source == FAST_TRACK else "extensionsConfig"), publication
+        return None
+
+    def documents_carrying(self, publication):
+        """The documents whose 200 answers carried `publication` to the agent."""
+        return sorted({doc for doc, p in self.deliveries if p is publication})
 
     @property
     def last_status(self):
@@ -113,6 +153,8 @@ class FakeWireServer(object):
                        "extensionsConfig": self._extensions_config_xml,
                        "fullConfig": self._full_config_xml}.get(query.get("type"))
                 if doc is not None:
+                    if query.get("type") == "extensionsConfig":
+                        self.deliveries.append(("extensionsConfig", self.fabric))
                     return FakeResponse(200, doc())
             if query.get("comp") == "certificates":
                 return FakeResponse(200, self._certificates_xml())
@@ -120,7 +162,7 @@ class FakeWireServer(object):
                 return FakeResponse(200)
         if netloc == HOST_PLUGIN:
             if path == "/vmSettings":
-                return FakeResponse(404, "vmSettings are not supported by this HostGAPlugin")
+                return self._vm_settings(headers)
             if path == "/versions":
                 return FakeResponse(200, '["2015-09-01"]')
             if path == "/health":
@@ -142,6 +184,25 @@ class FakeWireServer(object):
             return FakeResponse(201)
         self.unhandled.append((method, url.split("?")[0]))
         return FakeResponse(404, "unhandled by the fake WireServer")
+
+    def _vm_settings(self, headers):
+        """GET /vmSettings as the HostGAPlugin answers it: 404 when unsupported, 304 when If-None-Match names
+        the current ETag, else the document with its ETag."""
+        if not self.vm_settings_supported:
+            return FakeResponse(404, "vmSettings are not supported by this HostGAPlugin")
+        if _header(headers, "x-ms-containerid") not in (None, CONTAINER_ID):
+            return FakeResponse(410, "the container id changed: refresh the goal state")
+        current = self.vm_settings
+        if current is None:
+            return FakeResponse(404, "no goal state yet")
+        etag_header = [("ETag", current.etag)]
+        if _header(headers, "if-none-match") == current.etag:
+            self.not_modified += 1
+            return FakeResponse(304, b"", etag_header)
+        self.deliveries.append(("vmSettings", current))
+        body = vm_settings_document(current, [self.manifest_uri("location"), self.manifest_uri("failover")],
+                                    STATUS_BLOB_URL, "%s/ga/Prod_manifest.xml" % ARTIFACT_HOST)
+        return FakeResponse(200, body, etag_header + [("Content-Type", "application/json; charset=utf-8")])
 
     def _capture_status(self, raw):
         self.status_uploads.append(json.loads(raw.decode("utf-8").rstrip()))
@@ -254,7 +315,8 @@ class FakeWireServer(object):
         return "\n".join(text[i:i + 64] for i in range(0, len(text), 64))
 
     def _extensions_config_xml(self):
-        gs = self.goal_state
+        fabric = self.fabric
+        gs = fabric.goal_state
         plugin = ("<Plugin name=%s version=%s location=%s failoverlocation=%s state=%s autoUpgrade=\"false\" "
                   'runAsStartupTask="false" isJson="true" useExactVersion="true" />' % (
                       quoteattr(gs.handler), quoteattr(gs.version), quoteattr(self.manifest_uri("location")),
@@ -272,9 +334,8 @@ class FakeWireServer(object):
                 '<StatusUploadBlob statusBlobType="BlockBlob">%s</StatusUploadBlob>'
                 '<InVMGoalStateMetaData inSvdSeqNo="%d" createdOnTicks="%d" activityId="%s" correlationId="%s" />'
                 "</Extensions>" % (self.incarnation, ARTIFACT_HOST, plugin, settings, escape(STATUS_BLOB_URL),
-                                   self.incarnation, 638000000000000000 + self.incarnation * 10 ** 7,
-                                   "a0a0a0a0-0000-4000-8000-%012d" % self.incarnation,
-                                   "c0c0c0c0-0000-4000-8000-%012d" % self.incarnation))
+                                   fabric.in_svd_seq_no, fabric.created_on_ticks, fabric.activity_id,
+                                   fabric.correlation_id))
 
 
 def _header(headers, name):

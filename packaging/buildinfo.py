@@ -10,6 +10,7 @@ zip name, a manifest, a package and a changelog can never disagree.
   builds of one commit are byte-identical.
 """
 
+import ast
 import os
 import re
 import subprocess
@@ -25,15 +26,15 @@ Identity = namedtuple("Identity", "publisher type version")
 _VERSION_RE = re.compile(r"^\d+\.\d+\.\d+(\.\d+)?$")
 
 
-def _runtime_defaults():
-    """(publisher, type) as the runtime defines them, read without importing the runtime package."""
+def runtime_defaults():
+    """(publisher, type) as the runtime defines them (DEFAULT_PUBLISHER, DEFAULT_TYPE in
+    extension/vmsnapshot/identity.py), read from its syntax tree: the runtime is neither imported nor run."""
     path = os.path.join(EXTENSION, "vmsnapshot", "identity.py")
-    found = {}
     with open(path) as f:
-        for line in f:
-            m = re.match(r'^(DEFAULT_PUBLISHER|DEFAULT_TYPE)\s*=\s*"([^"]+)"', line)
-            if m:
-                found[m.group(1)] = m.group(2)
+        tree = ast.parse(f.read(), path)
+    found = {target.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
+             for target in node.targets
+             if isinstance(target, ast.Name) and isinstance(node.value, ast.Constant)}
     return found["DEFAULT_PUBLISHER"], found["DEFAULT_TYPE"]
 
 
@@ -51,7 +52,7 @@ def check_version(version):
 
 def identity(version=None):
     """Identity(publisher, type, version) for this build."""
-    default_publisher, default_type = _runtime_defaults()
+    default_publisher, default_type = runtime_defaults()
     return Identity(os.environ.get("VMSNAPSHOT_PUBLISHER") or default_publisher,
                     os.environ.get("VMSNAPSHOT_TYPE") or default_type,
                     check_version(version or read_version()))

@@ -24,11 +24,6 @@ RUNTIME_DIRS = ("bin", "vmsnapshot", "etc")
 SKIPPED_SUFFIXES = (".pyc", ".pyo", ".swp", ".orig", ".rej", "~")
 
 
-def identity(version=None):
-    """(publisher, type, version) for this build (kept for callers of the first version of this module)."""
-    return tuple(buildinfo.identity(version))
-
-
 def handler_manifest(publisher, ext_type, version):
     """The manifest as the agent reads it: a JSON array, real booleans, all five commands."""
     cmd = "bin/handle.sh "

@@ -55,13 +55,7 @@ enable_one() {
   printf '%s\t%s\t%s\t%s\n' "$vm_id" "$status" "$policy" "${out:-az exited $rc}" >"$results/$key.tsv"
 }
 
-if [ "${1:-}" = __enable-one ]; then
-  shift
-  SUBSCRIPTION_ARGS=()
-  if [ "${1:-}" = --subscription ]; then SUBSCRIPTION_ARGS=(--subscription "$2"); shift 2; fi
-  enable_one "$@"
-  exit 0
-fi
+if is_worker_call __enable-one "$@"; then enable_one "${WORKER_ARGS[@]}"; exit 0; fi
 
 VAULT_RG="" VAULT="" POLICIES=() PARALLEL=8 DRY_RUN=no OUTPUT=table
 [ $# -gt 0 ] || { usage >&2; exit 2; }

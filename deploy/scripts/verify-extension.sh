@@ -49,13 +49,7 @@ verify_one() {
   fi
 }
 
-if [ "${1:-}" = __verify-one ]; then
-  shift
-  SUBSCRIPTION_ARGS=()
-  if [ "${1:-}" = --subscription ]; then SUBSCRIPTION_ARGS=(--subscription "$2"); shift 2; fi
-  verify_one "$@"
-  exit 0
-fi
+if is_worker_call __verify-one "$@"; then verify_one "${WORKER_ARGS[@]}"; exit 0; fi
 
 EXT_TYPE=VMSnapshotLinux PUBLISHER="" PARALLEL=8 OUTPUT=table
 [ $# -gt 0 ] || { usage >&2; exit 2; }

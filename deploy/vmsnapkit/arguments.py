@@ -1,7 +1,81 @@
-"""Argument groups, declared once and shared by the commands that need them (like azure-cli's _params.py)."""
+"""Argument groups, declared once and shared by the commands that need them (like azure-cli's _params.py).
+
+Values are parsed and checked by argparse types here, so bad input stops the command before any Azure call,
+with argparse's message naming the flag (`argument --since: ...`) and the usage exit code.
+"""
+
+import argparse
+import datetime
+import os
+import re
+from dataclasses import dataclass
 
 from .cloud import PUBLIC_CLOUDS
 from .output import FORMATS
+from .selection import parse_vm_id
+
+REPORT_SUFFIXES = (".html", ".htm", ".md")
+_DURATION = re.compile(r"\s*(?:(\d+(?:\.\d+)?)d)?\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*")
+
+
+# -- types ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Duration:
+    """A duration as the user wrote it (shown back in messages) and its value."""
+
+    text: str
+    delta: datetime.timedelta
+
+    def __str__(self):
+        return self.text
+
+
+def duration(text):
+    """'26h', '90m', '2d', '1d12h' -> Duration."""
+    m = _DURATION.fullmatch(text or "")
+    if not text or not m or not any(m.groups()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: use one such as 26h, 90m, 2d or 1d12h")
+    d, h, mi = (float(x) if x else 0.0 for x in m.groups())
+    return Duration(text, datetime.timedelta(days=d, hours=h, minutes=mi))
+
+
+def tag(text):
+    """'KEY=VALUE' -> (key, value); the value may be empty or contain '='."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE")
+    return key, value
+
+
+def vm_ids(text):
+    """'ID[,ID...]' -> [VmRef, ...] (the flag extends one list)."""
+    try:
+        return [parse_vm_id(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def report_path(text):
+    """A report file name ending in .html/.htm/.md, in a directory that exists and is writable."""
+    if not text.lower().endswith(REPORT_SUFFIXES):
+        raise argparse.ArgumentTypeError(f"{text}: the file name must end in .html or .md")
+    directory = os.path.dirname(os.path.abspath(text))
+    if not os.path.isdir(directory) or not os.access(directory, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{text}: directory {directory} does not exist or is not writable")
+    return text
+
+
+def positive(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+# -- groups -----------------------------------------------------------------------------------------
 
 
 def global_arguments(p):
@@ -27,7 +101,7 @@ def global_arguments(p):
     )
     g.add_argument(
         "--max-concurrency",
-        type=_positive,
+        type=positive,
         default=32,
         metavar="N",
         help="requests in flight at most (lowered automatically as ARM's budget runs low; default 32)",
@@ -55,10 +129,12 @@ def selection_arguments(p):
     g.add_argument(
         "--resource-group", "-g", action="append", metavar="NAME", help="resource group (repeatable)"
     )
-    g.add_argument("--vm-ids", "--ids", action="append", metavar="ID[,ID...]", help="full VM resource ids")
+    g.add_argument(
+        "--vm-ids", "--ids", type=vm_ids, action="extend", metavar="ID[,ID...]", help="full VM resource ids"
+    )
     g.add_argument("--vms-file", metavar="FILE", help="file with one VM resource id per line (# comments)")
     g.add_argument(
-        "--tag", action="append", metavar="KEY=VALUE", help="only VMs carrying this tag (repeatable)"
+        "--tag", type=tag, action="append", metavar="KEY=VALUE", help="only VMs carrying this tag (repeatable)"
     )
 
 
@@ -74,10 +150,15 @@ def verify_arguments(p):
         "--min-version", metavar="X.Y", help="minimum typeHandlerVersion of the snapshot extension"
     )
     g.add_argument(
-        "--max-backup-age", metavar="DURATION", help="last successful backup at most this old (26h, 2d)"
+        "--max-backup-age",
+        type=duration,
+        metavar="DURATION",
+        help="last successful backup at most this old (26h, 2d)",
     )
     g.add_argument("--allow-unprotected", action="store_true", help="do not fail VMs that no vault protects")
-    p.add_argument("--report", metavar="FILE.html|FILE.md", help="also write a self-contained report page")
+    p.add_argument(
+        "--report", type=report_path, metavar="FILE.html|FILE.md", help="also write a self-contained report page"
+    )
 
 
 def enable_arguments(p):
@@ -106,22 +187,14 @@ def enable_arguments(p):
 
 def jobs_arguments(p):
     p.add_argument(
-        "--since", default="7d", metavar="DURATION", help="jobs started within this window (default 7d)"
+        "--since",
+        type=duration,
+        default="7d",
+        metavar="DURATION",
+        help="jobs started within this window (default 7d)",
     )
 
 
 def jobs_filter_arguments(p):
     p.add_argument("--operation", help="only this operation (Backup, ConfigureBackup, ...)")
     p.add_argument("--status", help="only this status (Completed, Failed, InProgress, ...)")
-
-
-def _positive(text):
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value

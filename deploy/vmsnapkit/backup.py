@@ -6,8 +6,7 @@ import datetime
 from .context import Result
 from .errors import EXIT_FAILED
 from .fleet import load_fleet, selection
-from .protection import list_jobs, parse_time, vault_from_id
-from .verify import parse_duration
+from .protection import list_jobs, parse_time, protection_columns, vault_from_id
 
 STATUS_COLUMNS = [
     ("VM", "vm"),
@@ -32,8 +31,14 @@ JOB_COLUMNS = [
 ]
 
 
-def _since(ctx):
-    return datetime.datetime.now(datetime.timezone.utc) - parse_duration(ctx.args.since)
+def _fleet_with_jobs(ctx):
+    """(VM records, Protection by VM key, jobs by VM key) of the selection."""
+    vms, protection = load_fleet(ctx, selection(ctx))
+    return vms, protection, _jobs_by_vm(ctx, vms, protection)
+
+
+def _vm_columns(vm):
+    return {"vm": vm.name, "resourceGroup": vm.resource_group, "vmId": vm.id}
 
 
 def _jobs_by_vm(ctx, vms, protection):
@@ -44,7 +49,8 @@ def _jobs_by_vm(ctx, vms, protection):
         if p and p.vault_id:
             names.setdefault(p.vault_id.lower(), {})[vm.name.lower()] = vm
     vaults = [vault_from_id(v) for v in names]
-    jobs = list_jobs(ctx.factory, vaults, since=_since(ctx), concurrency=min(8, ctx.args.max_concurrency))
+    since = datetime.datetime.now(datetime.timezone.utc) - ctx.args.since.delta
+    jobs = list_jobs(ctx.factory, vaults, since=since, concurrency=min(8, ctx.args.max_concurrency))
     by_vm = {}
     for job in jobs:
         for vault_key, members in names.items():
@@ -59,25 +65,14 @@ def _jobs_by_vm(ctx, vms, protection):
 
 
 def status(ctx):
-    sel = selection(ctx)
-    vms, protection = load_fleet(ctx, sel)
-    jobs = _jobs_by_vm(ctx, vms, protection)
+    vms, protection, jobs = _fleet_with_jobs(ctx)
     rows = []
     for vm in vms:
-        p = protection.get(vm.key)
         last = (jobs.get(vm.key) or [None])[0]
         rows.append(
             {
-                "vm": vm.name,
-                "resourceGroup": vm.resource_group,
-                "vmId": vm.id,
-                "protected": p is not None,
-                "vault": p.vault_name if p else "",
-                "policy": p.policy if p else "",
-                "protectionState": p.protection_state if p else "NotProtected",
-                "healthStatus": p.health_status if p else "",
-                "lastBackupStatus": p.last_backup_status if p else "",
-                "lastBackupTime": p.last_backup_time if p else "",
+                **_vm_columns(vm),
+                **protection_columns(protection.get(vm.key), unprotected_state="NotProtected"),
                 "lastJob": last.operation if last else "",
                 "lastJobStatus": last.status if last else "",
                 "lastJobStart": last.start if last else "",
@@ -93,9 +88,7 @@ def status(ctx):
 
 
 def jobs(ctx):
-    sel = selection(ctx)
-    vms, protection = load_fleet(ctx, sel)
-    by_vm = _jobs_by_vm(ctx, vms, protection)
+    vms, _, by_vm = _fleet_with_jobs(ctx)
     rows = []
     for vm in vms:
         for j in by_vm.get(vm.key, []):
@@ -105,9 +98,7 @@ def jobs(ctx):
                 continue
             rows.append(
                 {
-                    "vm": vm.name,
-                    "resourceGroup": vm.resource_group,
-                    "vmId": vm.id,
+                    **_vm_columns(vm),
                     "vault": j.vault,
                     "operation": j.operation,
                     "status": j.status,

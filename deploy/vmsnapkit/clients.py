@@ -31,6 +31,11 @@ class ClientFactory:
         return kw
 
     # -- sync ---------------------------------------------------------------------------------------
+    def subscriptions(self):
+        from azure.mgmt.resource.subscriptions import SubscriptionClient
+
+        return SubscriptionClient(self.credential, **self._kwargs())
+
     def compute(self, subscription):
         from azure.mgmt.compute import ComputeManagementClient
 

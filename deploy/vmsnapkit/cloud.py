@@ -6,7 +6,6 @@ token scope come from the chosen Cloud; nothing else in the kit names a host.
 """
 
 import configparser
-import json
 import os
 from dataclasses import dataclass
 
@@ -186,14 +185,3 @@ def resolve(arm_endpoint=None, cloud_name=None, env=None, verify=True, az_config
             )
         return discover(arm, verify)
     return PUBLIC_CLOUDS["AzureCloud"]
-
-
-def describe(cloud):
-    return json.dumps(
-        {
-            "name": cloud.name,
-            "resourceManager": cloud.resource_manager,
-            "authority": cloud.authority_host,
-            "scope": cloud.scope,
-        }
-    )

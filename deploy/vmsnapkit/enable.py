@@ -8,23 +8,30 @@ are skipped, so a re-run after an interruption protects every VM exactly once.
 
 import asyncio
 import collections
-import re
-import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
+from .backupnames import BACKUP_MANAGEMENT_TYPE, CONTAINER_IN_ID, FABRIC, container_name, item_name
 from .context import Result
-from .errors import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_USAGE, KitError, error_code, error_message, translate
+from .errors import (
+    EXIT_FAILED,
+    EXIT_NOT_FOUND,
+    EXIT_USAGE,
+    KitError,
+    error_code,
+    error_message,
+    translate,
+    translated,
+)
 from .fleet import load_fleet, selection
-from .inventory import _get
 from .protection import Vault, list_vaults, vault_from_id
 from .resume import ResumeFile
+from .sdkmodels import lookup
 from .throttle import AdaptiveLimiter, map_bounded
 
 POLICY_CAPACITY = 1000
-CONTAINER_IN_ID = re.compile(r"/protectionContainers/([^/]+)/", re.IGNORECASE)
-PROTECTABLE_FILTER = "backupManagementType eq 'AzureIaasVM'"
-VM_TYPE = "Microsoft.Compute/virtualMachines"
+PROTECTABLE_FILTER = f"backupManagementType eq '{BACKUP_MANAGEMENT_TYPE}'"
+REFRESH_TIMEOUT = 600  # seconds a vault's container refresh may take
 ENABLE_COLUMNS = [
     ("VM", "vm"),
     ("ResourceGroup", "resourceGroup"),
@@ -80,49 +87,10 @@ def run(ctx):
 def _run(ctx, args, resume):
     sel = selection(ctx)
     vms, protected = load_fleet(ctx, sel, all_extensions=True)
-    tasks, todo = [], []
-    for vm in vms:
-        t = Task(vm)
-        tasks.append(t)
-        prot = protected.get(vm.key)
-        done = resume.enabled.get(vm.key) if resume else None
-        if vm.error:
-            t.action, t.detail = "failed", f"VM could not be read: {vm.error}"
-        elif done:
-            t.action, t.detail, t.policy = (
-                "skipped",
-                "enabled by an earlier run (resume file)",
-                done["policy"],
-            )
-            t.vault = vault_from_id(done["vault"])
-        elif prot and prot.protection_state.lower() != "protectionstopped":
-            t.action, t.detail, t.policy = "already protected", prot.protection_state, prot.policy
-            t.vault = vault_from_id(prot.vault_id) if prot.vault_id else None
-        else:
-            todo.append(t)
+    tasks = [_triage(vm, protected.get(vm.key), resume) for vm in vms]
+    todo = [t for t in tasks if not t.action]
     _choose_vaults(ctx, args, sel, todo)
-    by_vault = collections.defaultdict(list)
-    for t in todo:
-        if t.vault and not t.action:
-            by_vault[t.vault.id.lower()].append(t)
-    bk_clients = {}
-    try:
-        for tasks_in_vault in by_vault.values():
-            vault = tasks_in_vault[0].vault
-            bk = bk_clients.setdefault(vault.subscription, ctx.factory.backup(vault.subscription))
-            _discover(ctx, bk, vault, tasks_in_vault, args.dry_run, resume)
-            _plan_policies(bk, vault, [t for t in tasks_in_vault if not t.action], args.policy, args.dry_run)
-    except KitError:
-        raise
-    except Exception as exc:
-        err = translate(exc, "preparing the vaults")
-        if err is None:
-            raise
-        raise err from None
-    finally:
-        for c in bk_clients.values():
-            c.close()
-
+    _prepare_vaults(ctx, args, todo, resume)
     ready = [t for t in todo if not t.action]
     if args.dry_run:
         for t in ready:
@@ -137,37 +105,47 @@ def _run(ctx, args, resume):
     return Result(rows, ENABLE_COLUMNS, EXIT_FAILED if failed else 0, f"backup enable: {summary}")
 
 
+def _triage(vm, prot, resume):
+    """A Task for the VM: settled already (unreadable, enabled by an earlier run, protected) or to do
+    (no action yet)."""
+    t = Task(vm)
+    done = resume.enabled.get(vm.key) if resume else None
+    if vm.error:
+        t.action, t.detail = "failed", f"VM could not be read: {vm.error}"
+    elif done:
+        t.action, t.detail, t.policy = "skipped", "enabled by an earlier run (resume file)", done["policy"]
+        t.vault = vault_from_id(done["vault"])
+    elif prot and prot.protection_state.lower() != "protectionstopped":
+        t.action, t.detail, t.policy = "already protected", prot.protection_state, prot.policy
+        t.vault = vault_from_id(prot.vault_id) if prot.vault_id else None
+    return t
+
+
+def _prepare_vaults(ctx, args, todo, resume):
+    """Per vault: discover the VMs' containers and items, then assign them to policy shards."""
+    by_vault = collections.defaultdict(list)
+    for t in todo:
+        if t.vault and not t.action:
+            by_vault[t.vault.id.lower()].append(t)
+    bk_clients = {}
+    try:
+        with translated("preparing the vaults"):
+            for tasks_in_vault in by_vault.values():
+                vault = tasks_in_vault[0].vault
+                bk = bk_clients.setdefault(vault.subscription, ctx.factory.backup(vault.subscription))
+                _discover(ctx, bk, vault, tasks_in_vault, args.dry_run, resume)
+                pending = [t for t in tasks_in_vault if not t.action]
+                _plan_policies(bk, vault, pending, args.policy, args.dry_run)
+    finally:
+        for c in bk_clients.values():
+            c.close()
+
+
 def _choose_vaults(ctx, args, sel, todo):
     """--vault (an id, or a name with --vault-resource-group), else the one vault in the VM's subscription and
     region; more than one candidate is a usage error rather than a guess."""
     if args.vault:
-        if args.vault.lower().startswith("/subscriptions/"):
-            vault = vault_from_id(args.vault)
-        else:
-            if not args.vault_resource_group:
-                raise KitError(
-                    "--vault NAME needs --vault-resource-group (or pass the vault's full resource id)",
-                    EXIT_USAGE,
-                )
-            sub = args.vault_subscription or (sel.subscriptions[0] if sel.subscriptions else "")
-            vault = Vault(
-                id=f"/subscriptions/{sub}/resourceGroups/{args.vault_resource_group}/providers/"
-                f"Microsoft.RecoveryServices/vaults/{args.vault}",
-                name=args.vault,
-                resource_group=args.vault_resource_group,
-                subscription=sub,
-                location="",
-            )
-        client = ctx.factory.vaults(vault.subscription)
-        try:
-            vault.location = _get(client.vaults.get(vault.resource_group, vault.name), "location", default="")
-        except Exception as exc:
-            err = translate(exc, f"vault {vault.name}")
-            if err is None:
-                raise
-            raise err from None
-        finally:
-            client.close()
+        vault = _named_vault(ctx, args, sel)
         for t in todo:
             if t.vm.location and vault.location and t.vm.location.lower() != vault.location.lower():
                 t.action, t.detail = (
@@ -201,13 +179,40 @@ def _choose_vaults(ctx, args, sel, todo):
             )
 
 
+def _named_vault(ctx, args, sel):
+    """The Vault of --vault (its id, or its name in --vault-resource-group), with its location read."""
+    if args.vault.lower().startswith("/subscriptions/"):
+        vault = vault_from_id(args.vault)
+    else:
+        if not args.vault_resource_group:
+            raise KitError(
+                "--vault NAME needs --vault-resource-group (or pass the vault's full resource id)",
+                EXIT_USAGE,
+            )
+        sub = args.vault_subscription or (sel.subscriptions[0] if sel.subscriptions else "")
+        vault = Vault(
+            id=f"/subscriptions/{sub}/resourceGroups/{args.vault_resource_group}/providers/"
+            f"Microsoft.RecoveryServices/vaults/{args.vault}",
+            name=args.vault,
+            resource_group=args.vault_resource_group,
+            subscription=sub,
+            location="",
+        )
+    client = ctx.factory.vaults(vault.subscription)
+    try:
+        with translated(f"vault {vault.name}"):
+            vault.location = lookup(client.vaults.get(vault.resource_group, vault.name), "location", default="")
+    finally:
+        client.close()
+    return vault
+
+
 def _discover(ctx, bk, vault, tasks, dry_run, resume):
     """One container refresh (unless done by an earlier run), one protectable-items listing for the vault."""
     same_sub = [t for t in tasks if t.vm.subscription.lower() == vault.subscription.lower()]
     for t in tasks:
         if t not in same_sub:  # cross-subscription: the service takes the documented names directly
-            t.container = f"IaasVMContainer;iaasvmcontainerv2;{t.vm.resource_group};{t.vm.name}"
-            t.item = f"VM;iaasvmcontainerv2;{t.vm.resource_group};{t.vm.name}"
+            t.container, t.item = _documented_names(t.vm)
     if not same_sub:
         return
     if not dry_run and not (resume and vault.id.lower() in resume.refreshed):
@@ -216,20 +221,19 @@ def _discover(ctx, bk, vault, tasks, dry_run, resume):
             resume.record_refresh(vault.id)
     found = {}
     for item in bk.backup_protectable_items.list(vault.name, vault.resource_group, filter=PROTECTABLE_FILTER):
-        props = _get(item, "properties", default={})
-        vm_id = str(_get(props, "virtualMachineId", default="")).lower()
-        item_id = _get(item, "id", default="")
+        props = lookup(item, "properties", default={})
+        vm_id = str(lookup(props, "virtualMachineId", default="")).lower()
+        item_id = lookup(item, "id", default="")
         m = CONTAINER_IN_ID.search(item_id)
         if vm_id and m:
             container = m.group(1)
-            found[vm_id] = (container, _get(item, "name", default=""))
+            found[vm_id] = (container, lookup(item, "name", default=""))
     for t in same_sub:
         hit = found.get(t.vm.key)
         if hit:
             t.container, t.item = hit
         elif dry_run:
-            t.container = f"IaasVMContainer;iaasvmcontainerv2;{t.vm.resource_group};{t.vm.name}"
-            t.item = f"VM;iaasvmcontainerv2;{t.vm.resource_group};{t.vm.name}"
+            t.container, t.item = _documented_names(t.vm)
             t.detail = "not yet discovered by the vault; a real run refreshes its containers first"
         else:
             t.action = "failed"
@@ -239,45 +243,84 @@ def _discover(ctx, bk, vault, tasks, dry_run, resume):
             )
 
 
-def _refresh_containers(ctx, bk, vault, timeout=600):
-    from azure.core.rest import HttpRequest
+def _documented_names(vm):
+    """(container, item) of a VM, built from its resource group and name."""
+    return container_name(vm.resource_group, vm.name), item_name(vm.resource_group, vm.name)
 
-    # refresh() returns None (202); the operation's Location is only in the raw response headers.
-    headers = bk.protection_containers.refresh(
-        vault.name, vault.resource_group, "Azure", cls=lambda resp, _body, _hdrs: resp.http_response.headers
+
+def _refresh_containers(ctx, bk, vault, timeout=REFRESH_TIMEOUT):
+    """Refresh the vault's containers and wait until it is done.
+
+    refresh() answers 202 with a Location to poll but the SDK has no begin_ method for it, so its initial
+    response is handed to azure-core's ARM poller (Retry-After honoured, failures raised as for any LRO).
+    """
+    from azure.core.polling import LROPoller
+    from azure.mgmt.core.polling.arm_polling import ARMPolling
+
+    initial = bk.protection_containers.refresh(
+        vault.name, vault.resource_group, FABRIC, cls=lambda pipeline_response, _body, _headers: pipeline_response
     )
-    location = (headers or {}).get("Location")
-    deadline = time.monotonic() + timeout
-    while location and time.monotonic() < deadline:
-        resp = bk.send_request(HttpRequest("GET", location))
-        if resp.status_code != 202:
-            resp.raise_for_status()
-            return
-        delay = resp.headers.get("Retry-After", "5")
-        time.sleep(min(float(delay) if delay.isdigit() else 5.0, ctx.args.polling_interval or 5.0, 10.0))
-    if location:
+    # The generated operations poll through the client's pipeline the same way (LROPoller(self._client, ...)).
+    poller = LROPoller(bk._client, initial, lambda _response: None, ARMPolling(ctx.factory.polling_interval))
+    poller.wait(timeout)
+    if not poller.done():
         raise KitError(
             f"container refresh of vault {vault.name} did not finish within {timeout}s", EXIT_FAILED
         )
+    poller.result()  # raises the operation's failure
 
 
 def _plan_policies(bk, vault, tasks, base_name, dry_run):
-    """Assign VMs to the base policy while it has room, then to shards `<base>-2`, `<base>-3`, ..."""
+    """Assign VMs to the base policy while it has room, then to shards `<base>-2`, `<base>-3`, ... (missing
+    shards are created as copies of the base policy)."""
     if not tasks:
         return
+    from azure.mgmt.recoveryservicesbackup import models
+
+    base_props = _base_policy(bk, vault, base_name)
+    plans = _shard(bk, vault, tasks, base_name, int(base_props.get("protectedItemsCount") or 0))
+    for plan in plans:
+        if not plan.assigned:
+            continue
+        if not plan.exists and not dry_run:
+            props = {k: v for k, v in base_props.items() if k != "protectedItemsCount"}
+            bk.protection_policies.create_or_update(
+                vault.name,
+                vault.resource_group,
+                plan.name,
+                models.ProtectionPolicyResource({"properties": props}),
+            )
+        for t in plan.assigned:
+            t.policy = plan.name
+            if not plan.exists:
+                t.detail = (t.detail + "; " if t.detail else "") + f"new policy shard {plan.name}"
+
+
+def _base_policy(bk, vault, name):
+    """The properties of the policy named by --policy; a clear error when it is missing or not for VMs."""
     from azure.core.exceptions import ResourceNotFoundError
 
     try:
-        base = bk.protection_policies.get(vault.name, vault.resource_group, base_name)
+        base = bk.protection_policies.get(vault.name, vault.resource_group, name)
     except ResourceNotFoundError:
         raise KitError(
-            f"policy {base_name!r} not found in vault {vault.name}: create it or pass --policy",
+            f"policy {name!r} not found in vault {vault.name}: create it or pass --policy",
             EXIT_NOT_FOUND,
         ) from None
-    base_props = dict(_get(base, "properties", default={}))
-    if str(base_props.get("backupManagementType", "")).lower() != "azureiaasvm":
-        raise KitError(f"policy {base_name!r} of vault {vault.name} is not an AzureIaasVM policy", EXIT_USAGE)
-    plans = [PolicyPlan(base_name, int(base_props.get("protectedItemsCount") or 0), True)]
+    props = dict(lookup(base, "properties", default={}))
+    if str(props.get("backupManagementType", "")).lower() != BACKUP_MANAGEMENT_TYPE.lower():
+        raise KitError(
+            f"policy {name!r} of vault {vault.name} is not an {BACKUP_MANAGEMENT_TYPE} policy", EXIT_USAGE
+        )
+    return props
+
+
+def _shard(bk, vault, tasks, base_name, base_count):
+    """PolicyPlans filling the base policy up to POLICY_CAPACITY, then `<base>-2`, `<base>-3`, ... (existing
+    shards with their own counts, missing ones marked to create)."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    plans = [PolicyPlan(base_name, base_count, True)]
     queue = list(tasks)
     shard = 1
     while queue:
@@ -292,27 +335,11 @@ def _plan_policies(bk, vault, tasks, base_name, dry_run):
         try:
             existing = bk.protection_policies.get(vault.name, vault.resource_group, name)
             plans.append(
-                PolicyPlan(name, int(_get(existing, "properties", "protectedItemsCount", default=0)), True)
+                PolicyPlan(name, int(lookup(existing, "properties", "protectedItemsCount", default=0)), True)
             )
         except ResourceNotFoundError:
             plans.append(PolicyPlan(name, 0, False))
-    for plan in plans:
-        if not plan.assigned:
-            continue
-        if not plan.exists and not dry_run:
-            from azure.mgmt.recoveryservicesbackup import models
-
-            props = {k: v for k, v in base_props.items() if k != "protectedItemsCount"}
-            bk.protection_policies.create_or_update(
-                vault.name,
-                vault.resource_group,
-                plan.name,
-                models.ProtectionPolicyResource({"properties": props}),
-            )
-        for t in plan.assigned:
-            t.policy = plan.name
-            if not plan.exists:
-                t.detail = (t.detail + "; " if t.detail else "") + f"new policy shard {plan.name}"
+    return plans
 
 
 async def _enable_all(ctx, tasks, concurrency, resume, progress):
@@ -331,7 +358,7 @@ async def _enable_all(ctx, tasks, concurrency, resume, progress):
         async with limiter:
             try:
                 poller = await client.protected_items.begin_create_or_update(
-                    t.vault.name, t.vault.resource_group, "Azure", t.container, t.item, body
+                    t.vault.name, t.vault.resource_group, FABRIC, t.container, t.item, body
                 )
                 await poller.result()
             except Exception as exc:

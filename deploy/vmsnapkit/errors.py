@@ -3,6 +3,8 @@
 Every failure reaches the user as one clear line naming what is wrong: never a traceback, never a token.
 """
 
+import contextlib
+
 EXIT_OK = 0
 EXIT_FAILED = 1  # the check ran and something failed (verify), or some VMs could not be enabled
 EXIT_USAGE = 2  # bad arguments or input files
@@ -20,27 +22,39 @@ class KitError(Exception):
         self.exit_code = exit_code
 
 
-def error_code(exc):
-    """The ARM error code of an HttpResponseError, or ''."""
-    err = getattr(exc, "error", None)
-    code = getattr(err, "code", None)
-    if code:
-        return str(code)
+def _error_field(exc, name):
+    """A field of the ARM error body: from the SDK's parsed `error`, else from the raw response JSON."""
+    value = getattr(getattr(exc, "error", None), name, None)
+    if value:
+        return str(value)
     try:
-        return str(exc.response.json()["error"]["code"])
+        return str(exc.response.json()["error"][name])
     except Exception:
         return ""
 
 
+def error_code(exc):
+    """The ARM error code of an HttpResponseError, or ''."""
+    return _error_field(exc, "code")
+
+
 def error_message(exc):
-    err = getattr(exc, "error", None)
-    msg = getattr(err, "message", None)
-    if msg:
-        return str(msg)
+    return _error_field(exc, "message") or (str(getattr(exc, "reason", "") or exc).splitlines() or [""])[0]
+
+
+@contextlib.contextmanager
+def translated(what=""):
+    """Inside this block an azure-core / azure-identity exception leaves as a KitError naming `what`;
+    KitErrors and anything else pass through unchanged."""
     try:
-        return str(exc.response.json()["error"]["message"])
-    except Exception:
-        return str(getattr(exc, "reason", "") or exc).splitlines()[0]
+        yield
+    except KitError:
+        raise
+    except Exception as exc:
+        err = translate(exc, what)
+        if err is None:
+            raise
+        raise err from None
 
 
 def translate(exc, what=""):

@@ -1,4 +1,5 @@
-"""Resource Graph: the fleet queries (management-reference §7) and their paging.
+"""Resource Graph: the fleet queries (VMs with their extensions, optionally joined with their protected
+items) and their paging.
 
 Pages of 1000 rows continued with $skipToken, a stable `order by` on a unique key, subscriptions in
 batches of at most 300, and a pause when the 15-queries-per-5-s user quota runs out.
@@ -12,8 +13,17 @@ SUBSCRIPTION_BATCH = 300
 INLINE_ID_LIMIT = 500  # above this many VM ids the filter is applied client-side, keeping KQL small
 
 
+_KQL_ESCAPES = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def kql_string(value):
+    """A KQL string literal holding exactly `value`: quotes, backslashes and line breaks escaped, so no value
+    (a tag, a resource group, an id) can end the literal early or change the query."""
+    return "'" + "".join(_KQL_ESCAPES.get(c, c) for c in str(value)) + "'"
+
+
 def _kql_list(values):
-    return ", ".join("'" + str(v).replace("'", "\\'") + "'" for v in values)
+    return ", ".join(kql_string(v) for v in values)
 
 
 def vm_filters(selection):
@@ -23,14 +33,14 @@ def vm_filters(selection):
     if selection.resource_groups:
         lines.append(f"| where resourceGroup in~ ({_kql_list(selection.resource_groups)})")
     for key, value in selection.tags.items():
-        lines.append(f"| where tags['{key}'] =~ '{value}'")
+        lines.append(f"| where tags[{kql_string(key)}] =~ {kql_string(value)}")
     return "\n".join(lines)
 
 
 def extension_query(selection, publishers=None, types=None, with_protection=False):
     """VMs left-joined with their extensions: a row per VM and matching extension (none: empty extName).
 
-    with_protection adds a second left join with the IaaS protected items (management-reference §7.3), so
+    with_protection adds a second left join with the IaaS protected items (keyed by the VM id), so
     `verify` reads both halves of the fleet in one paged query: 10 pages for 10,000 VMs instead of 19,
     which stays inside Resource Graph's 15-queries-per-5-seconds quota.
     """
@@ -71,7 +81,8 @@ def extension_query(selection, publishers=None, types=None, with_protection=Fals
     )
 
 
-# IaaS VM protected items (management-reference §7.2); Resource Graph's names differ from the REST model.
+# IaaS VM protected items as Resource Graph holds them: it may carry currentProtectionState and policyInfo.name
+# where the REST model has protectionState and policyName, so the query takes whichever is present.
 _PROTECTED_ITEMS_BODY = (
     "    | where type =~\n"
     "        'microsoft.recoveryservices/vaults/backupfabrics/protectioncontainers/protecteditems'\n"

@@ -12,8 +12,10 @@ from typing import Dict, List, Optional
 from azure.core.exceptions import HttpResponseError
 
 from . import graphquery
-from .errors import error_code, error_message, translate
-from .selection import VmRef
+from .errors import error_code, error_message, translate, translated
+from .protection import add_protection, protection_from_row
+from .sdkmodels import lookup
+from .selection import VM_ID, VmRef
 from .throttle import AdaptiveLimiter, map_bounded
 
 SNAPSHOT_PUBLISHERS = ("Microsoft.Azure.RecoveryServices", "Microsoft.RecoveryServices")
@@ -54,18 +56,6 @@ def is_snapshot_extension(ext, publishers=SNAPSHOT_PUBLISHERS, types=SNAPSHOT_TY
     }
 
 
-def _get(obj, *keys, default=None):
-    """Mapping access through hybrid SDK models and plain dicts alike (management-reference §4.4)."""
-    for key in keys:
-        if obj is None:
-            return default
-        try:
-            obj = obj[key]
-        except (KeyError, TypeError, IndexError):
-            return default
-    return default if obj is None else obj
-
-
 # -- Resource Graph ----------------------------------------------------------------------------------
 def from_graph(factory, selection, all_extensions=False, progress=None, protection=None):
     """VM records from Resource Graph; with a `protection` dict, the same query also fills it with the
@@ -79,34 +69,11 @@ def from_graph(factory, selection, all_extensions=False, progress=None, protecti
     vms: Dict[str, VmRecord] = {}
     for row in graphquery.rows(factory, selection.subscriptions, query, progress):
         key = str(row.get("vmId", "")).lower()
-        rec = vms.get(key)
-        if rec is None:
-            ref = _ref_from_id(key) or VmRef(
-                row.get("subscriptionId", ""), row.get("resourceGroup", ""), row.get("vmName", "")
-            )
-            rec = vms[key] = VmRecord(
-                id=key,
-                name=row.get("vmName") or ref.name,
-                resource_group=row.get("resourceGroup") or ref.resource_group,
-                subscription=row.get("subscriptionId") or ref.subscription,
-                location=row.get("location") or "",
-                tags=row.get("tags") or {},
-            )
+        rec = vms.get(key) or vms.setdefault(key, _record_from_row(key, row))
         if protection is not None and row.get("itemId"):
-            from .protection import add_protection, protection_from_row
-
             add_protection(protection, protection_from_row(row))
         if row.get("extName") and not any(e.name == row["extName"] for e in rec.extensions):
-            rec.extensions.append(
-                ExtensionState(
-                    name=row["extName"],
-                    publisher=row.get("publisher") or "",
-                    type=row.get("extType") or "",
-                    version=row.get("version") or "",
-                    provisioning_state=row.get("state") or "",
-                    auto_upgrade=row.get("autoUpgradeMinorVersion"),
-                )
-            )
+            rec.extensions.append(_extension_from_row(row))
     out = [r for r in vms.values() if selection.matches(r.id, r.resource_group, r.tags)]
     if selection.vms:
         found = {r.key for r in out}
@@ -124,9 +91,31 @@ def from_graph(factory, selection, all_extensions=False, progress=None, protecti
     return sorted(out, key=lambda r: r.key)
 
 
-def _ref_from_id(vm_id):
-    from .selection import VM_ID
+def _record_from_row(key, row):
+    """A VmRecord (no extensions yet) from the VM columns of a Resource Graph row."""
+    ref = _ref_from_id(key) or VmRef(row.get("subscriptionId", ""), row.get("resourceGroup", ""), row.get("vmName", ""))
+    return VmRecord(
+        id=key,
+        name=row.get("vmName") or ref.name,
+        resource_group=row.get("resourceGroup") or ref.resource_group,
+        subscription=row.get("subscriptionId") or ref.subscription,
+        location=row.get("location") or "",
+        tags=row.get("tags") or {},
+    )
 
+
+def _extension_from_row(row):
+    return ExtensionState(
+        name=row["extName"],
+        publisher=row.get("publisher") or "",
+        type=row.get("extType") or "",
+        version=row.get("version") or "",
+        provisioning_state=row.get("state") or "",
+        auto_upgrade=row.get("autoUpgradeMinorVersion"),
+    )
+
+
+def _ref_from_id(vm_id):
     m = VM_ID.match(vm_id)
     return VmRef(m["sub"], m["rg"], m["name"]) if m else None
 
@@ -171,17 +160,12 @@ async def _list_vms(client, sub, selection, limiter):
         else [client.virtual_machines.list_all()]
     )
     refs = []
-    try:
+    with translated(f"listing VMs of subscription {sub}"):
         for pager in pagers:
             async for vm in pager:
-                ref = _ref_from_id(_get(vm, "id", default=""))
-                if ref and selection.matches(ref.id, ref.resource_group, _get(vm, "tags", default={})):
+                ref = _ref_from_id(lookup(vm, "id", default=""))
+                if ref and selection.matches(ref.id, ref.resource_group, lookup(vm, "tags", default={})):
                     refs.append(ref)
-    except Exception as exc:
-        err = translate(exc, f"listing VMs of subscription {sub}")
-        if err is None:
-            raise
-        raise err from None
     return refs
 
 
@@ -199,18 +183,18 @@ async def _get_vm(client, ref, limiter, progress):
         finally:
             if progress:
                 progress.advance(1)
-    rec.id = _get(vm, "id", default=ref.id)
-    rec.location = _get(vm, "location", default="")
-    rec.tags = dict(_get(vm, "tags", default={}) or {})
-    for res in _get(vm, "resources", default=[]) or []:
+    rec.id = lookup(vm, "id", default=ref.id)
+    rec.location = lookup(vm, "location", default="")
+    rec.tags = dict(lookup(vm, "tags", default={}) or {})
+    for res in lookup(vm, "resources", default=[]) or []:
         rec.extensions.append(
             ExtensionState(
-                name=_get(res, "name", default=""),
-                publisher=_get(res, "properties", "publisher", default=""),
-                type=_get(res, "properties", "type", default=""),
-                version=_get(res, "properties", "typeHandlerVersion", default=""),
-                provisioning_state=_get(res, "properties", "provisioningState", default=""),
-                auto_upgrade=_get(res, "properties", "autoUpgradeMinorVersion"),
+                name=lookup(res, "name", default=""),
+                publisher=lookup(res, "properties", "publisher", default=""),
+                type=lookup(res, "properties", "type", default=""),
+                version=lookup(res, "properties", "typeHandlerVersion", default=""),
+                provisioning_state=lookup(res, "properties", "provisioningState", default=""),
+                auto_upgrade=lookup(res, "properties", "autoUpgradeMinorVersion"),
             )
         )
     return rec
@@ -238,15 +222,15 @@ async def _instance_views(factory, pairs, concurrency):
                 except Exception as exc:
                     ext.status_message = f"instance view unavailable: {error_code(exc) or type(exc).__name__}"
                     return
-            statuses = _get(res, "properties", "instanceView", "statuses", default=[]) or []
-            subs = _get(res, "properties", "instanceView", "substatuses", default=[]) or []
+            statuses = lookup(res, "properties", "instanceView", "statuses", default=[]) or []
+            subs = lookup(res, "properties", "instanceView", "substatuses", default=[]) or []
             worst = next(
-                (s for s in statuses + subs if str(_get(s, "level", default="")).lower() == "error"),
+                (s for s in statuses + subs if str(lookup(s, "level", default="")).lower() == "error"),
                 statuses[0] if statuses else None,
             )
             if worst is not None:
-                ext.status_code = _get(worst, "code", default="")
-                ext.status_message = _get(worst, "message", default="") or _get(
+                ext.status_code = lookup(worst, "code", default="")
+                ext.status_message = lookup(worst, "message", default="") or lookup(
                     worst, "displayStatus", default=""
                 )
 

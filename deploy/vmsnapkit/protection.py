@@ -2,7 +2,7 @@
 backup went; plus recent backup jobs. One paged list per vault (never one call per VM), or Resource Graph.
 
 Protected items come back from recoveryservicesbackup 11.x as the base `ProtectedItem` model, whose VM
-fields raise AttributeError (management-reference §4.4): every read here is mapping access on camelCase keys.
+fields raise AttributeError: every read here is mapping access on camelCase keys (sdkmodels.lookup).
 """
 
 import asyncio
@@ -10,11 +10,12 @@ import datetime
 from dataclasses import dataclass
 from typing import Dict, List
 
-from .errors import EXIT_FORBIDDEN, KitError, error_code, error_message, translate
-from .inventory import _get
+from .backupnames import BACKUP_MANAGEMENT_TYPE
+from .errors import EXIT_FORBIDDEN, KitError, error_code, error_message, translate, translated
+from .sdkmodels import lookup
 from .throttle import AdaptiveLimiter
 
-IAAS_FILTER = "backupManagementType eq 'AzureIaasVM' and itemType eq 'VM'"
+IAAS_FILTER = f"backupManagementType eq '{BACKUP_MANAGEMENT_TYPE}' and itemType eq 'VM'"
 
 
 @dataclass
@@ -40,6 +41,20 @@ class Vault:
     resource_group: str
     subscription: str
     location: str
+
+
+def protection_columns(p, unprotected_state=""):
+    """A VM's protection as its output row shows it (verify, backup status): empty fields when no vault
+    protects it, and `unprotected_state` as its protection state."""
+    return {
+        "protected": p is not None,
+        "vault": p.vault_name if p else "",
+        "policy": p.policy if p else "",
+        "protectionState": p.protection_state if p else unprotected_state,
+        "healthStatus": p.health_status if p else "",
+        "lastBackupStatus": p.last_backup_status if p else "",
+        "lastBackupTime": p.last_backup_time if p else "",
+    }
 
 
 def parse_time(text):
@@ -95,14 +110,10 @@ async def _list_vaults(factory, subscriptions):
     for sub in subscriptions:
         client = factory.avaults(sub)
         try:
-            async for v in client.vaults.list_by_subscription_id():
-                vid = _get(v, "id", default="")
-                out.append(vault_from_id(vid, _get(v, "location", default="")))
-        except Exception as exc:
-            err = translate(exc, f"listing Recovery Services vaults of subscription {sub}")
-            if err is None:
-                raise
-            raise err from None
+            with translated(f"listing Recovery Services vaults of subscription {sub}"):
+                async for v in client.vaults.list_by_subscription_id():
+                    vid = lookup(v, "id", default="")
+                    out.append(vault_from_id(vid, lookup(v, "location", default="")))
         finally:
             await client.close()
     return out
@@ -154,18 +165,18 @@ def _vault_error(exc, vault):
 
 
 def protection_from_item(item, vault_id):
-    props = _get(item, "properties", default={})
-    vm_id = _get(props, "virtualMachineId") or _get(props, "sourceResourceId", default="")
-    policy_id = _get(props, "policyId", default="") or ""
+    props = lookup(item, "properties", default={})
+    vm_id = lookup(props, "virtualMachineId") or lookup(props, "sourceResourceId", default="")
+    policy_id = lookup(props, "policyId", default="") or ""
     return Protection(
         vm_key=str(vm_id).lower(),
         vault_id=vault_id,
-        item_id=_get(item, "id", default=""),
-        protection_state=_get(props, "protectionState", default=""),
-        health_status=_get(props, "healthStatus", default=""),
-        last_backup_status=_get(props, "lastBackupStatus", default=""),
-        last_backup_time=str(_get(props, "lastBackupTime", default="") or ""),
-        policy=_get(props, "policyName") or policy_id.rsplit("/", 1)[-1],
+        item_id=lookup(item, "id", default=""),
+        protection_state=lookup(props, "protectionState", default=""),
+        health_status=lookup(props, "healthStatus", default=""),
+        last_backup_status=lookup(props, "lastBackupStatus", default=""),
+        last_backup_time=str(lookup(props, "lastBackupTime", default="") or ""),
+        policy=lookup(props, "policyName") or policy_id.rsplit("/", 1)[-1],
     )
 
 
@@ -199,23 +210,23 @@ async def _list_jobs(factory, vaults, since, concurrency):
     out = []
 
     def visit(vault, job):
-        props = _get(job, "properties", default={})
-        start = str(_get(props, "startTime", default="") or "")
+        props = lookup(job, "properties", default={})
+        start = str(lookup(props, "startTime", default="") or "")
         started = parse_time(start)
         if since and started and started < since:
             return
-        errors = _get(props, "errorDetails", default=[]) or []
+        errors = lookup(props, "errorDetails", default=[]) or []
         out.append(
             JobRecord(
                 vault=vault.name,
-                vm_name=_get(props, "entityFriendlyName", default=""),
-                operation=_get(props, "operation", default=""),
-                status=_get(props, "status", default=""),
+                vm_name=lookup(props, "entityFriendlyName", default=""),
+                operation=lookup(props, "operation", default=""),
+                status=lookup(props, "status", default=""),
                 start=start,
-                end=str(_get(props, "endTime", default="") or ""),
-                duration=str(_get(props, "duration", default="") or ""),
-                error="; ".join(str(_get(e, "errorCode", default="")) for e in errors),
-                id=_get(job, "name", default=""),
+                end=str(lookup(props, "endTime", default="") or ""),
+                duration=str(lookup(props, "duration", default="") or ""),
+                error="; ".join(str(lookup(e, "errorCode", default="")) for e in errors),
+                id=lookup(job, "name", default=""),
             )
         )
 

@@ -4,14 +4,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List
 
-from .errors import EXIT_NOT_FOUND, EXIT_USAGE, KitError, translate
+from .errors import EXIT_NOT_FOUND, EXIT_USAGE, KitError, translated
+from .sdkmodels import lookup
 
 VM_ID = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
     r"Microsoft\.Compute/virtualMachines/(?P<name>[^/]+)/?$",
     re.IGNORECASE,
 )
-SUBSCRIPTION_API = "2022-12-01"
 
 
 @dataclass
@@ -32,13 +32,13 @@ class VmRef:
         return self.id.lower()
 
 
-def parse_vm_id(text, where="--vm-ids"):
+def parse_vm_id(text):
+    """A VM resource id -> VmRef; ValueError naming the text otherwise."""
     m = VM_ID.match(text.strip())
     if not m:
-        raise KitError(
-            f"{where}: {text.strip()!r} is not a VM resource id "
-            "(/subscriptions/<s>/resourceGroups/<rg>/providers/Microsoft.Compute/virtualMachines/<vm>)",
-            EXIT_USAGE,
+        raise ValueError(
+            f"{text.strip()!r} is not a VM resource id "
+            "(/subscriptions/<s>/resourceGroups/<rg>/providers/Microsoft.Compute/virtualMachines/<vm>)"
         )
     return VmRef(m["sub"], m["rg"], m["name"])
 
@@ -70,73 +70,67 @@ class Selection:
 
 
 def from_args(args):
+    """The Selection of the parsed arguments (--vm-ids and --tag arrive parsed; --vms-file is read here)."""
     sel = Selection(
         subscriptions=list(dict.fromkeys(args.subscription or [])),
         resource_groups=list(args.resource_group or []),
+        vms=list(args.vm_ids or []),
+        tags=dict(args.tag or []),
     )
-    for text in args.vm_ids or []:
-        for part in text.split(","):
-            if part.strip():
-                sel.vms.append(parse_vm_id(part))
     if args.vms_file:
-        try:
-            with open(args.vms_file, encoding="utf-8") as f:
-                lines = f.read().splitlines()
-        except OSError as exc:
-            raise KitError(f"--vms-file: cannot read {args.vms_file}: {exc.strerror}", EXIT_USAGE) from None
-        for n, line in enumerate(lines, 1):
-            line = line.split("#", 1)[0].strip()
-            if line:
-                sel.vms.append(parse_vm_id(line, f"--vms-file line {n}"))
-    for tag in args.tag or []:
-        key, sep, value = tag.partition("=")
-        if not sep or not key:
-            raise KitError(f"--tag {tag!r}: expected KEY=VALUE", EXIT_USAGE)
-        sel.tags[key] = value
+        sel.vms += _read_vms_file(args.vms_file)
     for ref in sel.vms:
         if ref.subscription.lower() not in {s.lower() for s in sel.subscriptions}:
             sel.subscriptions.append(ref.subscription)
     return sel
 
 
-def resolve_subscriptions(factory, selection):
-    """Check that every named subscription exists (else a clear error), or list the visible ones."""
-    from azure.core.rest import HttpRequest
-
-    client = factory.compute("00000000-0000-0000-0000-000000000000")
+def _read_vms_file(path):
     try:
-        if not selection.subscriptions:
-            resp = client.send_request(HttpRequest("GET", f"/subscriptions?api-version={SUBSCRIPTION_API}"))
-            resp.raise_for_status()
-            subs = [
-                s["subscriptionId"]
-                for s in resp.json().get("value", [])
-                if s.get("state", "Enabled") == "Enabled"
-            ]
-            if not subs:
-                raise KitError(
-                    "the signed-in identity sees no enabled subscription; pass --subscription", EXIT_NOT_FOUND
-                )
-            selection.subscriptions = subs
-            return selection
-        for sub in selection.subscriptions:
-            resp = client.send_request(
-                HttpRequest("GET", f"/subscriptions/{sub}?api-version={SUBSCRIPTION_API}")
-            )
-            if resp.status_code == 404:
-                raise KitError(
-                    f"unknown subscription {sub!r}: it does not exist or the signed-in identity "
-                    "cannot see it",
-                    EXIT_NOT_FOUND,
-                )
-            resp.raise_for_status()
-    except KitError:
-        raise
-    except Exception as exc:
-        err = translate(exc, "subscriptions")
-        if err is None:
-            raise
-        raise err from None
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        raise KitError(f"--vms-file: cannot read {path}: {exc.strerror}", EXIT_USAGE) from None
+    refs = []
+    for n, line in enumerate(lines, 1):
+        line = line.split("#", 1)[0].strip()
+        if line:
+            try:
+                refs.append(parse_vm_id(line))
+            except ValueError as exc:
+                raise KitError(f"--vms-file line {n}: {exc}", EXIT_USAGE) from None
+    return refs
+
+
+def resolve_subscriptions(factory, selection):
+    """Check that every named subscription exists (else a clear error), or list the enabled ones the
+    identity sees; through the Subscriptions client (tenant-level, no subscription id needed)."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    client = factory.subscriptions()
+    try:
+        with translated("subscriptions"):
+            if not selection.subscriptions:
+                selection.subscriptions = [
+                    lookup(s, "subscriptionId")
+                    for s in client.subscriptions.list()
+                    if lookup(s, "state", default="Enabled") == "Enabled"
+                ]
+                if not selection.subscriptions:
+                    raise KitError(
+                        "the signed-in identity sees no enabled subscription; pass --subscription",
+                        EXIT_NOT_FOUND,
+                    )
+                return selection
+            for sub in selection.subscriptions:
+                try:
+                    client.subscriptions.get(sub)
+                except ResourceNotFoundError:
+                    raise KitError(
+                        f"unknown subscription {sub!r}: it does not exist or the signed-in identity "
+                        "cannot see it",
+                        EXIT_NOT_FOUND,
+                    ) from None
     finally:
         client.close()
     return selection

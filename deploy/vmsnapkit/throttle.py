@@ -10,7 +10,7 @@ import asyncio
 import threading
 import time
 
-READ_REFILL_PER_S = 25.0  # ARM subscription read bucket refill (management-reference §6.1)
+READ_REFILL_PER_S = 25.0  # ARM refills a subscription's read bucket (250 tokens) at 25 per second
 
 
 class RateMonitor:

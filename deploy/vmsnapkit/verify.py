@@ -11,10 +11,10 @@ import tempfile
 
 from . import report
 from .context import Result
-from .errors import EXIT_FAILED, EXIT_USAGE, KitError
+from .errors import EXIT_FAILED
 from .fleet import load_fleet, selection
 from .inventory import fetch_instance_views, is_snapshot_extension
-from .protection import parse_time
+from .protection import parse_time, protection_columns
 
 OK_PROTECTION = {"protected", "irpending"}
 VERIFY_COLUMNS = [
@@ -28,17 +28,6 @@ VERIFY_COLUMNS = [
     ("Result", "result"),
     ("Reasons", "reasonsText"),
 ]
-
-
-def parse_duration(text):
-    """'26h', '90m', '2d', '1d12h' -> timedelta."""
-    m = re.fullmatch(
-        r"\s*(?:(\d+(?:\.\d+)?)d)?\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*", text or ""
-    )
-    if not text or not m or not any(m.groups()):
-        raise KitError(f"--max-backup-age {text!r}: use a duration such as 26h, 90m, 2d or 1d12h", EXIT_USAGE)
-    d, h, mi = (float(x) if x else 0.0 for x in m.groups())
-    return datetime.timedelta(days=d, hours=h, minutes=mi)
 
 
 def version_tuple(text):
@@ -92,13 +81,7 @@ def check_vm(vm, prot, rules, now):
         "extensionVersion": snap.version if snap else "",
         "extensionStatus": snap.status_code if snap else "",
         "extensionMessage": snap.status_message if snap else "",
-        "protected": prot is not None,
-        "vault": prot.vault_name if prot else "",
-        "policy": prot.policy if prot else "",
-        "protectionState": prot.protection_state if prot else "",
-        "healthStatus": prot.health_status if prot else "",
-        "lastBackupStatus": prot.last_backup_status if prot else "",
-        "lastBackupTime": prot.last_backup_time if prot else "",
+        **protection_columns(prot),
         "backupAgeHours": age_hours,
         "passed": not reasons,
         "result": "PASS" if not reasons else "FAIL",
@@ -113,13 +96,9 @@ def run(ctx):
     rules = {
         "min_version": args.min_version,
         "allow_unprotected": args.allow_unprotected,
-        "max_age": parse_duration(args.max_backup_age) if args.max_backup_age else None,
-        "max_age_text": args.max_backup_age,
+        "max_age": args.max_backup_age.delta if args.max_backup_age else None,
+        "max_age_text": str(args.max_backup_age) if args.max_backup_age else None,
     }
-    if args.report and not args.report.lower().endswith((".html", ".htm", ".md")):
-        raise KitError(f"--report {args.report}: the file name must end in .html or .md", EXIT_USAGE)
-    if args.report:
-        _check_writable(args.report)
     sel = selection(ctx)
     vms, prot = load_fleet(ctx, sel)
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -151,14 +130,6 @@ def run(ctx):
         )
     summary = f"{len(rows)} VM(s) checked: {len(rows) - failed} passed, {failed} failed"
     return Result(rows, VERIFY_COLUMNS, EXIT_FAILED if failed or not rows else 0, summary)
-
-
-def _check_writable(path):
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory) or not os.access(directory, os.W_OK):
-        raise KitError(
-            f"--report {path}: directory {directory} does not exist or is not writable", EXIT_USAGE
-        )
 
 
 def _write_atomically(path, text):

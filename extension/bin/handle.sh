@@ -37,8 +37,10 @@ write_no_python_status() {
     case "$seq" in ''|*[!0-9]*) seq=0 ;; esac
     mkdir -p "$here/status"
     now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-    tmp="$here/status/$seq.status.tmp"
-    printf '[{"version": "1.0", "timestampUTC": "%s", "status": {"name": "VMSnapshotLinux", "operation": "Enable", "status": "error", "code": 2, "formattedMessage": {"lang": "en-US", "message": "No Python 3.6 or later found (tried python3, /usr/libexec/platform-python, python3.N in /usr/bin and /usr/local/bin). Install python3 and retry the backup."}}}]\n' "$now" > "$tmp" && mv -f "$tmp" "$here/status/$seq.status"
+    tmp="$here/status/$seq.status.tmp.$$"
+    rm -f "$tmp"
+    # noclobber: the temp file is created exclusively (O_EXCL), never written through a planted symlink
+    (umask 077; set -C; printf '[{"version": "1.0", "timestampUTC": "%s", "status": {"name": "VMSnapshotLinux", "operation": "Enable", "status": "error", "code": 2, "formattedMessage": {"lang": "en-US", "message": "No Python 3.6 or later found (tried python3, /usr/libexec/platform-python, python3.N in /usr/bin and /usr/local/bin). Install python3 and retry the backup."}}}]\n' "$now" > "$tmp") && mv -f "$tmp" "$here/status/$seq.status"
 }
 
 py=$(find_python)

@@ -14,13 +14,14 @@ import sys
 import time
 
 from . import codes, config, handlerenv, joblog, settings, vm_identity
-from .fileutil import atomic_write, ensure_dir
+from .fileutil import atomic_write, ensure_dir, unsafe_directory
 from .state import State, pid_alive, process_start_time
 from .status import Report, write_local
 from .telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 STOP_WAIT_S = 15.0
+FROZEN_PHASES = ("freeze", "snapshots while frozen", "thaw")  # the worker's phase names (worker.Job.phase)
 
 
 def _context(with_memory=False):
@@ -86,7 +87,9 @@ def enable(argv):
             private = settings.decrypt_protected(handler, cert_dir(henv, cfg))
             spec = settings.validate(seq, public, private, deadline_minutes=cfg.command_deadline_minutes,
                                      config_method=cfg.snapshot_method)
-        except settings.SettingsError as e:
+        except (settings.SettingsError, RecursionError, MemoryError) as e:
+            e = e if isinstance(e, settings.SettingsError) else settings.bad("settings", "are too deeply nested "
+                                                                              "or too large to process")
             public = handler.get("publicSettings")
             locale = public.get("locale") if isinstance(public, dict) else None
             _write_error(henv, seq, e.code, e.message, locale if isinstance(locale, str) else None)
@@ -115,11 +118,7 @@ def _enable_again(henv, state, seq):
     'transitioning' by a job that no longer runs (a reboot mid-job) becomes a terminal error."""
     job = state.job()
     running = bool(job and job.get("seq") == seq and (pid_alive(job.get("pid")) or pid_alive(job.get("supervisor"))))
-    try:
-        with open(henv.status_file(seq)) as f:
-            current = json.load(f)[0]["status"]["status"]
-    except (IOError, OSError, ValueError, LookupError, TypeError):
-        current = None
+    current = _status_of(henv, seq)
     if running:
         log.info("seq %s: job still running; nothing to do", seq)
         return 0
@@ -129,6 +128,15 @@ def _enable_again(henv, state, seq):
     _write_error(henv, seq, codes.ERROR, "the job for this sequence number was interrupted before it finished "
                  "(for example by a reboot); the next backup will run normally")
     return 0
+
+
+def _status_of(henv, seq):
+    """'transitioning', 'success', 'error', ... of the local status file, None when unreadable."""
+    try:
+        with open(henv.status_file(seq)) as f:
+            return json.load(f)[0]["status"]["status"]
+    except (IOError, OSError, ValueError, LookupError, TypeError):
+        return None
 
 
 def _start_worker(henv, spec):
@@ -151,20 +159,38 @@ def supervise(argv):
     The worker reports its phase over a pipe (no disk writes while frozen), so the status can say
     where it died. Its freeze guardian has already thawed by then (it watches the worker's socket).
     """
+    started, stop = [], []
+
+    def on_sigterm(signum, frame):  # disable/uninstall: stop the worker once (it unwinds and reports)
+        if not stop:
+            stop.append(signum)
+            if started:
+                started[0].send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    from . import freezer  # imported here so enable stays fast
+
     henv, _, _, _ = _context()
     wire = sys.stdin.read()
     sys.stdin.close()
     spec = settings.JobSpec.from_wire(wire)
+    if stop:
+        _write_error(henv, spec.seq, codes.ERROR, "the job was cancelled (disable or uninstall) before it "
+                     "started", spec.locale, spec.task_id)
+        return 0
     read_fd, write_fd = os.pipe()
     with open(os.devnull, "r+b") as devnull:
         proc = subprocess.Popen([sys.executable, "-B", "-m", "vmsnapshot", "worker", "--phase-fd", str(write_fd)],
                                 stdin=subprocess.PIPE, stdout=devnull, stderr=devnull, cwd=henv.base_dir,
                                 pass_fds=(write_fd,), close_fds=True)
+    started.append(proc)
+    if stop:
+        proc.send_signal(signal.SIGTERM)  # the signal came between the check above and Popen
     os.close(write_fd)
     proc.stdin.write(wire.encode("utf-8"))
     proc.stdin.close()
     wire = None
-    phase, buf = "starting", b""
+    phase, buf, targets = "starting", b"", None
     with os.fdopen(read_fd, "rb", 0) as phases:
         while True:
             chunk = phases.read(256)
@@ -173,19 +199,30 @@ def supervise(argv):
             buf += chunk
             lines = buf.split(b"\n")
             buf = lines.pop()
-            if lines:
-                phase = lines[-1].decode("ascii", "replace")
+            for line in lines:
+                text = line.decode("ascii", "replace")
+                targets = freezer.parse_targets_line(text) or targets
+                if not text.startswith(freezer.TARGETS_PREFIX):
+                    phase = text
+    thawed = None
+    if phase in FROZEN_PHASES and targets:
+        # The worker died while frozen. Its guardian thaws on end-of-file unless it cannot run (stopped, or
+        # killed as well): thaw here too, before anything (our own log included) writes to those disks.
+        thawed = freezer.thaw_targets(targets)
     _, wait_status, usage = os.wait4(proc.pid, 0)
     proc.returncode = code = -os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status) else \
         os.WEXITSTATUS(wait_status)
     log.info("worker %d resources: peak_rss_kb=%d cpu_s=%.3f", proc.pid, usage.ru_maxrss,
              usage.ru_utime + usage.ru_stime)
     State(henv.base_dir).clear_job()
+    if thawed is not None:
+        log.warning("worker died during '%s': supervisor thaw %s", phase, thawed)
     if code != 0:
         how = "was killed by signal %d" % -code if code < 0 else "exited with %d" % code
-        _write_error(henv, spec.seq, codes.ERROR,
-                     "the snapshot job %s during '%s'; any frozen file system was thawed by its guardian"
-                     % (how, phase), spec.locale, spec.task_id)
+        by = "its guardian" if thawed is None else "its guardian and by the supervisor (%s)" % ", ".join(
+            "%s: %s" % t for t in thawed)
+        _write_error(henv, spec.seq, codes.ERROR, "the snapshot job %s during '%s'; any frozen file system was "
+                     "thawed by %s" % (how, phase, by), spec.locale, spec.task_id)
     return 0
 
 
@@ -228,15 +265,25 @@ def snapshot(argv):
                              "(chmod 600): it holds SAS URIs\n" % path)
             return 2
         with open(path) as f:
-            doc = json.load(f)
-    except (IOError, OSError, ValueError) as e:
+            doc = settings.parse_json("settings file", f.read(settings.MAX_SETTINGS_BYTES + 1))
+    except (IOError, OSError, ValueError, settings.SettingsError) as e:
         sys.stderr.write("vmsnapshot: cannot read %s: %s\n" % (path, getattr(e, "strerror", None) or e))
         return 2
     seq = int(argv[argv.index("--seq") + 1]) if "--seq" in argv else 0
     status_dir = argv[argv.index("--status-dir") + 1] if "--status-dir" in argv else os.path.join(
         os.path.dirname(os.path.abspath(path)), "status")
-    henv = handlerenv.load(os.path.dirname(os.path.abspath(path)))
+    try:
+        henv = handlerenv.load(os.path.dirname(os.path.abspath(path)))
+    except handlerenv.HandlerEnvError as e:
+        sys.stderr.write("vmsnapshot: %s\n" % e)
+        return 2
     henv.status_dir = status_dir
+    unsafe = _unsafe_paths(henv, path)
+    if unsafe:
+        sys.stderr.write("vmsnapshot: refusing to run as root with files in a directory others control: %s "
+                         "(every directory from it up to / must be owned by root and not group/world "
+                         "writable)\n" % unsafe)
+        return 3
     try:
         cfg = config.load()
         spec = settings.validate(seq, doc.get("publicSettings"), doc.get("protectedSettings") or {},
@@ -254,6 +301,20 @@ def snapshot(argv):
     return 0 if job.report.code in codes.SUCCESS_CODES else 1
 
 
+def _unsafe_paths(henv, settings_path):
+    """Why a root `snapshot` must not use these paths (None when it may): the settings file's directory
+    decides the handler, log, status and events directories, so a user who controls any of them could
+    make root write anywhere. Not checked for other users: they can only write where they already can."""
+    if os.geteuid() != 0:
+        return None
+    for directory in (os.path.dirname(os.path.abspath(settings_path)), henv.base_dir, henv.log_dir,
+                      henv.status_dir, henv.events_dir):
+        reason = directory and unsafe_directory(directory)
+        if reason:
+            return reason
+    return None
+
+
 def wait_gone(pid, seconds):
     """Wait up to `seconds` for `pid` to exit; True when it did."""
     deadline = time.monotonic() + seconds
@@ -263,7 +324,14 @@ def wait_gone(pid, seconds):
 
 
 def stop_running_job(henv, wait_s=STOP_WAIT_S):
-    """Stop a running job and make sure its guardian has thawed. Returns a short description."""
+    """Stop a running or starting job and make sure its guardian has thawed. Returns a short description.
+
+    The caller holds the enable lock (State.lock), so a job enable has started is already recorded in
+    job.json with its supervisor. The supervisor is asked to stop (SIGTERM): it stops its worker, or
+    never starts it; the worker unwinds through its thaw and post scripts and writes its status. Only
+    when that takes longer than wait_s are the worker and the supervisor killed (the guardian, in its own
+    session, then sees end-of-file and thaws).
+    """
     state = State(henv.base_dir)
     job = state.job()
     if not job:
@@ -271,29 +339,102 @@ def stop_running_job(henv, wait_s=STOP_WAIT_S):
     supervisor = job.get("supervisor")
     if supervisor and job.get("supervisor_start") and process_start_time(supervisor) != job["supervisor_start"]:
         supervisor = None  # pid reused by something else
-    deadline = time.monotonic() + 2.0
-    while not job.get("pid") and supervisor and pid_alive(supervisor) and time.monotonic() < deadline:
-        time.sleep(0.02)  # the worker is being started: wait for its pid
-        job = state.job() or job
-    pid, guardian = job.get("pid"), job.get("guardian_pid")
-    if pid and job.get("start") and process_start_time(pid) != job["start"]:
-        pid = None
-    if pid and pid_alive(pid):
-        os.kill(pid, signal.SIGTERM)  # the worker unwinds through its thaw and writes its status
-        if not wait_gone(pid, wait_s):
-            os.kill(pid, signal.SIGKILL)  # its guardian sees end-of-file and thaws at once
-    guardian = (state.job() or {}).get("guardian_pid") or guardian
+    supervised = bool(supervisor and pid_alive(supervisor))
+    if supervised:
+        os.kill(supervisor, signal.SIGTERM)
+    job = state.job() or job
+    pid = _job_worker(job)
+    if pid and not supervised:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + wait_s
+    if supervised:
+        wait_gone(supervisor, wait_s)
+    pid = _job_worker(state.job() or job) or pid
+    if pid and not wait_gone(pid, max(0.0, deadline - time.monotonic())):
+        os.kill(pid, signal.SIGKILL)  # its guardian sees end-of-file and thaws at once
+    if supervised and not wait_gone(supervisor, 0.1):
+        _killpg(supervisor, signal.SIGKILL)  # the supervisor's group: it and a worker not yet recorded
+        wait_gone(supervisor, 5.0)
+    guardian = (state.job() or {}).get("guardian_pid") or job.get("guardian_pid")
     if guardian and not wait_gone(guardian, 5.0):
         os.kill(guardian, signal.SIGTERM)
-    if supervisor:
-        wait_gone(supervisor, 5.0)
+    seq = job.get("seq")
+    if seq is not None and _status_of(henv, seq) == "transitioning":  # stopped before it could report
+        _write_error(henv, seq, codes.ERROR, "the job was cancelled (disable or uninstall) before it finished")
     state.clear_job()
     return "job %s stopped" % (pid or supervisor)
 
 
+def _job_worker(job):
+    pid = job.get("pid")
+    if pid and job.get("start") and process_start_time(pid) != job["start"]:
+        return None  # pid reused by something else
+    return pid if pid and pid_alive(pid) else None
+
+
+def _killpg(pgid, sig):
+    try:
+        os.killpg(pgid, sig)
+    except OSError:
+        pass
+
+
+def _earlier_enables(henv):
+    """Pids of this extension's enable commands started no later than this process (the launcher script
+    or the runtime, which runs in the extension directory), still running."""
+    base = os.path.realpath(henv.base_dir)
+    launcher = os.path.join(base, "bin", "handle.sh")
+    me = os.getpid()
+    ours = process_start_time(me) or 0
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            with open("/proc/%s/cmdline" % name, "rb") as f:
+                args = f.read().decode("utf-8", "replace").split("\0")
+            cwd = os.path.realpath(os.readlink("/proc/%s/cwd" % name)) if "vmsnapshot" in args else None
+        except (IOError, OSError):
+            continue
+        runtime = cwd == base and args[args.index("vmsnapshot") + 1:args.index("vmsnapshot") + 2] == ["enable"]
+        shell = any(a.startswith(launcher) and (a.endswith(" enable") or args[i + 1:i + 2] == ["enable"])
+                    for i, a in enumerate(args))
+        started = process_start_time(int(name))
+        if (runtime or shell) and started is not None and started <= ours:
+            found.append(int(name))
+    return found
+
+
+def _wait_for_earlier_enables(henv, wait_s=STOP_WAIT_S):
+    """An enable the agent started before this disable may not hold its lock yet: let it finish (it only
+    records and starts a job, in well under a second) so that its job is the one stopped."""
+    deadline = time.monotonic() + wait_s
+    pending = _earlier_enables(henv)
+    while pending and time.monotonic() < deadline:
+        time.sleep(0.02)
+        pending = [p for p in pending if pid_alive(p)]
+    if pending:
+        log.warning("enable %s still running after %.0f s; stopping what it started so far", pending, wait_s)
+
+
+def _stop_under_lock(henv, then=None):
+    """stop_running_job holding the lock enable takes, after any enable started before us has finished:
+    the job it started is seen and stopped, and no enable can start one while this runs."""
+    _wait_for_earlier_enables(henv)
+    state = State(henv.base_dir)
+    lock = state.lock()
+    try:
+        outcome = stop_running_job(henv)
+        if then is not None:
+            then(state)
+        return outcome
+    finally:
+        State.unlock(lock)
+
+
 def disable(argv):
     henv, _, _, _ = _context()
-    outcome = stop_running_job(henv)
+    outcome = _stop_under_lock(henv)
     log.info("disable: %s", outcome)
     print("vmsnapshot disabled: %s" % outcome)
     return 0
@@ -301,8 +442,7 @@ def disable(argv):
 
 def uninstall(argv):
     henv, _, _, _ = _context()
-    outcome = stop_running_job(henv)
-    State(henv.base_dir).remove_all()
+    outcome = _stop_under_lock(henv, then=lambda state: state.remove_all())
     log.info("uninstall: %s; state removed, configuration kept", outcome)
     print("vmsnapshot uninstalled")
     return 0

@@ -21,6 +21,7 @@ time with time.monotonic and logs through `logging` (the runtime's handler buffe
 import ctypes
 import errno
 import fcntl
+import json
 import logging
 import os
 import queue
@@ -41,6 +42,7 @@ from vmsnapshot.freezeproto import (  # noqa: F401  (re-exported: the runtime's 
     MessageReader,
     encode_message,
 )
+from vmsnapshot.mounts import freeze_waves, identities, identity_problem
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +201,52 @@ def syncfs_all(mountpoints, timeout_s=None):
     return True
 
 
+TARGETS_PREFIX = "thaw-targets "
+
+
+def targets_line(guardian):
+    """The line the worker sends its supervisor over the phase pipe before freezing: what to thaw should
+    the worker die while frozen with its guardian unable to act (stopped, say). ASCII JSON, one line."""
+    return TARGETS_PREFIX + json.dumps(dict((mp, guardian.expect.get(mp, {})) for mp in guardian.mountpoints))
+
+
+def parse_targets_line(line):
+    """{mountpoint: identity} from a targets_line, None for any other line."""
+    if not line.startswith(TARGETS_PREFIX):
+        return None
+    try:
+        targets = json.loads(line[len(TARGETS_PREFIX):])
+    except ValueError:
+        return None
+    return targets if isinstance(targets, dict) else None
+
+
+def thaw_targets(targets):
+    """FITHAW each planned mount point that still leads to its planned file system (the supervisor's thaw).
+    Returns [(mountpoint, result)]. Never blocks on a frozen file system: opening a directory and FITHAW
+    do not write."""
+    results = []
+    for mp in reversed(list(targets)):
+        try:
+            fd = os.open(mp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as e:
+            results.append((mp, "cannot open: %s" % os.strerror(e.errno)))
+            continue
+        try:
+            problem = identity_problem(fd, mp, targets[mp])
+            if problem:
+                results.append((mp, problem))
+                continue
+            try:
+                fcntl.ioctl(fd, FITHAW, 0)
+                results.append((mp, "thawed"))
+            except OSError as e:
+                results.append((mp, "not frozen" if e.errno == errno.EINVAL else "FITHAW: %s" % os.strerror(e.errno)))
+        finally:
+            os.close(fd)
+    return results
+
+
 LIVENESS_POLL_S = 0.1  # how often a waiting worker checks that the guardian is still alive
 
 
@@ -280,9 +328,12 @@ class FreezeGuardian(object):
 
     def __init__(self, mountpoints, hard_deadline_s=DEFAULT_HARD_DEADLINE_S,
                  per_mount_timeout_s=DEFAULT_PER_MOUNT_TIMEOUT_S, lock_path=SAFE_FREEZE_LOCK,
-                 lock_wait_s=DEFAULT_LOCK_WAIT_S, python=None, waves=None):
+                 lock_wait_s=DEFAULT_LOCK_WAIT_S, python=None, waves=None, expect=None):
         # waves: [[mp, ...], ...] frozen one after the other, the mount points of a wave in parallel
         # (see mounts.freeze_waves). Default: one mount point per wave, in the given order.
+        # expect: {mountpoint: {"dev", "mnt_id"}} from a pinned plan (mounts.pin, mounts.identities): the
+        # guardian and the fallback thaw refuse a mount point that now leads to another file system.
+        self.expect = dict(expect or {})
         self.waves = [list(w) for w in waves] if waves else [[mp] for mp in mountpoints]
         self.mountpoints = [mp for w in self.waves for mp in w]
         self.hard_deadline_s = float(hard_deadline_s)
@@ -310,20 +361,31 @@ class FreezeGuardian(object):
 
     # -- life cycle ------------------------------------------------------------------------------
 
+    @classmethod
+    def for_plan(cls, plan, **kwargs):
+        """A guardian for a pinned FreezePlan (mounts.pin): its waves and each mount's identity."""
+        return cls([m.mountpoint for m in plan.selected], waves=freeze_waves(plan.selected),
+                   expect=identities(plan.selected), **kwargs)
+
     def start(self):
         """Spawn the guardian and wait until it has opened every mount point (before any freeze)."""
         if self.proc is not None:
             raise RuntimeError("FreezeGuardian.start() called twice")
         for mp in self.mountpoints:  # a fallback thaw path should the guardian itself be killed
             try:
-                self._fallback_fds[mp] = os.open(mp, os.O_RDONLY | os.O_DIRECTORY)
+                fd = os.open(mp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             except OSError:
-                pass
+                continue
+            if identity_problem(fd, mp, self.expect.get(mp)):
+                os.close(fd)  # not the planned file system: never thawed from here either
+            else:
+                self._fallback_fds[mp] = fd
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         cmd = [self.python, "-B", "-s", "-m", "vmsnapshot.guardian", "--fd", str(theirs.fileno()),
                "--deadline", repr(self.hard_deadline_s),
                "--per-mount-timeout", repr(self.per_mount_timeout_s),
-               "--lock-path", self.lock_path or "", "--lock-wait", repr(self.lock_wait_s), "--"]
+               "--lock-path", self.lock_path or "", "--lock-wait", repr(self.lock_wait_s),
+               "--expect", json.dumps(self.expect), "--"]
         for wave in self.waves:  # "::" opens each wave (guardian.split_waves)
             cmd.extend(["::"] + wave)
         env = dict(os.environ)

@@ -17,6 +17,7 @@ Guarantees, in the order they matter:
 
 import errno
 import fcntl
+import json
 import os
 import select
 import signal
@@ -26,6 +27,7 @@ import threading
 import time
 import traceback
 
+from vmsnapshot.fileutil import NOFOLLOW
 from vmsnapshot.freezeproto import (
     CODE_FREEZE_FAILED,
     CODE_FREEZE_TIMEOUT,
@@ -36,6 +38,7 @@ from vmsnapshot.freezeproto import (
     MessageReader,
     encode_message,
 )
+from vmsnapshot.mounts import identity_problem
 
 LINGER_S = 600.0        # after the thaw, wait this long at most for the worker's last word
 MIN_THAW_WAIT_S = 1.0   # a FITHAW normally takes well under a millisecond
@@ -105,8 +108,9 @@ class IoctlCall(threading.Thread):
 
 
 class Guardian(object):
-    def __init__(self, sock, mountpoints, deadline_s, per_mount_timeout_s, lock_path, lock_wait_s):
+    def __init__(self, sock, mountpoints, deadline_s, per_mount_timeout_s, lock_path, lock_wait_s, expect=None):
         self.sock = sock
+        self.expect = expect or {}  # mountpoint -> {"dev": st_dev, "mnt_id": id} from the plan
         self.reader = MessageReader(sock)
         self.waves = split_waves(mountpoints)
         self.mountpoints = [mp for wave in self.waves for mp in wave]
@@ -181,15 +185,22 @@ class Guardian(object):
     def open_everything(self):
         for mp in self.mountpoints:
             try:
-                self.fds[mp] = os.open(mp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                fd = os.open(mp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             except OSError as e:
                 self.open_failures.append((mp, "cannot open: %s" % os.strerror(e.errno)))
+                continue
+            problem = identity_problem(fd, mp, self.expect.get(mp))
+            if problem:  # the planned mount went away: this path now leads to another file system
+                os.close(fd)
+                self.open_failures.append((mp, problem))
+            else:
+                self.fds[mp] = fd
         if self.lock_path:
             try:
                 parent = os.path.dirname(self.lock_path)
                 if parent and not os.path.isdir(parent):
                     os.makedirs(parent, 0o755)
-                self.lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                self.lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | NOFOLLOW, 0o600)
             except OSError as e:
                 self.lock_error = "cannot open lock file %s: %s" % (self.lock_path, os.strerror(e.errno))
         try:  # the OOM killer must never pick the process that holds a freeze
@@ -463,36 +474,42 @@ def split_waves(mountpoints):
 
 
 def parse_args(argv):
-    """--fd N --deadline S --per-mount-timeout S [--lock-path P] [--lock-wait S] -- MOUNTPOINT...
+    """--fd N --deadline S --per-mount-timeout S [--lock-path P] [--lock-wait S] [--expect JSON] -- MOUNTPOINT...
+
+    --expect: {mountpoint: {"dev": st_dev, "mnt_id": mount id}} from the plan (mounts.identities).
 
     Hand-parsed (no argparse): the guardian is started right before a freeze and should start fast.
     """
-    opts = {"--lock-path": "", "--lock-wait": "0"}
+    opts = {"--lock-path": "", "--lock-wait": "0", "--expect": "{}"}
     args = list(argv)
     while args and args[0] != "--":
         key = args.pop(0)
-        if key not in ("--fd", "--deadline", "--per-mount-timeout", "--lock-path", "--lock-wait") or not args:
+        if key not in ("--fd", "--deadline", "--per-mount-timeout", "--lock-path", "--lock-wait",
+                       "--expect") or not args:
             raise UsageError("bad argument %r" % key)
         opts[key] = args.pop(0)
     missing = [k for k in ("--fd", "--deadline", "--per-mount-timeout") if k not in opts]
     if missing:
         raise UsageError("missing %s" % ", ".join(missing))
     try:
+        expect = json.loads(opts["--expect"])
+        if not isinstance(expect, dict):
+            raise ValueError("--expect must be a JSON object")
         return (int(opts["--fd"]), float(opts["--deadline"]), float(opts["--per-mount-timeout"]),
-                opts["--lock-path"], float(opts["--lock-wait"]), args[1:])
+                opts["--lock-path"], float(opts["--lock-wait"]), args[1:], expect)
     except ValueError as e:
         raise UsageError(str(e)) from None
 
 
 def main(argv=None):
     try:
-        fd, deadline, per_mount, lock_path, lock_wait, mountpoints = parse_args(
+        fd, deadline, per_mount, lock_path, lock_wait, mountpoints, expect = parse_args(
             sys.argv[1:] if argv is None else argv)
     except UsageError as e:
         sys.stderr.write("vmsnapshot.guardian: %s\n%s" % (e, parse_args.__doc__))
         return 2
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fd)
-    guardian = Guardian(sock, mountpoints, deadline, per_mount, lock_path, lock_wait)
+    guardian = Guardian(sock, mountpoints, deadline, per_mount, lock_path, lock_wait, expect)
     try:
         guardian.run()
     except BaseException:

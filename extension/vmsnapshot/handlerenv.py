@@ -56,8 +56,8 @@ def load(base_dir=None):
         try:
             with open(path) as f:
                 doc = json.load(f)
-        except (ValueError, IOError, OSError) as e:
-            raise HandlerEnvError("HandlerEnvironment.json cannot be parsed: %s" % e)
+        except (ValueError, IOError, OSError, RecursionError, MemoryError) as e:
+            raise HandlerEnvError("HandlerEnvironment.json cannot be parsed: %s" % (str(e)[:200] or type(e).__name__))
         if isinstance(doc, list):
             doc = doc[0] if doc else {}
         if not isinstance(doc, dict):

@@ -1,7 +1,9 @@
 """Logging for commands and jobs: redacted always, bounded on disk, held in memory while frozen.
 
-- The rotating file `<logFolder>/vmsnapshot.log` is capped (LogMaxBytes x LogBackups).
-- Every record passes through SAS redaction before any handler sees it.
+- The rotating file `<logFolder>/extension.log` (the name operators' runbooks look for) is capped
+  (LogMaxBytes x LogBackups), mode 0600, and never opened through a symlink.
+- Every record passes through redaction (SAS signatures, URI userinfo) and control-character escaping
+  before any handler sees it: a value can never forge a log line.
 - `hold()` / `release()` bracket the frozen window: nothing is written to disk in between.
 - The job's own lines are also kept in memory (bounded) for the upload to logsBlobUri.
 """
@@ -11,23 +13,37 @@ import logging.handlers
 import os
 import threading
 
-from .fileutil import ensure_dir
-from .redact import redact
+from .fileutil import ensure_dir, open_append
+from .redact import clean
 
 LOGGER_NAME = "vmsnapshot"
 FORMAT = "%(asctime)s.%(msecs)03d %(process)d %(levelname)s %(name)s: %(message)s"
 DATEFMT = "%Y-%m-%dT%H:%M:%S"
 JOB_BUFFER_LIMIT = 2 * 1024 * 1024
+LOG_NAME = "extension.log"
 
 
-class RedactFilter(logging.Filter):
-    def filter(self, record):
-        record.msg = redact(record.getMessage())
+class CleanFormatter(logging.Formatter):
+    """Formats a copy of the record whose message and traceback are redacted and control-escaped.
+
+    A formatter (not a logger filter, which child loggers bypass) so every handler's output is clean."""
+
+    def format(self, record):
+        record = logging.makeLogRecord(record.__dict__)
+        record.msg = clean(record.getMessage())
         record.args = None
-        if record.exc_info:
-            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        if record.exc_info or record.exc_text:
+            text = record.exc_text or self.formatException(record.exc_info)
+            record.exc_text = "\n".join(clean(line) for line in text.splitlines())
             record.exc_info = None
-        return True
+        return logging.Formatter.format(self, record)
+
+
+class SafeRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """Rotating log file opened with O_NOFOLLOW, mode 0600: a planted symlink is refused, not followed."""
+
+    def _open(self):
+        return os.fdopen(open_append(self.baseFilename, 0o600), "a", encoding="utf-8", errors="replace")
 
 
 class HoldingHandler(logging.Handler):
@@ -109,14 +125,12 @@ def setup(log_dir, max_bytes=1048576, backups=3, level=logging.INFO, with_memory
         h.close()
     logger.setLevel(level)
     logger.propagate = False
-    formatter = logging.Formatter(FORMAT, DATEFMT)
-    redactor = RedactFilter()
-    logger.filters = [redactor]
+    formatter = CleanFormatter(FORMAT, DATEFMT)
+    logger.filters = []
     holder = None
     try:
         ensure_dir(log_dir, 0o755)
-        inner = logging.handlers.RotatingFileHandler(os.path.join(log_dir, "vmsnapshot.log"),
-                                                     maxBytes=max_bytes, backupCount=backups)
+        inner = SafeRotatingFileHandler(os.path.join(log_dir, LOG_NAME), maxBytes=max_bytes, backupCount=backups)
         inner.setFormatter(formatter)
         holder = HoldingHandler(inner)
         logger.addHandler(holder)

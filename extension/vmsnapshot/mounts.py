@@ -83,7 +83,7 @@ class Mount(object):
     """One line of mountinfo, fields decoded."""
 
     __slots__ = ("mount_id", "parent_id", "devno", "root", "mountpoint", "mount_options",
-                 "optional_fields", "fstype", "source", "super_options")
+                 "optional_fields", "fstype", "source", "super_options", "st_dev")
 
     def __init__(self, mount_id, parent_id, devno, root, mountpoint, mount_options, fstype, source,
                  super_options, optional_fields=()):
@@ -97,14 +97,18 @@ class Mount(object):
         self.fstype = fstype
         self.source = source
         self.super_options = list(super_options)
+        self.st_dev = None  # set by pin(): what fstat of the opened mount point said at planning time
 
     @property
     def read_only(self):
         return "ro" in self.mount_options or "ro" in self.super_options
 
     def to_dict(self):
-        return {"mountpoint": self.mountpoint, "fstype": self.fstype, "devno": self.devno,
-                "source": self.source, "root": self.root, "mount_id": self.mount_id}
+        d = {"mountpoint": self.mountpoint, "fstype": self.fstype, "devno": self.devno,
+             "source": self.source, "root": self.root, "mount_id": self.mount_id}
+        if self.st_dev is not None:
+            d["st_dev"] = self.st_dev  # pinned (pin()); UNPINNED_DEV: gone or replaced when planned
+        return d
 
     def __repr__(self):
         return "Mount(%r, %s, %s)" % (self.mountpoint, self.fstype, self.devno)
@@ -357,3 +361,82 @@ def freeze_waves(selected, backing_file=_loop_backing_file):
     if "/" in by_point:
         waves.append(["/"])
     return waves
+
+
+# -- identity of a planned mount ----------------------------------------------------------------
+#
+# A mount point is a path; what is frozen is whatever file system that path leads to when it is opened.
+# If the planned mount disappears in between (`umount -l /data`), the same path opens the file system
+# underneath (`/`), which nobody planned to freeze. So the plan pins each selected mount: its mount id
+# (mountinfo) and the st_dev of its opened root, checked on one descriptor right after reading mountinfo;
+# every later opener (the guardian, the worker's fallback thaw, the supervisor's thaw) compares its own
+# descriptor with them and refuses anything else.
+
+UNPINNED_DEV = -1  # never equal to a real st_dev: the mount was already gone when planned
+
+
+def fd_mount_id(fd):
+    """The mount id of an open descriptor (/proc/self/fdinfo `mnt_id`, Linux 3.15+), None if unknown."""
+    try:
+        with open("/proc/self/fdinfo/%d" % fd) as f:
+            for line in f:
+                if line.startswith("mnt_id:"):
+                    return int(line.split()[1])
+    except (IOError, OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _devno_of(mount):
+    try:
+        major, minor = mount.devno.split(":")
+        return os.makedev(int(major), int(minor))
+    except ValueError:
+        return None
+
+
+def pin(plan):
+    """Record st_dev (and check the mount id) of every selected mount. Call right after reading mountinfo.
+
+    A mount point whose opened root is not the mountinfo entry (another mount id; without mnt_id support,
+    a non-btrfs st_dev that differs from the mountinfo device) gets UNPINNED_DEV: nothing will freeze it.
+    """
+    for m in plan.selected:
+        m.st_dev = UNPINNED_DEV
+        try:
+            fd = os.open(m.mountpoint, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            continue  # the guardian cannot open it either: code 123
+        try:
+            st_dev, mnt_id = os.fstat(fd).st_dev, fd_mount_id(fd)
+        finally:
+            os.close(fd)
+        if mnt_id is not None and mnt_id != m.mount_id:
+            continue
+        if mnt_id is None and m.fstype != "btrfs" and st_dev != _devno_of(m):
+            continue  # btrfs subvolumes have their own st_dev: only the mount id can tell
+        m.st_dev = st_dev
+    return plan
+
+
+def identities(selected):
+    """{mountpoint: {"dev": st_dev, "mnt_id": mount id}} for the guardian's --expect."""
+    return dict((m.mountpoint, {"dev": m.st_dev, "mnt_id": m.mount_id}) for m in selected)
+
+
+def identity_problem(fd, mountpoint, expected):
+    """None when the directory open on fd is the planned mount (same st_dev and, where the kernel tells,
+    the same mount id); otherwise why not."""
+    if not expected:
+        return None
+    st_dev, mnt_id = os.fstat(fd).st_dev, fd_mount_id(fd)
+    if expected.get("dev") == UNPINNED_DEV:
+        return "%s was not the planned mount when the plan was made; not frozen" % mountpoint
+    if expected.get("dev") is not None and st_dev != expected["dev"]:
+        return ("%s is no longer the planned file system (device %d:%d, planned %d:%d): it was unmounted or "
+                "replaced; not frozen" % (mountpoint, os.major(st_dev), os.minor(st_dev),
+                                         os.major(expected["dev"]), os.minor(expected["dev"])))
+    if mnt_id is not None and expected.get("mnt_id") is not None and mnt_id != expected["mnt_id"]:
+        return ("%s is no longer the planned mount (mount id %d, planned %d); not frozen"
+                % (mountpoint, mnt_id, expected["mnt_id"]))
+    return None

@@ -16,6 +16,7 @@ log; retries really re-run the script. Scripts and configs that are not root-own
 group or others are refused with a coded error and never run.
 """
 
+import ctypes
 import errno
 import json
 import logging
@@ -101,6 +102,7 @@ class ScriptPlan(object):
         self.host_timeout_s = host_timeout_s
         self.owner_uid = owner_uid
         self.entered = None  # units reached by run_pre (None: run_pre not called)
+        self.reaper = None  # set by run_pre: what its scripts left running lives until run_post ends
 
     @property
     def enabled(self):
@@ -165,43 +167,124 @@ class PhaseResult(object):
                 "scripts": [s.to_dict() for s in self.scripts]}
 
 
-# -- ownership and permission checks ------------------------------------------------------------
+# -- ownership and permission checks on descriptors -----------------------------------------------
+#
+# What is checked is what runs: every path is walked from `/` one component at a time with
+# O_PATH|O_NOFOLLOW, each directory on the way is checked on its own descriptor (owned by root and not
+# writable by group or others: a sticky /tmp is not enough, its owner-controlled subdirectories could be
+# swapped), symlinks are followed only from a directory that passed that check, and the final file is
+# checked on the descriptor that is then read (the config) or executed through /proc/self/fd/N (scripts).
 
-def _unsafe_reason(path, owner_uid, what):
-    """None if `path` is owned by owner_uid and not writable by group/others; else why not."""
-    st = os.stat(path)
-    if st.st_uid != owner_uid:
-        return "%s %s is owned by uid %d, not %d" % (what, path, st.st_uid, owner_uid)
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return "%s %s is writable by group or others (mode %04o)" % (what, path, stat.S_IMODE(st.st_mode))
-    return None
+_MAX_SYMLINKS = 40
+_O_PATH = getattr(os, "O_PATH", 0)
 
 
-def _parent_unsafe_reason(path, owner_uid):
-    """A script in a directory others can write to could be swapped: refuse (sticky dirs excepted)."""
-    parent = os.path.dirname(os.path.abspath(path))
-    st = os.stat(parent)
+class Untrusted(Exception):
+    """A path that must not be used. kind: 'missing' or 'permission'."""
+
+    def __init__(self, kind, message):
+        Exception.__init__(self, message)
+        self.kind = kind
+        self.message = message
+
+
+def _dir_reason(st, shown, owner_uid):
     if st.st_uid not in (0, owner_uid):
-        return "directory %s of %s is owned by uid %d" % (parent, path, st.st_uid)
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
-        return "directory %s of %s is writable by group or others (mode %04o)" % (
-            parent, path, stat.S_IMODE(st.st_mode))
+        return "directory %s is owned by uid %d, not root" % (shown, st.st_uid)
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return "directory %s is writable by group or others (mode %04o)" % (shown, stat.S_IMODE(st.st_mode))
     return None
+
+
+def open_trusted(path, owner_uid=0, what="script", directory=False):
+    """Open `path` (O_PATH, no symlink followed in an untrusted directory) after checking every directory
+    from `/` down to it (and `path` itself when `directory`). Returns (fd, real_path); the caller checks
+    a file on fd and closes it. Raises Untrusted."""
+    if not os.path.isabs(path):
+        raise Untrusted("missing", "%s %s is not an absolute path" % (what, path))
+    flags = (_O_PATH or os.O_RDONLY) | os.O_NOFOLLOW | os.O_CLOEXEC
+    parts = [p for p in path.split("/") if p]
+    fd = os.open("/", flags | os.O_DIRECTORY)
+    shown, links = "/", 0
+    try:
+        reason = _dir_reason(os.fstat(fd), "/", owner_uid)
+        while True:
+            if reason:
+                raise Untrusted("permission", "%s %s: %s" % (what, path, reason))
+            if not parts:
+                if directory:
+                    result, fd = fd, None
+                    return result, shown
+                raise Untrusted("permission", "%s %s is a directory" % (what, path))
+            name = parts.pop(0)
+            if name == ".":
+                continue
+            try:
+                child = os.open(name, flags, dir_fd=fd)
+            except OSError as e:
+                if e.errno in (errno.ENOENT, errno.ENOTDIR):
+                    raise Untrusted("missing", "%s %s does not exist" % (what, path)) from None
+                raise Untrusted("permission", "%s %s cannot be opened: %s" % (
+                    what, path, os.strerror(e.errno))) from None
+            st = os.fstat(child)
+            if stat.S_ISLNK(st.st_mode):  # in a checked directory: only root could have made it
+                os.close(child)
+                links += 1
+                target = os.readlink(name, dir_fd=fd)
+                if links > _MAX_SYMLINKS or not target:
+                    raise Untrusted("permission", "%s %s: too many symbolic links" % (what, path))
+                parts = [p for p in target.split("/") if p] + parts
+                if target.startswith("/"):
+                    os.close(fd)
+                    fd, shown = os.open("/", flags | os.O_DIRECTORY), "/"
+                continue
+            shown = os.path.normpath(os.path.join(shown, name))
+            os.close(fd)
+            fd = child
+            if stat.S_ISDIR(st.st_mode):
+                reason = _dir_reason(st, shown, owner_uid)
+                continue
+            if parts or directory:
+                raise Untrusted("missing", "%s %s does not exist (%s is not a directory)" % (what, path, shown))
+            result, fd = fd, None
+            return result, shown
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _file_reason(st, shown, owner_uid, what):
+    if not stat.S_ISREG(st.st_mode):
+        return "%s %s is not a regular file" % (what, shown)
+    if st.st_uid != owner_uid:
+        return "%s %s is owned by uid %d, not %d" % (what, shown, st.st_uid, owner_uid)
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return "%s %s is writable by group or others (mode %04o)" % (what, shown, stat.S_IMODE(st.st_mode))
+    return None
+
+
+def open_checked_script(path, owner_uid=0):
+    """(fd, None) for a script safe to run through /proc/self/fd/fd, or (None, (kind, message))."""
+    try:
+        fd, shown = open_trusted(path, owner_uid, "script")
+    except Untrusted as e:
+        return None, (e.kind, e.message + ("; refused, not run" if e.kind == "permission" else ""))
+    except OSError as e:
+        return None, ("permission", "script %s cannot be inspected: %s" % (path, os.strerror(e.errno)))
+    reason = _file_reason(os.fstat(fd), shown, owner_uid, "script")
+    if reason:
+        os.close(fd)
+        return None, ("permission", reason + "; refused, not run")
+    return fd, None
 
 
 def check_script(path, owner_uid=0):
-    """(kind, message): kind None (ok), 'missing' or 'permission'."""
-    try:
-        st = os.stat(path)
-    except OSError as e:
-        if e.errno in (errno.ENOENT, errno.ENOTDIR):
-            return "missing", "script %s does not exist" % path
-        return "permission", "script %s cannot be inspected: %s" % (path, os.strerror(e.errno))
-    if not stat.S_ISREG(st.st_mode):
-        return "permission", "script %s is not a regular file" % path
-    reason = _unsafe_reason(path, owner_uid, "script") or _parent_unsafe_reason(path, owner_uid)
-    if reason:
-        return "permission", reason + "; refused, not run"
+    """(kind, message): kind None (ok), 'missing' or 'permission'. The runner checks again on the
+    descriptor it executes; this is for callers that only want to know (diagnose)."""
+    fd, problem = open_checked_script(path, owner_uid)
+    if fd is None:
+        return problem
+    os.close(fd)
     return None, ""
 
 
@@ -264,10 +347,41 @@ def _as_params(doc, key):
     return [str(v) for v in value]
 
 
-def _load_config(path, host_timeout_s):
-    """Parse the JSON config. Returns (unit or None, fs_freeze_enabled, continue_on_failure)."""
-    with open(path, "rb") as f:
+def _read_checked_config(plan, path, named, host_timeout_s):
+    """Open the config once through checked directories, check it on that descriptor and parse what
+    that descriptor reads. Sets plan.error_code (316/317/318) or returns _load_config's unit."""
+    try:
+        fd, shown = open_trusted(path, plan.owner_uid, "script config")
+    except Untrusted as e:
+        if e.kind == "missing":
+            if named:
+                plan.error_code = CODE_CONFIG_NOT_FOUND
+                plan.message = "script config %s does not exist; no script is run" % path
+            return None
+        plan.error_code, plan.message = CODE_CONFIG_PERMISSION, e.message + "; no script is run"
+        return None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and st.st_uid != plan.owner_uid:
+            plan.error_code = CODE_CONFIG_OWNERSHIP
+            plan.message = "script config %s is owned by uid %d, not %d; no script is run" % (
+                shown, st.st_uid, plan.owner_uid)
+            return None
+        reason = _file_reason(st, shown, plan.owner_uid, "script config")
+        if reason:
+            plan.error_code, plan.message = CODE_CONFIG_PERMISSION, reason + "; no script is run"
+            return None
+        readable = os.open("/proc/self/fd/%d" % fd, os.O_RDONLY | os.O_CLOEXEC) if _O_PATH else os.dup(fd)
+    finally:
+        os.close(fd)
+    with os.fdopen(readable, "rb") as f:
         raw = f.read()
+    unit, plan.fs_freeze_enabled, plan.continue_on_failure = _load_config(raw, path, host_timeout_s)
+    return unit
+
+
+def _load_config(raw, path, host_timeout_s):
+    """Parse the JSON config. Returns (unit or None, fs_freeze_enabled, continue_on_failure)."""
     try:
         doc = json.loads(raw.decode("utf-8-sig"))
     except (ValueError, UnicodeDecodeError) as e:
@@ -291,17 +405,35 @@ def _load_config(path, host_timeout_s):
 
 
 def _hook_units(hook_dir, timeout_s, owner_uid):
-    reason = _unsafe_reason(hook_dir, owner_uid, "hook directory")
-    if reason:
-        raise _ConfigError(reason + "; no hook is run")
+    try:
+        dir_fd, _ = open_trusted(hook_dir, owner_uid, "hook directory", directory=True)
+    except Untrusted as e:
+        if e.kind == "missing":
+            return []
+        raise _ConfigError(e.message + "; no hook is run") from None
+    try:
+        listing = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd) if _O_PATH else dir_fd
+        try:
+            names = sorted(os.listdir(listing))
+            entries = [(name, os.stat(name, dir_fd=listing, follow_symlinks=False)) for name in names]
+        finally:
+            if listing != dir_fd:
+                os.close(listing)
+    finally:
+        os.close(dir_fd)
     units = []
-    for name in sorted(os.listdir(hook_dir)):
+    for name, st in entries:
         if name.startswith(".") or name.endswith(_IGNORED_HOOK_SUFFIXES):
             continue
-        path = os.path.join(hook_dir, name)
-        if not os.path.isfile(path):
+        if stat.S_ISLNK(st.st_mode):
+            try:
+                st = os.stat(os.path.join(hook_dir, name))
+            except OSError:
+                continue
+        if not stat.S_ISREG(st.st_mode):
             continue
-        if not os.access(path, os.X_OK):
+        path = os.path.join(hook_dir, name)
+        if not st.st_mode & 0o111:
             log.info("hook %s is not executable; ignored", path)
             continue
         units.append(ScriptUnit("hook:" + name, Script(path, ["freeze"], 0, timeout_s, "hook"),
@@ -324,32 +456,18 @@ def load_script_plan(config_path=None, hook_dir=DEFAULT_HOOK_DIR, host_timeout_s
     plan = ScriptPlan(config_path=path, hook_dir=hook_dir, host_timeout_s=host_timeout_s, owner_uid=owner_uid)
     units = []
     try:
-        if os.path.exists(path):
-            st = os.stat(path)
-            if st.st_uid != owner_uid:
-                plan.error_code = CODE_CONFIG_OWNERSHIP
-                plan.message = "script config %s is owned by uid %d, not %d; no script is run" % (
-                    path, st.st_uid, owner_uid)
-                return plan
-            if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-                plan.error_code = CODE_CONFIG_PERMISSION
-                plan.message = ("script config %s is writable by group or others (mode %04o); "
-                                "no script is run" % (path, stat.S_IMODE(st.st_mode)))
-                return plan
-            unit, plan.fs_freeze_enabled, plan.continue_on_failure = _load_config(path, host_timeout_s)
-            if unit is not None:
-                units.append(unit)
-        elif named:
-            plan.error_code = CODE_CONFIG_NOT_FOUND
-            plan.message = "script config %s does not exist; no script is run" % path
+        unit = _read_checked_config(plan, path, named, host_timeout_s)
+        if plan.error_code is not None:
             return plan
+        if unit is not None:
+            units.append(unit)
     except _ConfigError as e:
         plan.error_code, plan.message = CODE_CONFIG_PARSE, "%s; no script is run" % e
         return plan
     except (IOError, OSError) as e:
         plan.error_code, plan.message = CODE_CONFIG_PARSE, "cannot read script config %s: %s" % (path, e)
         return plan
-    if hook_dir and os.path.isdir(hook_dir):
+    if hook_dir:
         try:
             units.extend(_hook_units(hook_dir, min(hook_timeout_s, host_timeout_s), owner_uid))
         except _ConfigError as e:
@@ -363,6 +481,113 @@ def load_script_plan(config_path=None, hook_dir=DEFAULT_HOOK_DIR, host_timeout_s
     return plan
 
 
+# -- leftovers: what a script started and left running ----------------------------------------------
+#
+# A script's background child that calls setsid leaves the script's process group, so the group kill does
+# not reach it, and when the script exits it is re-parented to init and forgotten. The runner therefore
+# makes itself a child subreaper (prctl PR_SET_CHILD_SUBREAPER, Linux 3.4+): such orphans are re-parented
+# to it instead. What a pre script leaves running (the classic pattern: a client session holding a database
+# lock in the background) lives until the post phase has run, then every descendant that did not exist
+# before the pre phase is killed; the post phase's own leftovers are killed at its end too.
+# Without prctl (other systems, old kernels) only descendants still attached to us are found.
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper():
+    """Make this process the reaper of its orphaned descendants. True when the kernel agreed."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError, TypeError):
+        return False
+
+
+def _parent_map():
+    parents = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return parents
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name, "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (IOError, OSError, IndexError):
+            continue
+        if fields and fields[0] != b"Z":
+            parents[int(name)] = int(fields[1])
+        elif fields:
+            parents[int(name)] = -int(fields[1])  # a zombie: only to be reaped
+    return parents
+
+
+def _descendants(root, parents, exclude=()):
+    """Living descendants of `root` not under any pid in `exclude`, and zombie children of root."""
+    children = {}
+    for pid, ppid in parents.items():
+        children.setdefault(abs(ppid), []).append(pid)
+    found, zombies, todo = [], [], [root]
+    while todo:
+        for pid in children.get(todo.pop(), ()):
+            if pid in exclude:
+                continue
+            if parents[pid] < 0:
+                zombies.append(pid)
+                continue
+            found.append(pid)
+            todo.append(pid)
+    return found, zombies
+
+
+class LeftoverReaper(object):
+    """Around one phase: remembers our children before the first script starts, kills every new
+    descendant at the end (nothing to do, and no /proc scan, when no script was started)."""
+
+    def __init__(self):
+        self.me = os.getpid()
+        self.before = None
+        self.subreaper = False
+
+    def arm(self):
+        """Called before each script starts; the first call records the children we already have."""
+        if self.before is None:
+            self.subreaper = become_subreaper()
+            self.before = set(pid for pid, ppid in _parent_map().items() if ppid == self.me)
+
+    def kill_leftovers(self, rounds=50):
+        """SIGKILL every descendant started during the phase and reap it. Returns the pids killed."""
+        if self.before is None:
+            return []
+        killed = []
+        for _ in range(rounds):
+            alive, zombies = _descendants(self.me, _parent_map(), self.before)
+            for pid in zombies:
+                _reap(pid)
+            if not alive:
+                break
+            for pid in alive:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                except OSError:
+                    pass
+            time.sleep(0.01)
+        if killed:
+            log.warning("killed %d process(es) the scripts left running: %s", len(set(killed)),
+                        sorted(set(killed)))
+        return sorted(set(killed))
+
+
+def _reap(pid):
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except OSError:
+        pass
+
+
 # -- running ------------------------------------------------------------------------------------
 
 def _killpg(pgid, sig):
@@ -372,29 +597,48 @@ def _killpg(pgid, sig):
         pass
 
 
-def _spawn(argv, env):
+def _spawn(argv, env, script_fd):
     return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True, close_fds=True, cwd="/", env=env)
+                            start_new_session=True, close_fds=True, pass_fds=(script_fd,), cwd="/", env=env)
 
 
-def _run_once(script, timeout_s, env, result):
-    """Run one attempt. Sets result fields; returns 'ok', 'failed', 'timeout', 'missing', 'permission'."""
-    argv = [script.path] + script.args
-    if script.sh_if_not_executable and not os.access(script.path, os.X_OK):
+def _spawn_checked(script, script_fd, env):
+    """Start the checked descriptor; a (kind, message) tuple when it cannot be executed."""
+    exe = "/proc/self/fd/%d" % script_fd
+    argv = [exe] + script.args
+    if script.sh_if_not_executable and not os.fstat(script_fd).st_mode & 0o111:
         log.info("script %s has no execute bit: run with /bin/sh as Microsoft's runner did", script.path)
         argv = ["/bin/sh"] + argv
     try:
-        proc = _spawn(argv, env)
+        return _spawn(argv, env, script_fd)
     except OSError as e:
         if e.errno == errno.ENOEXEC:  # no shebang: what a shell would do
-            proc = _spawn(["/bin/sh"] + argv, env)
-        elif e.errno == errno.ENOENT:
-            result.message = "cannot execute %s: %s" % (script.path, os.strerror(e.errno))
-            return "missing"
-        else:
-            result.message = "cannot execute %s: %s" % (script.path, os.strerror(e.errno))
-            return "permission"
+            return _spawn(["/bin/sh"] + argv, env, script_fd)
+        return ("missing" if e.errno == errno.ENOENT else "permission",
+                "cannot execute %s: %s" % (script.path, os.strerror(e.errno)))
 
+
+def _run_once(script, timeout_s, env, result, owner_uid=0, reaper=None):
+    """Run one attempt. Sets result fields; returns 'ok', 'failed', 'timeout', 'missing', 'permission'.
+
+    The script is opened and checked once (open_checked_script) and that very descriptor is executed as
+    /proc/self/fd/N, inherited by the child (a #! interpreter then reads the script through it): renaming
+    or replacing anything on the path after the check changes nothing. $0 is that /proc path, so the
+    script's own path is given in VMSNAPSHOT_SCRIPT.
+    """
+    script_fd, problem = open_checked_script(script.path, owner_uid)
+    if script_fd is None:
+        result.message = problem[1]
+        return problem[0]
+    if reaper is not None:
+        reaper.arm()
+    try:
+        proc = _spawn_checked(script, script_fd, env)
+    finally:
+        os.close(script_fd)
+    if isinstance(proc, tuple):
+        result.message = proc[1]
+        return proc[0]
     fd = proc.stdout.fileno()
     tail = bytearray()
     total = 0
@@ -466,18 +710,12 @@ def _supervise(proc, fd, tail, total, start, deadline, timeout_s, result):
     return "ok"
 
 
-def _run_script(script, phase, name, plan, phase_deadline):
+def _run_script(script, phase, name, plan, phase_deadline, reaper=None):
     idx = _PHASE_INDEX[phase]
     result = ScriptResult(name, script.path, script.args, phase, script.origin)
-    kind, message = check_script(script.path, plan.owner_uid)
-    if kind == "missing":
-        result.code, result.message = CODE_SCRIPT_NOT_FOUND[idx], message
-        return result
-    if kind == "permission":
-        result.code, result.message = CODE_SCRIPT_PERMISSION[idx], message
-        return result
     env = dict(os.environ)
     env["VMSNAPSHOT_PHASE"] = phase
+    env["VMSNAPSHOT_SCRIPT"] = script.path
     for attempt in range(1 + script.retries):
         left = phase_deadline - time.monotonic()
         if left <= 0:
@@ -486,7 +724,7 @@ def _run_script(script, phase, name, plan, phase_deadline):
             return result
         result.attempts = attempt + 1
         result.timed_out = False
-        outcome = _run_once(script, min(script.timeout_s, left), env, result)
+        outcome = _run_once(script, min(script.timeout_s, left), env, result, plan.owner_uid, reaper)
         log.info("%s script %s %s: attempt %d/%d, %s in %.0f ms%s", phase, name, script.path, attempt + 1,
                  1 + script.retries, outcome, result.duration_ms,
                  (", output tail:\n" + result.output_tail[-1024:]) if result.output_tail.strip() else "")
@@ -510,12 +748,13 @@ def run_pre(plan):
         return phase
     t0 = time.monotonic()
     deadline = t0 + plan.host_timeout_s
+    plan.reaper = reaper = LeftoverReaper()
     for unit in plan.units:
         plan.entered.append(unit)
         if unit.pre is None:
             continue
         phase.ran = True
-        res = _run_script(unit.pre, "pre", unit.name, plan, deadline)
+        res = _run_script(unit.pre, "pre", unit.name, plan, deadline, reaper)
         phase.scripts.append(res)
         if not res.ok:
             phase.fail(res.code, "pre script %s: %s" % (unit.pre.path, res.message))
@@ -533,14 +772,19 @@ def run_post(plan):
     units = plan.units if plan.entered is None else plan.entered
     t0 = time.monotonic()
     deadline = t0 + plan.host_timeout_s
-    for unit in reversed(units):
-        if unit.post is None:
-            continue
-        phase.ran = True
-        res = _run_script(unit.post, "post", unit.name, plan, deadline)
-        phase.scripts.append(res)
-        if not res.ok:
-            phase.fail(res.code, "post script %s: %s" % (unit.post.path, res.message))
+    reaper = plan.reaper or LeftoverReaper()  # one reaper: what the pre phase left is killed here too
+    try:
+        for unit in reversed(units):
+            if unit.post is None:
+                continue
+            phase.ran = True
+            res = _run_script(unit.post, "post", unit.name, plan, deadline, reaper)
+            phase.scripts.append(res)
+            if not res.ok:
+                phase.fail(res.code, "post script %s: %s" % (unit.post.path, res.message))
+    finally:
+        reaper.kill_leftovers()
+        plan.reaper = None
     phase.duration_ms = round((time.monotonic() - t0) * 1000.0, 3)
     return phase
 

@@ -7,6 +7,7 @@ when the value could be secret. Decrypted values only ever live in memory.
 
 import base64
 import binascii
+import ipaddress
 import json
 import os
 import re
@@ -20,11 +21,13 @@ MAX_DISKS = 128
 MAX_URI_LENGTH = 8192
 MAX_METADATA = 64
 MAX_TEXT = 1024
+MAX_JSON_DEPTH = 64  # the deepest real settings document nests about 6 levels
 TICKS_AT_UNIX_EPOCH = 621355968000000000
 VM_TYPES = ("microsoft.compute/virtualmachines", "microsoft.classiccompute/virtualmachines")
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$")
 _META_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-_LOOPBACK_HOSTS = ("localhost", "::1", "[::1]")
+_DOTTED_DECIMAL = re.compile(r"^(0|[1-9][0-9]{0,2})(\.(0|[1-9][0-9]{0,2})){3}$")
+_JSON_TOKEN = re.compile(r'\\.|["\[\]{}]')
 
 
 class SettingsError(Exception):
@@ -63,8 +66,50 @@ class JobSpec(object):
 
 
 def is_loopback(host):
+    """True only for exactly `localhost` or a literal 127.0.0.0/8 or ::1 address, decided from the
+    text alone (no DNS): `127.attacker.example` or `0177.0.0.1` are not loopback."""
     host = (host or "").lower()
-    return host in _LOOPBACK_HOSTS or host.startswith("127.")
+    if host == "localhost":
+        return True
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if ":" not in host and not _DOTTED_DECIMAL.match(host):
+        return False  # a name, or an address form (octal, hex, short) that resolvers read differently
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def json_depth_ok(text, limit=MAX_JSON_DEPTH):
+    """Whether `text` nests arrays/objects at most `limit` deep, counted without parsing (strings are
+    skipped), so a hostile document never reaches the recursive parser."""
+    if text.count("[") + text.count("{") <= limit:
+        return True
+    depth, in_string = 0, False
+    for m in _JSON_TOKEN.finditer(text):  # linear: one pass, escapes consumed as pairs
+        token = m.group(0)
+        if token == '"':
+            in_string = not in_string
+        elif in_string or len(token) == 2:
+            continue
+        elif token in "[{":
+            depth += 1
+            if depth > limit:
+                return False
+        else:
+            depth -= 1
+    return True
+
+
+def parse_json(field, text):
+    """json.loads with a nesting limit; too deep, too big for memory or malformed is SettingsError 11."""
+    if not json_depth_ok(text):
+        raise bad(field, "nests deeper than %d levels" % MAX_JSON_DEPTH)
+    try:
+        return json.loads(text)
+    except (RecursionError, MemoryError):
+        raise bad(field, "is too deeply nested or too large to parse")
 
 
 def check_blob_uri(field, uri, require_sig=True):
@@ -101,8 +146,11 @@ def decode_object(field, value):
         raise bad(field, "is not valid base64")
     try:
         text = raw.decode("ascii").strip().strip("'")
-        doc = json.loads(text)
-    except (UnicodeDecodeError, ValueError):
+    except UnicodeDecodeError:
+        raise bad(field, "does not decode to JSON")
+    try:
+        doc = parse_json(field, text)
+    except ValueError:
         raise bad(field, "does not decode to JSON")
     if not isinstance(doc, dict):
         raise bad(field, "must decode to a JSON object")
@@ -210,7 +258,9 @@ def _custom_settings(public, private):
     if not isinstance(raw, str):
         raise bad("customSettings", "must be a JSON string")
     try:
-        doc = json.loads(raw)
+        doc = parse_json("customSettings", raw)
+    except SettingsError:
+        raise
     except ValueError:
         raise bad("customSettings", "is not valid JSON")
     if not isinstance(doc, dict):
@@ -235,7 +285,9 @@ def read_settings_file(path):
     if not text.strip():
         raise SettingsError(codes.BAD_PARAMETER, "settings file is empty (no settings were sent)")
     try:
-        doc = json.loads(text)
+        doc = parse_json("settings file", text)
+    except SettingsError:
+        raise
     except ValueError as e:
         raise SettingsError(codes.BAD_PARAMETER, "settings file is not valid JSON (%s)" % str(e)[:80])
     runtime = doc.get("runtimeSettings") if isinstance(doc, dict) else None
@@ -257,8 +309,15 @@ def decrypt_protected(handler, cert_dir):
         plain = protected.decrypt(blob, thumb, cert_dir)
     except protected.DecryptError as e:
         raise SettingsError(codes.CERTIFICATE_NOT_FOUND, str(e))
+    return parse_protected(plain)
+
+
+def parse_protected(plain):
+    """The decrypted protected settings (bytes) as a dict; the message never quotes them."""
     try:
-        doc = json.loads(plain.decode("utf-8"))
+        doc = parse_json("protectedSettings", plain.decode("utf-8"))
+    except SettingsError:
+        raise
     except (UnicodeDecodeError, ValueError):
         raise SettingsError(codes.BAD_PARAMETER, "protectedSettings does not decrypt to JSON")
     finally:
@@ -287,6 +346,7 @@ def validate(seq, public, private, now=None, deadline_minutes=140.0, config_meth
         raise bad("commandToExecute", "must contain 'snapshot' (or 'install'); got an unknown command")
     locale = _optional_text("locale", public.get("locale"), _LOCALE)
     task_id = _optional_text("taskId", public.get("taskId"))
+    task_id = task_id.strip() if task_id else task_id  # normalised once: stored and compared like this
     vm_type = _optional_text("vmType", public.get("vmType"))
     if vm_type and vm_type.lower() not in VM_TYPES:
         raise bad("vmType", "must be one of %s" % ", ".join(VM_TYPES))

@@ -13,7 +13,7 @@ import json
 import os
 import time
 
-from .fileutil import atomic_write, remove
+from .fileutil import NOFOLLOW, atomic_write, remove
 
 MRSEQ = "mrseq"
 TASK_IDENTITY = "task_identity"
@@ -76,7 +76,7 @@ class State(object):
 
     def lock(self):
         """An exclusive lock held for enable's check-and-start: concurrent enables start one job."""
-        fd = os.open(self._path(ENABLE_LOCK), os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self._path(ENABLE_LOCK), os.O_RDWR | os.O_CREAT | NOFOLLOW, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
         return fd
 

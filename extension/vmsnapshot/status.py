@@ -3,21 +3,30 @@
 Total builders: any code, any missing field, still yields a valid document (contract §7.1; the old
 extension lost its final status on an unknown code). The local file reports the real outcome to the
 agent, and carries the blob report in substatus[0].name as the Backup service expects.
+
+Every reported value passes through redact.clean (signatures, userinfo, control characters). The
+'transitioning' write also lays down a small reserve file next to the status: on a full file system
+the final write frees it and retries, then falls back to rewriting the existing status in place, so a
+job's outcome is never lost to ENOSPC.
 """
 
 import datetime
 import json
+import logging
+import os
 import platform
 import sys
 import time
 
 from . import codes, identity
-from .fileutil import atomic_write, ensure_dir
-from .redact import redact
+from .fileutil import atomic_write, ensure_dir, remove, rewrite_in_place
+from .redact import clean
 
 LOCAL_LIMIT = 120 * 1024  # stay under the agent's 128 KiB
 # Who took the snapshots, appended to messageStr as the existing extension does (reference §6.1).
 ATTRIBUTION = ("snapshotCreator", "hostStatusCodePreSnapshot", "hostStatusCodeDoSnapshot")
+RESERVE_BYTES = 2 * 128 * 1024  # room for a full-size temp file and status even on a full file system
+log = logging.getLogger(__name__)
 
 
 def iso_now():
@@ -55,7 +64,7 @@ class Report(object):
             self.consistency = consistency
 
     def message(self):
-        return codes.message(self.code, redact(self.detail), self.locale)
+        return codes.message(self.code, clean(self.detail), self.locale)
 
 
 def blob_report(report):
@@ -80,16 +89,16 @@ def blob_report(report):
             "status": status_word(report.code, report.terminal),
             "substatus": [],
             "code": str(run_code),
-            "taskId": report.task_id or "",
+            "taskId": clean(report.task_id or ""),
             "formattedMessage": {"lang": lang, "message": json.dumps({
                 "messageStr": message_str, "snapshotConsistency": report.consistency,
-                "jobMessage": redact(report.detail)[:2000], "isSizeComputationFailed":
+                "jobMessage": clean(report.detail)[:2000], "isSizeComputationFailed":
                     bool(report.storage_details is None)})},
             "storageDetails": report.storage_details or {
                 "partitionCount": 0, "totalUsedSizeInBytes": 0, "isStoragespacePresent": False,
                 "isSizeComputationFailed": True},
             "commandStartTimeUTCTicks": report.start_ticks or "",
-            "telemetryData": [{"Key": k, "Value": redact(str(v))} for k, v in sorted(telemetry.items())],
+            "telemetryData": [{"Key": k, "Value": clean(str(v))} for k, v in sorted(telemetry.items())],
             "uniqueMachineId": report.machine_id or "",
             "snapshotInfo": report.snapshot_info,
             "vmHealthInfo": {"vmHealthState": codes.health_of(report.code), "vmHealthStatusCode": report.code},
@@ -99,7 +108,7 @@ def blob_report(report):
     return out.replace('"/Date(', '"\\/Date(').replace(')/"', ')\\/"')
 
 
-def local_status(report, operation="Enable"):
+def local_status(report, operation="Enable", compact=False):
     """The status/<seq>.status document (a JSON array, lowercase status, lang always present), kept under
     the agent's 128 KiB: long per-disk error messages are cut first, then the blob report is left out."""
     lang, text = report.message()
@@ -113,7 +122,7 @@ def local_status(report, operation="Enable"):
         "formattedMessage": {"lang": lang, "message": text},
     }
     doc = [{"version": "1.0", "timestampUTC": iso_now(), "status": status}]
-    for attempt in ("full", "short errors"):
+    for attempt in () if compact else ("full", "short errors"):
         if attempt == "short errors":
             if not report.snapshot_info:
                 break
@@ -128,8 +137,61 @@ def local_status(report, operation="Enable"):
     return json.dumps(doc)
 
 
+def reserve_path(status_dir, seq):
+    return "%s/%s.status.reserve" % (status_dir.rstrip("/"), seq)
+
+
 def write_local(status_dir, seq, report, operation="Enable"):
+    """Write status/<seq>.status. A 'transitioning' write also lays down the sequence's reserve file; a
+    final write that hits a full file system frees it and retries, then rewrites the existing status
+    in place. Failures are said on stderr (the agent captures it) and in the log, then raised."""
     ensure_dir(status_dir, 0o700)
     path = "%s/%s.status" % (status_dir.rstrip("/"), seq)
-    atomic_write(path, local_status(report, operation), 0o600)
+    reserve = reserve_path(status_dir, seq)
+    text = local_status(report, operation)
+    try:
+        atomic_write(path, text, 0o600)
+    except (IOError, OSError) as e:
+        _say("cannot write %s: %s; using the reserved space" % (path, e.strerror or e))
+        remove(reserve)
+        if not _write_despite(path, report, operation, text):
+            _say("the status %s could not be written: %s" % (path, e.strerror or e))
+            raise
+        return path
+    if report.terminal:
+        remove(reserve)
+    else:
+        try:
+            atomic_write(reserve, b"\0" * RESERVE_BYTES, 0o600)
+        except (IOError, OSError) as e:
+            remove(reserve)
+            _say("cannot reserve space for the final status in %s: %s" % (status_dir, e.strerror or e))
     return path
+
+
+def _write_despite(path, report, operation, text):
+    """Second chances for a status write that failed (ENOSPC, EDQUOT): again with the reserve freed,
+    then in place over the existing file (compact when the full text would not fit its blocks)."""
+    try:
+        atomic_write(path, text, 0o600)
+        return True
+    except (IOError, OSError):
+        pass
+    try:
+        size = os.lstat(path).st_size
+        if len(text.encode("utf-8")) > size:
+            text = local_status(report, operation, compact=True)
+        rewrite_in_place(path, text)
+        return True
+    except (IOError, OSError):
+        return False
+
+
+def _say(message):
+    """Tell the agent (stderr) and the log: a status problem must never be silent."""
+    try:
+        sys.stderr.write("vmsnapshot: %s\n" % clean(message))
+        sys.stderr.flush()
+    except (IOError, OSError, ValueError):
+        pass
+    log.error("%s", message)

@@ -10,7 +10,7 @@ import threading
 import time
 
 from .fileutil import atomic_write
-from .redact import redact
+from .redact import clean
 
 MESSAGE_LIMIT = 3000
 LEVELS = ("Critical", "Error", "Warning", "Verbose", "Informational", "LogAlways")
@@ -25,7 +25,7 @@ class Telemetry(object):
         self._lock = threading.Lock()
 
     def event(self, task, message, level="Informational"):
-        message = redact(message) or "-"
+        message = clean(message) or "-"
         stamp = datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
         with self._lock:
             for start in range(0, len(message), MESSAGE_LIMIT):

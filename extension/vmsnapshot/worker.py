@@ -89,7 +89,13 @@ class Job(object):
 
     # -- reporting --------------------------------------------------------------------------------
     def write_status(self):
-        write_local(self.henv.status_dir, self.spec.seq, self.report)
+        """The local status; a failure (a full file system) is logged, never stops the status blob."""
+        try:
+            write_local(self.henv.status_dir, self.spec.seq, self.report)
+            return True
+        except (IOError, OSError) as e:
+            log.error("local status not written: %s", e)
+            return False
 
     def upload_status(self):
         if not (self.spec.status_blob_uri and self.cfg.upload_status_and_log):
@@ -157,8 +163,8 @@ class Job(object):
         plan = None
         freeze_wanted = cfg.fsfreeze and (not script_plan.enabled or script_plan.fs_freeze_enabled)
         if freeze_wanted:
-            plan = mounts.plan_freeze(mounts.read_mountinfo(), include=cfg.mounts_to_include,
-                                      skip=cfg.mounts_to_skip)
+            plan = mounts.pin(mounts.plan_freeze(mounts.read_mountinfo(), include=cfg.mounts_to_include,
+                                                 skip=cfg.mounts_to_skip))
             for m, reason in plan.skipped:
                 log.debug("not freezing %s: %s", m.mountpoint, reason)
             log.info("freeze plan: %s", ", ".join(m.mountpoint for m in plan.selected) or "(nothing)")
@@ -292,9 +298,9 @@ class Job(object):
 
     def start_guardian(self, plan):
         cfg = self.cfg
-        guardian = freezer.FreezeGuardian([m.mountpoint for m in plan.selected], hard_deadline_s=cfg.timeout,
-                                          per_mount_timeout_s=cfg.freeze_wait, lock_path=cfg.safe_freeze_lock,
-                                          lock_wait_s=cfg.lock_wait, waves=mounts.freeze_waves(plan.selected))
+        guardian = freezer.FreezeGuardian.for_plan(plan, hard_deadline_s=cfg.timeout,
+                                                   per_mount_timeout_s=cfg.freeze_wait,
+                                                   lock_path=cfg.safe_freeze_lock, lock_wait_s=cfg.lock_wait)
         t = time.monotonic()
         try:
             guardian.start()
@@ -390,6 +396,7 @@ class Job(object):
         self.logs.hold()
         try:
             t_freeze = time.monotonic()
+            self.phase(freezer.targets_line(guardian))  # the supervisor's own thaw, should both be stuck
             self.phase("freeze")
             frozen = guardian.freeze()
             self.timings["freeze"] = (time.monotonic() - t_freeze) * 1000

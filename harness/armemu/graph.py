@@ -1,10 +1,14 @@
 """Resource Graph `POST /providers/Microsoft.ResourceGraph/resources`.
 
-KQL is not evaluated. The emulator recognises the query shapes the kit sends (management-reference §7.1
-VM-with-extension rows, optionally joined with the VM's protected item as in §7.3, and §7.2 protected-item
-rows) and the filters the kit appends, and computes those rows
-from the estate; anything else is a 400 so a changed query cannot pass silently. Paging follows the service:
-`options.$top` (at most `graph_max_top`), `$skipToken` while rows remain, rows in a stable order.
+KQL is not evaluated. The emulator recognises the query shapes the kit sends (VM-with-extension rows,
+optionally left-joined with the VM's protected item, and protected-item rows) and the filters the kit
+appends, and computes those rows from the estate; anything else is a 400 so a changed query cannot pass
+silently. Paging follows the service: `options.$top` (at most `graph_max_top`), `$skipToken` while rows
+remain, rows in a stable order.
+
+String literals are read as KQL reads them ('...' or "..." with backslash escapes; `//` comments outside
+them dropped) before any filter is matched, so a value holding quotes, backslashes, `|` or `//` is one
+literal, and an unterminated literal is a 400 ParserFailure as in the service.
 
 Filters understood: `tolower(id) in~ ('...')`, `resourceGroup in~ ('...')`, `tags['k'] =~ 'v'`, and in the
 extension join `properties.publisher) in~ (...)` / `properties.type) in~ (...)`.
@@ -18,26 +22,56 @@ import re
 from .router import arm_error, json_response
 from .state import iso
 
-_LIST = r"\(([^)]*)\)"
+# A literal in the parsed query: its index between two NULs (NUL cannot occur in KQL text).
+_LIT = r"\x00(\d+)\x00"
+_LIST = r"\(\s*((?:" + _LIT + r"\s*,?\s*)*)\)"
+_TOKEN = re.compile(
+    r"(?P<lit>'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\")|(?P<comment>//[^\n]*)", re.DOTALL
+)
+_UNESCAPE = {"n": "\n", "r": "\r", "t": "\t"}
 
 
-def _strings(text):
-    return [s.lower() for s in re.findall(r"'([^']*)'", text)]
+class KqlSyntaxError(ValueError):
+    pass
 
 
-def _vm_filters(query):
+class Parsed:
+    """A query split as KQL reads it: `code` with each string literal replaced by a numbered marker, the
+    literals' values, and `text` (the query without comments) for recognising its shape."""
+
+    def __init__(self, query):
+        self.literals = []
+        self.text = _TOKEN.sub(lambda m: "" if m["comment"] else m[0], query)
+        self.code = _TOKEN.sub(self._mark, query)
+        if "'" in self.code or '"' in self.code:
+            raise KqlSyntaxError("unterminated string literal")
+
+    def _mark(self, m):
+        if m["comment"]:
+            return ""
+        body = m["lit"][1:-1]
+        self.literals.append(re.sub(r"\\(.)", lambda e: _UNESCAPE.get(e[1], e[1]), body, flags=re.DOTALL))
+        return f"\x00{len(self.literals) - 1}\x00"
+
+    def strings(self, text):
+        """The values (lower case) of the literals marked in a piece of `code`."""
+        return [self.literals[int(n)].lower() for n in re.findall(_LIT, text)]
+
+
+def _vm_filters(parsed):
     """Predicates on VMs from the kit's where-clauses."""
     preds = []
-    m = re.search(r"tolower\(id\)\s+in~\s+" + _LIST, query, re.IGNORECASE)
+    code = parsed.code
+    m = re.search(r"tolower\(id\)\s+in~\s+" + _LIST, code, re.IGNORECASE)
     if m:
-        ids = set(_strings(m.group(1)))
+        ids = set(parsed.strings(m.group(1)))
         preds.append(lambda vm: vm.id.lower() in ids)
-    m = re.search(r"\bresourceGroup\s+in~\s+" + _LIST, query, re.IGNORECASE)
+    m = re.search(r"\bresourceGroup\s+in~\s+" + _LIST, code, re.IGNORECASE)
     if m:
-        rgs = set(_strings(m.group(1)))
+        rgs = set(parsed.strings(m.group(1)))
         preds.append(lambda vm: vm.resource_group.lower() in rgs)
-    for key, value in re.findall(r"tags\['([^']+)'\]\s*=~\s*'([^']*)'", query, re.IGNORECASE):
-        preds.append(_tag_predicate(key.lower(), value.lower()))
+    for key, value in re.findall(r"tags\[\s*" + _LIT + r"\s*\]\s*=~\s*" + _LIT, code, re.IGNORECASE):
+        preds.append(_tag_predicate(parsed.literals[int(key)].lower(), parsed.literals[int(value)].lower()))
     return preds
 
 
@@ -45,18 +79,18 @@ def _tag_predicate(key, value):
     return lambda vm: any(tk.lower() == key and tv.lower() == value for tk, tv in vm.tags.items())
 
 
-def _extension_filter(query):
-    pubs = re.search(r"properties\.publisher\)\s+in~\s+" + _LIST, query, re.IGNORECASE)
-    types = re.search(r"properties\.type\)\s+in~\s+" + _LIST, query, re.IGNORECASE)
-    pubs = set(_strings(pubs.group(1))) if pubs else None
-    types = set(_strings(types.group(1))) if types else None
+def _extension_filter(parsed):
+    pubs = re.search(r"properties\.publisher\)\s+in~\s+" + _LIST, parsed.code, re.IGNORECASE)
+    types = re.search(r"properties\.type\)\s+in~\s+" + _LIST, parsed.code, re.IGNORECASE)
+    pubs = set(parsed.strings(pubs.group(1))) if pubs else None
+    types = set(parsed.strings(types.group(1))) if types else None
     return lambda e: (
         (pubs is None or e.publisher.lower() in pubs) and (types is None or e.type.lower() in types)
     )
 
 
-def vm_extension_rows(est, subs, query):
-    preds, keep = _vm_filters(query), _extension_filter(query)
+def vm_extension_rows(est, subs, parsed):
+    preds, keep = _vm_filters(parsed), _extension_filter(parsed)
     rows = []
     for vm in est.vms.values():
         if vm.subscription.lower() not in subs or not all(p(vm) for p in preds):
@@ -88,8 +122,8 @@ def vm_extension_rows(est, subs, query):
     return rows
 
 
-def protected_item_rows(est, subs, query):
-    preds = _vm_filters(query)
+def protected_item_rows(est, subs, parsed):
+    preds = _vm_filters(parsed)
     rows = []
     for v in est.vaults.values():
         if v.subscription.lower() not in subs:
@@ -117,24 +151,25 @@ def protected_item_rows(est, subs, query):
     return rows
 
 
-def _rows(est, subs, q):
+def _rows(est, subs, parsed):
     """All rows of a recognised query shape (None for any other query)."""
+    q = parsed.text
     if (
         re.search(r"^\s*Resources\b", q)
         and "virtualmachines/extensions" in q.lower()
         and re.search(r"join\s+kind=leftouter\s*\(\s*RecoveryServicesResources", q, re.IGNORECASE)
     ):
-        return vm_rows_with_protection(est, subs, q)
+        return vm_rows_with_protection(est, subs, parsed)
     if re.search(r"^\s*RecoveryServicesResources\b", q) and "protecteditems" in q.lower():
-        return protected_item_rows(est, subs, q)
+        return protected_item_rows(est, subs, parsed)
     if re.search(r"^\s*Resources\b", q) and "microsoft.compute/virtualmachines/extensions" in q.lower():
-        return vm_extension_rows(est, subs, q)
+        return vm_extension_rows(est, subs, parsed)
     return None
 
 
-def vm_rows_with_protection(est, subs, q):
-    """The VM-extension rows left-joined with the VM's protected item (§7.3 pattern): one query for both."""
-    items = {r["vmId"]: r for r in protected_item_rows(est, subs, "")}
+def vm_rows_with_protection(est, subs, parsed):
+    """The VM-extension rows left-joined with the VM's protected item: one query for both halves."""
+    items = {r["vmId"]: r for r in protected_item_rows(est, subs, Parsed(""))}
     empty = {
         k: ""
         for k in (
@@ -148,7 +183,7 @@ def vm_rows_with_protection(est, subs, q):
         )
     }
     out = []
-    for row in vm_extension_rows(est, subs, q):
+    for row in vm_extension_rows(est, subs, parsed):
         item = items.get(row["vmId"])
         out.append(dict(row, **({k: v for k, v in item.items() if k != "vmId"} if item else empty)))
     return out
@@ -166,13 +201,16 @@ def register(router):
         subs = {s.lower() for s in body.get("subscriptions") or []}
         options = body.get("options") or {}
         est = req.emu.estate
-        q = re.sub(r"//[^\n]*", "", query)
-        fingerprint = hashlib.sha1((q + "|" + ",".join(sorted(subs))).encode()).hexdigest()[:12]
+        try:
+            parsed = Parsed(query)
+        except KqlSyntaxError as exc:
+            return arm_error(400, "ParserFailure", f"The query could not be parsed: {exc}.")
+        fingerprint = hashlib.sha1((parsed.text + "|" + ",".join(sorted(subs))).encode()).hexdigest()[:12]
         cache = req.emu.ops.setdefault("graph-rows", {})  # paging a query must not recompute its rows
         with est.lock:
             rows = cache.get((fingerprint, est.generation))
             if rows is None:
-                rows = _rows(est, subs, q)
+                rows = _rows(est, subs, parsed)
                 if rows is None:
                     return arm_error(
                         400,

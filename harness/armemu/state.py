@@ -10,6 +10,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
+from vmsnapkit import backupnames
+
 SNAPSHOT_PUBLISHER = "Microsoft.Azure.RecoveryServices"
 SNAPSHOT_TYPE = "VMSnapshotLinux"
 TENANT_ID = "72f988bf-0000-4000-8000-00000000c0de"
@@ -60,11 +62,11 @@ class VM:
 
     @property
     def container_name(self):
-        return f"IaasVMContainer;iaasvmcontainerv2;{self.resource_group};{self.name}"
+        return backupnames.container_name(self.resource_group, self.name)
 
     @property
     def item_name(self):
-        return f"VM;iaasvmcontainerv2;{self.resource_group};{self.name}"
+        return backupnames.item_name(self.resource_group, self.name)
 
 
 @dataclass

@@ -5,6 +5,10 @@ import pytest
 from harness.guestagent import extension_status, handler_status
 
 STATUS_INVALID = 1012          # the agent's PluginSettingsStatusInvalid
+# Microsoft's shipped VMSnapshotScriptPluginConfig.json with no script configured.
+NO_SCRIPTS = {"pluginName": "ScriptRunner", "preScriptLocation": "", "postScriptLocation": "",
+              "preScriptParams": [], "postScriptParams": [], "preScriptNoOfRetries": 0, "postScriptNoOfRetries": 0,
+              "timeoutInSeconds": 30, "continueBackupOnFailure": True, "fsFreezeEnabled": True}
 # The agent's own code (written for Python 2.6 to 3.x) is noisy under 3.11; our code's warnings still show.
 QUIET_AGENT = pytest.mark.filterwarnings("ignore::DeprecationWarning:azurelinuxagent",
                                          "ignore:invalid escape sequence:DeprecationWarning")

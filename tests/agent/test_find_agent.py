@@ -1,14 +1,11 @@
-"""Which guest agent tests/agent drive: an explicit WAAGENT_DIR (unpacked .deb or source tree), else the newest
-unpacked Debian package in the kit cache. Fast: nothing of the agent is imported."""
+"""Which guest agents tests/agent drive: the matrix (Debian's newest unpacked package in the kit cache, the
+upstream release unpacked from the vendored tarball, each on its interpreters), or only an explicit WAAGENT_DIR
+(unpacked .deb or source tree). Fast: nothing of the agent is imported."""
 
 import os
 import sys
 
-import pytest
-
 from harness import guestagent
-
-pytestmark = pytest.mark.skipif(sys.version_info[:2] > guestagent.MAX_PYTHON, reason="agent needs Python <= 3.11")
 
 
 def fake_agent(root, layout):
@@ -50,3 +47,25 @@ def test_nothing_unpacked_says_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.delenv("WAAGENT_DIR", raising=False)
     root, why = guestagent.find_agent()
     assert root is None and "make waagent" in why
+
+
+def test_the_matrix_names_every_combination_and_why_one_is_missing(tmp_path, monkeypatch):
+    fake_agent(os.path.join(str(tmp_path), "waagent-2.7.3.0-4.1"), "deb")
+    monkeypatch.setenv("KIT_CACHE", str(tmp_path))
+    monkeypatch.delenv("WAAGENT_DIR", raising=False)
+    matrix = {c.id: c for c in guestagent.agent_matrix()}
+    assert sorted(matrix) == ["debian-2.7.3-py3.11", "upstream-2.15-py3.11", "upstream-2.15-py3.13"]
+    assert "make waagent-upstream" in matrix["upstream-2.15-py3.11"].missing
+    assert matrix["upstream-2.15-py3.13"].python is None
+    debian = matrix["debian-2.7.3-py3.11"]
+    if sys.version_info[:2] == (3, 11):
+        assert (debian.package_root, debian.python, debian.missing) == (
+            os.path.join(str(tmp_path), "waagent-2.7.3.0-4.1", "usr", "lib", "python3", "dist-packages"),
+            sys.executable, None)
+
+
+def test_waagent_dir_replaces_the_matrix(tmp_path, monkeypatch):
+    tree = str(tmp_path / "WALinuxAgent")
+    fake_agent(tree, "source")
+    monkeypatch.setenv("WAAGENT_DIR", tree)
+    assert guestagent.agent_matrix() == [guestagent.AgentCombo("waagent-dir", tree, sys.executable, None)]

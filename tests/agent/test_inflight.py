@@ -24,7 +24,7 @@ if [ "$1" = freeze ] && [ -e %(flag)s ]; then sleep %(seconds)d; fi
 echo "$1 end" >> %(log)s
 """
 
-pytestmark = QUIET_AGENT
+pytestmark = [QUIET_AGENT, pytest.mark.agent_full]
 
 
 def processes_mentioning(text):

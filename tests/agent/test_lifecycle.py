@@ -1,6 +1,7 @@
 """The built extension zip driven through the real Linux guest agent's own extension handling.
 
-One VM's life, in order (each test is a phase and needs the previous ones): install + enable with a real
+One VM's life, in order (each test is a phase and needs the previous ones; phases marked agent_full are left
+out on the core-only combination of the agent matrix, see conftest.py): install + enable with a real
 snapshot job against Azurite over HTTPS (freezing disabled), the same goal state again, an agent restart, a
 new sequence number, an upgrade to a rebuilt higher version, settings that fail, a zh-cn job, a rollback to
 the older version, disable, uninstall. Every assertion is about what the agent itself did and reported: the
@@ -14,17 +15,14 @@ import re
 import time
 
 import pytest
-from agentchecks import QUIET_AGENT, assert_no_status_error, assert_reported_as_written
+from agentchecks import NO_SCRIPTS, QUIET_AGENT, assert_no_status_error, assert_reported_as_written
 
+from harness.fasttrack import FABRIC, FAST_TRACK, advertises_fast_track
 from harness.guestagent import extension_status, handler_status
 from harness.secretscan import files_containing, sas_signatures
 
 SUCCESS_CRASH_CONSISTENT = 1   # codes.SUCCESS: every disk snapshotted, nothing frozen
 BAD_PARAMETER = 11
-# Microsoft's shipped VMSnapshotScriptPluginConfig.json with no script configured.
-NO_SCRIPTS = {"pluginName": "ScriptRunner", "preScriptLocation": "", "postScriptLocation": "",
-              "preScriptParams": [], "postScriptParams": [], "preScriptNoOfRetries": 0, "postScriptNoOfRetries": 0,
-              "timeoutInSeconds": 30, "continueBackupOnFailure": True, "fsFreezeEnabled": True}
 EVENT_KEYS = ("Version", "Timestamp", "TaskName", "EventLevel", "Message", "EventPid", "EventTid", "OperationId")
 EVENT_LEVELS = ("Critical", "Error", "Warning", "Verbose", "Informational", "LogAlways")
 pytestmark = QUIET_AGENT
@@ -70,10 +68,9 @@ def test_install_and_enable_runs_one_snapshot_job(vm):
     assert henv[0]["handlerEnvironment"]["statusFolder"] == os.path.join(base, "status")
     # How the agent itself reads our manifest (2.7.3 uses plain truthiness: the string "false" would be True).
     manifest = vm.agent.read_manifest(base)
-    assert manifest.is_report_heartbeat() is False    # so no heartbeat.log is owed
-    assert manifest.is_continue_on_update_failure() is False
-    assert manifest.supports_multiple_extensions() is False
-    assert manifest.is_update_with_install() is True
+    assert manifest == {"is_report_heartbeat": False,   # so no heartbeat.log is owed
+                        "is_continue_on_update_failure": False, "supports_multiple_extensions": False,
+                        "is_update_with_install": True}
     assert os.path.exists(os.path.join(base, "config", "0.settings"))
     assert read(os.path.join(base, "config", "HandlerState")).strip() == "Enabled"
     assert read(os.path.join(base, "mrseq")).strip() == "0"
@@ -151,6 +148,7 @@ def test_upgrade_follows_the_agent_update_order(vm):
     vm.passed.add("upgrade")
 
 
+@pytest.mark.agent_full
 def test_bad_settings_surface_as_error_11(vm):
     require(vm, "upgrade")
     new = vm.versions[-1]
@@ -167,6 +165,7 @@ def test_bad_settings_surface_as_error_11(vm):
     vm.passed.add("bad-settings")
 
 
+@pytest.mark.agent_full
 def test_chinese_status_passes_through_the_agent(vm):
     """locale zh-cn (Azure China): the agent carries our Chinese message upward unchanged, but not its lang."""
     require(vm, "upgrade")
@@ -183,6 +182,7 @@ def test_chinese_status_passes_through_the_agent(vm):
     assert_no_status_error(vm)
 
 
+@pytest.mark.agent_full
 def test_downgrade_when_a_version_is_rolled_back(vm):
     """The fabric goes back to the older version (a pulled release). The agent then runs the HIGHER version's
     update command, in its own directory, with VERSION and AZURE_GUEST_AGENT_UPDATING_FROM_VERSION both set to
@@ -220,6 +220,7 @@ def test_disable(vm):
     vm.passed.add("disable")
 
 
+@pytest.mark.agent_full
 def test_telemetry_events_follow_the_contract(vm):
     require(vm, "enable")
     events_dir = os.path.join(vm.agent.handler_log_dir(vm.handler), "events")
@@ -267,7 +268,15 @@ def test_every_request_was_answered(vm):
     require(vm, "enable")
     for method, url in vm.wireserver.unhandled:
         print("unhandled by the fake WireServer: %s %s" % (method, url))
-    print("agent %s drove %d requests, %d status uploads" % (
-        vm.agent.version, len(vm.wireserver.requests), len(vm.wireserver.status_uploads)))
+    ws = vm.wireserver
+    sources = [p.source for p in ws.publications]
+    via_plugin = [u for _, u in ws.requests if u.endswith("/extensionArtifact")]
+    print("agent %s on Python %s drove %d requests, %d status uploads; goal states sent as %s; vmSettings "
+          "answered 304 %d times; %d artifact downloads through the HostGAPlugin" % (
+              vm.agent.version, vm.agent.python_version, len(ws.requests), len(ws.status_uploads), sources,
+              ws.not_modified, len(via_plugin)))
+    # The host sends FastTrack to an agent that advertised it: for 2.15 every phase after the first ran that way.
+    expected = FAST_TRACK if advertises_fast_track(ws.last_status) else FABRIC
+    assert sources[0] == FABRIC and set(sources[1:]) == {expected}, sources
     artifacts = [u for _, u in vm.wireserver.unhandled if "artifacts" in u]
     assert artifacts == [], "the agent asked for artifacts the fake does not serve"

@@ -6,6 +6,7 @@ cases need root (chown to nobody) and skip otherwise.
 
 import json
 import os
+import pathlib
 import stat
 import time
 
@@ -13,14 +14,23 @@ import pytest
 from vmsnapshot import scripts
 from vmsnapshot.scripts import load_script_plan, run_post, run_pre, snapshot_decision
 
+from harness.trusteddir import TrustedDir
+
 UID = os.geteuid()
 NOBODY = 65534
 needs_root = pytest.mark.skipif(UID != 0, reason="chown to another user needs root")
 
 
 @pytest.fixture
-def sdir(tmp_path):
-    d = tmp_path / "scripts"
+def trusted():
+    """A directory whose chain up to / the runner trusts (pytest's tmp_path is under a sticky /tmp)."""
+    with TrustedDir() as path:
+        yield pathlib.Path(path)
+
+
+@pytest.fixture
+def sdir(trusted):
+    d = trusted / "scripts"
     d.mkdir(mode=0o755)
     os.chmod(str(d), 0o755)
     return d
@@ -162,12 +172,12 @@ def test_world_writable_scripts_are_refused_306_307(sdir):
     assert not marker.exists()
 
 
-def test_script_in_a_world_writable_directory_is_refused(tmp_path):
-    d = tmp_path / "open"
+def test_script_in_a_world_writable_directory_is_refused(trusted):
+    d = trusted / "open"
     d.mkdir()
     os.chmod(str(d), 0o777)
     pre = script(d, "pre.sh", "true\n")
-    plan = plan_for(config(tmp_path, preScriptLocation=pre))
+    plan = plan_for(config(trusted, preScriptLocation=pre))
     r = run_pre(plan)
     assert r.code == 306 and "directory" in r.message
 

@@ -6,10 +6,12 @@ import os
 import ssl
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 
 import pytest
+from azure.core.credentials import AccessToken, AccessTokenInfo
 
 from harness.armemu import ArmEmulator, generate_fleet
 
@@ -99,3 +101,22 @@ def http(emu, path, method="GET", body=None, headers=None, verify=True):
     except urllib.error.HTTPError as e:
         raw, status, h = e.read(), e.code, dict(e.headers)
     return status, {k.lower(): v for k, v in h.items()}, (json.loads(raw) if raw else None)
+
+
+class TinyCredential:
+    """The smallest credential the SDKs accept: a bearer token, no token endpoint involved."""
+
+    def get_token(self, *scopes, **kwargs):
+        return AccessToken("in-process-token", int(time.time()) + 3600)
+
+    def get_token_info(self, *scopes, options=None):
+        return AccessTokenInfo("in-process-token", int(time.time()) + 3600)
+
+
+def in_process_factory(emu, monkeypatch, **kw):
+    """A vmsnapkit ClientFactory for the emulator's cloud, trusting its CA, in this process."""
+    from vmsnapkit import cloud
+    from vmsnapkit.clients import ClientFactory
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", emu.ca_file)
+    return ClientFactory(cloud.discover(emu.url, verify=emu.ca_file), TinyCredential(), **kw)

@@ -1,4 +1,4 @@
-"""The cloud table (issue 9) and how the kit chooses a cloud."""
+"""The public cloud table and how the kit chooses a cloud."""
 
 import pytest
 from vmsnapkit import cloud

@@ -1,29 +1,17 @@
 """Pieces of the kit driven in-process with a tiny credential (no token endpoint involved)."""
 
 import io
-import time
 
-from azure.core.credentials import AccessToken, AccessTokenInfo
-from vmsnapkit import cloud, graphquery
-from vmsnapkit.clients import ClientFactory
+from vmsnapkit import graphquery
 from vmsnapkit.progress import Progress
 from vmsnapkit.selection import Selection
 
-
-class TinyCredential:
-    """The smallest credential the SDKs accept (management-reference §4.6)."""
-
-    def get_token(self, *scopes, **kwargs):
-        return AccessToken("in-process-token", int(time.time()) + 3600)
-
-    def get_token_info(self, *scopes, options=None):
-        return AccessTokenInfo("in-process-token", int(time.time()) + 3600)
+from .conftest import in_process_factory
 
 
 def test_resource_graph_batches_subscriptions_by_300(emulator, monkeypatch):
     emu = emulator(vms=30, subscriptions=2)
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", emu.ca_file)
-    factory = ClientFactory(cloud.discover(emu.url, verify=emu.ca_file), TinyCredential())
+    factory = in_process_factory(emu, monkeypatch)
     real = sorted(emu.estate.subscriptions)
     subs = real + [f"{i:08x}-0000-4000-8000-000000000000" for i in range(299)]  # 301 in all
     query = graphquery.extension_query(Selection(subscriptions=subs), with_protection=True)

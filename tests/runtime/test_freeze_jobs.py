@@ -17,7 +17,7 @@ import pytest
 
 from harness import loopfs
 from harness.faultproxy import FaultProxy, Rule
-from harness.jobs import SnapshotVM, b64json, safe_config
+from harness.jobs import SnapshotVM, b64json, hook_dir, safe_config
 
 FSTYPES = ("ext4", "xfs", "btrfs")
 REASON = loopfs.skip_reason(FSTYPES)
@@ -129,7 +129,7 @@ def test_fs_consistent_job_snapshots_while_writers_are_blocked(fvm, tmp_path, ma
 
 
 def test_app_consistent_job_runs_hooks_around_the_freeze(fvm, tmp_path):
-    hooks = os.path.join(str(tmp_path), "etc-azure", "hooks.d")
+    hooks = hook_dir(str(tmp_path))
     os.makedirs(hooks, mode=0o700, exist_ok=True)
     marker = str(tmp_path / "hook.log")
     hook = os.path.join(hooks, "10-quiesce")
@@ -204,7 +204,7 @@ def _snapshot_sent(proxy):
 def test_kill_matrix_sigkill_worker(fvm, tls, azurite, tmp_path, when):
     rules = []
     if when == "during-pre-script":
-        hooks = os.path.join(str(tmp_path), "etc-azure", "hooks.d")
+        hooks = hook_dir(str(tmp_path))
         os.makedirs(hooks, mode=0o700, exist_ok=True)
         hook = os.path.join(hooks, "10-slow")
         with open(hook, "w") as f:
@@ -234,6 +234,48 @@ def test_kill_matrix_sigkill_worker(fvm, tls, azurite, tmp_path, when):
     assert "killed by signal 9" in status["formattedMessage"]["message"]
     expected_phase = "pre-scripts" if when == "during-pre-script" else "snapshots while frozen"
     assert expected_phase in status["formattedMessage"]["message"]
+
+
+def test_guardian_stopped_and_worker_killed_the_supervisor_thaws(fvm, tls, azurite):
+    """Issue 15: with the guardian stopped (SIGSTOP) nothing thawed a killed worker's freeze until SIGCONT;
+    the supervisor knows the phase and the planned mounts from its pipe and thaws them itself."""
+    assert_plan_is_ours(fvm)
+    guardian = None
+    with FaultProxy(azurite.port, tls, [Rule(SNAP, "hang", times=None)]) as proxy, \
+            loopfs.ThawWatchdog(fvm.mounts, seconds=CAP_S + 20):
+        try:
+            uris = [proxy.rewrite(u) for u in fvm.disk_uris()]
+            fvm.write(0, private=fvm.private(objectStr=b64json({"blobSASUri": uris})))
+            assert fvm.agent.run("enable").returncode == 0
+            _wait_for(lambda: _snapshot_sent(proxy))
+            job = _job_pids(fvm)
+            guardian = job["guardian_pid"]
+            os.kill(guardian, signal.SIGSTOP)
+            assert not loopfs.probe_writable(fvm.mounts[:1], timeout_s=0.3)[0], "expected to be frozen"
+            with loopfs.WriteProbe(fvm.mounts) as probe:
+                os.kill(job["pid"], signal.SIGKILL)
+                killed = time.monotonic()
+                took = loopfs.wait_writable(fvm.mounts, within_s=1.0, since=killed, probe=probe)
+            assert took is not None and took < 1.0, "not writable within 1 s of the SIGKILL"
+            doc = fvm.agent.wait_terminal(0, timeout=20)
+        finally:
+            if guardian:
+                os.kill(guardian, signal.SIGCONT)  # it sees end-of-file and exits
+                if not _gone_within(guardian, 5):
+                    os.kill(guardian, signal.SIGKILL)
+    message = doc[0]["status"]["formattedMessage"]["message"]
+    assert "killed by signal 9" in message and "by the supervisor" in message, message
+
+
+def _gone_within(pid, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def test_disable_during_a_frozen_job_thaws_before_returning(fvm, tls, azurite):

@@ -119,6 +119,7 @@ def test_directdrive_disk_reports_its_identifier_and_no_snapshot_uri(vm, azurite
     assert ident["id"] and ident["token"]
     assert info[0]["directDriveSnapshotIdentifier"] is None and "?snapshot=" in info[0]["snapshotUri"]
     # The status blob writes .NET dates with escaped slashes, like the rest of the report.
+    vm.final_status_blob()
     raw = vm.azurite.read_blob(vm.container, "status.json").decode()
     assert '"DateTime": "\\/Date(' in raw
 
@@ -255,6 +256,7 @@ def test_ade_encryption_settings_travel_but_never_leak(vm, azurite, path):
     assert grep_tree(vm.work, vm.secrets() + [DES, TOKEN]) == []
     log_text = vm.job_log("ended: code 1")
     assert "ended: code 1" in log_text
+    vm.final_status_blob()
     for blob_text in (log_text, vm.azurite.read_blob(vm.container, "status.json").decode()):
         assert DES not in blob_text and TOKEN not in blob_text
 

@@ -2,12 +2,16 @@
 
 import json
 import os
+import pathlib
+import shutil
 import subprocess
+import tempfile
+import threading
 import time
 
 import pytest
 
-from harness.jobs import b64json
+from harness.jobs import b64json, hook_dir, script_config_path
 from tests.runtime.conftest import grep_tree
 
 
@@ -39,7 +43,7 @@ def test_enable_runs_a_crash_consistent_job(vm):
     assert sorted(n for n, _, _ in snaps) == sorted(vm.disk_names)
     assert all(meta.get("BackupTaskId") == "task-0" and meta.get("Origin") == "kit-tests" for _, _, meta in snaps)
     # The status blob carries the same report, as Azure Backup reads it.
-    blob = vm.status_blob()
+    blob = vm.final_status_blob()  # uploaded just after the local status: wait for it
     assert blob[0]["status"]["status"] == "success" and blob[0]["status"]["code"] == "1"
     # The job's log went to logsBlobUri (an append blob), redacted.
     log_text = vm.job_log("job seq 0 ended")
@@ -167,8 +171,22 @@ def test_diagnose_reports_plan_and_never_prints_secrets(vm):
     assert not any(s in proc.stdout for s in vm.secrets())
 
 
-def test_manual_snapshot_run_outside_the_agent(vm, tmp_path):
-    settings_file = tmp_path / "manual.json"
+@pytest.fixture
+def manual_dir(tmp_path):
+    """Where an operator keeps a manual job's settings: as root, a directory only root controls (a root
+    `snapshot` refuses directories others can write, /tmp included: tests/runtime/test_security_root.py)."""
+    if os.geteuid() != 0:
+        yield tmp_path
+        return
+    safe = tempfile.mkdtemp(prefix="vmsnapshot-manual-", dir="/var/lib")
+    try:
+        yield pathlib.Path(safe)
+    finally:
+        shutil.rmtree(safe)
+
+
+def test_manual_snapshot_run_outside_the_agent(vm, manual_dir):
+    settings_file = manual_dir / "manual.json"
     settings_file.write_text(json.dumps({"publicSettings": vm.public(0), "protectedSettings": vm.private()}))
     cmd = [vm.agent.base + "/bin/handle.sh", "snapshot", "--settings", str(settings_file)]
     os.chmod(str(settings_file), 0o644)
@@ -234,7 +252,7 @@ def test_launcher_without_any_python_writes_a_clear_error_status(vm):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="hooks must be root-owned")
 def test_disable_during_a_pre_hook_kills_it_and_runs_its_thaw(vm, tmp_path):
-    hooks = os.path.join(vm.work, "etc-azure", "hooks.d")
+    hooks = hook_dir(vm.work)
     os.makedirs(hooks, mode=0o700)
     marker = str(tmp_path / "hook.log")
     with open(os.path.join(hooks, "10-slow"), "w") as f:
@@ -261,7 +279,7 @@ def test_disable_during_a_pre_hook_kills_it_and_runs_its_thaw(vm, tmp_path):
 @pytest.mark.skipif(os.geteuid() != 0, reason="script configs and scripts must be root-owned")
 @pytest.mark.parametrize("continue_on_failure,expected_code,snapshots", [(False, 300, 0), (True, 1, 2)])
 def test_microsoft_script_config_failure_rules(vm, tmp_path, continue_on_failure, expected_code, snapshots):
-    etc = os.path.join(vm.work, "etc-azure")
+    etc = os.path.dirname(script_config_path(vm.work))  # a directory chain the runtime trusts
     os.makedirs(etc, exist_ok=True)
     pre, post = os.path.join(etc, "pre.sh"), os.path.join(etc, "post.sh")
     marker = str(tmp_path / "post.ran")
@@ -282,3 +300,45 @@ def test_microsoft_script_config_failure_rules(vm, tmp_path, continue_on_failure
     assert status["code"] == expected_code, status["formattedMessage"]
     assert len(vm.snapshots()) == snapshots
     assert os.path.exists(marker), "the post script must run once the pre script ran"
+
+
+def _job_processes(base):
+    """Supervisor and worker processes of this test VM's extension (both run with cwd = its base dir)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            cwd = os.readlink("/proc/%s/cwd" % name)
+            with open("/proc/%s/cmdline" % name, "rb") as f:
+                cmd = f.read().split(b"\0")
+        except OSError:
+            continue
+        if cwd == base and b"vmsnapshot" in cmd and (b"supervise" in cmd or b"worker" in cmd):
+            found.append(int(name))
+    return found
+
+
+DISABLE_RACE_ROUNDS = 6
+
+
+def test_disable_racing_enable_leaves_no_job_behind(vm):
+    """Issue 15, defect 6: disable read job.json without enable's lock, said "no job running" and the job
+    finished afterwards. Now disable takes the lock, sees the starting job and stops it."""
+    for seq in range(DISABLE_RACE_ROUNDS):
+        vm.write(seq)
+        enable = threading.Thread(target=vm.agent.run, args=("enable", seq))
+        enable.start()
+        time.sleep(0.01 * (seq % 3))  # disable right behind enable: before, as and after it takes its lock
+        disabled = vm.agent.run("disable", seq)
+        enable.join(60)
+        assert disabled.returncode == 0
+        assert _job_processes(vm.agent.base) == [], "round %d: a job process survived disable (%s)" % (
+            seq, disabled.stdout.strip())
+        after = vm.agent.status(seq)
+        time.sleep(1.0)  # a job that survived would finish now
+        later = vm.agent.status(seq)
+        for doc in (after, later):
+            assert doc is not None and doc[0]["status"]["status"] == "error", (
+                "round %d: %s after disable (%s)" % (seq, doc and doc[0]["status"], disabled.stdout.strip()))
+    assert vm.snapshots() == []

@@ -1,4 +1,4 @@
-"""The offline ARM validator: schemas (management-reference 8.3) and the reviewer's rules, on good and bad "
+"""The offline ARM validator: Draft 4 schemas and the reviewer's rules, on good and bad "
   "input."""
 
 import copy

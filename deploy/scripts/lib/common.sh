@@ -15,6 +15,19 @@ log() { printf '%s\n' "$*" >&2; }
 # az with the selected subscription; stdin closed so a prompt can never hang a batch run.
 az_call() { "$AZ" "$@" "${SUBSCRIPTION_ARGS[@]}" --only-show-errors </dev/null; }
 
+# The scripts run themselves once per VM (in parallel) as `SCRIPT MARKER [--subscription S] ARGS...`.
+# True when the arguments are such a call: the subscription is then set for az_call and the rest of the
+# arguments are in WORKER_ARGS.
+is_worker_call() {
+  local marker=$1
+  shift
+  [ "${1:-}" = "$marker" ] || return 1
+  shift
+  SUBSCRIPTION_ARGS=()
+  if [ "${1:-}" = --subscription ]; then SUBSCRIPTION_ARGS=(--subscription "$2"); shift 2; fi
+  WORKER_ARGS=("$@")
+}
+
 # Parse one selection option; returns 0 and sets SHIFT_BY when it consumed arguments.
 parse_selection_option() {
   SHIFT_BY=0

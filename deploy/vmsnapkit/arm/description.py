@@ -1,14 +1,18 @@
 """The one description the kit's ARM templates are generated from.
 
-Everything a template hard-codes lives here, once: the extension's identity (from the repository's VERSION
-file and the runtime's identity module), the apiVersions (newest in the shared schema subset, at most two
-years old), Azure Backup's naming formats and limits, and the built-in role ids the at-scale policy needs.
+Everything a template hard-codes lives here, once: the extension's identity (as packaging/buildinfo.py
+gives it to every package: the runtime's default publisher and type, the repository's VERSION), the
+apiVersions (newest in the shared schema subset, at most two years old), Azure Backup's naming formats
+(vmsnapkit.backupnames) and limits, and the built-in role ids the at-scale policy needs.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import sys
+
+from .. import backupnames
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 TEMPLATES_DIR = os.path.join(REPO_ROOT, "arm-templates")
@@ -28,12 +32,13 @@ API = {
     "Microsoft.Resources": "2025-04-01",
 }
 
-# Azure Backup facts (management-reference section 1).
-FABRIC = "Azure"
-CONTAINER_PREFIX = "iaasvmcontainer;iaasvmcontainerv2;"
-ITEM_PREFIX = "vm;iaasvmcontainerv2;"
+# Azure Backup facts. The templates write the container and item prefixes in lower case (names compare
+# case-insensitively).
+FABRIC = backupnames.FABRIC
+CONTAINER_PREFIX = backupnames.CONTAINER_PREFIX.lower()
+ITEM_PREFIX = backupnames.ITEM_PREFIX.lower()
 PROTECTED_ITEM_TYPE = "Microsoft.Compute/virtualMachines"  # discriminator: always a literal
-BACKUP_MANAGEMENT_TYPE = "AzureIaasVM"
+BACKUP_MANAGEMENT_TYPE = backupnames.BACKUP_MANAGEMENT_TYPE
 MAX_VMS_PER_POLICY = 1000
 # ARM allows 800 resources per deployment (copy iterations included): protect VMs in nested batches.
 VMS_PER_NESTED_DEPLOYMENT = 500
@@ -43,16 +48,20 @@ ROLE_VIRTUAL_MACHINE_CONTRIBUTOR = "9980e02c-c2be-4d73-94e8-173b1dc7cf3c"
 ROLE_BACKUP_CONTRIBUTOR = "5e467623-bb1f-42f4-a55d-6e525e11384b"
 
 
-def _load_identity():
-    path = os.path.join(REPO_ROOT, "extension", "vmsnapshot", "identity.py")
-    spec = importlib.util.spec_from_file_location("_vmsnapshot_identity", path)
+def _buildinfo():
+    """packaging/buildinfo.py, the build's one source of identity (imported by file: the name `packaging`
+    belongs to the PyPI library)."""
+    if "buildinfo" in sys.modules:
+        return sys.modules["buildinfo"]
+    path = os.path.join(REPO_ROOT, "packaging", "buildinfo.py")
+    spec = importlib.util.spec_from_file_location("buildinfo", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-_identity = _load_identity()
-EXTENSION_PUBLISHER = _identity.PUBLISHER
-EXTENSION_TYPE = _identity.TYPE
-EXTENSION_VERSION = _identity.VERSION
-TYPE_HANDLER_VERSION = _identity.type_handler_version(EXTENSION_VERSION)
+_build = _buildinfo()
+# The committed templates name the runtime's own publisher and type, never a build-time override.
+EXTENSION_PUBLISHER, EXTENSION_TYPE = _build.runtime_defaults()
+EXTENSION_VERSION = _build.read_version()
+TYPE_HANDLER_VERSION = _build.type_handler_version(EXTENSION_VERSION)

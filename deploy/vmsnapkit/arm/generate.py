@@ -26,16 +26,21 @@ def expected_files(out_dir: str = TEMPLATES_DIR) -> dict[str, str]:
     return files
 
 
+def _differs(path: str, text: str) -> bool:
+    """Whether the file at `path` is missing or holds anything but `text`."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read() != text
+    except OSError:
+        return True
+
+
 def write(out_dir: str = TEMPLATES_DIR) -> list[str]:
     written = []
     for path, text in expected_files(out_dir).items():
+        if not _differs(path, text):
+            continue
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        try:
-            with open(path, encoding="utf-8") as f:
-                if f.read() == text:
-                    continue
-        except OSError:
-            pass
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
         written.append(path)
@@ -44,13 +49,4 @@ def write(out_dir: str = TEMPLATES_DIR) -> list[str]:
 
 def stale(out_dir: str = TEMPLATES_DIR) -> list[str]:
     """Files whose committed content differs from what the description generates."""
-    out = []
-    for path, text in expected_files(out_dir).items():
-        try:
-            with open(path, encoding="utf-8") as f:
-                if f.read() == text:
-                    continue
-        except OSError:
-            pass
-        out.append(path)
-    return out
+    return [path for path, text in expected_files(out_dir).items() if _differs(path, text)]

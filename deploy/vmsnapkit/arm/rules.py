@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import re
 
+from ..backupnames import CONTAINER_NAME, CONTAINER_PREFIX, ITEM_NAME, ITEM_PREFIX
 from .expressions import (
     PARAM_REF,
     VAR_REF,
@@ -18,7 +19,8 @@ from .expressions import (
     string_literals,
 )
 
-# Public-cloud host names that must never be hard-coded (issue 9): use environment() or the az cloud.
+# Public-cloud host names that must never be hard-coded (a template must deploy in every cloud): use
+# environment() or the az cloud.
 PUBLIC_CLOUD_HOSTS = (
     "management.azure.com", "management.core.windows.net", "core.windows.net", "login.microsoftonline.com",
     "login.windows.net", "graph.windows.net", "graph.microsoft.com", "vault.azure.net",
@@ -36,8 +38,6 @@ SECRET_LITERAL = re.compile(r"(?i)([?&]sig=[^&\s]+|-----BEGIN [A-Z ]*PRIVATE KEY
 SECURE_TYPES = {"securestring", "secureobject"}
 MAX_API_AGE = datetime.timedelta(days=730)
 NAME_FORBIDDEN = re.compile(r"[<>%&\\?#]")
-IAAS_CONTAINER = re.compile(r"^iaasvmcontainer;iaasvmcontainerv2;[^;/]+;[^;/]+$", re.IGNORECASE)
-IAAS_ITEM = re.compile(r"^vm;iaasvmcontainerv2;[^;/]+;[^;/]+$", re.IGNORECASE)
 AZURE_FABRIC = re.compile(r"^azure$", re.IGNORECASE)
 PROTECTED_ITEMS = "microsoft.recoveryservices/vaults/backupfabrics/protectioncontainers/protecteditems"
 
@@ -252,10 +252,10 @@ def _names(scope):
             segs = skeleton.split("/")
             if len(segs) == 4 and not all(_could_match(seg, rx, prefix) for seg, rx, prefix in
                                           ((segs[1], AZURE_FABRIC, "azure"),
-                                           (segs[2], IAAS_CONTAINER, "iaasvmcontainer;iaasvmcontainerv2;"),
-                                           (segs[3], IAAS_ITEM, "vm;iaasvmcontainerv2;"))):
-                out.append((rpath + ".name", "name", "protected item name must be <vault>/Azure/"
-                            "iaasvmcontainer;iaasvmcontainerv2;<rg>;<vm>/vm;iaasvmcontainerv2;<rg>;<vm>"))
+                                           (segs[2], CONTAINER_NAME, CONTAINER_PREFIX.lower()),
+                                           (segs[3], ITEM_NAME, ITEM_PREFIX.lower()))):
+                out.append((rpath + ".name", "name", "protected item name must be <vault>/Azure/%s<rg>;<vm>/"
+                            "%s<rg>;<vm>" % (CONTAINER_PREFIX.lower(), ITEM_PREFIX.lower())))
     return out
 
 

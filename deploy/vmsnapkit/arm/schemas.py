@@ -1,4 +1,4 @@
-"""Offline validation against the official ARM JSON schemas (management-reference section 8.3).
+"""Offline validation against the official ARM JSON schemas (Draft 4, a local subset of them).
 
 The schema subset in `../shared/arm-schemas` lacks the per-type union that the deployment template schema
 points at, so validation runs in two passes: the template shell against `deploymentTemplate.json` with its

@@ -1,8 +1,9 @@
 """Validate ARM templates and parameters files: official schemas plus a careful reviewer's rules.
 
-Schema checks follow management-reference section 8.3 (see schemas.py). The reviewer's rules (rules.py)
-catch what a schema cannot: unused parameters, secrets outside secure parameters, stale apiVersions,
-hard-coded locations and cloud host names, unresolvable dependsOn, malformed names.
+Schema checks run in two Draft 4 passes, the template shell then each resource against its provider's
+schema (see schemas.py). The reviewer's rules (rules.py) catch what a schema cannot: unused parameters,
+secrets outside secure parameters, stale apiVersions, hard-coded locations and cloud host names,
+unresolvable dependsOn, malformed names.
 
 Nested templates are walked too: child `resources[]`, inline templates of `Microsoft.Resources/deployments`
 and the deployment template embedded in a DeployIfNotExists policy rule (unescaped first, as Azure Policy
