@@ -53,7 +53,7 @@ class HostService(object):
     """Use as a context manager; `endpoint` goes into vmbackup.conf [vmsnapshot] HostEndpoint."""
 
     def __init__(self, azurite, container, lun_map, directdrive=(), pre=None, do=None, on_dosnapshot=None,
-                 disk_encryption_settings=None, clock_offset_s=0.0, latency_s=0.0):
+                 disk_encryption_settings=None, clock_offset_s=0.0, latency_s=0.0, serve_tasks=None):
         self.azurite = azurite
         self.container = container
         self.lun_map = dict(lun_map)          # LUN (-1 = OS disk) -> page blob name in `container`
@@ -63,6 +63,7 @@ class HostService(object):
         self.disk_encryption_settings = disk_encryption_settings
         self.clock_offset_s = clock_offset_s
         self.latency_s = latency_s            # added before every answer (benchmarks)
+        self.serve_tasks = serve_tasks        # None: every task; a set: others get a 500 ("not running")
         self.calls = []
         self.port = free_port()
         self._stop = threading.Event()
@@ -121,6 +122,8 @@ class HostService(object):
         if name == "dosnapshot" and self.on_dosnapshot is not None:
             call.hook_result = self.on_dosnapshot(call)
         fault = self.faults[name]
+        if self.serve_tasks is not None and (body or {}).get("taskId") not in self.serve_tasks:
+            fault = Fault("plain500")
         if self.latency_s:
             time.sleep(self.latency_s)
         if fault.kind == "refuse":
