@@ -1,7 +1,8 @@
 # VM Snapshot Linux extension kit.
 # The README names two commands: `make run` (the main job) and `make test` (the tests).
-# Everything they need is installed from here: a virtualenv in .venv, npm and Debian packages,
-# and downloads cached in $(KIT_CACHE), outside the repository.
+# Everything they need is installed from here: a virtualenv in .venv, npm and Debian packages (Node.js and
+# npm themselves from Debian when missing, mk/azurite.sh), and downloads cached in $(KIT_CACHE), outside
+# the repository.
 # Each area of the kit adds its own set-up steps and test prerequisites in mk/<area>.mk.
 
 SHELL := /bin/bash
@@ -15,6 +16,9 @@ VENV ?= .venv
 PY := $(CURDIR)/$(VENV)/bin/python
 VERSION := $(shell cat VERSION)
 IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
+
+# Real tools the registries lack (the guest agent 2.15, fpm), beside the clone; unpacked into $(KIT_CACHE).
+VENDOR_DIR ?= $(abspath $(CURDIR)/../shared/vendor)
 
 AZURITE_VERSION := 3.35.0
 AZURITE_DIR := $(KIT_CACHE)/azurite-$(AZURITE_VERSION)
@@ -44,11 +48,10 @@ $(VENV)/.stamp: pyproject.toml VERSION
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
+# npm install into the cache; node and npm, when missing, are the distribution's (installed as root).
 azurite: $(AZURITE_MAIN)
 $(AZURITE_MAIN):
-	mkdir -p $(AZURITE_DIR)
-	cd $(AZURITE_DIR) && npm install --no-audit --no-fund --loglevel=error --save-exact azurite@$(AZURITE_VERSION)
-	test -f $@
+	sh mk/azurite.sh $(AZURITE_DIR) $(AZURITE_VERSION)
 
 apt-deps:
 	@if [ "$(IS_ROOT)" != yes ]; then echo "apt-deps: not root, Debian packages not installed (root-only tests will skip)"; exit 0; fi; \
@@ -58,7 +61,8 @@ apt-deps:
 	if [ -n "$$missing" ]; then \
 	  echo "apt-deps: installing$$missing"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  apt="apt-get -o DPkg::Lock::Timeout=600"; \
+	  $$apt update -qq && $$apt install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
 lint: $(LINT_TARGETS)

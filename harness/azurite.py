@@ -49,8 +49,13 @@ def _expiry(hours):
 class Azurite(object):
     """A running Azurite blob service; use as a context manager."""
 
-    def __init__(self, workdir, tls=None, port=None, host="127.0.0.1", in_memory=False):
+    def __init__(self, workdir, tls=None, port=None, host="127.0.0.1", in_memory=False, main=None,
+                 launcher=None):
+        """main: Azurite's blob main.js (default: the cached install); launcher: argv -> argv that runs
+        the command elsewhere (e.g. harness.debian_root.chroot_argv inside a Debian root)."""
         self.workdir = workdir
+        self.main = main
+        self.launcher = launcher
         self.tls = tls  # dict(ca, cert, key) from harness.certs.make_tls, or None for plain http
         self.host = host
         self.port = port or free_port()
@@ -68,11 +73,13 @@ class Azurite(object):
     def start(self, timeout=20):
         data = os.path.join(self.workdir, "azurite-data")
         os.makedirs(data, exist_ok=True)
-        cmd = ["node", azurite_main(), "--blobHost", self.host, "--blobPort", str(self.port),
+        cmd = ["node", self.main or azurite_main(), "--blobHost", self.host, "--blobPort", str(self.port),
                "--disableTelemetry", "--skipApiVersionCheck", "--silent"]
         cmd += ["--inMemoryPersistence"] if self.in_memory else ["--location", data]
         if self.tls:
             cmd += ["--cert", self.tls["cert"], "--key", self.tls["key"]]
+        if self.launcher:
+            cmd = self.launcher(cmd)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True, cwd=self.workdir)
         deadline = time.monotonic() + timeout

@@ -79,16 +79,22 @@ def unpack(tarball, dest):
     return dest
 
 
-def run_in_root(root, script, env=None, timeout=300, stdin=subprocess.DEVNULL):
-    """Run a sh script as root inside `root` (chroot), with proc and dev mounted privately.
+def chroot_argv(root, argv, env=None):
+    """The command running argv as root inside `root` (chroot), with proc and dev mounted privately.
 
-    The environment inside is clean (PATH, HOME, LC_ALL) plus `env`. Returns CompletedProcess (text).
+    `unshare -m` gives the command its own mount namespace, so the mounts vanish with it (also when it is
+    killed) and never reach the host. The environment inside is clean (PATH, HOME, LC_ALL) plus `env`.
+    The command execs all the way down: its PID is argv's, so killing it (or its group) stops argv.
     """
     inner = ["/usr/bin/env", "-i", "PATH=" + CHROOT_PATH, "HOME=/root", "LC_ALL=C.UTF-8"]
     inner += ["%s=%s" % kv for kv in sorted((env or {}).items())]
-    inner += ["/bin/sh", "-c", script]
+    inner += list(argv)
     setup = ('mount -t proc proc "$1/proc" && mount --bind /dev "$1/dev" && root="$1" && shift && '
              'exec chroot "$root" "$@"')
-    cmd = ["unshare", "-m", "--propagation", "private", "/bin/sh", "-c", setup, "sh", root] + inner
-    return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout,
-                          stdin=stdin)
+    return ["unshare", "-m", "--propagation", "private", "/bin/sh", "-c", setup, "sh", root] + inner
+
+
+def run_in_root(root, script, env=None, timeout=300, stdin=subprocess.DEVNULL):
+    """Run a sh script as root inside `root` (see chroot_argv). Returns CompletedProcess (text)."""
+    return subprocess.run(chroot_argv(root, ["/bin/sh", "-c", script], env), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, timeout=timeout, stdin=stdin)

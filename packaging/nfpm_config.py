@@ -57,7 +57,7 @@ def render(desc, sources, meta):
         "contents": contents,
         "scripts": {"preremove": meta["preremove"]},
         "overrides": {family: {"depends": list(deps)} for family, deps in sorted(desc["depends"].items())},
-        "rpm": {"summary": desc["summary"], "group": "System Environment/Base",
+        "rpm": {"summary": desc["summary"], "group": desc["rpm_group"],
                 "packager": desc["maintainer"], "buildhost": "reproducible", "compression": "gzip"},
         "deb": {"compression": "gzip"},
     }

@@ -149,7 +149,8 @@ def describe(ident=None, epoch=None):
         "version": version,
         "release": RELEASE,
         "arch": "all",  # pure Python and sh: DEB "all", RPM "noarch"
-        "section": "admin",
+        "section": "admin",  # DEB Section
+        "rpm_group": "System Environment/Base",  # RPM Group (deprecated by Fedora, still shown by rpm -qi)
         "priority": "optional",
         "maintainer": maintainer(),
         "vendor": ident.publisher,

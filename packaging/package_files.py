@@ -154,7 +154,7 @@ def chglog(entries, release):
 def debian_changelog(name, entries, release):
     out = []
     for e in entries:
-        out.append("%s (%s-%s) unstable; urgency=medium\n\n" % (name, e["version"], release))
+        out.append("%s (%s-%s) unstable; urgency=medium\n" % (name, e["version"], release))
         out.extend("  * %s\n" % c for c in e["changes"])
         out.append("\n -- %s  %s\n\n" % (e["author"], time.strftime("%a, %d %b %Y %H:%M:%S +0000",
                                                                      time.gmtime(e["time"]))))

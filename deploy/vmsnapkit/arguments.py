@@ -159,6 +159,11 @@ def verify_arguments(p):
     p.add_argument(
         "--report", type=report_path, metavar="FILE.html|FILE.md", help="also write a self-contained report page"
     )
+    p.add_argument(
+        "--locale",
+        metavar="LANG",
+        help="language of the report: en-US or zh-CN (default: env VMSNAPKIT_LOCALE, LC_ALL, LC_MESSAGES, LANG)",
+    )
 
 
 def enable_arguments(p):

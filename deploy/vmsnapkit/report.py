@@ -1,63 +1,77 @@
-"""The verify report as one self-contained page (HTML with inline CSS, or Markdown): counts first, then
-the failing VMs with every reason, then the passing ones."""
+"""The verify report: one self-contained page, HTML (report_html: counts, SVG pictures of the fleet, a sortable
+table) or Markdown (counts, failure reasons, the failing then the passing VMs), in en-US or zh-CN.
+
+Shared here: the counts, the reason kinds of the summary, the rules sentence and readable timestamps."""
 
 import collections
-import html
+import datetime
+import re
 
 from . import __version__
+from .protection import parse_time
+from .report_i18n import EN, Words
+from .report_i18n import resolve as resolve_language  # noqa: F401 - verify's entry point for --locale
 
 FIELDS = [
-    ("VM", "vm"),
-    ("Resource group", "resourceGroup"),
-    ("Extension", "extensionState"),
-    ("Version", "extensionVersion"),
-    ("Vault", "vault"),
-    ("Policy", "policy"),
-    ("Last backup", "lastBackupStatus"),
-    ("Last backup time", "lastBackupTime"),
-    ("Age (h)", "backupAgeHours"),
+    ("col_vm", "vm"),
+    ("col_rg", "resourceGroup"),
+    ("col_ext", "extensionState"),
+    ("col_ver", "extensionVersion"),
+    ("col_vault", "vault"),
+    ("col_policy", "policy"),
+    ("col_last", "lastBackupStatus"),
+    ("col_time", "lastBackupTime"),
+    ("col_age", "backupAgeHours"),
 ]
 
+REASON_KINDS = (
+    "not installed",
+    "provisioningState",
+    "older than",
+    "not protected",
+    "protection state",
+    "backup health",
+    "last backup Failed",
+    "no completed backup",
+    "could not be read",
+)
 
-def _counts(rows):
+
+def counts(rows):
+    """(failing rows, Counter of reason kinds)."""
     failed = [r for r in rows if not r["passed"]]
-    reasons = collections.Counter(_reason_kind(reason) for r in failed for reason in r["reasons"])
+    reasons = collections.Counter(reason_kind(reason) for r in failed for reason in r["reasons"])
     return failed, reasons
 
 
-def _reason_kind(reason):
+def reason_kind(reason):
     """Group reasons for the summary ('last backup 30.1h ago, older than 26h' -> 'older than')."""
-    for key in (
-        "not installed",
-        "provisioningState",
-        "older than",
-        "not protected",
-        "protection state",
-        "backup health",
-        "last backup Failed",
-        "no completed backup",
-        "could not be read",
-    ):
+    for key in REASON_KINDS:
         if key.lower() in reason.lower():
             return key
     return reason
 
 
-def _rules_text(rules):
-    parts = []
+def rules_text(rules, words):
+    parts = [words["rule_installed"]]
     if rules.get("min_version"):
-        parts.append(f"extension version >= {rules['min_version']}")
+        parts.append(words.fmt("rule_version", v=rules["min_version"]))
     if rules.get("max_age") is not None:
-        parts.append(f"last backup within {rules['max_age_text']}")
-    parts.append("protection optional" if rules.get("allow_unprotected") else "every VM protected")
-    return ", ".join(["snapshot extension installed and Succeeded"] + parts)
+        parts.append(words.fmt("rule_age", t=rules["max_age_text"]))
+    parts.append(words["rule_optional"] if rules.get("allow_unprotected") else words["rule_protected"])
+    return ("，" if words.lang != EN else ", ").join(parts)
 
 
-def render(rows, rules, cloud_name, scope, now, markdown=False):
-    return (_markdown if markdown else _html)(rows, rules, cloud_name, scope, now)
+def meta_lines(rules, cloud_name, scope, words):
+    """('Cloud: X. Scope: Y.', 'Rules: ....') with the language's own punctuation."""
+    c, stop = words["colon"], words["stop"]
+    return (
+        f"{words['cloud']}{c}{cloud_name}{stop}{words['scope']}{c}{scope}{stop}".rstrip(),
+        f"{words['rules']}{c}{rules_text(rules, words)}{stop}".rstrip(),
+    )
 
 
-def _cell(value):
+def cell(value):
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -65,88 +79,72 @@ def _cell(value):
     return str(value)
 
 
-def _markdown(rows, rules, cloud_name, scope, now):
-    failed, reasons = _counts(rows)
+_ISO_MINUTE = re.compile(r"(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2})")
+
+
+def readable_time(text):
+    """'2026-12-06T18:47:12.123456Z' -> '2026-12-06 18:47' (UTC, to the minute); unparseable text is kept
+    to its minute when it looks like ISO 8601, else unchanged."""
+    if not text:
+        return ""
+    ts = parse_time(text)
+    if ts is not None:
+        return ts.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    m = _ISO_MINUTE.match(str(text))
+    return f"{m.group(1)} {m.group(2)}" if m else str(text)
+
+
+def render(rows, rules, cloud_name, scope, now, markdown=False, lang=EN):
+    words = Words(lang)
+    if markdown:
+        return _markdown(rows, rules, cloud_name, scope, now, words)
+    from . import report_html  # imported here: report_html builds on this module
+
+    return report_html.render(rows, rules, cloud_name, scope, now, words)
+
+
+def _md(text):
+    return str(text).replace("|", "\\|")
+
+
+def _md_cell(row, key, words):
+    if key == "lastBackupTime":
+        return readable_time(row[key])
+    if key in ("extensionState", "lastBackupStatus"):
+        return words.value(row[key]) or ""
+    return cell(row[key])
+
+
+def _markdown(rows, rules, cloud_name, scope, now, words):
+    failed, reasons = counts(rows)
+    stamp = f"{now:%Y-%m-%d %H:%M} UTC"
     out = [
-        f"# VM snapshot and backup verification ({now:%Y-%m-%d %H:%M} UTC)",
+        f"# {words['title']} ({stamp})",
         "",
-        f"Cloud: {cloud_name}. Scope: {scope}. Rules: {_rules_text(rules)}.",
+        " ".join(meta_lines(rules, cloud_name, scope, words)),
         "",
-        "| VMs checked | passed | failed |",
+        f"| {words['checked']} | {words['passed']} | {words['failed']} |",
         "|---:|---:|---:|",
         f"| {len(rows)} | {len(rows) - len(failed)} | {len(failed)} |",
         "",
     ]
     if reasons:
-        out += ["## Failure reasons", "", "| reason | VMs |", "|---|---:|"]
-        out += [f"| {k} | {n} |" for k, n in reasons.most_common()] + [""]
-    for title, subset in (("Failing VMs", failed), ("Passing VMs", [r for r in rows if r["passed"]])):
+        out += [f"## {words['reasons']}", "", f"| {words['reason']} | {words['vms']} |", "|---|---:|"]
+        out += [f"| {_md(words.reason_kind(k))} | {n} |" for k, n in reasons.most_common()] + [""]
+    sections = ((words["md_failing"], failed), (words["md_passing"], [r for r in rows if r["passed"]]))
+    for title, subset in sections:
         if not subset:
             continue
         out += [
-            f"## {title}",
+            f"## {title} ({len(subset)})",
             "",
-            "| " + " | ".join(h for h, _ in FIELDS) + " | why |",
+            "| " + " | ".join(words[h] for h, _ in FIELDS) + f" | {words['col_why']} |",
             "|" + "---|" * (len(FIELDS) + 1),
         ]
         for r in subset:
-            cells = [_cell(r[k]).replace("|", "\\|") for _, k in FIELDS]
-            out.append(
-                "| " + " | ".join(cells) + " | " + "<br>".join(r["reasons"]).replace("|", "\\|") + " |"
-            )
+            cells = [_md(_md_cell(r, k, words)) for _, k in FIELDS]
+            why = "<br>".join(_md(words.reason(x)) for x in r["reasons"])
+            out.append("| " + " | ".join(cells) + " | " + why + " |")
         out.append("")
-    out.append(f"Generated by vmsnapkit {__version__}.")
+    out.append(words.fmt("generated", v=__version__, t=stamp))
     return "\n".join(out) + "\n"
-
-
-CSS = """
-body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#1b1b1b}
-h1{font-size:1.4em}table{border-collapse:collapse;margin:1em 0}
-th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
-th{background:#f3f3f3}.fail td{background:#fdecea}.pass td{background:#eef8ee}
-.cards{display:flex;gap:1em}.card{border:1px solid #ccc;border-radius:6px;padding:.6em 1.2em}
-.card b{display:block;font-size:1.8em}.bad b{color:#b00020}.good b{color:#1e7e34}
-ul{margin:0;padding-left:1.2em}
-"""
-
-
-def _html(rows, rules, cloud_name, scope, now):
-    e = html.escape
-    failed, reasons = _counts(rows)
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>VM snapshot and backup verification {now:%Y-%m-%d %H:%M} UTC</title>",
-        f"<style>{CSS}</style></head><body>",
-        f"<h1>VM snapshot and backup verification ({now:%Y-%m-%d %H:%M} UTC)</h1>",
-        f"<p>Cloud: {e(cloud_name)}. Scope: {e(scope)}.<br>Rules: {e(_rules_text(rules))}.</p>",
-        '<div class="cards">',
-        f'<div class="card"><b>{len(rows)}</b>VMs checked</div>',
-        f'<div class="card good"><b>{len(rows) - len(failed)}</b>passed</div>',
-        f'<div class="card bad"><b>{len(failed)}</b>failed</div></div>',
-    ]
-    if reasons:
-        parts.append("<h2>Failure reasons</h2><table><tr><th>reason</th><th>VMs</th></tr>")
-        parts += [f"<tr><td>{e(k)}</td><td>{n}</td></tr>" for k, n in reasons.most_common()]
-        parts.append("</table>")
-    for title, cls, subset in (
-        ("Failing VMs", "fail", failed),
-        ("Passing VMs", "pass", [r for r in rows if r["passed"]]),
-    ):
-        if not subset:
-            continue
-        parts.append(
-            f"<h2>{title}</h2><table><tr>"
-            + "".join(f"<th>{e(h)}</th>" for h, _ in FIELDS)
-            + "<th>why</th></tr>"
-        )
-        for r in subset:
-            why = "<ul>" + "".join(f"<li>{e(x)}</li>" for x in r["reasons"]) + "</ul>" if r["reasons"] else ""
-            parts.append(
-                f'<tr class="{cls}">'
-                + "".join(f"<td>{e(_cell(r[k]))}</td>" for _, k in FIELDS)
-                + f"<td>{why}</td></tr>"
-            )
-        parts.append("</table>")
-    parts.append(f"<p>Generated by vmsnapkit {e(__version__)}.</p></body></html>")
-    return "\n".join(parts) + "\n"

@@ -99,6 +99,7 @@ def run(ctx):
         "max_age": args.max_backup_age.delta if args.max_backup_age else None,
         "max_age_text": str(args.max_backup_age) if args.max_backup_age else None,
     }
+    lang = report.resolve_language(getattr(args, "locale", None))  # a bad --locale fails before any call
     sel = selection(ctx)
     vms, prot = load_fleet(ctx, sel)
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -125,7 +126,7 @@ def run(ctx):
         _write_atomically(
             args.report,
             report.render(
-                rows, rules, ctx.cloud.name, sel.describe(), now, markdown=args.report.lower().endswith(".md")
+                rows, rules, ctx.cloud.name, sel.describe(), now, args.report.lower().endswith(".md"), lang
             ),
         )
     summary = f"{len(rows)} VM(s) checked: {len(rows) - failed} passed, {failed} failed"

@@ -34,6 +34,31 @@ def require_tools(*tools):
         pytest.skip("needs %s (Debian packages; `make apt-deps` as root installs them)" % ", ".join(missing))
 
 
+FPM_VERSION = "1.17.0"
+FPM_RUBY_PACKAGES = ("ruby ruby-clamp ruby-cabin ruby-stud ruby-backports ruby-dotenv ruby-insist "
+                     "ruby-mustache")
+
+
+def vendored_fpm():
+    """Path of the fpm `make fpm` unpacked ($FPM, else $KIT_CACHE/fpm-<version>/bin/fpm), once it runs;
+    skips, saying what is missing, otherwise (no tarball, or no Ruby: Ruby is installed as root only)."""
+    cache = os.environ.get("KIT_CACHE") or os.path.expanduser("~/.cache/vmsnapshot-kit")
+    fpm = os.environ.get("FPM") or os.path.join(cache, "fpm-" + FPM_VERSION, "bin", "fpm")
+    if not os.access(fpm, os.X_OK):
+        pytest.skip("fpm not unpacked at %s (`make fpm` unpacks the vendored fpm-%s-src.tar.gz)"
+                    % (fpm, FPM_VERSION))
+    try:
+        proc = subprocess.run([fpm, "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              timeout=60)
+    except OSError as exc:
+        pytest.skip("fpm does not start: %s" % exc)
+    if proc.returncode != 0 or FPM_VERSION not in proc.stdout:
+        last = (proc.stdout.strip().splitlines() or ["no output"])[-1]
+        pytest.skip("fpm does not run (%s): it needs %s, rpm and binutils (`make fpm` as root installs them)"
+                    % (last, FPM_RUBY_PACKAGES))
+    return fpm
+
+
 def build(out, tree=ROOT, version=None, packager="nfpm", extra_env=None, work=None):
     """Run <tree>/packaging/make_dist.py into out; returns {kind: path} for zip, deb, rpm, sums."""
     cmd = [sys.executable, os.path.join(tree, "packaging", "make_dist.py"), "--out", str(out),

@@ -1,14 +1,12 @@
-"""`make dist PACKAGER=fpm`: the fpm command lines generated from the one package description.
+"""`make dist PACKAGER=fpm`, unit level: the fpm command lines generated from the one package description.
 
-fpm (a Ruby gem) cannot be installed here, so these tests check the argument lists themselves against
-the description and against what nfpm built from the same description, and run make_dist.py with a
-stand-in `fpm` that records its arguments, to prove the plumbing (staging, one call per family, output
-names, SHA256SUMS) works end to end.
+These need no fpm: they check the argument lists against the description and the changelogs against what
+nfpm built, and make_dist.py's one-line errors. The packages the real fpm builds from these command lines
+are checked in test_packaging_fpm_build.py (lintian, rpmlint, reproducibility, same content as nfpm's).
 """
 
 import gzip
 import io
-import json
 import os
 import shlex
 import subprocess
@@ -24,14 +22,15 @@ from pkgtools import EPOCH, ROOT, build, require_tools
 
 VERSION = buildinfo.read_version()
 
-# Options of fpm 1.15 that take a value (lib/fpm/command.rb and lib/fpm/package/{deb,rpm}.rb); flags
-# take none. Anything else in a generated command line is a mistake.
+# Options of fpm 1.17 that take a value (lib/fpm/command.rb and lib/fpm/package/{deb,rpm}.rb); flags
+# take none. Anything else in a generated command line is a mistake (test_packaging_fpm_build.py checks
+# this table against the real `fpm --help`).
 VALUE_OPTIONS = {
     "-s", "-t", "-C", "-p", "-n", "-v", "--iteration", "-a", "--license", "--vendor", "--maintainer", "--url",
     "--category", "--description", "--depends", "--config-files", "--directories", "--before-remove",
     "--source-date-epoch-default", "--deb-priority", "--deb-user", "--deb-group", "--deb-changelog",
     "--deb-compression", "--rpm-os", "--rpm-summary", "--rpm-user", "--rpm-group", "--rpm-changelog",
-    "--rpm-compression", "--rpm-attr",
+    "--rpm-compression", "--rpm-attr", "--rpm-digest", "--rpm-rpmbuild-define",
 }
 FLAGS = {"-f", "--deb-no-default-config-files"}
 
@@ -71,8 +70,13 @@ def test_command_line_carries_the_description(staged, family):
     assert (one("-s"), one("-t"), one("-C"), one("-p")) == ("dir", family, root, "/out/pkg")
     assert (one("-n"), one("-v"), one("--iteration"), one("-a")) == ("vmsnapshot-linux", VERSION, "1", "all")
     assert one("--source-date-epoch-default") == str(EPOCH)
-    # fpm's neutral "name op version", rewritten by fpm to "python3 (>= 3.6)" in a DEB
-    assert opts["--depends"] == [d.replace("(", "").replace(")", "") for d in pd.DEPENDS[family]]
+    # DEB: fpm's neutral "name op version", which fpm writes back as "python3 (>= 3.6)"; RPM: verbatim,
+    # so the capability keeps its parentheses: "python(abi) >= 3.6", never "pythonabi".
+    expected = {"deb": ["python3 >= 3.6", "openssl"], "rpm": ["python(abi) >= 3.6", "openssl"]}[family]
+    assert opts["--depends"] == expected
+    assert one("--category") == desc["section" if family == "deb" else "rpm_group"]
+    # dpkg knows no Vendor field (lintian unknown-field), so the DEB gets an empty one, which fpm leaves out
+    assert one("--vendor") == ("" if family == "deb" else desc["vendor"])
     configs = sorted(e["dst"] for e in desc["contents"] if e["kind"] == "config")
     assert sorted(opts.get("--config-files", [])) == configs
     assert open(one("--before-remove"), "rb").read() == desc["scripts"]["preremove"]
@@ -110,6 +114,10 @@ def test_rpm_command_owns_directories_and_sets_special_modes(staged):
                      if e["packager"] in (None, "rpm") and e["mode"] not in (0o644, 0o755))
     assert sorted(opts.get("--rpm-attr", [])) == special
     assert opts["--rpm-changelog"] and opts["--rpm-summary"] == [desc["summary"]]
+    # reproducible: build time and file times from SOURCE_DATE_EPOCH, a fixed build host; sha256 digests
+    assert sorted(opts["--rpm-rpmbuild-define"]) == sorted(fpm_command.RPMBUILD_DEFINES)
+    assert "_buildhost reproducible" in opts["--rpm-rpmbuild-define"]
+    assert opts["--rpm-digest"] == ["sha256"]
 
 
 def test_fpm_changelogs_say_what_nfpm_wrote(staged, tmp_path):
@@ -130,43 +138,32 @@ def test_fpm_changelogs_say_what_nfpm_wrote(staged, tmp_path):
     assert strip(nfpm_rpm) == strip(open(meta["rpm_changelog"]).read())
 
 
-FAKE_FPM = r'''#!%s
-"""Stand-in for fpm: records its arguments, checks its inputs exist, writes a placeholder package."""
-import json, os, sys
-args = sys.argv[1:]
-root = args[args.index("-C") + 1]
-out = args[args.index("-p") + 1]
-with open(os.environ["FPM_LOG"], "a") as f:
-    f.write(json.dumps(args) + "\n")
-with open(out, "w") as f:
-    f.write("package built by a stand-in fpm\n")
-'''
-
-
-def test_make_dist_with_packager_fpm(tmp_path):
-    fake = tmp_path / "bin" / "fpm"
-    fake.parent.mkdir()
-    fake.write_text(FAKE_FPM % sys.executable)
-    fake.chmod(0o755)
-    log = tmp_path / "fpm.log"
-    env = {"PATH": "%s:%s" % (fake.parent, os.environ["PATH"]), "FPM_LOG": str(log)}
-    out = build(tmp_path / "out", packager="fpm", extra_env=env)
-    calls = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [c[c.index("-t") + 1] for c in calls] == ["deb", "rpm"]
-    assert os.path.basename(out["deb"]) == "vmsnapshot-linux_%s-1_all.deb" % VERSION
-    assert os.path.basename(out["rpm"]) == "vmsnapshot-linux-%s-1.noarch.rpm" % VERSION
-    sums = open(out["sums"]).read()
-    assert os.path.basename(out["deb"]) in sums and os.path.basename(out["zip"]) in sums
-
-
 def test_missing_packager_is_a_clear_error(tmp_path):
     env = dict(os.environ, PATH="/usr/bin:/bin", SOURCE_DATE_EPOCH=str(EPOCH))
+    env.pop("FPM", None)  # `make test` exports the vendored fpm's path
     python = "/usr/bin/python3"  # an interpreter with no fpm beside it
     proc = subprocess.run([python, os.path.join(ROOT, "packaging", "make_dist.py"), "--out",
                            str(tmp_path / "o"), "--packager", "fpm"], env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "fpm not found" in proc.stderr
+
+
+def test_fpm_without_ruby_is_a_one_line_error(tmp_path):
+    """An fpm that cannot load its Ruby libraries (a non-root machine without them) stops the build
+    before anything is staged, with one line naming the packages, never a Ruby backtrace."""
+    broken = tmp_path / "fpm"
+    broken.write_text("#!/bin/sh\necho \"<internal:kernel_require>: cannot load such file -- clamp "
+                      "(LoadError)\" >&2\nexit 1\n")
+    broken.chmod(0o755)
+    env = dict(os.environ, SOURCE_DATE_EPOCH=str(EPOCH), FPM=str(broken))
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "packaging", "make_dist.py"), "--out",
+                           str(tmp_path / "o"), "--work", str(tmp_path / "w"), "--packager", "fpm"],
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "cannot load such file -- clamp" in proc.stderr and "ruby-clamp" in proc.stderr
+    assert not os.path.exists(str(tmp_path / "w")) and not os.path.exists(str(tmp_path / "o"))
 
 
 def test_dry_run_prints_the_fpm_commands(tmp_path):

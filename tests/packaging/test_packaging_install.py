@@ -1,5 +1,6 @@
 """Install for real (root only): the DEB with dpkg in a debootstrapped Debian root, the RPM with
-`rpm --root`, and the extension zip the way the guest agent unpacks it.
+`rpm --root`, and the extension zip the way the guest agent unpacks it. The DEB and RPM tests run for both
+packagers, nfpm and the vendored fpm (skipped, saying why, when fpm cannot run).
 
 The Debian root (minbase bookworm + python3 + openssl) is made once by debootstrap from the machine's apt
 source and cached as a tar in $KIT_CACHE (harness/debian_root.py); every command inside runs in a private
@@ -14,7 +15,7 @@ import zipfile
 
 import buildinfo
 import pytest
-from pkgtools import build, bump, copy_tree, ensure_conffile, require_tools, runtime_has_main
+from pkgtools import build, bump, copy_tree, ensure_conffile, require_tools, runtime_has_main, vendored_fpm
 
 from harness import debian_root
 
@@ -35,15 +36,19 @@ def root_tar():
         pytest.skip("no Debian root: %s" % exc)
 
 
-@pytest.fixture(scope="module")
-def packages(tmp_path_factory):
-    """Version N and N+1 built from one copy of the tree that ships at least one conffile."""
-    base = tmp_path_factory.mktemp("install-builds")
+@pytest.fixture(scope="module", params=["nfpm", "fpm"])
+def packages(request, tmp_path_factory):
+    """Version N and N+1 built by one packager from one copy of the tree that ships at least one conffile."""
+    packager = request.param
+    env = {"FPM": vendored_fpm()} if packager == "fpm" else None
+    base = tmp_path_factory.mktemp("install-builds-" + packager)
     tree = copy_tree(str(base / "tree"))
     conffile = ensure_conffile(tree)
     version = buildinfo.read_version()
-    return {"tree": tree, "conffile": "/etc/azure/" + conffile, "version": version, "next": bump(version),
-            "v1": build(base / "v1", tree=tree), "v2": build(base / "v2", tree=tree, version=bump(version))}
+    built = {v: build(base / v, tree=tree, version=ver, packager=packager, extra_env=env)
+             for v, ver in (("v1", None), ("v2", bump(version)))}
+    return dict(built, tree=tree, conffile="/etc/azure/" + conffile, version=version, next=bump(version),
+                packager=packager)
 
 
 @pytest.fixture()
@@ -93,6 +98,9 @@ def test_deb_install_upgrade_keeps_edited_conffile_purge_removes_all(debian, pac
     inside(root, "dpkg -i %s" % put(root, packages["v1"]["deb"], "v1.deb"))
     status = inside(root, "dpkg-query -W -f='${Status} ${Version}' vmsnapshot-linux").stdout
     assert status == "install ok installed %s-1" % v1
+    # every installed file matches the package's md5sums (fpm's DEB has them rewritten by the fix-up)
+    assert inside(root, "dpkg --verify vmsnapshot-linux").stdout == ""
+    assert os.path.isfile(os.path.join(root, "usr/share/doc/vmsnapshot-linux/changelog.Debian.gz"))
     assert os.path.isdir(os.path.join(root, "usr/lib/vmsnapshot-linux", v1, "vmsnapshot"))
     hooks = os.stat(os.path.join(root, "etc/azure/vmsnapshot/hooks.d"))
     assert hooks.st_mode & 0o7777 == 0o700 and hooks.st_uid == 0
@@ -189,15 +197,15 @@ def test_rpm_install_files_scripts_upgrade_and_erase(debian, packages):
     assert os.path.exists(os.path.join(root, conf.lstrip("/") + ".rpmsave"))
 
 
-def test_zip_unpacked_like_the_agent_then_install(debian, packages):
+def test_zip_unpacked_like_the_agent_then_install(debian, dist):
     """Into <lib>/<Publisher>.<Type>-<version>/, chmod u+x on every file, then the manifest's install
     command through /bin/sh -c from the handler directory with the agent's environment (contract 6.3)."""
     root = debian
     ident = buildinfo.identity()
     handler = "%s.%s" % (ident.publisher, ident.type)
-    base_in = "/var/lib/waagent/%s-%s" % (handler, packages["version"])
+    base_in = "/var/lib/waagent/%s-%s" % (handler, buildinfo.read_version())
     base = os.path.join(root, base_in.lstrip("/"))
-    with zipfile.ZipFile(packages["v1"]["zip"]) as zf:
+    with zipfile.ZipFile(dist["zip"]) as zf:
         zf.extractall(base)
     for dirpath, _, filenames in os.walk(base):
         for name in filenames:
@@ -213,7 +221,7 @@ def test_zip_unpacked_like_the_agent_then_install(debian, packages):
             "heartbeatFile": base_in + "/heartbeat.log", "eventsFolder": logs + "/events",
             "eventsFolder_preview": logs + "/events"}}], f)
     agent_env = dict(SAFE_ENV, AZURE_GUEST_AGENT_EXTENSION_PATH=base_in,
-                     AZURE_GUEST_AGENT_EXTENSION_VERSION=packages["version"],
+                     AZURE_GUEST_AGENT_EXTENSION_VERSION=buildinfo.read_version(),
                      AZURE_GUEST_AGENT_WIRE_PROTOCOL_ADDRESS="168.63.129.16", ConfigSequenceNumber="0",
                      AZURE_GUEST_AGENT_EXTENSION_SUPPORTED_FEATURES='[{"Key": "ExtensionTelemetryPipeline", '
                                                                    '"Value": "1.0"}]',
