@@ -29,7 +29,8 @@ from harness.azurite import Azurite  # noqa: E402
 from harness.certs import TenantCert, make_tls  # noqa: E402
 from harness.freezeguard import MachineThawGuard  # noqa: E402
 from harness.handler import build_zip  # noqa: E402
-from harness.jobs import SnapshotVM, safe_config  # noqa: E402
+from harness.hostservice import HostService  # noqa: E402
+from harness.jobs import SnapshotVM, b64json, safe_config  # noqa: E402
 
 DEMO_DIR = os.path.join(os.environ.get("KIT_CACHE", os.path.expanduser("~/.cache/vmsnapshot-kit")), "demo")
 HOOK = """#!/bin/sh
@@ -41,6 +42,17 @@ case "$1" in
 esac
 exit 0
 """
+
+
+def say_path(tel):
+    """Which path took the snapshots, and why."""
+    say("method: %s (%s)" % (tel.get("snapshotMethod"), tel.get("snapshotMethodReason")))
+    say("path taken: %s; host presnapshot code %s%s" % (
+        {"backupHostService": "host (backup host service)", "guestExtension": "guest (SAS snapshots)"}.get(
+            tel.get("snapshotCreator"), tel.get("snapshotCreator")), tel.get("hostStatusCodePreSnapshot", "-"),
+        ", dosnapshot code %s" % tel["hostStatusCodeDoSnapshot"] if "hostStatusCodeDoSnapshot" in tel else
+        " (555: no WireServer on this machine, so the guest snapshots)" if tel.get(
+            "hostStatusCodePreSnapshot") == "555" else ""))
 
 
 def step(text):
@@ -165,11 +177,51 @@ class Demo(object):
                 tel["frozenWindowMs"], tel.get("freezeMs"), tel.get("snapshotMs"), tel.get("thawMs")))
         for mount, rec in stalls.items():
             say("writer on %s: %d writes, longest stall %.1f ms" % (mount, rec["writes"], rec["max_gap_ms"]))
+        say_path(tel)
         for info in report["snapshotInfo"] or []:
             say("snapshot: %s" % info["snapshotUri"])
         step("The status blob, as Azure Backup reads it (signatures never appear)")
-        print(json.dumps(vm.status_blob(), indent=2)[:4000])
+        print(json.dumps(vm.final_status_blob(), indent=2)[:4000])
+        self.trusted_launch_vm(work, azurite, tenant, zip_path, mounts)
         self.fleet_report(work)
+
+    def trusted_launch_vm(self, work, azurite, tenant, zip_path, mounts):
+        """A Trusted Launch VM: its guest-state blob can only be snapshotted by the host, so the job has no
+        SAS URIs and goes to the host backup service (here the loopback one, taking real Azurite snapshots)."""
+        step("A Trusted Launch VM (guest-state blob included): only the host can snapshot it")
+        vm = SnapshotVM(os.path.join(work, "tl-vm"), azurite, tenant, zip_path, disks=2, container="demo-tl-vm")
+        host = HostService(azurite, vm.container, {-1: "disk0.vhd", 0: "disk1.vhd"}).__enter__()
+        self.stack.append(lambda: host.__exit__(None, None, None))
+        safe_config(vm.config, vm.work, fsfreeze=bool(mounts), include=mounts or None, host_endpoint=host.endpoint)
+        say("host backup service (loopback WireServer stand-in): %s" % host.endpoint)
+        vm.agent.run("install")
+        diag = subprocess.run(["/bin/sh", "-c", vm.agent.base + "/bin/handle.sh diagnose --json --offline"],
+                              cwd=vm.agent.base, env=vm.agent.env(0), capture_output=True, text=True, timeout=60)
+        if sorted(json.loads(diag.stdout)["freeze_plan"]["would_freeze"]) != sorted(mounts):
+            raise SystemExit("refusing to run: the Trusted Launch VM's freeze plan is not the demo's mounts")
+        obj = {"backupMetadata": [{"Key": "BackupTaskId", "Value": "demo-tl"}],
+               "includedDisks": {"dataDiskLunList": [0], "isOSDiskIncluded": True, "isVmgsBlobIncluded": True},
+               "snapshotTaskToken": vm.task_token}
+        vm.write(0, public=vm.public(0, objectStr=b64json(obj)),
+                 private=vm.private(objectStr=b64json({"blobSASUri": []})))
+        say("settings: includedDisks.isVmgsBlobIncluded = true, blobSASUri = [] (as Azure Backup sends them)")
+        watchdog = loopfs.ThawWatchdog(mounts, seconds=60).arm() if mounts else None
+        try:
+            vm.agent.run("enable")
+            doc = vm.agent.wait_terminal(0, timeout=120)
+        finally:
+            if watchdog:
+                watchdog.disarm()
+        status = doc[0]["status"]
+        report = json.loads(status["substatus"][0]["name"])[0]["status"]
+        tel = dict((t["Key"], t["Value"]) for t in report["telemetryData"])
+        say("status: %s, code %s" % (status["status"], status["code"]))
+        say_path(tel)
+        if "frozenWindowMs" in tel:
+            say("frozen window: %s ms (the dosnapshot request went out the moment everything was frozen)"
+                % tel["frozenWindowMs"])
+        for info in report["snapshotInfo"] or []:
+            say("host snapshot: %s" % info["snapshotUri"])
 
     def fleet_report(self, work):
         try:

@@ -7,9 +7,10 @@ import base64
 import json
 import os
 import time
+import uuid
 
 from .handler import AgentSim
-from .secretscan import sas_signatures
+from .secretscan import field_secrets, sas_signatures
 from .trusteddir import trusted_twin
 
 TICKS_AT_UNIX_EPOCH = 621355968000000000
@@ -22,6 +23,11 @@ def ticks(unix_seconds=None):
 
 def b64json(doc):
     return base64.b64encode(json.dumps(doc).encode()).decode()
+
+
+# Where a test's runtime finds "the WireServer" unless a test starts a host service: a loopback port nothing
+# listens on, so presnapshot is refused at once (code 555) and nothing ever leaves the machine.
+NO_HOST_ENDPOINT = "http://127.0.0.1:9"
 
 
 def hook_dir(work):
@@ -39,7 +45,7 @@ def workload_config_path(work):
     return os.path.join(trusted_twin(work), "etc-azure", "workload.conf")
 
 
-def safe_config(path, work, fsfreeze=False, include=None, extra=""):
+def safe_config(path, work, fsfreeze=False, include=None, extra="", host_endpoint=NO_HOST_ENDPOINT):
     """A runtime configuration that can never freeze a machine filesystem and keeps every path in `work`."""
     lines = ["[SnapshotThread]", "fsfreeze = %s" % ("true" if fsfreeze else "false"), "timeout = 20"]
     if include is not None:
@@ -52,6 +58,8 @@ def safe_config(path, work, fsfreeze=False, include=None, extra=""):
               "SafeFreezeLockFile = %s" % os.path.join(work, "etc-azure", "SafeFreezeLockFile"),
               "MachineIdentityFile = %s" % os.path.join(work, "etc-azure", "machine_identity"),
               "WaagentConf = %s" % os.path.join(work, "etc-azure", "waagent.conf"),
+              "HostEndpoint = %s" % host_endpoint, "HostTimeoutSeconds = 5",
+              "HostingEnvironmentConfig = %s" % os.path.join(work, "etc-azure", "HostingEnvironmentConfig.xml"),
               "WorkloadConfigPath = %s" % workload_config_path(work)]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n" + extra)
@@ -74,6 +82,9 @@ class SnapshotVM(object):
             azurite.create_page_blob(self.container, name, 1 << 30)
         azurite.create_page_blob(self.container, "status.json", 0)
         self._uris = None
+        # Host-path secrets every job carries (a fake token; fake ADE settings for host services to hand out).
+        self.task_token = "kit-snapshotTaskToken-%s" % uuid.uuid4().hex
+        self.disk_encryption_settings = "kit-fake-DiskEncryptionSettings-%s" % uuid.uuid4().hex
         self.status_uri = azurite.blob_sas_uri(self.container, "status.json")
         self.log_uri = azurite.blob_sas_uri(self.container, "job.log", "racw")
         self.config = safe_config(os.path.join(work, "vmbackup.conf"), work, fsfreeze, include)
@@ -86,9 +97,13 @@ class SnapshotVM(object):
             self._uris = [self.azurite.blob_sas_uri(self.container, n) for n in self.disk_names]
         return list(self._uris)
 
-    def secrets(self):
-        """Every SAS signature this VM's settings carry: must never appear on disk or in logs."""
-        return sas_signatures(self.disk_uris() + [self.status_uri, self.log_uri])
+    def secrets(self, *documents):
+        """Every secret this VM's settings carry (SAS signatures, the snapshotTaskToken, the ADE settings),
+        plus those in `documents` (settings a test built itself): must never appear on disk or in logs."""
+        found = [self.task_token, self.disk_encryption_settings]
+        for doc in documents:
+            found += field_secrets(doc)
+        return sas_signatures(self.disk_uris() + [self.status_uri, self.log_uri]) + sorted(set(found))
 
     def public(self, seq=0, **overrides):
         pub = {"locale": "en-us", "taskId": "task-%s-%d" % (self.container, seq),
@@ -96,7 +111,8 @@ class SnapshotVM(object):
                    "microsoft.compute/virtualmachines",
                "objectStr": b64json({"backupMetadata": [{"Key": "BackupTaskId", "Value": "task-%d" % seq},
                                                          {"Key": "Origin", "Value": "kit-tests"}],
-                                     "includedDisks": {"dataDiskLunList": [0], "isOSDiskIncluded": True}})}
+                                     "includedDisks": {"dataDiskLunList": [0], "isOSDiskIncluded": True},
+                                     "snapshotTaskToken": self.task_token})}
         pub.update(overrides)
         return {k: v for k, v in pub.items() if v is not None}
 
@@ -114,6 +130,17 @@ class SnapshotVM(object):
 
     def snapshots(self):
         return self.azurite.list_snapshots(self.container)
+
+    def job_log(self, until, timeout=10.0):
+        """The job's log blob once it contains `until` (it is uploaded after the status), or as it is."""
+        deadline, text = time.monotonic() + timeout, ""
+        while until not in text and time.monotonic() < deadline:
+            time.sleep(0.05)
+            try:
+                text = self.azurite.read_blob(self.container, "job.log").decode()
+            except RuntimeError:
+                pass
+        return text
 
     def status_blob(self):
         raw = self.azurite.read_blob(self.container, "status.json").decode().rstrip()

@@ -1,7 +1,8 @@
 """Find secrets left on disk: every file under a tree, read as bytes, searched for each needle.
 
 SAS signatures are looked for both as they appear in a URI (percent-encoded) and decoded, since a leak
-may have gone through either form.
+may have gone through either form. The host path adds secrets that are not URIs: the snapshotTaskToken
+and an ADE VM's DiskEncryptionSettings, found by field name in any settings document.
 """
 
 import os
@@ -17,6 +18,24 @@ def sas_signatures(uris):
                 raw = part[4:]
                 out += [raw, urllib.parse.unquote(raw)]
     return sorted(set(s for s in out if s))
+
+
+SECRET_FIELDS = ("snapshotTaskToken", "DiskEncryptionSettings")
+
+
+def field_secrets(doc, names=SECRET_FIELDS):
+    """The string values of fields named `names` anywhere in a JSON-like document (dicts, lists)."""
+    out = []
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            if key in names and isinstance(value, str) and value:
+                out.append(value)
+            else:
+                out += field_secrets(value, names)
+    elif isinstance(doc, list):
+        for item in doc:
+            out += field_secrets(item, names)
+    return sorted(set(out))
 
 
 def files_containing(root, needles):

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 
-from . import codes, config, handlerenv, joblog, settings
+from . import codes, config, handlerenv, joblog, settings, vm_identity
 from .fileutil import atomic_write, ensure_dir, unsafe_directory
 from .state import State, pid_alive, process_start_time
 from .status import Report, write_local
@@ -73,6 +73,7 @@ def enable(argv):
     ensure_dir(henv.status_dir, 0o700)
     lock = state.lock()
     try:
+        vm_identity.forget_other_vm(state, cfg.hosting_environment)
         if state.mrseq() == seq:
             return _enable_again(henv, state, seq)
         state.set_mrseq(seq)  # before anything else: an agent restart must never replay this seq
@@ -84,7 +85,8 @@ def enable(argv):
             handler = settings.read_settings_file(henv.settings_file(seq))
             public = handler.get("publicSettings") or {}
             private = settings.decrypt_protected(handler, cert_dir(henv, cfg))
-            spec = settings.validate(seq, public, private, deadline_minutes=cfg.command_deadline_minutes)
+            spec = settings.validate(seq, public, private, deadline_minutes=cfg.command_deadline_minutes,
+                                     config_method=cfg.snapshot_method)
         except (settings.SettingsError, RecursionError, MemoryError) as e:
             e = e if isinstance(e, settings.SettingsError) else settings.bad("settings", "are too deeply nested "
                                                                               "or too large to process")
@@ -285,7 +287,7 @@ def snapshot(argv):
     try:
         cfg = config.load()
         spec = settings.validate(seq, doc.get("publicSettings"), doc.get("protectedSettings") or {},
-                                 deadline_minutes=cfg.command_deadline_minutes)
+                                 deadline_minutes=cfg.command_deadline_minutes, config_method=cfg.snapshot_method)
     except (config.ConfigError, settings.SettingsError, AttributeError) as e:
         sys.stderr.write("vmsnapshot: invalid settings: %s\n" % (getattr(e, "message", None) or e))
         return 2

@@ -6,6 +6,7 @@ silently: `load()` raises ConfigError naming the key, which the job reports as c
 """
 
 import os
+import re
 
 try:
     import configparser
@@ -22,7 +23,10 @@ DEFAULTS = {
     "mounts_to_include": None,     # None: every eligible mount; a list: only these
     "mounts_to_skip": [],
     "upload_status_and_log": True,
-    "snapshot_method": "onlyGuest",
+    "snapshot_method": None,       # None: customSettings.takeSnapshotFrom, else firstHostThenGuest
+    "host_endpoint": "http://168.63.129.16",  # the WireServer: the host backup service's presnapshot/dosnapshot
+    "host_timeout": 40.0,          # seconds for a presnapshot (a dosnapshot is bounded by the freeze cap)
+    "hosting_environment": "/var/lib/waagent/HostingEnvironmentConfig.xml",  # Role guid: VM identity
     "script_config": "/etc/azure/VMSnapshotScriptPluginConfig.json",
     "hook_dir": "/etc/azure/vmsnapshot/hooks.d",
     "safe_freeze_lock": "/etc/azure/MicrosoftRecoverySvcsSafeFreezeLock/SafeFreezeLockFile",
@@ -37,7 +41,7 @@ DEFAULTS = {
     "on_app_failure_do_fs_freeze": True,            # database step failed: still freeze (consistency 1)
 }
 
-# (section, key, field, kind). Kinds: bool, float, list, str, int.
+# (section, key, field, kind). Kinds: bool, float, list, str, int, endpoint (http://host[:port]).
 KEYS = [
     ("SnapshotThread", "fsfreeze", "fsfreeze", "bool"),
     ("SnapshotThread", "timeout", "timeout", "float"),
@@ -46,6 +50,9 @@ KEYS = [
     ("SnapshotThread", "MountsToSkip", "mounts_to_skip", "list"),
     ("SnapshotThread", "UploadStatusAndLog", "upload_status_and_log", "bool"),
     ("SnapshotThread", "SnapshotMethod", "snapshot_method", "str"),
+    ("vmsnapshot", "HostEndpoint", "host_endpoint", "endpoint"),
+    ("vmsnapshot", "HostTimeoutSeconds", "host_timeout", "float"),
+    ("vmsnapshot", "HostingEnvironmentConfig", "hosting_environment", "str"),
     ("vmsnapshot", "ScriptConfigPath", "script_config", "str"),
     ("vmsnapshot", "HookDir", "hook_dir", "str"),
     ("vmsnapshot", "SafeFreezeLockFile", "safe_freeze_lock", "str"),
@@ -65,6 +72,7 @@ IGNORED_KEYS = ("SafeFreezeWaitInSeconds", "seqsnapshot", "OnAppSuccessDoFsFreez
                 "WriteLog", "LoggingOff", "onlyLocalFilesystems", "sudo_off", "disable_logging",
                 "async_event_logging", "isanysnapshotfailed")
 
+_ENDPOINT = re.compile(r"^http://([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::(\d{1,5}))?/?$")
 TRUE_WORDS = ("1", "true", "yes", "on", "y")
 FALSE_WORDS = ("0", "false", "no", "off", "n")
 
@@ -108,6 +116,12 @@ def _convert(section, key, kind, raw):
         if value <= 0:
             raise ConfigError("%s must be greater than zero" % where)
         return value
+    if kind == "endpoint":
+        m = _ENDPOINT.match(raw)
+        if not m or (m.group(2) and not 0 < int(m.group(2)) < 65536):
+            raise ConfigError("%s must be http://HOST[:PORT] (plain HTTP, like the WireServer), not %r"
+                              % (where, raw[:80]))
+        return raw.rstrip("/")
     if kind == "list":
         return [item.strip() for item in raw.split(",") if item.strip()]
     return raw

@@ -54,6 +54,7 @@ def collect(check_network=True):
             cert["private_key"], cert["private_key_found"] = prv, os.path.isfile(prv)
             if not (cert["certificate_found"] and cert["private_key_found"]):
                 problems.append("certificate or key for thumbprint %s not found" % thumb)
+        out["snapshot_method"] = _snapshot_method(handler, cfg, henv, seq)
         if check_network:
             out["status_blob"] = _probe_status_blob(handler, cfg)
     except settings.SettingsError as e:
@@ -71,6 +72,19 @@ def find_handler_dir(lib_dir="/var/lib/waagent"):
     if not found:
         return None
     return os.path.dirname(max(found, key=os.path.getmtime))
+
+
+def _snapshot_method(handler, cfg, henv, seq):
+    """The path the current settings would take, and why (no network: presnapshot decides at job time)."""
+    out = {"host_endpoint": cfg.host_endpoint}
+    try:
+        private = settings.decrypt_protected(handler, cfg.certificate_dir or henv.lib_dir)
+        spec = settings.validate(seq, handler.get("publicSettings"), private,
+                                 deadline_minutes=cfg.command_deadline_minutes, config_method=cfg.snapshot_method)
+        out.update(method=spec.method, reason=spec.method_reason)
+    except settings.SettingsError as e:
+        out.update(method=None, error="%s (code %s)" % (e.message, e.code))
+    return out
 
 
 def _probe_status_blob(handler, cfg):
@@ -116,6 +130,10 @@ def render_text(doc):
         lines.append("database: none (%s)" % wl.get("config_path"))
     s = doc["settings"]
     lines.append("settings: seq %s %s" % (s["sequence"], s.get("error") or "ok"))
+    if "snapshot_method" in doc:
+        m = doc["snapshot_method"]
+        lines.append("snapshot method: %s (%s); host endpoint %s" % (m.get("method"), m.get("reason") or
+                                                                     m.get("error"), m["host_endpoint"]))
     if "status_blob" in doc:
         lines.append("status blob: %s" % json.dumps(doc["status_blob"]))
     for p in doc["problems"]:

@@ -13,7 +13,7 @@ import os
 import re
 import time
 
-from . import codes, protected
+from . import codes, protected, snapshot_method
 
 MAX_SETTINGS_BYTES = 4 * 1024 * 1024
 MAX_OBJECT_BYTES = 1024 * 1024
@@ -46,7 +46,7 @@ class JobSpec(object):
 
     FIELDS = ("seq", "task_id", "command", "start_ticks", "vm_type", "locale", "backup_metadata",
               "included_disks", "custom_settings", "blob_uris", "status_blob_uri", "logs_blob_uri",
-              "dynamic_configs")
+              "dynamic_configs", "method", "method_reason", "task_token")
 
     def __init__(self, **kw):
         for name in self.FIELDS:
@@ -227,10 +227,26 @@ def _included_disks(doc):
                              not all(isinstance(x, int) and not isinstance(x, bool) for x in luns)):
         raise SettingsError(codes.INVALID_LUN_LIST,
                             "objectStr.includedDisks.dataDiskLunList must be a list of integers")
-    for flag in ("isOSDiskIncluded", "isAnyDiskExcluded", "isVmmdBlobIncluded", "isVMADEEnabled"):
-        if flag in disks and not isinstance(disks[flag], bool):
+    for flag in ("isOSDiskIncluded", "isAnyDiskExcluded", "isVmmdBlobIncluded", "isVMADEEnabled",
+                 "isAnyWADiskIncluded", "isVmgsBlobIncluded", "isAnyDirectDriveDiskIncluded"):
+        if flag in disks and disks[flag] is not None and not isinstance(disks[flag], bool):
             raise bad("objectStr.includedDisks." + flag, "must be true or false")
+    minutes = disks.get("instantAccessDurationMinutes")
+    if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, int) or minutes < 0):
+        raise bad("objectStr.includedDisks.instantAccessDurationMinutes", "must be a whole number of minutes")
     return disks
+
+
+def _task_token(public_obj, private):
+    """snapshotTaskToken for the host path: the public objectStr's, else the protected settings'."""
+    token = public_obj.get("snapshotTaskToken")
+    if token in (None, ""):
+        token = private.get("snapshotTaskToken")
+    if token in (None, ""):
+        return None
+    if not isinstance(token, str) or len(token) > 16 * 1024:
+        raise bad("snapshotTaskToken", "must be a string of at most 16384 characters")
+    return token
 
 
 def _custom_settings(public, private):
@@ -311,8 +327,11 @@ def parse_protected(plain):
     return doc
 
 
-def validate(seq, public, private, now=None, deadline_minutes=140.0):
-    """Build a JobSpec from the public and decrypted protected settings, or raise SettingsError."""
+def validate(seq, public, private, now=None, deadline_minutes=140.0, config_method=None):
+    """Build a JobSpec from the public and decrypted protected settings, or raise SettingsError.
+
+    config_method: vmbackup.conf SnapshotMethod, which decides with the settings whether the guest must
+    snapshot (then blobSASUri is required) or the host may (then it is optional)."""
     if public is None:
         public = {}
     if not isinstance(public, dict):
@@ -345,16 +364,26 @@ def validate(seq, public, private, now=None, deadline_minutes=140.0):
     dyn = public_obj.get("dynamicConfigsFromCRP") or []
     spec.dynamic_configs = dyn if isinstance(dyn, list) else []
     spec.custom_settings = _custom_settings(public, private)
-    if not private:
-        raise bad("protectedSettings", "is missing: it must carry objectStr with blobSASUri")
-    private_obj = decode_object("protectedSettings.objectStr", private.get("objectStr"))
+    private_obj = {}
+    if private.get("objectStr") not in (None, ""):
+        private_obj = decode_object("protectedSettings.objectStr", private.get("objectStr"))
     uris = private_obj.get("blobSASUri")
-    if not isinstance(uris, list) or not uris:
-        raise bad("protectedSettings.objectStr.blobSASUri", "must be a non-empty list of blob SAS URIs")
+    if uris is not None and not isinstance(uris, list):
+        raise bad("protectedSettings.objectStr.blobSASUri", "must be a list of blob SAS URIs")
+    uris = uris or []
     if len(uris) > MAX_DISKS:
         raise bad("protectedSettings.objectStr.blobSASUri", "lists more than %d disks" % MAX_DISKS)
     spec.blob_uris = [check_blob_uri("protectedSettings.objectStr.blobSASUri[%d]" % i, u)
                       for i, u in enumerate(uris)]
+    try:
+        choice = snapshot_method.choose(config_method, spec.custom_settings, spec.included_disks,
+                                        have_sas=bool(spec.blob_uris))
+    except snapshot_method.MethodError as e:
+        if not private and e.code == codes.BAD_PARAMETER and "blobSASUri" in e.message:
+            raise bad("protectedSettings", "is missing: it must carry objectStr with blobSASUri")
+        raise SettingsError(e.code, e.message)
+    spec.method, spec.method_reason = choice.method, choice.reason
+    spec.task_token = _task_token(public_obj, private)
     for key, attr in (("statusBlobUri", "status_blob_uri"), ("logsBlobUri", "logs_blob_uri")):
         value = public.get(key) or private.get(key)
         if value:

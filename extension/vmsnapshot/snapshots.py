@@ -1,14 +1,16 @@
-"""Snapshot every disk blob in parallel on pre-opened connections, and map the outcome to a code.
+"""Snapshot every disk blob at once on pre-opened connections, and map the outcome to a code.
 
-Threads are started and parked before the freeze; `go` releases them all at once, so the frozen window
-is one round trip plus retries, whatever the number of disks. Retries stay inside the freeze budget.
+Connections are opened and requests built before the freeze; inside it one thread writes every request
+back to back and reads the answers with select, so the frozen window is one round trip (what the server
+needs), whatever the number of disks. Retries stay inside the freeze budget.
 """
 
 import threading
 import time
 
-from . import codes
+from . import codes, rawhttp
 from .redact import strip_query
+from .storage import RETRYABLE_STATUS, Response, describe_error
 
 RATE_EXCEEDED_TEXT = "The rate of snapshot blob calls is exceeded"
 COUNT_EXCEEDED_TEXT = "The snapshot count against this blob has been exceeded"
@@ -25,6 +27,8 @@ class DiskResult(object):
         self.message = ""
         self.attempts = 0
         self.sent_at = None      # monotonic time the first request went out
+        self.retry = False       # worth a second attempt (408/429/5xx, connection lost) within the deadline
+        self.retry_after = None
 
     @property
     def snapshot_uri(self):
@@ -44,77 +48,137 @@ class Preflight(object):
 
 
 class SnapshotBatch(object):
-    """Parked snapshot requests for every disk: prepare() before the freeze, fire() inside it."""
+    """Snapshot requests for every disk: prepare() before the freeze, fire() inside it.
+
+    prepare() HEADs every blob in parallel (which checks the SAS) and leaves each disk with its own open,
+    TLS-handshaken connection and its request already built. fire() is one thread: every request written
+    back to back, every answer read with one select loop (rawhttp). Threads only come back for the rare
+    retry (408/429/5xx, a reset), which goes through StorageClient's retry loop within the same deadline.
+    """
 
     def __init__(self, client, uris, metadata):
         self.client = client
         self.uris = list(uris)
         self.metadata = list(metadata)
         self.results = [DiskResult(i, u) for i, u in enumerate(self.uris)]
-        self._go = threading.Event()
-        self._deadline = None
-        self._threads = []
+        self._conns = [None] * len(self.uris)
+        self._requests = [None] * len(self.uris)
         self.preflight = []
 
     def prepare(self, timeout=60.0):
-        """Check every disk blob with a HEAD (which also opens and TLS-handshakes its connection), then
-        park one thread per disk. Returns one Preflight per disk; nothing is frozen yet."""
+        """Check every disk blob and open its connection; one Preflight per disk. Nothing is frozen yet."""
         self.preflight = [Preflight(r.blob_uri) for r in self.results]
-        ready = threading.Semaphore(0)
-        for result, check, uri in zip(self.results, self.preflight, self.uris):
-            t = threading.Thread(target=self._run, args=(result, check, uri, ready),
-                                 name="snapshot-%d" % result.index)
+        threads = [threading.Thread(target=self._prepare_one, args=(i,), name="disk-check-%d" % i)
+                   for i in range(len(self.uris))]
+        for t in threads:
             t.daemon = True
             t.start()
-            self._threads.append(t)
         deadline = time.monotonic() + timeout
-        for _ in self.preflight:
-            if not ready.acquire(timeout=max(0.0, deadline - time.monotonic())):
-                break
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
         for check in self.preflight:
             if check.ok is None:
                 check.ok, check.message = False, "no answer within %.0f s" % timeout
         return self.preflight
 
-    def _run(self, result, check, uri, ready):
+    def _prepare_one(self, i):
+        check, uri = self.preflight[i], self.uris[i]
         try:
             resp = self.client.head(uri)
-            check.ok = resp.ok
-            if not resp.ok:
+            if resp.ok:
+                self._requests[i] = self.client.snapshot_request(uri, self.metadata)
+                self._conns[i] = self.client.checkout(uri)
+            else:
                 check.message = "HTTP %d %s" % (resp.status, resp.error_code or "")
+            check.ok = resp.ok
         except Exception as e:
             check.ok, check.message = False, str(e)[:300]
-        finally:
-            ready.release()
-        if not check.ok:
-            return
-        self._go.wait()
-        if self._deadline is None:
-            return  # cancelled before firing
-        result.sent_at = time.monotonic()
-        try:
-            resp = self.client.snapshot(uri, self.metadata, deadline=self._deadline)
-            result.status, result.attempts = resp.status, resp.attempts
-            if resp.ok and resp.headers.get("x-ms-snapshot"):
-                result.ok = True
-                result.snapshot_time = resp.headers["x-ms-snapshot"]
-            else:
-                result.error_code = resp.error_code
-                result.message = "HTTP %d %s %s" % (resp.status, resp.error_code or "", resp.text(500))
-        except Exception as e:  # every failure becomes a per-disk result, never a crash
-            result.message = str(e)[:500]
 
     def fire(self, deadline):
-        """Release every parked request; return when the last answer arrived (or the deadline passed)."""
-        self._deadline = deadline
-        self._go.set()
-        for t in self._threads:
-            t.join(max(0.0, deadline - time.monotonic()) + 0.5)
+        """Write every request, read every answer; return when the last one is in (or at `deadline`)."""
+        live = [i for i, c in enumerate(self._conns) if c is not None and self.preflight[i].ok]
+        socks = {}
+        for i in live:
+            result, sock = self.results[i], self._conns[i].sock
+            result.sent_at = time.monotonic()
+            try:
+                sock.settimeout(max(0.01, deadline - result.sent_at))
+                sock.sendall(self._requests[i])
+                socks[sock] = i
+            except OSError as e:
+                result.message = "sending the snapshot request failed: %s" % describe_error(e)
+                result.retry = True
+        answers = rawhttp.read_responses(list(socks), deadline)
+        started = min([self.results[i].sent_at for i in live] or [time.monotonic()])
+        for sock, i in socks.items():
+            self._record(self.results[i], answers[sock], started)
+        self.cancel()
+        again = [r for r in self.results if r.retry]
+        if again and deadline - time.monotonic() > 0.05:
+            self._retry(again, deadline)
         return self.results
 
+    def _record(self, result, answer, started):
+        result.attempts = 1
+        if isinstance(answer, Exception):
+            result.message = "snapshot request: %s" % (answer if isinstance(answer, rawhttp.NoAnswer)
+                                                       else describe_error(answer))
+            result.retry = not getattr(answer, "timed_out", False)
+            return
+        try:
+            status, headers, body = rawhttp.parse(answer)
+        except ValueError as e:
+            result.message = "snapshot request: %s" % e
+            return
+        resp = Response(status, headers, body, 1, time.monotonic() - started)
+        self._apply(result, resp)
+        result.retry = status in RETRYABLE_STATUS
+        result.retry_after = headers.get("retry-after")
+
+    @staticmethod
+    def _apply(result, resp):
+        result.status = resp.status
+        if resp.ok and resp.headers.get("x-ms-snapshot"):
+            result.ok, result.message, result.error_code = True, "", None
+            result.snapshot_time = resp.headers["x-ms-snapshot"]
+        else:
+            result.error_code = resp.error_code
+            result.message = "HTTP %d %s %s" % (resp.status, resp.error_code or "", resp.text(500))
+
+    def _retry(self, results, deadline):
+        """The rare second chance, through the client's retry loop, one thread per disk to retry."""
+        def one(result):
+            delay = 0.0
+            try:
+                delay = float(result.retry_after or 0)
+            except ValueError:
+                pass
+            if delay and time.monotonic() + delay >= deadline:
+                return
+            time.sleep(delay)
+            try:
+                resp = self.client.snapshot(self.uris[result.index], self.metadata, deadline=deadline)
+                self._apply(result, resp)
+                result.attempts += resp.attempts
+            except Exception as e:  # every failure stays a per-disk result, never a crash
+                result.message = str(e)[:500]
+
+        threads = [threading.Thread(target=one, args=(r,), name="snapshot-retry-%d" % r.index) for r in results]
+        for t in threads:
+            t.daemon = True
+            t.start()
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()) + 0.5)
+
     def cancel(self):
-        self._deadline = None
-        self._go.set()
+        """Close every connection still held (idempotent)."""
+        for i, conn in enumerate(self._conns):
+            if conn is not None:
+                try:
+                    conn.close()
+                except Exception:
+                    pass
+                self._conns[i] = None
 
 
 def outcome_code(results):

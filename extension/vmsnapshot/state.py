@@ -3,7 +3,8 @@
 Files in the handler directory (the agent copies mrseq and status/* across version updates):
 - mrseq: the last sequence number acted on (contract §11);
 - task_identity: the last taskId run (a second key against replays);
-- job.json: the running worker's pid, seq and its guardian's pid, for disable/uninstall.
+- job.json: the running worker's pid, seq and its guardian's pid, for disable/uninstall;
+- vm_guid: the Role guid of the VM these files belong to (vm_identity.py).
 """
 
 import errno
@@ -18,6 +19,7 @@ MRSEQ = "mrseq"
 TASK_IDENTITY = "task_identity"
 JOB_FILE = "job.json"
 ENABLE_LOCK = "enable.lock"
+VM_GUID = "vm_guid"
 
 
 class State(object):
@@ -47,6 +49,17 @@ class State(object):
     def set_last_task(self, task_id):
         atomic_write(self._path(TASK_IDENTITY), task_id, 0o600)
 
+    def vm_guid(self):
+        return self._read(VM_GUID)
+
+    def set_vm_guid(self, guid):
+        atomic_write(self._path(VM_GUID), guid, 0o600)
+
+    def forget_jobs(self):
+        """Another VM's sequence number and task identity (restore or clone): start afresh."""
+        remove(self._path(MRSEQ))
+        remove(self._path(TASK_IDENTITY))
+
     def job(self):
         raw = self._read(JOB_FILE)
         try:
@@ -75,7 +88,7 @@ class State(object):
             os.close(fd)
 
     def remove_all(self):
-        for name in (MRSEQ, TASK_IDENTITY, JOB_FILE, ENABLE_LOCK):
+        for name in (MRSEQ, TASK_IDENTITY, JOB_FILE, ENABLE_LOCK, VM_GUID):
             remove(self._path(name))
 
 

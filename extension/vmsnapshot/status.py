@@ -23,6 +23,8 @@ from .fileutil import atomic_write, ensure_dir, remove, rewrite_in_place
 from .redact import clean
 
 LOCAL_LIMIT = 120 * 1024  # stay under the agent's 128 KiB
+# Who took the snapshots, appended to messageStr as the existing extension does (reference §6.1).
+ATTRIBUTION = ("snapshotCreator", "hostStatusCodePreSnapshot", "hostStatusCodeDoSnapshot")
 RESERVE_BYTES = 2 * 128 * 1024  # room for a full-size temp file and status even on a full file system
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,7 @@ def blob_report(report):
     """The JSON text PUT to statusBlobUri (shape: vmsnapshotlinux-reference §6.1, bugs fixed)."""
     lang, text = report.message()
     message_str = text + (" statusBlobUploadError=true," if report.status_blob_error else "")
+    message_str += "".join(" %s=%s," % (k, report.telemetry[k]) for k in ATTRIBUTION if k in report.telemetry)
     run_code = codes.SNAPSHOT_FAILED_NO_NETWORK if report.code == codes.SNAPSHOT_PARTIAL_FAILURE else report.code
     telemetry = dict(report.telemetry)
     telemetry.setdefault("extensionVersion", identity.VERSION)

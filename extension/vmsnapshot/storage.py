@@ -202,11 +202,7 @@ class StorageClient(object):
         """Send with retries on 408/429/5xx and connection errors, within `deadline` (monotonic)."""
         target = Target(uri)
         path = target.with_query(query)
-        hdrs = {"x-ms-version": API_VERSION, "User-Agent": USER_AGENT,
-                "x-ms-client-request-id": "%032x" % random.getrandbits(128)}
-        if headers:
-            hdrs.update(headers)
-        hdrs["Content-Length"] = str(len(body or b""))
+        hdrs = request_headers(headers, body)
         attempts = max_attempts or self.max_attempts
         started = time.monotonic()
         last_error = None
@@ -261,6 +257,23 @@ class StorageClient(object):
         time.sleep(delay)
         return True
 
+    # -- pre-opened connections for the frozen window (snapshots.py) ------------------------------
+    def checkout(self, uri):
+        """An open connection to `uri`'s host, owned by the caller from now on (opened now if none idle)."""
+        target = Target(uri)
+        conn, _ = self._take(target, self.timeout)
+        return conn
+
+    @staticmethod
+    def snapshot_request(uri, metadata=()):
+        """The whole snapshot request as bytes, built before the freeze and written as is inside it."""
+        target = Target(uri)
+        hdrs = request_headers(dict(("x-ms-meta-%s" % k, v) for k, v in metadata))
+        host = target.host if target.port in (80, 443) else "%s:%d" % (target.host, target.port)
+        lines = ["PUT %s HTTP/1.1" % target.with_query("comp=snapshot"), "Host: %s" % host]
+        lines += ["%s: %s" % kv for kv in hdrs.items()]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
     # -- blob operations --------------------------------------------------------------------------
     def head(self, uri, deadline=None):
         return self.request("HEAD", uri, deadline=deadline)
@@ -314,6 +327,16 @@ class StorageClient(object):
             if r.ok:
                 return self.append(uri, data)
         return self.put_block_blob(uri, data, content_type)
+
+
+def request_headers(extra=None, body=b""):
+    """The headers every storage request carries, plus `extra`."""
+    hdrs = {"x-ms-version": API_VERSION, "User-Agent": USER_AGENT,
+            "x-ms-client-request-id": "%032x" % random.getrandbits(128)}
+    if extra:
+        hdrs.update(extra)
+    hdrs["Content-Length"] = str(len(body or b""))
+    return hdrs
 
 
 def describe_error(e):

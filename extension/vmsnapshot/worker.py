@@ -12,7 +12,8 @@ import os
 import signal
 import time
 
-from . import codes, freezer, mounts, scripts, workload
+from . import codes, freezer, hostsnapshot, mounts, scripts, settings, snapshot_method, workload
+from .redact import add_secret
 from .snapshots import SnapshotBatch, outcome_code
 from .status import Report, blob_report, write_local
 from .storage import StorageClient, StorageError
@@ -20,6 +21,10 @@ from .storage import StorageClient, StorageError
 log = logging.getLogger(__name__)
 FREEZE_MARGIN = 0.2  # share of the freeze cap kept back for the thaw
 GUARDIAN_MAX_IDLE_S = 300.0  # a guardian waits 600 s for its freeze request; refresh well before that
+
+
+def spec_method(spec):
+    return spec.method or snapshot_method.ONLY_GUEST
 
 
 class Cancelled(Exception):
@@ -64,6 +69,8 @@ class Job(object):
         self.guardian_started = None
         self.defer_cancel = False    # post scripts must finish: a cancel then waits for them
         self.cancel_pending = False
+        self.pre = None              # the host's presnapshot answer, once asked
+        add_secret(spec.task_token)
 
     def _on_sigterm(self, signum, frame):
         if self.defer_cancel:
@@ -142,10 +149,9 @@ class Job(object):
         if not spec.is_snapshot:
             self.report.finish(codes.SUCCESS, "command '%s' needs no snapshot" % spec.command)
             return
-        log.info("job seq %s task %s: %d disk(s), fsfreeze=%s", spec.seq, spec.task_id, len(spec.blob_uris),
-                 cfg.fsfreeze)
-        if cfg.snapshot_method.lower() != "onlyguest":
-            log.info("SnapshotMethod %s requested; this extension snapshots from the guest", cfg.snapshot_method)
+        log.info("job seq %s task %s: %d disk(s), fsfreeze=%s, method %s: %s", spec.seq, spec.task_id,
+                 len(spec.blob_uris), cfg.fsfreeze, spec.method, spec.method_reason)
+        self.report.telemetry.update(snapshotMethod=spec.method, snapshotMethodReason=spec.method_reason)
         self.upload_status()  # 'transitioning' before anything else, as the service expects
 
         # A missing script configuration means "no scripts", like a missing hook directory.
@@ -164,13 +170,22 @@ class Job(object):
             log.info("freeze plan: %s", ", ".join(m.mountpoint for m in plan.selected) or "(nothing)")
             self.report.storage_details = storage_details(plan.selected)
 
-        batch = SnapshotBatch(self.client, spec.blob_uris, spec.backup_metadata)
+        try:
+            batch = self.first_batch()
+        except settings.SettingsError as e:  # 402 by the host's clock, or the host path unavailable
+            self.report.finish(e.code, e.message)
+            return
         self.phase("disk checks")
         t = time.monotonic()
         preflight = batch.prepare()
         self.timings["preflight"] = (time.monotonic() - t) * 1000
         failed = [r for r in preflight if not r.ok]
+        if failed and len(failed) == len(preflight) and spec_method(spec) == snapshot_method.FIRST_GUEST:
+            log.info("every guest disk check failed: the host path instead (%s)", failed[0].message[:200])
+            batch.cancel()
+            batch, failed = self.host_instead_of_guest(batch, failed)
         if failed:
+            self.note_creator(batch)
             batch.cancel()
             code = codes.SNAPSHOT_FAILED_NO_NETWORK if len(failed) == len(preflight) else codes.SNAPSHOT_PARTIAL_FAILURE
             self.report.finish(code, "disk blob check failed before freezing: %s: %s" % (
@@ -190,6 +205,96 @@ class Job(object):
         finally:
             if self.guardian is not None:
                 self.guardian.close()
+
+    # -- snapshot paths (snapshot_method.py chose; hostsnapshot.py talks to the host) ---------------
+    def first_batch(self):
+        """The batch the job starts with. presnapshot, when wanted, runs here: before anything freezes."""
+        method = spec_method(self.spec)
+        if method in (snapshot_method.ONLY_HOST, snapshot_method.FIRST_HOST) or self.ade:
+            pre = self.presnapshot()
+            if method in (snapshot_method.ONLY_HOST, snapshot_method.FIRST_HOST) and pre.ok:
+                return self.host_batch()
+            if method == snapshot_method.ONLY_HOST:
+                self.report.telemetry["snapshotCreator"] = "backupHostService"
+                raise settings.SettingsError(codes.SNAPSHOT_FAILED_NO_NETWORK, "the host must take the snapshots "
+                                             "(%s) but its presnapshot failed: %s (code %s)" % (
+                                                 self.spec.method_reason, pre.call.message, pre.call.code))
+            if method == snapshot_method.FIRST_HOST:
+                log.info("host path unavailable (presnapshot code %s): guest snapshots", pre.call.code)
+        return self.guest_batch()
+
+    @property
+    def ade(self):
+        return (self.spec.included_disks or {}).get("isVMADEEnabled") is True
+
+    def presnapshot(self):
+        if self.pre is None:
+            cfg, spec = self.cfg, self.spec
+            self.pre = hostsnapshot.presnapshot(cfg.host_endpoint, spec.task_id, spec.task_token, self.ade,
+                                                cfg.host_timeout)
+            add_secret(self.pre.disk_encryption_settings)
+            self.report.telemetry["hostStatusCodePreSnapshot"] = self.pre.call.code
+            log.info("presnapshot to %s: code %s%s", cfg.host_endpoint, self.pre.call.code,
+                     " (%s)" % self.pre.call.message if self.pre.call.message else "")
+            if self.ade and not self.pre.disk_encryption_settings:
+                log.warning("ADE VM but the host sent no DiskEncryptionSettings")
+            if self.pre.host_time is not None:  # "too late" by the host's clock, as the service judges it
+                settings.parse_ticks(spec.start_ticks, self.pre.host_time, cfg.command_deadline_minutes)
+        return self.pre
+
+    def guest_batch(self):
+        metadata = list(self.spec.backup_metadata)
+        if self.ade and self.pre is not None and self.pre.disk_encryption_settings:
+            metadata.append(["DiskEncryptionSettings", self.pre.disk_encryption_settings])
+        return SnapshotBatch(self.client, self.spec.blob_uris, metadata)
+
+    def host_batch(self):
+        spec = self.spec
+        disk_ids = snapshot_method.host_disk_ids(spec.included_disks)
+        doc = hostsnapshot.dosnapshot_request(spec.task_id, spec.task_token, disk_ids, spec.backup_metadata,
+                                              spec.included_disks, spec.dynamic_configs, self.pre)
+        return hostsnapshot.HostSnapshotBatch(self.cfg.host_endpoint, doc, disk_ids, min(10.0, self.cfg.host_timeout))
+
+    def second_freeze_on_host(self, guest, guest_results, plan):
+        """firstGuestThenHost: every guest snapshot failed and we have thawed; the host tries, frozen anew."""
+        log.info("every guest snapshot failed: trying the host path with a second freeze")
+        try:
+            self.presnapshot()
+        except settings.SettingsError as e:
+            log.warning("host path not tried: %s", e.message)
+            return guest, (guest_results, None, None)
+        batch = self.host_batch()
+        if not self.pre.ok or not batch.prepare()[0].ok:
+            batch.cancel()
+            log.warning("host path unavailable (presnapshot code %s)", self.pre.call.code)
+            return guest, (guest_results, None, None)
+        if self.guardian is not None:
+            self.guardian.close()
+            try:
+                self.guardian = self.start_guardian(plan)
+            except RuntimeError as e:
+                batch.cancel()
+                log.warning("host path not tried: the freeze guardian could not start again: %s", e)
+                return guest, (guest_results, None, None)
+        return batch, self._freeze_and_snapshot(batch, plan, self.guardian)
+
+    def host_instead_of_guest(self, guest, failed):
+        """firstGuestThenHost whose guest disks all failed their check: (batch, failed checks) to go on with."""
+        try:
+            pre = self.presnapshot()
+        except settings.SettingsError as e:
+            log.warning("host path not tried: %s", e.message)
+            return guest, failed
+        if not pre.ok:
+            return guest, failed
+        batch = self.host_batch()
+        return batch, [r for r in batch.prepare() if not r.ok]
+
+    def note_creator(self, batch):
+        host = isinstance(batch, hostsnapshot.HostSnapshotBatch)
+        self.report.telemetry["snapshotCreator"] = "backupHostService" if host else "guestExtension"
+        if host:
+            self.report.telemetry["hostStatusCodeDoSnapshot"] = batch.call.code
 
     def start_guardian(self, plan):
         cfg = self.cfg
@@ -238,8 +343,11 @@ class Job(object):
             if db.abort_code:  # OnAppFailureDoFsFreeze = false
                 batch.cancel()
                 results, consistency, failure = [], None, (db.abort_code, db.problem)
-            else:
+            else:  # the database stays quiesced across a second freeze for the host path, too
                 results, consistency, failure = self._freeze_and_snapshot(batch, plan, self.guardian)
+                if (spec_method(self.spec) == snapshot_method.FIRST_GUEST and failure is None and
+                        isinstance(batch, SnapshotBatch) and results and not any(r.ok for r in results)):
+                    batch, (results, consistency, failure) = self.second_freeze_on_host(batch, results, plan)
         finally:
             db.release()
             self.timings.update(db.timings)
@@ -247,6 +355,7 @@ class Job(object):
                 t = time.monotonic()
                 self.run_post_scripts(script_plan)
                 self.timings["postScripts"] = (time.monotonic() - t) * 1000
+        self.note_creator(batch)
         if failure is not None:
             self.report.snapshot_info = [r.to_info() for r in batch.results]
             self.report.finish(failure[0], failure[1])
@@ -284,9 +393,9 @@ class Job(object):
             log.info("no file system to freeze: crash-consistent snapshot")
             self.phase("snapshots")
             t = time.monotonic()
-            results = batch.fire(time.monotonic() + budget)
+            batch.fire(time.monotonic() + budget)
             self.timings["snapshot"] = (time.monotonic() - t) * 1000
-            return results, codes.CONSISTENCY_CRASH, None
+            return batch.results, codes.CONSISTENCY_CRASH, None
         points = guardian.mountpoints
         t = time.monotonic()
         self.phase("syncfs")
@@ -310,27 +419,28 @@ class Job(object):
                     return [], None, (frozen.code or codes.FREEZE_FAILED, "freeze failed: %s" % (
                         "; ".join("%s: %s" % f for f in frozen.failures) or "unknown reason"))
                 t = time.monotonic()
-                results = batch.fire(time.monotonic() + budget)
+                batch.fire(time.monotonic() + budget)
                 self.timings["snapshot"] = (time.monotonic() - t) * 1000
-                return results, codes.CONSISTENCY_CRASH, None
+                return batch.results, codes.CONSISTENCY_CRASH, None
             t_snap = time.monotonic()
             self.phase("snapshots while frozen")
-            results = batch.fire(t_freeze + budget)
+            batch.fire(t_freeze + budget)
             t_thaw = time.monotonic()
+            self.phase("thaw")
+            thawed = guardian.thaw()  # at once: the answers are looked at only after the thaw
             self.timings["snapshot"] = (t_thaw - t_snap) * 1000
             if frozen.frozen_at:
                 # all file systems frozen -> thaw requested: the part of the window the snapshots cost
                 self.timings["frozenHold"] = (t_thaw - frozen.frozen_at) * 1000
-            sent = [r.sent_at for r in results if r.sent_at]
-            if sent:
-                self.timings["snapshotSendSpread"] = (max(sent) - min(sent)) * 1000
-            self.phase("thaw")
-            thawed = guardian.thaw()
         finally:
             if thawed is None:
                 thawed = guardian.thaw()
             guardian.close()
             self.logs.release()
+        results = batch.results
+        sent = [r.sent_at for r in results if r.sent_at]
+        if sent:
+            self.timings["snapshotSendSpread"] = (max(sent) - min(sent)) * 1000
         self.timings["thaw"] = thawed.thaw_ms
         self.timings["frozenWindow"] = thawed.frozen_window_ms
         log.info("frozen window %.1f ms (freeze %.1f ms, snapshots %.1f ms, thaw %.1f ms) over %s",

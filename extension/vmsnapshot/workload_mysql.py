@@ -25,6 +25,7 @@ import tempfile
 import time
 
 from . import codes
+from .redact import add_secret
 from .workload import RunAs, WorkloadError, find_client, parse_options, scrub
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,8 @@ class MysqlQuiescer(object):
         self.client = find_client(wl, ("mariadb", "mysql") if wl.name == "mariadb" else ("mysql", "mariadb"))
         self.options, self.extra = parse_credentials(wl.cred_string)
         self.secrets = [self.options.get("password", "")]
+        for secret in self.secrets:  # masked in every log line, status and event from now on
+            add_secret(secret)
         self.session = None
         self.watchdog = None
         self.engine = "MySQL"

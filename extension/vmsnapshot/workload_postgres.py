@@ -18,6 +18,7 @@ import os
 import time
 
 from . import codes, subp
+from .redact import add_secret
 from .workload import RunAs, WorkloadError, find_client, parse_options, scrub
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ class PostgresQuiescer(object):
         self.client = find_client(wl, ("psql",))
         self.env = parse_credentials(wl.cred_string)
         self.secrets = [self.env.get("PGPASSWORD", "")]
+        for secret in self.secrets:  # masked in every log line, status and event from now on
+            add_secret(secret)
         self.version = ""
         self.paths = {}
         self.checkpoint_ms = None

@@ -13,6 +13,10 @@ on this machine over HTTPS:
   lasts; the guest SIGKILLs the worker the moment its writer is blocked on the frozen root, and
   measures how long until the root takes writes again (must be under 1 s: the guardian thaws on the
   worker's death).
+- "host" (seq 3, zip route): a "Trusted Launch" job (guest-state blob included, no SAS URIs) whose
+  snapshots the loopback host backup service on this machine takes (harness/hostservice.py, reached
+  from the guest as its HostEndpoint); the other jobs' presnapshots get "service not running" (556), so
+  they take the guest path as before.
 
 Root only (qemu itself does not need root, but the image build does); skipped with the reason when the
 guest image, qemu or socat is missing. The boot with all three jobs takes about 2 minutes under TCG.
@@ -32,6 +36,7 @@ from harness.certs import TenantCert, make_tls
 from harness.delayproxy import DelayProxy
 from harness.guest_image import GuestImage
 from harness.handler import AgentSim
+from harness.hostservice import HostService
 from harness.jobs import b64json, ticks
 from harness.qemu_vm import GUEST_ADDRESS, HOST_ALIAS, GuestVM
 from harness.secretscan import sas_signatures
@@ -47,6 +52,7 @@ GUEST_CONFIG = "/etc/azure/vmbackup.conf"
 GUEST_HOOK_DIR = "/etc/azure/vmsnapshot/hooks.d"
 DISKS = ("osdisk.vhd", "datadisk-0.vhd")
 DEB_SEQ = 2                       # the job run by the DEB's `vmsnapshot snapshot` instead of the agent
+HOST_SEQ = 3                      # the host-path job
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -71,19 +77,23 @@ def guest_uri(uri, azurite, guest_port):
 def settings_for(seq, azurite, guest_port):
     """Public and protected settings shaped as Azure Backup sends them (contract §4, reference §3)."""
     job_id = str(uuid.uuid4())
+    obj = {"backupMetadata": [{"Key": "backupJobId", "Value": job_id}, {"Key": "scenario", "Value": "seq%d" % seq}]}
+    if seq == HOST_SEQ:  # a Trusted Launch VM: only the host can snapshot, and Azure sends no SAS URIs
+        obj.update(includedDisks={"dataDiskLunList": [0], "isOSDiskIncluded": True, "isVmgsBlobIncluded": True},
+                   snapshotTaskToken="qemu-task-token-%s" % job_id)
     public = {
         "locale": "en-us",
         "taskId": job_id,
         "commandToExecute": "snapshot",
         "commandStartTimeUTCTicks": ticks(),
         "vmType": "microsoft.compute/virtualmachines",
-        "objectStr": b64json({"backupMetadata": [{"Key": "backupJobId", "Value": job_id},
-                                                 {"Key": "scenario", "Value": "seq%d" % seq}]}),
+        "objectStr": b64json(obj),
     }
     disks = [guest_uri(azurite.blob_sas_uri("vhds", d), azurite, guest_port) for d in DISKS]
     status, logs = (guest_uri(azurite.blob_sas_uri("status", "seq%d.%s" % (seq, kind)), azurite, guest_port)
                     for kind in ("status", "log"))
-    private = {"objectStr": b64json({"blobSASUri": disks}), "statusBlobUri": status, "logsBlobUri": logs}
+    private = {"objectStr": b64json({"blobSASUri": [] if seq == HOST_SEQ else disks}), "statusBlobUri": status,
+               "logsBlobUri": logs}
     return public, private, job_id, sas_signatures(disks + [status, logs])
 
 
@@ -104,7 +114,7 @@ def build_dist(out):
     return found["zip"], found["deb"]
 
 
-def stage_guest(stage, work, azurite, tls, ports):
+def stage_guest(stage, work, azurite, tls, ports, host_port):
     """The seed: the extension laid out as the agent does, the DEB, settings, CA, config, scenario files."""
     zip_path, deb_path = build_dist(os.path.join(work, "dist"))
     sim = AgentSim(os.path.join(work, "agent"), zip_path)
@@ -138,7 +148,9 @@ def stage_guest(stage, work, azurite, tls, ports):
     write_text(stage + GUEST_CONFIG, (
         "# qemu system test: this VM is disposable, so the job freezes its own root.\n"
         "[SnapshotThread]\nfsfreeze = true\nMountsToInclude = /\ntimeout = %d\n\n"
-        "[vmsnapshot]\nHookDir = %s\n" % (FREEZE_CAP_S, GUEST_HOOK_DIR)))
+        "[vmsnapshot]\nHookDir = %s\n"
+        "# The host backup service: the loopback one on the host machine, through the guest's forward.\n"
+        "HostEndpoint = http://%s:%d\n" % (FREEZE_CAP_S, GUEST_HOOK_DIR, HOST_ALIAS, host_port)))
 
     guest_base = sim.base[len(stage):]
     # The agent's own variables (the guest runner adds ConfigSequenceNumber per job), in guest paths.
@@ -153,7 +165,8 @@ def stage_guest(stage, work, azurite, tls, ports):
                       {"name": "deb", "seq": DEB_SEQ, "hook": True, "deb": "/vmsnap-test/" + os.path.basename(deb_path),
                        "settings": "/vmsnap-test/manual/%d.json" % DEB_SEQ,
                        "job_settings": "/var/lib/vmsnap-manual/job.json"},
-                      {"name": "kill", "seq": 1, "hook": False, "kill": True}],
+                      {"name": "kill", "seq": 1, "hook": False, "kill": True},
+                      {"name": "host", "seq": HOST_SEQ, "hook": True}],
     }
     write_text(os.path.join(test_dir, "plan.json"), json.dumps(plan, indent=1))
     return jobs
@@ -172,17 +185,22 @@ def vm_run(tmp_path_factory):
         azurite.create_container("status")
         for d in DISKS:
             azurite.create_page_blob("vhds", d, 1 << 30)
-        for seq in (0, 1, DEB_SEQ):
+        for seq in (0, 1, DEB_SEQ, HOST_SEQ):
             azurite.create_page_blob("status", "seq%d.status" % seq, 1 << 20)
             azurite.create_append_blob("status", "seq%d.log" % seq)
-        with DelayProxy(azurite.port, PROXY_RTT_MS) as proxy:
+        with DelayProxy(azurite.port, PROXY_RTT_MS) as proxy, \
+                HostService(azurite, "vhds", {-1: DISKS[0], 0: DISKS[1]}, serve_tasks=set()) as host:
             stage = os.path.join(work, "stage")
-            ports = {0: azurite.port, 1: proxy.port, DEB_SEQ: azurite.port}
-            jobs = stage_guest(stage, work, azurite, tls, ports)
+            ports = {0: azurite.port, 1: proxy.port, DEB_SEQ: azurite.port, HOST_SEQ: azurite.port}
+            jobs = stage_guest(stage, work, azurite, tls, ports, host.port)
+            host.serve_tasks.add(jobs[HOST_SEQ]["taskId"])
             vm = GuestVM(work)
-            boot = vm.boot(stage, forwards=[(azurite.port, azurite.port), (proxy.port, proxy.port)], timeout=300)
+            boot = vm.boot(stage, forwards=[(azurite.port, azurite.port), (proxy.port, proxy.port),
+                                            (host.port, host.port)], timeout=360)
+            host_calls = [(c.name, c.status, (c.body or {}).get("taskId"), (c.body or {}).get("diskIds"))
+                          for c in host.calls]
         blobs = {seq: azurite.read_blob("status", "seq%d.status" % seq).rstrip(b"\0").decode("utf-8", "replace")
-                 for seq in (0, DEB_SEQ)}
+                 for seq in (0, DEB_SEQ, HOST_SEQ)}
         log_text = azurite.read_blob("status", "seq0.log").decode("utf-8", "replace")
         snapshots = azurite.list_snapshots("vhds")
     # pytest keeps only its last few temporary directories: keep the console where it survives.
@@ -191,7 +209,8 @@ def vm_run(tmp_path_factory):
     print("\nqemu boot: %.1f s wall, console log %s" % (boot.seconds, kept))
     for kind in ("INIT", "DONE"):
         print(kind, boot.records(kind))
-    return {"boot": boot, "blobs": blobs, "log_text": log_text, "snapshots": snapshots, "jobs": jobs}
+    return {"boot": boot, "blobs": blobs, "log_text": log_text, "snapshots": snapshots, "jobs": jobs,
+            "host_calls": host_calls}
 
 
 def scenario(vm_run, name):
@@ -332,3 +351,26 @@ def test_sigkill_of_worker_while_frozen_thaws_guest_root(vm_run):
     print("\nSIGKILL of the worker while frozen: root writable again after %.1f ms, guardian gone after "
           "%s ms; status: %s" % (kill["writableAfterKillMs"], kill["guardianGoneMs"],
                              final["formattedMessage"]["message"]))
+
+
+def test_trusted_launch_job_in_the_vm_goes_to_the_host_service_on_the_host(vm_run):
+    res = scenario(vm_run, "host")
+    job = vm_run["jobs"][HOST_SEQ]
+    assert res["status"] is not None, res.get("statusError")
+    status = res["status"][0]["status"]
+    report = blob_report(res["status"])
+    tele = telemetry(report)
+    assert (status["status"], status["code"]) == ("success", 0), status       # the hook quiesced the writer
+    assert tele["snapshotCreator"] == "backupHostService" and tele["hostStatusCodeDoSnapshot"] == "200", tele
+    assert 0 < float(tele["frozenWindowMs"]) < FREEZE_CAP_S * 1000, tele
+    assert [line.split()[0] for line in res["hookLog"]] == ["freeze", "thaw"], res["hookLog"]
+    assert res["rootAfter"]["writable"] and res["data"]["intact"], res
+    ours = [c for c in vm_run["host_calls"] if c[2] == job["taskId"]]
+    assert [(name, code, disks) for name, code, _, disks in ours] == [("presnapshot", 200, None),
+                                                                       ("dosnapshot", 200, [0, -1])]
+    others = [c for c in vm_run["host_calls"] if c[2] != job["taskId"]]
+    assert others and all(c[0] == "presnapshot" and c[1] == 500 for c in others), others
+    mine = [s for s in vm_run["snapshots"] if s[2].get("scenario") == "seq%d" % HOST_SEQ]
+    assert sorted(s[0] for s in mine) == sorted(DISKS), vm_run["snapshots"]
+    blob = json.loads(vm_run["blobs"][HOST_SEQ])[0]["status"]
+    assert blob["code"] == "0" and all(i["isSuccessful"] for i in blob["snapshotInfo"]), blob
