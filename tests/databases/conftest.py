@@ -61,10 +61,13 @@ def make_vm(tmp_path, azurite, tenant, built_zip, tls, monkeypatch):
     monkeypatch.setenv("SSL_CERT_FILE", tls["ca"])
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
 
+    made = []
+
     def make(mounts, **kw):
         if kw.get("python"):
             kw["python"] = interpreter_or_skip(kw["python"])
-        return DbVm(str(tmp_path / "vm"), azurite, tenant, built_zip, tls, mounts, **kw)
+        made.append(mounts)
+        return DbVm(str(tmp_path / ("vm%d" % len(made))), azurite, tenant, built_zip, tls, mounts, **kw)
     return make
 
 

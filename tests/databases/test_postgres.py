@@ -78,3 +78,31 @@ def test_bad_workload_conf_is_a_coded_error(postgres, make_vm):
     backup = vm.backup(hold_s=0, seq=2)
     assert (backup.status["status"], backup.status["code"]) == ("error", 501), backup.message
     assert "writable by group or others" in backup.message
+
+
+def test_a_tablespace_on_a_third_file_system_must_be_frozen_too(postgres, loops, make_vm):
+    data, wal = postgres.filesystems
+    space = loops.make("pg-space")
+    location = os.path.join(space.mountpoint, "ts")
+    os.makedirs(location)
+    os.chown(location, *postgres_ids())
+    postgres.sql("CREATE TABLESPACE fast LOCATION '%s'; CREATE TABLE hot (id INT) TABLESPACE fast;" % location)
+    vm = make_vm([data.mountpoint, wal.mountpoint])
+    workload(vm, postgres)
+    assert vm.diagnose()["workload"]["directories"]["tablespace fast"] == location
+    backup = vm.backup(hold_s=0)
+    assert (backup.status["code"], backup.consistency) == (1, 1), backup.message
+    assert "tablespace fast %s" % location in backup.message
+    vm = make_vm([data.mountpoint, wal.mountpoint, space.mountpoint])
+    workload(vm, postgres)
+    backup = vm.backup(hold_s=0, seq=1)
+    assert (backup.status["code"], backup.consistency) == (0, 2), backup.message
+    assert "1 tablespace(s)" in backup.message
+    postgres.sql("DROP TABLE hot; DROP TABLESPACE fast;")
+
+
+def postgres_ids():
+    import pwd
+
+    pw = pwd.getpwnam("postgres")
+    return pw.pw_uid, pw.pw_gid
