@@ -13,6 +13,7 @@ usage: python bench/db_commit_stall.py [--reps N] [--engines mariadb,postgres]
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -114,11 +115,14 @@ def main(argv=None):
     tenant = TenantCert(os.path.join(work, "tenant"))
     zip_path = build_zip(os.path.join(work, "dist"))
     out = {"benchmark": "db_commit_stall", "unit": "ms", "reps": args.reps, "results": []}
-    with Azurite(work, tls=tls, in_memory=True) as azurite:
-        for engine in args.engines.split(","):
-            row = run_engine(engine, args.reps, work, azurite, tenant, zip_path, tls)
-            out["results"].append(row)
-            print("# %s" % json.dumps(row["median"]), file=sys.stderr)
+    try:
+        with Azurite(work, tls=tls, in_memory=True) as azurite:
+            for engine in args.engines.split(","):
+                row = run_engine(engine, args.reps, work, azurite, tenant, zip_path, tls)
+                out["results"].append(row)
+                print("# %s" % json.dumps(row["median"]), file=sys.stderr)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     out["target_met"] = all(r["target_met"] for r in out["results"])
     print(json.dumps(out, indent=2))
 

@@ -54,6 +54,8 @@ def test_restore_of_a_backup_under_load_has_every_acknowledged_commit(mariadb, l
     assert "MariaDB" in backup.message and "FLUSH TABLES WITH READ LOCK" in backup.message
     position = re.search(r"binary log position (binlog\.\d+):(\d+)", backup.message)
     assert position, backup.message
+    job_log = vm.vm.azurite.read_blob(vm.vm.container, "job.log").decode("utf-8", "replace")
+    assert "binary log position %s:%s" % position.groups() in job_log  # the job log has it too
     assert read_only(mariadb) == "0", "read_only was not put back after the thaw"
     assert_restores(mariadb, loops, copies, result, backup)
     # FLUSH TABLES WITH READ LOCK was held across the freeze: the binary log in the snapshot ends at the
