@@ -138,7 +138,7 @@ class MariaDb(object):
         # privileges only (RELOAD for FLUSH TABLES WITH READ LOCK, READ_ONLY ADMIN for read_only, BINLOG
         # MONITOR for the binary log position, REPLICATION SLAVE ADMIN to stop/start replicas).
         self.sql("CREATE USER backup@localhost IDENTIFIED BY '%s'; GRANT RELOAD, READ_ONLY ADMIN, BINLOG MONITOR, "
-                 "REPLICATION SLAVE ADMIN, SLAVE MONITOR ON *.* TO backup@localhost;"
+                 "REPLICATION SLAVE ADMIN ON *.* TO backup@localhost;"
                  % MY_BACKUP_PASSWORD.replace("'", "''"))
         return self
 

@@ -219,11 +219,21 @@ class MysqlQuiescer(object):
         return self.engine == "MySQL" and version_tuple(self.version) >= (8, 4, 0)
 
     def _replica_statements(self):
+        """(stop, start): what pauses and resumes replication on this server."""
         if self.engine == "MariaDB":
-            return "STOP ALL SLAVES;", "START ALL SLAVES;", "SHOW ALL SLAVES STATUS;"
+            return "STOP ALL SLAVES;", "START ALL SLAVES;"
         if version_tuple(self.version) >= (8, 0, 22):
-            return "STOP REPLICA;", "START REPLICA;", "SHOW REPLICA STATUS;"
-        return "STOP SLAVE;", "START SLAVE;", "SHOW SLAVE STATUS;"
+            return "STOP REPLICA;", "START REPLICA;"
+        return "STOP SLAVE;", "START SLAVE;"
+
+    def _replicating(self, session):
+        """Whether replication is running here (a replica whose replication an operator stopped stays
+        stopped: it is neither stopped nor started by the job)."""
+        if self.engine == "MariaDB":  # running applier threads, readable without any privilege
+            rows = session.query("SHOW GLOBAL STATUS LIKE 'Slaves_running';", STATEMENT_TIMEOUT_S)
+            return bool(rows) and rows[0][-1] not in ("0", "")
+        show = "SHOW REPLICA STATUS;" if version_tuple(self.version) >= (8, 0, 22) else "SHOW SLAVE STATUS;"
+        return bool(session.query(show, STATEMENT_TIMEOUT_S))
 
     # -- the interface --------------------------------------------------------------------------------
     def check(self):
@@ -232,13 +242,13 @@ class MysqlQuiescer(object):
         try:
             grants = " ".join(r[0] for r in session.query("SHOW GRANTS;", STATEMENT_TIMEOUT_S,
                                                           codes.WORKLOAD_AUTH_MISSING))
-            replica = bool(session.query(self._replica_statements()[2], STATEMENT_TIMEOUT_S))
+            replica = self._replicating(session)
         finally:
             session.close()
         read_only_admin = ("SUPER", "READ_ONLY ADMIN", "READ ONLY ADMIN", "SYSTEM_VARIABLES_ADMIN")
         enough = "ALL PRIVILEGES" in grants or ("RELOAD" in grants and any(p in grants for p in read_only_admin))
         return {"engine": self.engine, "version": self.version, "client": self.client, "reachable": True,
-                "role": "replica" if replica else "primary", "privileges_sufficient": enough,
+                "role": "replica (replicating)" if replica else "primary", "privileges_sufficient": enough,
                 "would_do": "FLUSH TABLES WITH READ LOCK + SET GLOBAL read_only=ON across the freeze"}
 
     def prepare(self, selected_mountpoints):
@@ -248,8 +258,8 @@ class MysqlQuiescer(object):
 
     def quiesce(self):
         s = self.session
-        stop, _, show = self._replica_statements()
-        self.replica = bool(s.query(show, STATEMENT_TIMEOUT_S))
+        stop = self._replica_statements()[0]
+        self.replica = self._replicating(s)
         if self.replica:
             self.watchdog.send("replica")  # from now on, undoing includes restarting replication
             s.query(stop, STATEMENT_TIMEOUT_S)

@@ -165,7 +165,7 @@ def test_a_replica_stops_replicating_for_the_freeze_and_resumes(loops, make_vm):
                  if replica.query_rows("SHOW DATABASES LIKE 'bank';") else False)
         vm = make_vm([replica_fs.mountpoint])  # only the replica's file system is ever frozen
         workload(vm, replica)
-        assert vm.diagnose()["workload"]["role"] == "replica"
+        assert vm.diagnose()["workload"]["role"] == "replica (replicating)"
         seen = {}
 
         def while_frozen():
