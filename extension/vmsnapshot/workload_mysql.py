@@ -266,7 +266,9 @@ class MysqlQuiescer(object):
         s.query("SET SESSION lock_wait_timeout = %d; FLUSH TABLES WITH READ LOCK;" % max(1, int(self.wl.lock_wait)),
                 self.wl.lock_wait + 5)
         self.locked_at = time.monotonic()
-        s.query("SET GLOBAL read_only = ON;", STATEMENT_TIMEOUT_S)
+        # FLUSH ENGINE LOGS writes InnoDB's log buffer to disk: with innodb_flush_log_at_trx_commit 0 or 2,
+        # commits acknowledged before the lock would otherwise be missing from the snapshot.
+        s.query("SET GLOBAL read_only = ON; FLUSH ENGINE LOGS;", STATEMENT_TIMEOUT_S)
         rows = s.query("SHOW BINARY LOG STATUS;" if self._mysql_84() else "SHOW MASTER STATUS;", STATEMENT_TIMEOUT_S)
         if rows and len(rows[0]) >= 2:
             self.binlog = "%s:%s" % (rows[0][0], rows[0][1])
