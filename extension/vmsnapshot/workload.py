@@ -257,9 +257,9 @@ def quiescer_for(wl):
 class WorkloadStep(object):
     """What the job does with a database: enter() before syncfs/freeze, release() right after the thaw.
 
-    Never raises. `abort_code`: the step failed and OnAppFailureDoFsFreeze is false, so the job stops with
-    that code. Otherwise `problem` (None when the database was quiesced) says why the result is only
-    file-system consistent.
+    A database problem never raises (a cancel of the job does). `abort_code`: the step failed and
+    OnAppFailureDoFsFreeze is false, so the job stops with that code. Otherwise `problem` (None when the
+    database was quiesced) says why the result is only file-system consistent.
     """
 
     def __init__(self, cfg):
