@@ -12,7 +12,7 @@ import os
 import signal
 import time
 
-from . import codes, freezer, hostsnapshot, mounts, scripts, settings, snapshot_method
+from . import codes, freezer, hostsnapshot, mounts, script_config, scripts, settings, snapshot_method
 from .redact import add_secret
 from .snapshots import SnapshotBatch, outcome_code
 from .status import Report, blob_report, write_local
@@ -155,8 +155,8 @@ class Job(object):
         self.upload_status()  # 'transitioning' before anything else, as the service expects
 
         # A missing script configuration means "no scripts", like a missing hook directory.
-        script_plan = scripts.load_script_plan(config_path=cfg.script_config, hook_dir=cfg.hook_dir,
-                                               config_required=False)
+        script_plan = script_config.load_script_plan(config_path=cfg.script_config, hook_dir=cfg.hook_dir,
+                                                     config_required=False)
         if script_plan.error_code:
             self.report.finish(script_plan.error_code, script_plan.message)
             return
