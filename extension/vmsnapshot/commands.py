@@ -168,7 +168,7 @@ def supervise(argv):
                 started[0].send_signal(signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, on_sigterm)
-    from . import freezer  # imported here so enable stays fast
+    from . import fallback_thaw  # imported here so enable stays fast
 
     henv, _, _, _ = _context()
     wire = sys.stdin.read()
@@ -201,14 +201,14 @@ def supervise(argv):
             buf = lines.pop()
             for line in lines:
                 text = line.decode("ascii", "replace")
-                targets = freezer.parse_targets_line(text) or targets
-                if not text.startswith(freezer.TARGETS_PREFIX):
+                targets = fallback_thaw.parse_targets_line(text) or targets
+                if not text.startswith(fallback_thaw.TARGETS_PREFIX):
                     phase = text
     thawed = None
     if phase in FROZEN_PHASES and targets:
         # The worker died while frozen. Its guardian thaws on end-of-file unless it cannot run (stopped, or
         # killed as well): thaw here too, before anything (our own log included) writes to those disks.
-        thawed = freezer.thaw_targets(targets)
+        thawed = fallback_thaw.thaw_targets(targets)
     _, wait_status, usage = os.wait4(proc.pid, 0)
     proc.returncode = code = -os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status) else \
         os.WEXITSTATUS(wait_status)

@@ -21,7 +21,8 @@ INTERPRETERS = runtime_interpreters()
 CYCLE = r"""
 import json, os, sys
 from vmsnapshot.mounts import plan_from_mountinfo
-from vmsnapshot.freezer import FreezeGuardian, syncfs_all
+from vmsnapshot.guardian_client import GuardianClient
+from vmsnapshot.syncfs import syncfs_all
 from vmsnapshot import script_config, scripts
 
 mounts, script_dir = sys.argv[1:-1], sys.argv[-1]
@@ -31,7 +32,7 @@ out["plan"] = plan.mountpoints
 if mounts:
     assert sorted(plan.mountpoints) == sorted(mounts), plan.mountpoints
     syncfs_all(plan.mountpoints)
-    with FreezeGuardian(plan.mountpoints, hard_deadline_s=10, lock_path=None) as g:
+    with GuardianClient(plan.mountpoints, hard_deadline_s=10, lock_path=None) as g:
         g.start()
         r = g.freeze()
         t = g.thaw()
