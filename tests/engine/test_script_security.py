@@ -16,6 +16,7 @@ from vmsnapshot import script_config, scripts
 from vmsnapshot.script_config import load_script_plan
 from vmsnapshot.scripts import run_post, run_pre
 
+from harness.procs import alive
 from harness.trusteddir import TrustedDir
 
 UID = os.geteuid()
@@ -47,14 +48,6 @@ def write(path, text, mode, owner=None):
 
 def config(directory, **fields):
     return write(os.path.join(directory, "cfg.json"), json.dumps(fields), 0o600)
-
-
-def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (IOError, OSError):
-        return False
 
 
 @pytest.fixture

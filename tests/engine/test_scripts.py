@@ -15,6 +15,7 @@ from vmsnapshot import script_config, subp
 from vmsnapshot.script_config import load_script_plan
 from vmsnapshot.scripts import run_post, run_pre, snapshot_decision
 
+from harness.procs import alive
 from harness.trusteddir import TrustedDir
 
 UID = os.geteuid()
@@ -53,14 +54,6 @@ def config(directory, mode=0o600, **fields):
 
 def plan_for(cfg, hook_dir=None):
     return load_script_plan(config_path=cfg, hook_dir=hook_dir, owner_uid=UID)
-
-
-def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (IOError, OSError):
-        return False
 
 
 def test_success_with_params_pre_and_post(sdir):
