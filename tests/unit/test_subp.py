@@ -1,5 +1,6 @@
 """vmsnapshot.subp: the runtime's only way to start a process, with real processes."""
 
+import ast
 import errno
 import os
 import signal
@@ -200,3 +201,30 @@ def test_supervised_env_cwd_and_inherited_descriptor(tmp_path):
     finally:
         os.close(fd)
     assert done.output_tail == b"through the descriptor\ny\n/\n"
+
+
+# -- the rule itself ----------------------------------------------------------------------------
+
+_PROCESS_CALLS = {"fork", "forkpty", "system", "popen", "killpg", "posix_spawn", "posix_spawnp"}
+
+
+def test_subp_is_the_only_runtime_module_that_starts_or_group_kills_processes():
+    package = os.path.dirname(os.path.abspath(subp.__file__))
+    offenders = []
+    for name in sorted(os.listdir(package)):
+        if not name.endswith(".py") or name == "subp.py":
+            continue
+        with open(os.path.join(package, name)) as f:
+            tree = ast.parse(f.read(), name)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found = [a.name for a in node.names if a.name in ("subprocess", "pty", "multiprocessing")]
+            elif isinstance(node, ast.ImportFrom):
+                found = [node.module] if node.module in ("subprocess", "pty", "multiprocessing") else []
+            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "os":
+                attr = node.attr
+                found = [attr] if attr in _PROCESS_CALLS or attr.startswith(("exec", "spawn")) else []
+            else:
+                found = []
+            offenders.extend("%s:%d %s" % (name, node.lineno, f) for f in found)
+    assert offenders == []
