@@ -1,4 +1,4 @@
-"""What the worker (vmsnapshot.freezer) and the freeze guardian (vmsnapshot.guardian) share: the
+"""What the worker (vmsnapshot.guardian_client) and the freeze guardian (vmsnapshot.guardian) share: the
 ioctl numbers, the result codes and the wire format of their socketpair (newline-delimited JSON).
 
 Kept to a few light imports so the guardian starts fast.

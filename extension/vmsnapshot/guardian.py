@@ -1,6 +1,6 @@
 """The freeze guardian: the separate process that holds a freeze and guarantees the thaw.
 
-Started by vmsnapshot.freezer.FreezeGuardian as `python -B -m vmsnapshot.guardian --fd N ... -- MP...`
+Started by vmsnapshot.guardian_client.GuardianClient as `python -B -m vmsnapshot.guardian --fd N ... -- MP...`
 in its own session. It talks to the worker over one end of a socketpair (newline-delimited JSON).
 
 Guarantees, in the order they matter:

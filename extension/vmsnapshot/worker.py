@@ -12,11 +12,13 @@ import os
 import signal
 import time
 
-from . import codes, freezer, hostsnapshot, mounts, scripts, settings, snapshot_method
+from . import codes, fallback_thaw, hostsnapshot, mounts, script_config, scripts, settings, snapshot_method
+from .guardian_client import GuardianClient
 from .redact import add_secret
 from .snapshots import SnapshotBatch, outcome_code
 from .status import Report, blob_report, write_local
 from .storage import StorageClient, StorageError
+from .syncfs import syncfs_all
 
 log = logging.getLogger(__name__)
 FREEZE_MARGIN = 0.2  # share of the freeze cap kept back for the thaw
@@ -155,8 +157,8 @@ class Job(object):
         self.upload_status()  # 'transitioning' before anything else, as the service expects
 
         # A missing script configuration means "no scripts", like a missing hook directory.
-        script_plan = scripts.load_script_plan(config_path=cfg.script_config, hook_dir=cfg.hook_dir,
-                                               config_required=False)
+        script_plan = script_config.load_script_plan(config_path=cfg.script_config, hook_dir=cfg.hook_dir,
+                                                     config_required=False)
         if script_plan.error_code:
             self.report.finish(script_plan.error_code, script_plan.message)
             return
@@ -298,9 +300,8 @@ class Job(object):
 
     def start_guardian(self, plan):
         cfg = self.cfg
-        guardian = freezer.FreezeGuardian.for_plan(plan, hard_deadline_s=cfg.timeout,
-                                                   per_mount_timeout_s=cfg.freeze_wait,
-                                                   lock_path=cfg.safe_freeze_lock, lock_wait_s=cfg.lock_wait)
+        guardian = GuardianClient.for_plan(plan, hard_deadline_s=cfg.timeout, per_mount_timeout_s=cfg.freeze_wait,
+                                           lock_path=cfg.safe_freeze_lock, lock_wait_s=cfg.lock_wait)
         t = time.monotonic()
         try:
             guardian.start()
@@ -390,13 +391,13 @@ class Job(object):
         points = guardian.mountpoints
         t = time.monotonic()
         self.phase("syncfs")
-        freezer.syncfs_all(points)
+        syncfs_all(points)
         self.timings["syncfs"] = (time.monotonic() - t) * 1000
         thawed = None
         self.logs.hold()
         try:
             t_freeze = time.monotonic()
-            self.phase(freezer.targets_line(guardian))  # the supervisor's own thaw, should both be stuck
+            self.phase(fallback_thaw.targets_line(guardian))  # the supervisor's own thaw, should both be stuck
             self.phase("freeze")
             frozen = guardian.freeze()
             self.timings["freeze"] = (time.monotonic() - t_freeze) * 1000
