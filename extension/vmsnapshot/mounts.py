@@ -64,17 +64,6 @@ def normalize_mountpoint(path):
     return norm
 
 
-def split_mount_list(value):
-    """Parse a comma-separated config value such as `MountsToSkip = /a, /b` into normalized paths.
-
-    Returns [] for an empty value. Callers decide what a blank MountsToInclude means; the convention
-    used by the runtime is: key absent or blank -> None (no include filter).
-    """
-    if value is None:
-        return []
-    return [normalize_mountpoint(p) for p in value.split(",") if p.strip()]
-
-
 class MountInfoError(ValueError):
     """A mountinfo line that cannot be parsed."""
 
@@ -139,12 +128,6 @@ def parse_mountinfo(text):
 def read_mountinfo(path="/proc/self/mountinfo"):
     with open(path) as f:
         return parse_mountinfo(f.read())
-
-
-def _is_under(path, ancestor):
-    if ancestor == "/":
-        return True
-    return path == ancestor or path.startswith(ancestor + "/")
 
 
 def _fstype_skip_reason(fstype):
@@ -311,7 +294,7 @@ def plan_freeze(mounts, include=None, skip=(), resource_disk_paths=DEFAULT_RESOU
 
 def plan_from_mountinfo(path="/proc/self/mountinfo", include=None, skip=(),
                         resource_disk_paths=DEFAULT_RESOURCE_DISK_PATHS):
-    """Convenience: read mountinfo and plan in one call (what `diagnose` and the worker use)."""
+    """Read mountinfo and plan in one call (the freeze tests and benchmarks check their plans with it)."""
     return plan_freeze(read_mountinfo(path), include=include, skip=skip,
                        resource_disk_paths=resource_disk_paths)
 

@@ -174,19 +174,6 @@ class StorageClient(object):
         with self._lock:
             self._idle.setdefault(target.key, []).append(conn)
 
-    def warm(self, uris, per_host=None):
-        """Open (and TLS-handshake) enough connections for `uris` now, before any freeze."""
-        wanted = {}
-        for uri in uris:
-            t = Target(uri)
-            wanted[t.key] = (t, wanted.get(t.key, (t, 0))[1] + 1)
-        for key, (target, count) in wanted.items():
-            count = min(count, per_host or count)
-            with self._lock:
-                have = len(self._idle.get(key, []))
-            for _ in range(max(0, count - have)):
-                self._give_back(target, self._new_connection(target, self.timeout))
-
     def close(self):
         with self._lock:
             conns = [c for lst in self._idle.values() for c in lst]
