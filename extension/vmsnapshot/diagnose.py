@@ -10,7 +10,7 @@ import os
 import platform
 import sys
 
-from . import config, handlerenv, identity, mounts, protected, settings
+from . import agentcontract, config, handlerenv, identity, mounts, protected, settings
 from .commands import cert_dir
 from .redact import strip_query
 
@@ -62,7 +62,7 @@ def collect(check_network=True, lib_dir="/var/lib/waagent"):
 
 def find_handler_dir(lib_dir="/var/lib/waagent"):
     """The handler directory to diagnose: the agent's (env), the current one, else the newest installed."""
-    if os.environ.get("AZURE_GUEST_AGENT_EXTENSION_PATH") or os.path.exists("HandlerEnvironment.json"):
+    if os.environ.get(agentcontract.ENV_EXTENSION_PATH) or os.path.exists("HandlerEnvironment.json"):
         return None
     import glob
 
@@ -130,7 +130,7 @@ def render_text(doc):
 
 def main(argv):
     if "--handler-dir" in argv and argv.index("--handler-dir") + 1 < len(argv):
-        os.environ["AZURE_GUEST_AGENT_EXTENSION_PATH"] = argv[argv.index("--handler-dir") + 1]
+        os.environ[agentcontract.ENV_EXTENSION_PATH] = argv[argv.index("--handler-dir") + 1]
     as_json = "--json" in argv
     doc = collect(check_network="--offline" not in argv)
     print(json.dumps(doc, indent=2, sort_keys=True) if as_json else render_text(doc))

@@ -1,6 +1,6 @@
 """Where things are: the handler directory, HandlerEnvironment.json, sequence numbers and the agent's lib dir.
 
-Tolerant by design (contract §3, §14): HandlerEnvironment may be a list or a bare object, eventsFolder
+Tolerant by design: HandlerEnvironment may be a list or a bare object, eventsFolder
 may be missing, and nothing Windows-only is required.
 """
 
@@ -8,7 +8,7 @@ import json
 import os
 import re
 
-from . import identity
+from . import agentcontract, identity
 
 _SEQ_FILE = re.compile(r"^(\d+)\.settings$")
 
@@ -45,7 +45,7 @@ class HandlerEnv(object):
 
 
 def load(base_dir=None):
-    base_dir = os.path.abspath(base_dir or os.environ.get("AZURE_GUEST_AGENT_EXTENSION_PATH") or os.getcwd())
+    base_dir = os.path.abspath(base_dir or os.environ.get(agentcontract.ENV_EXTENSION_PATH) or os.getcwd())
     env = {}
     path = os.path.join(base_dir, "HandlerEnvironment.json")
     if os.path.exists(path):
@@ -70,13 +70,13 @@ def load(base_dir=None):
         status_dir=env.get("statusFolder") or os.path.join(base_dir, "status"),
         events_dir=env.get("eventsFolder") or env.get("eventsFolder_preview"),
         name=name,
-        version=os.environ.get("AZURE_GUEST_AGENT_EXTENSION_VERSION") or identity.VERSION,
+        version=os.environ.get(agentcontract.ENV_EXTENSION_VERSION) or identity.VERSION,
     )
 
 
 def current_seq(henv):
     """The sequence number to act on: ConfigSequenceNumber, else the newest settings file, else 0."""
-    raw = os.environ.get("ConfigSequenceNumber")
+    raw = os.environ.get(agentcontract.ENV_SEQUENCE_NUMBER)
     if raw is not None and raw.strip().isdigit():
         return int(raw.strip())
     newest, newest_mtime = None, None

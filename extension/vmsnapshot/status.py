@@ -18,7 +18,7 @@ import platform
 import sys
 import time
 
-from . import codes, identity
+from . import agentcontract, codes, identity
 from .fileutil import atomic_write, ensure_dir, remove, rewrite_in_place
 from .redact import clean
 
@@ -35,8 +35,8 @@ def iso_now():
 
 def status_word(code, terminal=True):
     if not terminal:
-        return "transitioning"
-    return "success" if code in codes.SUCCESS_CODES else "error"
+        return agentcontract.STATUS_TRANSITIONING
+    return agentcontract.STATUS_SUCCESS if code in codes.SUCCESS_CODES else agentcontract.STATUS_ERROR
 
 
 class Report(object):
