@@ -101,7 +101,9 @@ def _probe_status_blob(handler, cfg, henv):
     try:
         resp = StorageClient(timeout=5.0, waagent_conf=cfg.waagent_conf).request("HEAD", uri, max_attempts=1)
         return {"uri": strip_query(uri), "reachable": True, "http_status": resp.status}
-    except (StorageError, ValueError) as e:
+    except StorageError as e:
+        if e.status is not None:  # the service answered, if only with an error
+            return {"uri": strip_query(uri), "reachable": True, "http_status": e.status}
         return {"uri": strip_query(uri), "reachable": False, "error": str(e)}
 
 
