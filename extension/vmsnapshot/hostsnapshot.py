@@ -199,7 +199,7 @@ def _flag_value(value):
 
 
 def dosnapshot_request(task_id, token, disk_ids, backup_metadata, included_disks, dynamic_configs, pre=None):
-    """The dosnapshot body (host-path-and-workloads §3): five well-known flags, metadata in order, ADE."""
+    """The dosnapshot body: five well-known flags, metadata in order, ADE."""
     disks = included_disks or {}
     given = {}
     for entry in dynamic_configs or []:
@@ -230,7 +230,7 @@ def dotnet_date(iso):
 
 
 class HostDiskResult(object):
-    """One snapshotInfo entry of a dosnapshot answer, shaped for the status (§4)."""
+    """One snapshotInfo entry of a dosnapshot answer, shaped for the status."""
 
     def __init__(self, index, disk_id):
         self.index = index
