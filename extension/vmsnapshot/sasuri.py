@@ -39,7 +39,7 @@ class SasUri(object):
     """scheme (lower case), host (IPv6 without brackets), port (the scheme's default when absent), path,
     query (None without '?') and the whole text in `uri`. Raises SasUriError for text that is no URI."""
 
-    __slots__ = ("uri", "scheme", "host", "port", "path", "query", "fragment")
+    __slots__ = ("uri", "scheme", "host", "port", "path", "query", "fragment", "has_userinfo")
 
     def __init__(self, uri):
         if not isinstance(uri, str):
@@ -50,7 +50,8 @@ class SasUri(object):
         scheme, netloc, self.path, self.query, self.fragment = m.groups()
         self.uri = uri
         self.scheme = scheme.lower()
-        netloc = netloc.rsplit("@", 1)[-1]  # userinfo is never sent
+        self.has_userinfo = "@" in netloc  # user:password@ (no blob SAS URI carries one)
+        netloc = netloc.rsplit("@", 1)[-1]
         port = None
         if netloc.startswith("["):
             close = netloc.find("]")

@@ -78,6 +78,8 @@ def parse_target(uri):
     except SasUriError as e:
         raise StorageError("the storage URI %s" % e, error_code=INVALID_URI)
     problem = parsed.transport_problem()
+    if parsed.has_userinfo:
+        problem = "carries user credentials (user:password@), which a SAS URI never does"
     if problem:
         raise StorageError("%s: %s" % (strip_query(uri), problem), error_code=INVALID_URI)
     return parsed

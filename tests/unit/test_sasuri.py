@@ -20,7 +20,7 @@ def test_ports_ipv6_and_userinfo():
     u = SasUri("http://[::1]:10000/devstoreaccount1/c/b?sig=x")
     assert (u.host, u.port, u.host_header) == ("::1", 10000, "[::1]:10000") and u.blob_problem() is None
     u = SasUri("https://user:pw@127.0.0.1:8443/a/c/b?sig=x")
-    assert (u.host, u.port) == ("127.0.0.1", 8443)
+    assert (u.host, u.port, u.has_userinfo) == ("127.0.0.1", 8443, True) and "pw" not in repr(u)
     assert SasUri("HTTP://LOCALHOST/a/b").scheme == "http"
     assert SasUri("https://stack.local.azurestack.external/c/b").query is None
 

@@ -155,3 +155,10 @@ def test_checkout_failure_is_a_storage_error(client):
     with pytest.raises(StorageError) as e:
         client.checkout("https://127.0.0.1:1/c/b?sig=x")
     assert (e.value.status, e.value.error_code) == (None, storage.CONNECTION_FAILED)
+
+
+def test_a_uri_with_user_credentials_is_refused(client):
+    with pytest.raises(StorageError) as e:
+        client.head("https://kituser:kitpassword@127.0.0.1:1/c/b?sig=x")
+    assert (e.value.status, e.value.error_code) == (None, storage.INVALID_URI)
+    assert "kitpassword" not in str(e.value)
