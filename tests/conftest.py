@@ -13,6 +13,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from harness.azurite import Azurite  # noqa: E402
+from harness.certs import TenantCert, make_tls  # noqa: E402
 from harness.freezeguard import MachineThawGuard  # noqa: E402
 
 _guard = None
@@ -38,3 +40,22 @@ def pytest_sessionfinish(session, exitstatus):
 def machine_guard():
     """The running guard, for tests that assert it stayed quiet."""
     return _guard
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory):
+    """A private CA and a server certificate for 127.0.0.1 (harness.certs.make_tls)."""
+    return make_tls(str(tmp_path_factory.mktemp("tls")))
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory, tls):
+    """One in-memory Azurite over HTTPS for the session (runtime and unit tests)."""
+    with Azurite(str(tmp_path_factory.mktemp("azurite")), tls=tls, in_memory=True) as a:
+        yield a
+
+
+@pytest.fixture(scope="session")
+def tenant(tmp_path_factory):
+    """The certificate protected settings are encrypted to."""
+    return TenantCert(str(tmp_path_factory.mktemp("tenant")))

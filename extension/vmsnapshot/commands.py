@@ -12,10 +12,10 @@ import signal
 import sys
 import time
 
-from . import codes, config, handlerenv, joblog, settings, subp, vm_identity
+from . import agentcontract, codes, config, handlerenv, joblog, settings, subp, vm_identity
 from .fileutil import atomic_write, ensure_dir, unsafe_directory
 from .state import State, pid_alive, process_start_time
-from .status import Report, write_local
+from .status import Report, status_word, write_local
 from .telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ def _enable_again(henv, state, seq):
     if running:
         log.info("seq %s: job still running; nothing to do", seq)
         return 0
-    if current in ("success", "error", "warning"):
+    if current in agentcontract.TERMINAL_STATUSES:
         log.info("seq %s already processed; status kept", seq)
         return 0
     _write_error(henv, seq, codes.ERROR, "the job for this sequence number was interrupted before it finished "
@@ -284,8 +284,7 @@ def snapshot(argv):
     job = Job(henv, cfg, spec, logs, Telemetry(henv.events_dir, spec.task_id), State(henv.base_dir))
     job.run()
     lang, text = job.report.message()
-    print("%s (code %s): %s" % ("success" if job.report.code in codes.SUCCESS_CODES else "error",
-                                job.report.code, text))
+    print("%s (code %s): %s" % (status_word(job.report.code), job.report.code, text))
     print("status file: %s" % henv.status_file(seq))
     return 0 if job.report.code in codes.SUCCESS_CODES else 1
 
@@ -348,7 +347,7 @@ def stop_running_job(henv, wait_s=STOP_WAIT_S):
     if guardian and not wait_gone(guardian, 5.0):
         os.kill(guardian, signal.SIGTERM)
     seq = job.get("seq")
-    if seq is not None and _status_of(henv, seq) == "transitioning":  # stopped before it could report
+    if seq is not None and _status_of(henv, seq) == agentcontract.STATUS_TRANSITIONING:  # stopped before reporting
         _write_error(henv, seq, codes.ERROR, "the job was cancelled (disable or uninstall) before it finished")
     state.clear_job()
     return "job %s stopped" % (pid or supervisor)
@@ -434,7 +433,7 @@ def update(argv):
     """New version, before the old one is uninstalled: carry the task identity over (the agent copies
     mrseq and status/* itself)."""
     henv, _, _, _ = _context()
-    old_version = os.environ.get("AZURE_GUEST_AGENT_UPDATING_FROM_VERSION")
+    old_version = os.environ.get(agentcontract.ENV_UPDATING_FROM_VERSION)
     if old_version:
         old_dir = os.path.join(henv.lib_dir, "%s-%s" % (henv.name, old_version))
         old_task = State(old_dir).last_task()

@@ -27,11 +27,11 @@ import threading
 import time
 import traceback
 
+from vmsnapshot.codes import FREEZE_FAILED as CODE_FREEZE_FAILED
+from vmsnapshot.codes import FREEZE_TIMEOUT as CODE_FREEZE_TIMEOUT
+from vmsnapshot.codes import UNABLE_TO_OPEN_MOUNT as CODE_OPEN_FAILED
 from vmsnapshot.fileutil import NOFOLLOW
 from vmsnapshot.freezeproto import (
-    CODE_FREEZE_FAILED,
-    CODE_FREEZE_TIMEOUT,
-    CODE_OPEN_FAILED,
     FIFREEZE,
     FITHAW,
     NOT_SUPPORTED_ERRNOS,

@@ -28,6 +28,7 @@ import threading
 import time
 
 from vmsnapshot import subp
+from vmsnapshot.config import DEFAULTS as CONFIG_DEFAULTS
 from vmsnapshot.fallback_thaw import FallbackThaw
 from vmsnapshot.freeze_results import FreezeOutcome, ThawOutcome
 from vmsnapshot.freezeproto import (
@@ -41,14 +42,14 @@ from vmsnapshot.mounts import freeze_waves, identities, identity_problem
 
 log = logging.getLogger(__name__)
 
-SAFE_FREEZE_LOCK = "/etc/azure/MicrosoftRecoverySvcsSafeFreezeLock/SafeFreezeLockFile"
-
-# Defaults. The hard deadline is the longest time any filesystem may stay frozen, counted from before
-# the first FIFREEZE ([SnapshotThread] timeout). Snapshots of all disks normally finish in well under a
-# second, so 30 s leaves room for retries while bounding the worst case an application can see.
-DEFAULT_HARD_DEADLINE_S = 30.0
-DEFAULT_PER_MOUNT_TIMEOUT_S = 10.0
-DEFAULT_LOCK_WAIT_S = 15.0
+# Defaults: the configuration's (config.DEFAULTS). The hard deadline is the longest time any filesystem may
+# stay frozen, counted from before the first FIFREEZE ([SnapshotThread] timeout). Snapshots of all disks
+# normally finish in well under a second, so 30 s leaves room for retries while bounding the worst case an
+# application can see.
+SAFE_FREEZE_LOCK = CONFIG_DEFAULTS["safe_freeze_lock"]
+DEFAULT_HARD_DEADLINE_S = CONFIG_DEFAULTS["timeout"]
+DEFAULT_PER_MOUNT_TIMEOUT_S = CONFIG_DEFAULTS["freeze_wait"]
+DEFAULT_LOCK_WAIT_S = CONFIG_DEFAULTS["lock_wait"]
 GUARDIAN_START_TIMEOUT_S = 15.0
 
 LIVENESS_POLL_S = 0.1  # how often a waiting worker checks that the guardian is still alive
