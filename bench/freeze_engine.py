@@ -33,8 +33,10 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "extension")]
 
-from vmsnapshot.freezer import FIFREEZE, FITHAW, FreezeGuardian, syncfs_all  # noqa: E402
+from vmsnapshot.freezeproto import FIFREEZE, FITHAW  # noqa: E402
+from vmsnapshot.guardian_client import GuardianClient  # noqa: E402
 from vmsnapshot.mounts import plan_from_mountinfo  # noqa: E402
+from vmsnapshot.syncfs import syncfs_all  # noqa: E402
 
 from harness import loopfs  # noqa: E402
 
@@ -85,7 +87,7 @@ def one_cycle(mounts, hold_s, with_writers=True):
     t = time.monotonic()
     syncfs_all(mounts)
     sync_ms = (time.monotonic() - t) * 1000
-    g = FreezeGuardian(mounts, hard_deadline_s=10, lock_path=None)
+    g = GuardianClient(mounts, hard_deadline_s=10, lock_path=None)
     t = time.monotonic()
     g.start()
     start_ms = (time.monotonic() - t) * 1000

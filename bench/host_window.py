@@ -27,7 +27,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "extension"))
 
-from vmsnapshot import freezer, hostsnapshot  # noqa: E402
+from vmsnapshot import hostsnapshot  # noqa: E402
+from vmsnapshot.syncfs import syncfs_all  # noqa: E402
 
 from bench.frozen_window import planned_mounts  # noqa: E402
 from harness import loopfs  # noqa: E402
@@ -80,7 +81,7 @@ def round_trip(host, name):
 def kernel_freeze_thaw(mounts):
     """The kernel's own cost, in ms: after a syncfs (as the job does), FIFREEZE every mount at once (they are
     independent, as the guardian freezes them), then FITHAW them all. Direct ioctls, no process between."""
-    freezer.syncfs_all(mounts)
+    syncfs_all(mounts)
     fds = [os.open(m, os.O_RDONLY | os.O_DIRECTORY) for m in mounts]
 
     def each(op):

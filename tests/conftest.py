@@ -16,7 +16,6 @@ if ROOT not in sys.path:
 from harness.azurite import Azurite  # noqa: E402
 from harness.certs import TenantCert, make_tls  # noqa: E402
 from harness.freezeguard import MachineThawGuard  # noqa: E402
-from harness.handler import build_zip  # noqa: E402
 
 _guard = None
 
@@ -43,24 +42,20 @@ def machine_guard():
     return _guard
 
 
-# The runtime's world, shared by tests/runtime and tests/databases: Azurite over HTTPS with a test CA, the
-# tenant certificate the protected settings are encrypted to, and the extension zip as the agent gets it.
 @pytest.fixture(scope="session")
 def tls(tmp_path_factory):
+    """A private CA and a server certificate for 127.0.0.1 (harness.certs.make_tls)."""
     return make_tls(str(tmp_path_factory.mktemp("tls")))
 
 
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory, tls):
+    """One in-memory Azurite over HTTPS for the session (runtime and unit tests)."""
     with Azurite(str(tmp_path_factory.mktemp("azurite")), tls=tls, in_memory=True) as a:
         yield a
 
 
 @pytest.fixture(scope="session")
 def tenant(tmp_path_factory):
+    """The certificate protected settings are encrypted to."""
     return TenantCert(str(tmp_path_factory.mktemp("tenant")))
-
-
-@pytest.fixture(scope="session")
-def built_zip(tmp_path_factory):
-    return build_zip(str(tmp_path_factory.mktemp("dist")))

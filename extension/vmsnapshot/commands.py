@@ -9,14 +9,13 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 
-from . import codes, config, handlerenv, joblog, settings, vm_identity
+from . import agentcontract, codes, config, handlerenv, joblog, settings, subp, vm_identity
 from .fileutil import atomic_write, ensure_dir, unsafe_directory
 from .state import State, pid_alive, process_start_time
-from .status import Report, write_local
+from .status import Report, status_word, write_local
 from .telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -122,7 +121,7 @@ def _enable_again(henv, state, seq):
     if running:
         log.info("seq %s: job still running; nothing to do", seq)
         return 0
-    if current in ("success", "error", "warning"):
+    if current in agentcontract.TERMINAL_STATUSES:
         log.info("seq %s already processed; status kept", seq)
         return 0
     _write_error(henv, seq, codes.ERROR, "the job for this sequence number was interrupted before it finished "
@@ -141,15 +140,8 @@ def _status_of(henv, seq):
 
 def _start_worker(henv, spec):
     """Start the supervisor (own session), which starts the worker; both outlive this command."""
-    env = dict(os.environ)
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = package_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    with open(os.devnull, "r+b") as devnull:
-        proc = subprocess.Popen([sys.executable, "-B", "-m", "vmsnapshot", "supervise"], stdin=subprocess.PIPE,
-                                stdout=devnull, stderr=devnull, cwd=henv.base_dir, env=env,
-                                start_new_session=True, close_fds=True)
-    proc.stdin.write(spec.to_wire().encode("utf-8"))
-    proc.stdin.close()
+    proc = subp.spawn([sys.executable, "-B", "-m", "vmsnapshot", "supervise"], data=spec.to_wire().encode("utf-8"),
+                      cwd=henv.base_dir, env=subp.runtime_env())
     return proc.pid
 
 
@@ -168,7 +160,7 @@ def supervise(argv):
                 started[0].send_signal(signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, on_sigterm)
-    from . import freezer  # imported here so enable stays fast
+    from . import fallback_thaw  # imported here so enable stays fast
 
     henv, _, _, _ = _context()
     wire = sys.stdin.read()
@@ -179,16 +171,13 @@ def supervise(argv):
                      "started", spec.locale, spec.task_id)
         return 0
     read_fd, write_fd = os.pipe()
-    with open(os.devnull, "r+b") as devnull:
-        proc = subprocess.Popen([sys.executable, "-B", "-m", "vmsnapshot", "worker", "--phase-fd", str(write_fd)],
-                                stdin=subprocess.PIPE, stdout=devnull, stderr=devnull, cwd=henv.base_dir,
-                                pass_fds=(write_fd,), close_fds=True)
+    # In our process group (a kill of the supervisor's group reaches it), fed its JobSpec on stdin.
+    proc = subp.spawn([sys.executable, "-B", "-m", "vmsnapshot", "worker", "--phase-fd", str(write_fd)],
+                      data=wire.encode("utf-8"), pass_fds=(write_fd,), cwd=henv.base_dir, new_session=False)
     started.append(proc)
     if stop:
-        proc.send_signal(signal.SIGTERM)  # the signal came between the check above and Popen
+        proc.send_signal(signal.SIGTERM)  # the signal came between the check above and the spawn
     os.close(write_fd)
-    proc.stdin.write(wire.encode("utf-8"))
-    proc.stdin.close()
     wire = None
     phase, buf, targets = "starting", b"", None
     with os.fdopen(read_fd, "rb", 0) as phases:
@@ -201,14 +190,14 @@ def supervise(argv):
             buf = lines.pop()
             for line in lines:
                 text = line.decode("ascii", "replace")
-                targets = freezer.parse_targets_line(text) or targets
-                if not text.startswith(freezer.TARGETS_PREFIX):
+                targets = fallback_thaw.parse_targets_line(text) or targets
+                if not text.startswith(fallback_thaw.TARGETS_PREFIX):
                     phase = text
     thawed = None
     if phase in FROZEN_PHASES and targets:
         # The worker died while frozen. Its guardian thaws on end-of-file unless it cannot run (stopped, or
         # killed as well): thaw here too, before anything (our own log included) writes to those disks.
-        thawed = freezer.thaw_targets(targets)
+        thawed = fallback_thaw.thaw_targets(targets)
     _, wait_status, usage = os.wait4(proc.pid, 0)
     proc.returncode = code = -os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status) else \
         os.WEXITSTATUS(wait_status)
@@ -295,8 +284,7 @@ def snapshot(argv):
     job = Job(henv, cfg, spec, logs, Telemetry(henv.events_dir, spec.task_id), State(henv.base_dir))
     job.run()
     lang, text = job.report.message()
-    print("%s (code %s): %s" % ("success" if job.report.code in codes.SUCCESS_CODES else "error",
-                                job.report.code, text))
+    print("%s (code %s): %s" % (status_word(job.report.code), job.report.code, text))
     print("status file: %s" % henv.status_file(seq))
     return 0 if job.report.code in codes.SUCCESS_CODES else 1
 
@@ -353,13 +341,13 @@ def stop_running_job(henv, wait_s=STOP_WAIT_S):
     if pid and not wait_gone(pid, max(0.0, deadline - time.monotonic())):
         os.kill(pid, signal.SIGKILL)  # its guardian sees end-of-file and thaws at once
     if supervised and not wait_gone(supervisor, 0.1):
-        _killpg(supervisor, signal.SIGKILL)  # the supervisor's group: it and a worker not yet recorded
+        subp.kill_group(supervisor, signal.SIGKILL)  # the supervisor's group: it and a worker not yet recorded
         wait_gone(supervisor, 5.0)
     guardian = (state.job() or {}).get("guardian_pid") or job.get("guardian_pid")
     if guardian and not wait_gone(guardian, 5.0):
         os.kill(guardian, signal.SIGTERM)
     seq = job.get("seq")
-    if seq is not None and _status_of(henv, seq) == "transitioning":  # stopped before it could report
+    if seq is not None and _status_of(henv, seq) == agentcontract.STATUS_TRANSITIONING:  # stopped before reporting
         _write_error(henv, seq, codes.ERROR, "the job was cancelled (disable or uninstall) before it finished")
     state.clear_job()
     return "job %s stopped" % (pid or supervisor)
@@ -370,13 +358,6 @@ def _job_worker(job):
     if pid and job.get("start") and process_start_time(pid) != job["start"]:
         return None  # pid reused by something else
     return pid if pid and pid_alive(pid) else None
-
-
-def _killpg(pgid, sig):
-    try:
-        os.killpg(pgid, sig)
-    except OSError:
-        pass
 
 
 def _earlier_enables(henv):
@@ -452,7 +433,7 @@ def update(argv):
     """New version, before the old one is uninstalled: carry the task identity over (the agent copies
     mrseq and status/* itself)."""
     henv, _, _, _ = _context()
-    old_version = os.environ.get("AZURE_GUEST_AGENT_UPDATING_FROM_VERSION")
+    old_version = os.environ.get(agentcontract.ENV_UPDATING_FROM_VERSION)
     if old_version:
         old_dir = os.path.join(henv.lib_dir, "%s-%s" % (henv.name, old_version))
         old_task = State(old_dir).last_task()

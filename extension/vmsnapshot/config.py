@@ -67,11 +67,6 @@ KEYS = [
     ("SnapshotThread", "OnAppFailureDoFsFreeze", "on_app_failure_do_fs_freeze", "bool"),
 ]
 
-# Accepted for compatibility with existing files; they drove the old freeze binary and change nothing here.
-IGNORED_KEYS = ("SafeFreezeWaitInSeconds", "seqsnapshot", "OnAppSuccessDoFsFreeze",
-                "WriteLog", "LoggingOff", "onlyLocalFilesystems", "sudo_off", "disable_logging",
-                "async_event_logging", "isanysnapshotfailed")
-
 _ENDPOINT = re.compile(r"^http://([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::(\d{1,5}))?/?$")
 TRUE_WORDS = ("1", "true", "yes", "on", "y")
 FALSE_WORDS = ("0", "false", "no", "off", "n")

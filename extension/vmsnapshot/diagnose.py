@@ -10,11 +10,12 @@ import os
 import platform
 import sys
 
-from . import config, handlerenv, identity, mounts, protected, settings, workload
+from . import agentcontract, config, handlerenv, identity, mounts, protected, settings, workload
+from .commands import cert_dir
 from .redact import strip_query
 
 
-def collect(check_network=True):
+def collect(check_network=True, lib_dir="/var/lib/waagent"):
     out = {"extension": {"handler": identity.HANDLER_NAME, "version": identity.VERSION},
            "python": {"executable": sys.executable, "version": platform.python_version()},
            "problems": []}
@@ -23,7 +24,7 @@ def collect(check_network=True):
     out["openssl"] = openssl or None
     if not openssl:
         problems.append("openssl is not installed: protected settings cannot be decrypted")
-    henv = handlerenv.load(find_handler_dir())
+    henv = handlerenv.load(find_handler_dir(lib_dir))
     out["handler"] = {"base_dir": henv.base_dir, "log_dir": henv.log_dir, "config_dir": henv.config_dir,
                       "status_dir": henv.status_dir, "events_dir": henv.events_dir}
     try:
@@ -49,14 +50,14 @@ def collect(check_network=True):
         thumb = handler.get("protectedSettingsCertThumbprint")
         cert["thumbprint"] = thumb
         if thumb:
-            crt, prv = protected.key_files(cfg.certificate_dir or henv.lib_dir, str(thumb))
+            crt, prv = protected.key_files(cert_dir(henv, cfg), str(thumb))
             cert["certificate"], cert["certificate_found"] = crt, os.path.isfile(crt)
             cert["private_key"], cert["private_key_found"] = prv, os.path.isfile(prv)
             if not (cert["certificate_found"] and cert["private_key_found"]):
                 problems.append("certificate or key for thumbprint %s not found" % thumb)
         out["snapshot_method"] = _snapshot_method(handler, cfg, henv, seq)
         if check_network:
-            out["status_blob"] = _probe_status_blob(handler, cfg)
+            out["status_blob"] = _probe_status_blob(handler, cfg, henv)
     except settings.SettingsError as e:
         cert["error"] = e.message
     return out
@@ -64,7 +65,7 @@ def collect(check_network=True):
 
 def find_handler_dir(lib_dir="/var/lib/waagent"):
     """The handler directory to diagnose: the agent's (env), the current one, else the newest installed."""
-    if os.environ.get("AZURE_GUEST_AGENT_EXTENSION_PATH") or os.path.exists("HandlerEnvironment.json"):
+    if os.environ.get(agentcontract.ENV_EXTENSION_PATH) or os.path.exists("HandlerEnvironment.json"):
         return None
     import glob
 
@@ -78,7 +79,7 @@ def _snapshot_method(handler, cfg, henv, seq):
     """The path the current settings would take, and why (no network: presnapshot decides at job time)."""
     out = {"host_endpoint": cfg.host_endpoint}
     try:
-        private = settings.decrypt_protected(handler, cfg.certificate_dir or henv.lib_dir)
+        private = settings.decrypt_protected(handler, cert_dir(henv, cfg))
         spec = settings.validate(seq, handler.get("publicSettings"), private,
                                  deadline_minutes=cfg.command_deadline_minutes, config_method=cfg.snapshot_method)
         out.update(method=spec.method, reason=spec.method_reason)
@@ -87,14 +88,14 @@ def _snapshot_method(handler, cfg, henv, seq):
     return out
 
 
-def _probe_status_blob(handler, cfg):
+def _probe_status_blob(handler, cfg, henv):
     from .storage import StorageClient, StorageError
 
     public = handler.get("publicSettings") or {}
     uri = public.get("statusBlobUri") if isinstance(public, dict) else None
     try:
         if not uri:
-            private = settings.decrypt_protected(handler, cfg.certificate_dir or handlerenv.load().lib_dir)
+            private = settings.decrypt_protected(handler, cert_dir(henv, cfg))
             uri = private.get("statusBlobUri")
     except settings.SettingsError as e:
         return {"reachable": None, "error": e.message}
@@ -103,7 +104,9 @@ def _probe_status_blob(handler, cfg):
     try:
         resp = StorageClient(timeout=5.0, waagent_conf=cfg.waagent_conf).request("HEAD", uri, max_attempts=1)
         return {"uri": strip_query(uri), "reachable": True, "http_status": resp.status}
-    except (StorageError, ValueError) as e:
+    except StorageError as e:
+        if e.status is not None:  # the service answered, if only with an error
+            return {"uri": strip_query(uri), "reachable": True, "http_status": e.status}
         return {"uri": strip_query(uri), "reachable": False, "error": str(e)}
 
 
@@ -143,7 +146,7 @@ def render_text(doc):
 
 def main(argv):
     if "--handler-dir" in argv and argv.index("--handler-dir") + 1 < len(argv):
-        os.environ["AZURE_GUEST_AGENT_EXTENSION_PATH"] = argv[argv.index("--handler-dir") + 1]
+        os.environ[agentcontract.ENV_EXTENSION_PATH] = argv[argv.index("--handler-dir") + 1]
     as_json = "--json" in argv
     doc = collect(check_network="--offline" not in argv)
     print(json.dumps(doc, indent=2, sort_keys=True) if as_json else render_text(doc))

@@ -1,5 +1,6 @@
-"""What the worker (vmsnapshot.freezer) and the freeze guardian (vmsnapshot.guardian) share: the
-ioctl numbers, the result codes and the wire format of their socketpair (newline-delimited JSON).
+"""What the worker (vmsnapshot.guardian_client) and the freeze guardian (vmsnapshot.guardian) share: the
+ioctl numbers, the names of the result codes and the wire format of their socketpair (newline-delimited
+JSON).
 
 Kept to a few light imports so the guardian starts fast.
 """
@@ -7,14 +8,13 @@ Kept to a few light imports so the guardian starts fast.
 import errno
 import json
 
+from vmsnapshot.codes import ERROR as CODE_INCONSISTENT  # noqa: F401  (the freeze engine's names for them)
+from vmsnapshot.codes import FREEZE_FAILED as CODE_FREEZE_FAILED  # noqa: F401
+from vmsnapshot.codes import FREEZE_TIMEOUT as CODE_FREEZE_TIMEOUT  # noqa: F401
+from vmsnapshot.codes import UNABLE_TO_OPEN_MOUNT as CODE_OPEN_FAILED  # noqa: F401
+
 FIFREEZE = 0xC0045877
 FITHAW = 0xC0045878
-
-# Result codes, compatible with the Microsoft extension's.
-CODE_INCONSISTENT = 2
-CODE_FREEZE_FAILED = 121
-CODE_FREEZE_TIMEOUT = 122
-CODE_OPEN_FAILED = 123
 
 NOT_SUPPORTED_ERRNOS = (errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP), errno.ENOTTY)
 

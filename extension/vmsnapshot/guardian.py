@@ -1,6 +1,6 @@
 """The freeze guardian: the separate process that holds a freeze and guarantees the thaw.
 
-Started by vmsnapshot.freezer.FreezeGuardian as `python -B -m vmsnapshot.guardian --fd N ... -- MP...`
+Started by vmsnapshot.guardian_client.GuardianClient as `python -B -m vmsnapshot.guardian --fd N ... -- MP...`
 in its own session. It talks to the worker over one end of a socketpair (newline-delimited JSON).
 
 Guarantees, in the order they matter:
@@ -27,11 +27,11 @@ import threading
 import time
 import traceback
 
+from vmsnapshot.codes import FREEZE_FAILED as CODE_FREEZE_FAILED
+from vmsnapshot.codes import FREEZE_TIMEOUT as CODE_FREEZE_TIMEOUT
+from vmsnapshot.codes import UNABLE_TO_OPEN_MOUNT as CODE_OPEN_FAILED
 from vmsnapshot.fileutil import NOFOLLOW
 from vmsnapshot.freezeproto import (
-    CODE_FREEZE_FAILED,
-    CODE_FREEZE_TIMEOUT,
-    CODE_OPEN_FAILED,
     FIFREEZE,
     FITHAW,
     NOT_SUPPORTED_ERRNOS,

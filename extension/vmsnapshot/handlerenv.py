@@ -1,6 +1,6 @@
 """Where things are: the handler directory, HandlerEnvironment.json, sequence numbers and the agent's lib dir.
 
-Tolerant by design (contract §3, §14): HandlerEnvironment may be a list or a bare object, eventsFolder
+Tolerant by design: HandlerEnvironment may be a list or a bare object, eventsFolder
 may be missing, and nothing Windows-only is required.
 """
 
@@ -8,7 +8,7 @@ import json
 import os
 import re
 
-from . import identity
+from . import agentcontract, identity
 
 _SEQ_FILE = re.compile(r"^(\d+)\.settings$")
 
@@ -20,12 +20,11 @@ class HandlerEnvError(Exception):
 class HandlerEnv(object):
     """Paths the agent gave us, with safe defaults when running outside the agent."""
 
-    def __init__(self, base_dir, log_dir, config_dir, status_dir, heartbeat_file, events_dir, name, version):
+    def __init__(self, base_dir, log_dir, config_dir, status_dir, events_dir, name, version):
         self.base_dir = base_dir
         self.log_dir = log_dir
         self.config_dir = config_dir
         self.status_dir = status_dir
-        self.heartbeat_file = heartbeat_file
         self.events_dir = events_dir
         self.name = name
         self.version = version
@@ -34,9 +33,6 @@ class HandlerEnv(object):
     def lib_dir(self):
         """The agent's Lib.Dir, where <thumbprint>.crt/.prv live: the parent of the handler directory."""
         return os.path.dirname(os.path.abspath(self.base_dir))
-
-    def path(self, name):
-        return os.path.join(self.base_dir, name)
 
     def status_file(self, seq):
         return os.path.join(self.status_dir, "%s.status" % seq)
@@ -49,7 +45,7 @@ class HandlerEnv(object):
 
 
 def load(base_dir=None):
-    base_dir = os.path.abspath(base_dir or os.environ.get("AZURE_GUEST_AGENT_EXTENSION_PATH") or os.getcwd())
+    base_dir = os.path.abspath(base_dir or os.environ.get(agentcontract.ENV_EXTENSION_PATH) or os.getcwd())
     env = {}
     path = os.path.join(base_dir, "HandlerEnvironment.json")
     if os.path.exists(path):
@@ -72,16 +68,15 @@ def load(base_dir=None):
         log_dir=log_dir,
         config_dir=env.get("configFolder") or os.path.join(base_dir, "config"),
         status_dir=env.get("statusFolder") or os.path.join(base_dir, "status"),
-        heartbeat_file=env.get("heartbeatFile") or os.path.join(base_dir, "heartbeat.log"),
         events_dir=env.get("eventsFolder") or env.get("eventsFolder_preview"),
         name=name,
-        version=os.environ.get("AZURE_GUEST_AGENT_EXTENSION_VERSION") or identity.VERSION,
+        version=os.environ.get(agentcontract.ENV_EXTENSION_VERSION) or identity.VERSION,
     )
 
 
 def current_seq(henv):
     """The sequence number to act on: ConfigSequenceNumber, else the newest settings file, else 0."""
-    raw = os.environ.get("ConfigSequenceNumber")
+    raw = os.environ.get(agentcontract.ENV_SEQUENCE_NUMBER)
     if raw is not None and raw.strip().isdigit():
         return int(raw.strip())
     newest, newest_mtime = None, None

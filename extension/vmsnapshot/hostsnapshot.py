@@ -19,7 +19,11 @@ import time
 
 from . import rawhttp
 from .redact import redact
-from .snapshots import Preflight
+from .snapshots import COUNT_EXCEEDED, RATE_EXCEEDED, Preflight
+
+# Storage errors the host relays only as text in a disk's errorMessage, and the storage error code each is.
+RELAYED_STORAGE_ERRORS = (("The rate of snapshot blob calls is exceeded", RATE_EXCEEDED),
+                          ("The snapshot count against this blob has been exceeded", COUNT_EXCEEDED))
 
 PRESNAPSHOT_PATH = "/metadata/recsvc/snapshot/presnapshot?api-version=2017-12-01"
 DOSNAPSHOT_PATH = "/metadata/recsvc/snapshot/dosnapshot?api-version=2017-12-01"
@@ -199,7 +203,7 @@ def _flag_value(value):
 
 
 def dosnapshot_request(task_id, token, disk_ids, backup_metadata, included_disks, dynamic_configs, pre=None):
-    """The dosnapshot body (host-path-and-workloads §3): five well-known flags, metadata in order, ADE."""
+    """The dosnapshot body: five well-known flags, metadata in order, ADE."""
     disks = included_disks or {}
     given = {}
     for entry in dynamic_configs or []:
@@ -230,7 +234,7 @@ def dotnet_date(iso):
 
 
 class HostDiskResult(object):
-    """One snapshotInfo entry of a dosnapshot answer, shaped for the status (§4)."""
+    """One snapshotInfo entry of a dosnapshot answer, shaped for the status."""
 
     def __init__(self, index, disk_id):
         self.index = index
@@ -255,6 +259,10 @@ class HostDiskResult(object):
         r.message = redact(str(entry.get("errorMessage") or ""))[:500]
         if entry.get("statusCode") not in (None, 0, "0"):
             r.error_code = str(entry.get("statusCode"))[:40]
+        for text, code in RELAYED_STORAGE_ERRORS:
+            if text in r.message or code in r.message:
+                r.error_code = code
+                break
         dd = entry.get("ddSnapshotIdentifier")
         if isinstance(dd, dict):
             r.dd = {"creationTime": dotnet_date(dd.get("creationTime")), "id": dd.get("id"),

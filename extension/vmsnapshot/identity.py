@@ -23,8 +23,3 @@ except ImportError:
         VERSION = "0.0.0"
 
 HANDLER_NAME = "%s.%s" % (PUBLISHER, TYPE)
-
-
-def type_handler_version(version=VERSION):
-    """The major.minor that templates put in typeHandlerVersion."""
-    return ".".join(version.split(".")[:2])

@@ -64,17 +64,6 @@ def normalize_mountpoint(path):
     return norm
 
 
-def split_mount_list(value):
-    """Parse a comma-separated config value such as `MountsToSkip = /a, /b` into normalized paths.
-
-    Returns [] for an empty value. Callers decide what a blank MountsToInclude means; the convention
-    used by the runtime is: key absent or blank -> None (no include filter).
-    """
-    if value is None:
-        return []
-    return [normalize_mountpoint(p) for p in value.split(",") if p.strip()]
-
-
 class MountInfoError(ValueError):
     """A mountinfo line that cannot be parsed."""
 
@@ -139,12 +128,6 @@ def parse_mountinfo(text):
 def read_mountinfo(path="/proc/self/mountinfo"):
     with open(path) as f:
         return parse_mountinfo(f.read())
-
-
-def _is_under(path, ancestor):
-    if ancestor == "/":
-        return True
-    return path == ancestor or path.startswith(ancestor + "/")
 
 
 def _fstype_skip_reason(fstype):
@@ -239,6 +222,10 @@ def _shadowed(mounts):
     return hidden
 
 
+def _normalized(paths):
+    return set(normalize_mountpoint(p) for p in paths if p.strip())
+
+
 def plan_freeze(mounts, include=None, skip=(), resource_disk_paths=DEFAULT_RESOURCE_DISK_PATHS):
     """Decide which mounts to freeze.
 
@@ -246,72 +233,84 @@ def plan_freeze(mounts, include=None, skip=(), resource_disk_paths=DEFAULT_RESOU
     skip: mount points never frozen. A skipped or resource-disk mount excludes its whole superblock, so
     a bind mount elsewhere cannot freeze it behind the operator's back (skipping `/` really means `/`).
     """
-    include_set = None if include is None else set(normalize_mountpoint(p) for p in include if p.strip())
-    skip_set = set(normalize_mountpoint(p) for p in skip if p.strip())
-    resource_set = set(normalize_mountpoint(p) for p in resource_disk_paths)
-
+    include_set = None if include is None else _normalized(include)
+    skip_set, resource_set = _normalized(skip), _normalized(resource_disk_paths)
     hidden = _shadowed(mounts)
-    # Superblocks excluded as a whole: skip list and resource disk, when visible at those paths.
-    excluded_devnos = {}
-    for i, m in enumerate(mounts):
-        if i in hidden:
-            continue
-        if m.mountpoint in skip_set:
-            excluded_devnos.setdefault(m.devno, "listed in MountsToSkip (%s)" % m.mountpoint)
-        elif m.mountpoint in resource_set and m.fstype in FREEZABLE_FSTYPES:
-            excluded_devnos.setdefault(m.devno, "Azure resource disk (%s)" % m.mountpoint)
-
+    excluded = _excluded_superblocks(mounts, hidden, skip_set, resource_set)
     candidates, skipped = [], []
     for i, m in enumerate(mounts):
-        if i in hidden:
-            reason = "shadowed by a later mount on %s" % hidden[i].mountpoint
-        elif m.mountpoint in skip_set:
-            reason = "listed in MountsToSkip"
-        elif m.mountpoint in resource_set:
-            reason = "Azure resource disk"
-        else:
-            reason = _fstype_skip_reason(m.fstype)
-            if reason is None and include_set is not None and m.mountpoint not in include_set:
-                reason = "not listed in MountsToInclude"
-            if reason is None and m.devno in excluded_devnos:
-                reason = "same filesystem (%s) as one excluded: %s" % (m.devno, excluded_devnos[m.devno])
-            if reason is None and m.read_only:
-                reason = "read-only mount"
+        reason = _skip_reason(m, hidden.get(i), skip_set, resource_set, include_set, excluded)
         if reason is None:
             candidates.append(m)
         else:
             skipped.append((m, reason))
+    selected, duplicates = _one_per_superblock(candidates)
+    order = dict((id(m), i) for i, m in enumerate(mounts))
+    skipped = sorted(skipped + duplicates, key=lambda pair: order[id(pair[0])])
+    missing = []
+    if include_set is not None:
+        visible = set(m.mountpoint for i, m in enumerate(mounts) if i not in hidden)
+        missing = sorted(p for p in include_set if p not in visible)
+    return FreezePlan(_freeze_order(selected), skipped, missing)
 
-    # One mount per superblock. Prefer the mount of the filesystem's own root, then the earliest.
+
+def _excluded_superblocks(mounts, hidden, skip_set, resource_set):
+    """{devno: reason} of superblocks excluded as a whole: skip list and resource disk, when visible there."""
+    excluded = {}
+    for i, m in enumerate(mounts):
+        if i in hidden:
+            continue
+        if m.mountpoint in skip_set:
+            excluded.setdefault(m.devno, "listed in MountsToSkip (%s)" % m.mountpoint)
+        elif m.mountpoint in resource_set and m.fstype in FREEZABLE_FSTYPES:
+            excluded.setdefault(m.devno, "Azure resource disk (%s)" % m.mountpoint)
+    return excluded
+
+
+def _skip_reason(m, shadowed_by, skip_set, resource_set, include_set, excluded):
+    """Why mount `m` is not frozen, or None when it may be."""
+    if shadowed_by is not None:
+        return "shadowed by a later mount on %s" % shadowed_by.mountpoint
+    if m.mountpoint in skip_set:
+        return "listed in MountsToSkip"
+    if m.mountpoint in resource_set:
+        return "Azure resource disk"
+    reason = _fstype_skip_reason(m.fstype)
+    if reason is None and include_set is not None and m.mountpoint not in include_set:
+        reason = "not listed in MountsToInclude"
+    if reason is None and m.devno in excluded:
+        reason = "same filesystem (%s) as one excluded: %s" % (m.devno, excluded[m.devno])
+    if reason is None and m.read_only:
+        reason = "read-only mount"
+    return reason
+
+
+def _one_per_superblock(candidates):
+    """(selected, skipped pairs): one mount per superblock, the filesystem's own root first, else the earliest."""
     chosen = {}
     for m in candidates:
         best = chosen.get(m.devno)
         if best is None or (m.root == "/" and best.root != "/"):
             chosen[m.devno] = m
-    selected = []
+    selected, skipped = [], []
     for m in candidates:
         if chosen[m.devno] is m:
             selected.append(m)
         else:
-            skipped.append((m, "same filesystem (superblock %s) as %s" % (m.devno,
-                                                                          chosen[m.devno].mountpoint)))
-    order = dict((id(m), i) for i, m in enumerate(mounts))
-    skipped.sort(key=lambda pair: order[id(pair[0])])
+            skipped.append((m, "same filesystem (superblock %s) as %s" % (m.devno, chosen[m.devno].mountpoint)))
+    return selected, skipped
 
-    # Freeze order: most recently mounted first, `/` always last. Thaw is the reverse.
-    selected.reverse()
-    selected.sort(key=lambda m: m.mountpoint == "/")
 
-    missing = []
-    if include_set is not None:
-        visible = set(m.mountpoint for i, m in enumerate(mounts) if i not in hidden)
-        missing = sorted(p for p in include_set if p not in visible)
-    return FreezePlan(selected, skipped, missing)
+def _freeze_order(selected):
+    """Most recently mounted first, `/` always last (a stable sort). Thaw is the reverse."""
+    ordered = list(reversed(selected))
+    ordered.sort(key=lambda m: m.mountpoint == "/")
+    return ordered
 
 
 def plan_from_mountinfo(path="/proc/self/mountinfo", include=None, skip=(),
                         resource_disk_paths=DEFAULT_RESOURCE_DISK_PATHS):
-    """Convenience: read mountinfo and plan in one call (what `diagnose` and the worker use)."""
+    """Read mountinfo and plan in one call (the freeze tests and benchmarks check their plans with it)."""
     return plan_freeze(read_mountinfo(path), include=include, skip=skip,
                        resource_disk_paths=resource_disk_paths)
 

@@ -7,13 +7,13 @@ when the value could be secret. Decrypted values only ever live in memory.
 
 import base64
 import binascii
-import ipaddress
 import json
 import os
 import re
 import time
 
 from . import codes, protected, snapshot_method
+from .sasuri import SasUri, SasUriError
 
 MAX_SETTINGS_BYTES = 4 * 1024 * 1024
 MAX_OBJECT_BYTES = 1024 * 1024
@@ -26,7 +26,6 @@ TICKS_AT_UNIX_EPOCH = 621355968000000000
 VM_TYPES = ("microsoft.compute/virtualmachines", "microsoft.classiccompute/virtualmachines")
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$")
 _META_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-_DOTTED_DECIMAL = re.compile(r"^(0|[1-9][0-9]{0,2})(\.(0|[1-9][0-9]{0,2})){3}$")
 _JSON_TOKEN = re.compile(r'\\.|["\[\]{}]')
 
 
@@ -63,22 +62,6 @@ class JobSpec(object):
     @property
     def is_snapshot(self):
         return "snapshot" in (self.command or "").lower()
-
-
-def is_loopback(host):
-    """True only for exactly `localhost` or a literal 127.0.0.0/8 or ::1 address, decided from the
-    text alone (no DNS): `127.attacker.example` or `0177.0.0.1` are not loopback."""
-    host = (host or "").lower()
-    if host == "localhost":
-        return True
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if ":" not in host and not _DOTTED_DECIMAL.match(host):
-        return False  # a name, or an address form (octal, hex, short) that resolvers read differently
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def json_depth_ok(text, limit=MAX_JSON_DEPTH):
@@ -118,19 +101,12 @@ def check_blob_uri(field, uri, require_sig=True):
         raise bad(field, "must be a non-empty string")
     if len(uri) > MAX_URI_LENGTH:
         raise bad(field, "is longer than %d characters" % MAX_URI_LENGTH)
-    m = re.match(r"^(https?)://([^/?#]+)(/[^?#]*)\?([^#]*)$", uri.strip())
-    if not m:
-        raise bad(field, "is not an http(s) URI with a query string (a blob SAS URI)")
-    scheme, netloc, path, query = m.groups()
-    host = netloc.rsplit("@", 1)[-1]
-    host = host[:host.rfind(":")] if (":" in host and not host.endswith("]")) else host
-    if scheme == "http" and not is_loopback(host):
-        raise bad(field, "uses plain http to %s; only https is allowed (http only to loopback)" % host)
-    if len([p for p in path.split("/") if p]) < 2:
-        raise bad(field, "does not name a container and a blob")
-    params = dict(p.split("=", 1) if "=" in p else (p, "") for p in query.split("&"))
-    if require_sig and not params.get("sig"):
-        raise bad(field, "has no SAS signature (sig=)")
+    try:
+        problem = SasUri(uri.strip()).blob_problem(require_sig)
+    except SasUriError:
+        problem = "is not an http(s) URI with a query string (a blob SAS URI)"
+    if problem:
+        raise bad(field, problem)
     return uri.strip()
 
 
@@ -269,7 +245,7 @@ def _custom_settings(public, private):
 
 
 def read_settings_file(path):
-    """The handlerSettings object of a settings file (contract §4: any field may be null)."""
+    """The handlerSettings object of a settings file (any field in it may be null)."""
     if not os.path.exists(path):
         raise SettingsError(codes.BAD_PARAMETER, "no settings file %s" % os.path.basename(path))
     size = os.path.getsize(path)

@@ -1,7 +1,7 @@
 """Which path takes the snapshots: the guest (SAS PUT comp=snapshot) or the host's backup service.
 
-A pure function of the configuration, customSettings and includedDisks, in Microsoft's order
-(host-path-and-workloads §2): vmbackup.conf SnapshotMethod, else customSettings.takeSnapshotFrom, else
+A pure function of the configuration, customSettings and includedDisks, in Microsoft's order:
+vmbackup.conf SnapshotMethod, else customSettings.takeSnapshotFrom, else
 firstHostThenGuest; forced to onlyHost by disks only the host can snapshot (VM guest state, DirectDrive,
 write accelerator); an excluded-disk job without a LUN list must run on the guest (code 17 when the host
 is forced). Wrong types end in a coded SettingsError naming the field, never a traceback.

@@ -10,10 +10,11 @@ import time
 
 from . import codes, rawhttp
 from .redact import strip_query
-from .storage import RETRYABLE_STATUS, Response, describe_error
+from .storage import RETRYABLE_STATUS, Response, StorageError, describe_error
 
-RATE_EXCEEDED_TEXT = "The rate of snapshot blob calls is exceeded"
-COUNT_EXCEEDED_TEXT = "The snapshot count against this blob has been exceeded"
+# The service's error codes (x-ms-error-code) that have a status code of their own.
+RATE_EXCEEDED = "SnapshotOperationRateExceeded"
+COUNT_EXCEEDED = "SnapshotCountExceeded"
 
 
 class DiskResult(object):
@@ -84,14 +85,15 @@ class SnapshotBatch(object):
     def _prepare_one(self, i):
         check, uri = self.preflight[i], self.uris[i]
         try:
-            resp = self.client.head(uri)
-            if resp.ok:
-                self._requests[i] = self.client.snapshot_request(uri, self.metadata)
-                self._conns[i] = self.client.checkout(uri)
-            else:
-                check.message = "HTTP %d %s" % (resp.status, resp.error_code or "")
-            check.ok = resp.ok
-        except Exception as e:
+            self.client.head(uri)
+            self._requests[i] = self.client.snapshot_request(uri, self.metadata)
+            self._conns[i] = self.client.checkout(uri)
+            check.ok = True
+        except StorageError as e:
+            check.ok = False
+            check.message = ("HTTP %d %s" % (e.status, e.response.error_code or "") if e.response is not None
+                             else str(e)[:300])
+        except Exception as e:  # every failure stays a per-disk check result, never a crash
             check.ok, check.message = False, str(e)[:300]
 
     def fire(self, deadline):
@@ -157,11 +159,17 @@ class SnapshotBatch(object):
                 return
             time.sleep(delay)
             try:
-                resp = self.client.snapshot(self.uris[result.index], self.metadata, deadline=deadline)
-                self._apply(result, resp)
-                result.attempts += resp.attempts
+                resp = self.client.snapshot(self.uris[result.index], metadata=self.metadata, deadline=deadline)
+            except StorageError as e:
+                resp = e.response  # the service's answer, when it gave one, is recorded like a success
+                if resp is None:
+                    result.message = str(e)[:500]
+                    return
             except Exception as e:  # every failure stays a per-disk result, never a crash
                 result.message = str(e)[:500]
+                return
+            self._apply(result, resp)
+            result.attempts += resp.attempts
 
         threads = [threading.Thread(target=one, args=(r,), name="snapshot-retry-%d" % r.index) for r in results]
         for t in threads:
@@ -188,11 +196,11 @@ def outcome_code(results):
         return codes.SNAPSHOT_FAILED_NO_NETWORK, "no disk blobs to snapshot"
     if not failed:
         return None, ""
-    text = " ".join(r.message for r in failed) + " " + " ".join(r.error_code or "" for r in failed)
+    error_codes = set(r.error_code for r in failed)
     detail = "%d of %d disk snapshots failed; first: %s" % (len(failed), len(results), failed[0].message[:300])
-    if RATE_EXCEEDED_TEXT in text or "SnapshotOperationRateExceeded" in text:
+    if RATE_EXCEEDED in error_codes:
         return codes.SNAPSHOT_RATE_EXCEEDED, detail
-    if COUNT_EXCEEDED_TEXT in text or "SnapshotCountExceeded" in text:
+    if COUNT_EXCEEDED in error_codes:
         return codes.SNAPSHOT_LIMIT_REACHED, detail
     if len(failed) == len(results):
         return codes.SNAPSHOT_FAILED_NO_NETWORK, detail

@@ -1,7 +1,7 @@
 """Per-handler state that makes enable idempotent and lets disable find a running job.
 
 Files in the handler directory (the agent copies mrseq and status/* across version updates):
-- mrseq: the last sequence number acted on (contract §11);
+- mrseq: the last sequence number acted on;
 - task_identity: the last taskId run (a second key against replays);
 - job.json: the running worker's pid, seq and its guardian's pid, for disable/uninstall;
 - vm_guid: the Role guid of the VM these files belong to (vm_identity.py).

@@ -1,7 +1,7 @@
 """The two status documents: the local status file the agent parses, and the report in the status blob.
 
-Total builders: any code, any missing field, still yields a valid document (contract §7.1; the old
-extension lost its final status on an unknown code). The local file reports the real outcome to the
+Total builders: any code, any missing field, still yields a valid document (the old extension lost its
+final status on an unknown code). The local file reports the real outcome to the
 agent, and carries the blob report in substatus[0].name as the Backup service expects.
 
 Every reported value passes through redact.clean (signatures, userinfo, control characters). The
@@ -18,12 +18,12 @@ import platform
 import sys
 import time
 
-from . import codes, identity
+from . import agentcontract, codes, identity
 from .fileutil import atomic_write, ensure_dir, remove, rewrite_in_place
 from .redact import clean
 
 LOCAL_LIMIT = 120 * 1024  # stay under the agent's 128 KiB
-# Who took the snapshots, appended to messageStr as the existing extension does (reference §6.1).
+# Who took the snapshots, appended to messageStr as the existing extension does.
 ATTRIBUTION = ("snapshotCreator", "hostStatusCodePreSnapshot", "hostStatusCodeDoSnapshot")
 RESERVE_BYTES = 2 * 128 * 1024  # room for a full-size temp file and status even on a full file system
 log = logging.getLogger(__name__)
@@ -35,8 +35,8 @@ def iso_now():
 
 def status_word(code, terminal=True):
     if not terminal:
-        return "transitioning"
-    return "success" if code in codes.SUCCESS_CODES else "error"
+        return agentcontract.STATUS_TRANSITIONING
+    return agentcontract.STATUS_SUCCESS if code in codes.SUCCESS_CODES else agentcontract.STATUS_ERROR
 
 
 class Report(object):
@@ -68,7 +68,7 @@ class Report(object):
 
 
 def blob_report(report):
-    """The JSON text PUT to statusBlobUri (shape: vmsnapshotlinux-reference §6.1, bugs fixed)."""
+    """The JSON text PUT to statusBlobUri, in the existing extension's shape (without its bugs)."""
     lang, text = report.message()
     message_str = text + (" statusBlobUploadError=true," if report.status_blob_error else "")
     message_str += "".join(" %s=%s," % (k, report.telemetry[k]) for k in ATTRIBUTION if k in report.telemetry)

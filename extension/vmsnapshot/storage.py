@@ -1,8 +1,9 @@
 """Azure Blob REST over SAS URIs with http.client: keep-alive pools, retries, proxies, verified TLS.
 
-Nothing assumes a storage suffix: the URI's own scheme, host and port are used, so every cloud, custom
-domain and Azure Stack Hub endpoint works. Plain http is refused except to loopback. Errors and logs
-only ever carry redacted URIs.
+The contract is an SDK's: options are keyword-only, a call returns its 2xx Response or raises
+StorageError, whose `status` (the HTTP status, None when no answer came) and `error_code` (the service's
+x-ms-error-code, else one of the client codes below) say what failed. URIs are sasuri.SasUri: the URI's
+own scheme, host and port, plain http only to loopback. Errors and logs only ever carry redacted URIs.
 """
 
 import errno
@@ -15,7 +16,7 @@ import threading
 import time
 
 from .redact import redact, strip_query
-from .settings import is_loopback
+from .sasuri import SasUri, SasUriError
 
 API_VERSION = "2020-04-08"
 USER_AGENT = "vmsnapshot-linux"
@@ -25,12 +26,29 @@ MAX_PAGE_WRITE = 4 * 1024 * 1024
 MAX_APPEND_BLOCK = 4 * 1024 * 1024
 
 
+# error_code of a failure the service did not answer (status None), or answered without x-ms-error-code.
+INVALID_URI = "InvalidUri"                  # not a URI, an unsupported scheme, plain http off loopback
+CONNECTION_FAILED = "ConnectionFailed"      # refused, reset, TLS failure, no (complete) answer
+UNTRUSTED_CERTIFICATE = "CertificateUntrusted"
+TIMED_OUT = "Timeout"                       # no answer within the timeout or the deadline
+HTTP_STATUS = "HttpStatus%d"                # a non-2xx answer without x-ms-error-code
+
+
 class StorageError(Exception):
-    def __init__(self, message, status=None, error_code=None, body=""):
+    """A storage call failed. status: the HTTP status (None: no answer); error_code: always set;
+    response: the last Response when the service answered."""
+
+    def __init__(self, message, status=None, error_code=None, response=None):
         Exception.__init__(self, redact(message))
         self.status = status
         self.error_code = error_code
-        self.body = redact(body or "")
+        self.response = response
+
+    @classmethod
+    def from_response(cls, what, uri, response):
+        code = response.error_code or HTTP_STATUS % response.status
+        return cls("%s %s answered %d %s" % (what, strip_query(uri), response.status, code),
+                   status=response.status, error_code=code, response=response)
 
 
 class Response(object):
@@ -53,35 +71,18 @@ class Response(object):
         return redact(self.body[:limit].decode("utf-8", "replace"))
 
 
-class Target(object):
-    """A SAS URI split into what a connection needs."""
-
-    def __init__(self, uri):
-        scheme, rest = uri.split("://", 1)
-        netloc, _, path_query = rest.partition("/")
-        self.scheme = scheme.lower()
-        host, port = netloc, None
-        if netloc.startswith("["):
-            close = netloc.index("]")
-            host, port = netloc[1:close], netloc[close + 2:] or None
-        elif ":" in netloc:
-            host, port = netloc.rsplit(":", 1)
-        self.host = host
-        self.port = int(port) if port else (443 if self.scheme == "https" else 80)
-        self.path = "/" + path_query
-        self.uri = uri
-        if self.scheme not in ("http", "https"):
-            raise StorageError("unsupported URI scheme %s" % self.scheme)
-        if self.scheme == "http" and not is_loopback(self.host):
-            raise StorageError("plain http is only allowed to loopback, not %s" % self.host)
-
-    @property
-    def key(self):
-        return (self.scheme, self.host, self.port)
-
-    def with_query(self, extra):
-        sep = "&" if "?" in self.path else "?"
-        return self.path + sep + extra if extra else self.path
+def parse_target(uri):
+    """The SasUri a request may go to, or StorageError(INVALID_URI)."""
+    try:
+        parsed = SasUri(uri)
+    except SasUriError as e:
+        raise StorageError("the storage URI %s" % e, error_code=INVALID_URI)
+    problem = parsed.transport_problem()
+    if parsed.has_userinfo:
+        problem = "carries user credentials (user:password@), which a SAS URI never does"
+    if problem:
+        raise StorageError("%s: %s" % (strip_query(uri), problem), error_code=INVALID_URI)
+    return parsed
 
 
 def read_waagent_proxy(path="/etc/waagent.conf"):
@@ -132,7 +133,7 @@ def ssl_context():
 class StorageClient(object):
     """Thread-safe pool of keep-alive connections per (scheme, host, port)."""
 
-    def __init__(self, timeout=10.0, max_attempts=5, proxy=None, waagent_conf="/etc/waagent.conf",
+    def __init__(self, *, timeout=10.0, max_attempts=5, proxy=None, waagent_conf="/etc/waagent.conf",
                  context=None):
         self.timeout = timeout
         self.max_attempts = max_attempts
@@ -170,22 +171,17 @@ class StorageClient(object):
                 return conn, True
         return self._new_connection(target, timeout), False
 
+    def _connection_error(self, method, uri, attempts, error):
+        if error is None:
+            reason, code = "no time left to retry", TIMED_OUT
+        else:
+            reason, code = describe_error(error), error_code_of(error)
+        return StorageError("%s %s failed after %d attempt(s): %s" % (method, strip_query(uri), attempts, reason),
+                            error_code=code)
+
     def _give_back(self, target, conn):
         with self._lock:
             self._idle.setdefault(target.key, []).append(conn)
-
-    def warm(self, uris, per_host=None):
-        """Open (and TLS-handshake) enough connections for `uris` now, before any freeze."""
-        wanted = {}
-        for uri in uris:
-            t = Target(uri)
-            wanted[t.key] = (t, wanted.get(t.key, (t, 0))[1] + 1)
-        for key, (target, count) in wanted.items():
-            count = min(count, per_host or count)
-            with self._lock:
-                have = len(self._idle.get(key, []))
-            for _ in range(max(0, count - have)):
-                self._give_back(target, self._new_connection(target, self.timeout))
 
     def close(self):
         with self._lock:
@@ -198,10 +194,12 @@ class StorageClient(object):
                 pass
 
     # -- requests ---------------------------------------------------------------------------------
-    def request(self, method, uri, query="", headers=None, body=b"", deadline=None, max_attempts=None):
-        """Send with retries on 408/429/5xx and connection errors, within `deadline` (monotonic)."""
-        target = Target(uri)
-        path = target.with_query(query)
+    def request(self, method, uri, *, query="", headers=None, body=b"", deadline=None, max_attempts=None,
+                what=None):
+        """Send with retries on 408/429/5xx and connection errors, within `deadline` (monotonic).
+        Returns the 2xx Response; raises StorageError otherwise (`what` names the call in its message)."""
+        dest = parse_target(uri)
+        path = dest.request_path(query)
         hdrs = request_headers(headers, body)
         attempts = max_attempts or self.max_attempts
         started = time.monotonic()
@@ -213,7 +211,7 @@ class StorageClient(object):
             timeout = self.timeout if remaining is None else max(0.05, min(self.timeout, remaining))
             reused, conn = False, None
             try:
-                conn, reused = self._take(target, timeout)
+                conn, reused = self._take(dest, timeout)
                 conn.request(method, path, body=body or None, headers=hdrs)
                 resp = conn.getresponse()
                 data = resp.read()  # also for HEAD (empty): an unread response would poison the connection
@@ -221,12 +219,12 @@ class StorageClient(object):
                 if resp.will_close:
                     conn.close()
                 else:
-                    self._give_back(target, conn)
+                    self._give_back(dest, conn)
             except (OSError, http.client.HTTPException, ssl.SSLError) as e:
                 if conn is not None:
                     conn.close()
                 last_error = e
-                if isinstance(e, ssl.CertificateError) or "CERTIFICATE_VERIFY_FAILED" in str(e):
+                if error_code_of(e) == UNTRUSTED_CERTIFICATE:
                     break  # an untrusted certificate does not get better by retrying
                 if reused and attempt == 1:
                     continue  # a pooled connection the server had closed: retry at once
@@ -238,10 +236,10 @@ class StorageClient(object):
                 if self._sleep_before_retry(attempt, rheaders.get("retry-after"), deadline):
                     last_error = None
                     continue
+            if not response.ok:
+                raise StorageError.from_response(what or method, uri, response)
             return response
-        reason = describe_error(last_error) if last_error else "no time left to retry"
-        raise StorageError("%s %s failed after %d attempt(s): %s"
-                           % (method, strip_query(uri), attempt, reason))
+        raise self._connection_error(method, uri, attempt, last_error)
 
     @staticmethod
     def _sleep_before_retry(attempt, retry_after, deadline):
@@ -260,73 +258,75 @@ class StorageClient(object):
     # -- pre-opened connections for the frozen window (snapshots.py) ------------------------------
     def checkout(self, uri):
         """An open connection to `uri`'s host, owned by the caller from now on (opened now if none idle)."""
-        target = Target(uri)
-        conn, _ = self._take(target, self.timeout)
+        dest = parse_target(uri)
+        try:
+            conn, _ = self._take(dest, self.timeout)
+        except (OSError, http.client.HTTPException, ssl.SSLError) as e:
+            raise self._connection_error("CONNECT", uri, 1, e)
         return conn
 
     @staticmethod
     def snapshot_request(uri, metadata=()):
         """The whole snapshot request as bytes, built before the freeze and written as is inside it."""
-        target = Target(uri)
+        dest = parse_target(uri)
         hdrs = request_headers(dict(("x-ms-meta-%s" % k, v) for k, v in metadata))
-        host = target.host if target.port in (80, 443) else "%s:%d" % (target.host, target.port)
-        lines = ["PUT %s HTTP/1.1" % target.with_query("comp=snapshot"), "Host: %s" % host]
+        lines = ["PUT %s HTTP/1.1" % dest.request_path("comp=snapshot"), "Host: %s" % dest.host_header]
         lines += ["%s: %s" % kv for kv in hdrs.items()]
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
     # -- blob operations --------------------------------------------------------------------------
-    def head(self, uri, deadline=None):
-        return self.request("HEAD", uri, deadline=deadline)
+    def head(self, uri, *, deadline=None):
+        return self.request("HEAD", uri, deadline=deadline, what="reading properties of")
 
-    def snapshot(self, uri, metadata=(), deadline=None):
+    def snapshot(self, uri, *, metadata=(), deadline=None):
         headers = dict(("x-ms-meta-%s" % k, v) for k, v in metadata)
-        return self.request("PUT", uri, "comp=snapshot", headers, deadline=deadline)
+        return self.request("PUT", uri, query="comp=snapshot", headers=headers, deadline=deadline,
+                            what="snapshot of")
 
-    def put_block_blob(self, uri, data, content_type="application/json"):
-        resp = self.request("PUT", uri, "", {"x-ms-blob-type": "BlockBlob", "Content-Type": content_type}, data)
-        if not resp.ok:
-            raise StorageError("block blob write to %s answered %d %s" % (strip_query(uri), resp.status,
-                                                                          resp.error_code or ""), resp.status)
-        return resp
+    def put_block_blob(self, uri, data, *, content_type="application/json"):
+        return self.request("PUT", uri, headers={"x-ms-blob-type": "BlockBlob", "Content-Type": content_type},
+                            body=data, what="block blob write to")
 
-    def write_page_blob(self, uri, data, current_length):
+    def write_page_blob(self, uri, data, *, current_length):
         """Replace an existing page blob's content: resize to the padded size, write in 4 MiB pages."""
         padded = data + b" " * ((-len(data)) % PAGE)
         if len(padded) != current_length:
-            r = self.request("PUT", uri, "comp=properties", {"x-ms-blob-content-length": str(len(padded))})
-            if not r.ok:
-                raise StorageError("page blob resize of %s answered %d" % (strip_query(uri), r.status), r.status)
+            self.request("PUT", uri, query="comp=properties", headers={"x-ms-blob-content-length": str(len(padded))},
+                         what="page blob resize of")
         for start in range(0, len(padded), MAX_PAGE_WRITE):
             chunk = padded[start:start + MAX_PAGE_WRITE]
-            r = self.request("PUT", uri, "comp=page", {"x-ms-page-write": "update",
-                                                      "x-ms-range": "bytes=%d-%d" % (start, start + len(chunk) - 1)},
-                             chunk)
-            if not r.ok:
-                raise StorageError("page write to %s answered %d" % (strip_query(uri), r.status), r.status)
+            self.request("PUT", uri, query="comp=page", body=chunk, what="page write to",
+                         headers={"x-ms-page-write": "update",
+                                  "x-ms-range": "bytes=%d-%d" % (start, start + len(chunk) - 1)})
 
     def append(self, uri, data):
         for start in range(0, len(data), MAX_APPEND_BLOCK):
-            r = self.request("PUT", uri, "comp=appendblock", {}, data[start:start + MAX_APPEND_BLOCK])
-            if not r.ok:
-                raise StorageError("append to %s answered %d" % (strip_query(uri), r.status), r.status)
+            self.request("PUT", uri, query="comp=appendblock", body=data[start:start + MAX_APPEND_BLOCK],
+                         what="append to")
 
-    def write_blob(self, uri, data, content_type="application/json", append_mode=False):
+    def write_blob(self, uri, data, *, content_type="application/json", append_mode=False):
         """Write a report to a blob of whatever type the service pre-created (page, append or block)."""
-        props = self.head(uri)
-        blob_type = props.headers.get("x-ms-blob-type", "") if props.ok else ""
-        if props.status not in (200, 404) and not props.ok:
-            raise StorageError("reading properties of %s answered %d %s"
-                               % (strip_query(uri), props.status, props.error_code or ""), props.status)
+        try:
+            props = self.head(uri)
+        except StorageError as e:
+            if e.status != 404:
+                raise
+            props = None
+        blob_type = props.headers.get("x-ms-blob-type", "") if props else ""
         if blob_type == "PageBlob":
             data = data[-10 * 1024 * 1024:]
-            return self.write_page_blob(uri, data, int(props.headers.get("content-length", "0")))
+            return self.write_page_blob(uri, data, current_length=int(props.headers.get("content-length", "0")))
         if blob_type == "AppendBlob":
             return self.append(uri, data)
-        if append_mode and props.status == 404:
-            r = self.request("PUT", uri, "", {"x-ms-blob-type": "AppendBlob"})
-            if r.ok:
+        if append_mode and props is None:
+            try:
+                self.request("PUT", uri, headers={"x-ms-blob-type": "AppendBlob"}, what="append blob creation of")
+            except StorageError as e:
+                if e.status is None:
+                    raise
+            else:
                 return self.append(uri, data)
-        return self.put_block_blob(uri, data, content_type)
+        return self.put_block_blob(uri, data, content_type=content_type)
 
 
 def request_headers(extra=None, body=b""):
@@ -337,6 +337,15 @@ def request_headers(extra=None, body=b""):
         hdrs.update(extra)
     hdrs["Content-Length"] = str(len(body or b""))
     return hdrs
+
+
+def error_code_of(e):
+    """The client error_code of an exception from a connection (no HTTP answer)."""
+    if isinstance(e, socket.timeout):
+        return TIMED_OUT
+    if isinstance(e, ssl.CertificateError) or "CERTIFICATE_VERIFY_FAILED" in str(e):
+        return UNTRUSTED_CERTIFICATE
+    return CONNECTION_FAILED
 
 
 def describe_error(e):

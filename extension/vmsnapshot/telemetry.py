@@ -1,4 +1,4 @@
-"""Telemetry events for the agent's extension pipeline (contract §10): 8 string fields, numeric file names.
+"""Telemetry events for the agent's extension pipeline: 8 string fields, numeric file names.
 
 Events are collected in memory during a job and written once, outside the frozen window.
 """

@@ -1,4 +1,4 @@
-"""Which VM this is: the Role guid of the agent's HostingEnvironmentConfig.xml (host-path-and-workloads §6).
+"""Which VM this is: the Role guid of the agent's HostingEnvironmentConfig.xml.
 
 A VM restored from a backup or cloned keeps the extension's state files (mrseq, task identity) but gets
 a new Role guid. When the guid differs from the one remembered, that state belongs to another VM and is

@@ -12,11 +12,14 @@ import os
 import signal
 import time
 
-from . import codes, freezer, hostsnapshot, mounts, scripts, settings, snapshot_method, workload
+from . import codes, fallback_thaw, hostsnapshot, mounts, script_config, scripts, settings, snapshot_method, workload
+from .guardian_client import GuardianClient
 from .redact import add_secret
 from .snapshots import SnapshotBatch, outcome_code
 from .status import Report, blob_report, write_local
 from .storage import StorageClient, StorageError
+from .syncfs import syncfs_all
+from .timing import Timed
 
 log = logging.getLogger(__name__)
 FREEZE_MARGIN = 0.2  # share of the freeze cap kept back for the thaw
@@ -155,8 +158,8 @@ class Job(object):
         self.upload_status()  # 'transitioning' before anything else, as the service expects
 
         # A missing script configuration means "no scripts", like a missing hook directory.
-        script_plan = scripts.load_script_plan(config_path=cfg.script_config, hook_dir=cfg.hook_dir,
-                                               config_required=False)
+        script_plan = script_config.load_script_plan(config_path=cfg.script_config, hook_dir=cfg.hook_dir,
+                                                     config_required=False)
         if script_plan.error_code:
             self.report.finish(script_plan.error_code, script_plan.message)
             return
@@ -176,9 +179,8 @@ class Job(object):
             self.report.finish(e.code, e.message)
             return
         self.phase("disk checks")
-        t = time.monotonic()
-        preflight = batch.prepare()
-        self.timings["preflight"] = (time.monotonic() - t) * 1000
+        with Timed(self.timings, "preflight"):
+            preflight = batch.prepare()
         failed = [r for r in preflight if not r.ok]
         if failed and len(failed) == len(preflight) and spec_method(spec) == snapshot_method.FIRST_GUEST:
             log.info("every guest disk check failed: the host path instead (%s)", failed[0].message[:200])
@@ -298,16 +300,14 @@ class Job(object):
 
     def start_guardian(self, plan):
         cfg = self.cfg
-        guardian = freezer.FreezeGuardian.for_plan(plan, hard_deadline_s=cfg.timeout,
-                                                   per_mount_timeout_s=cfg.freeze_wait,
-                                                   lock_path=cfg.safe_freeze_lock, lock_wait_s=cfg.lock_wait)
-        t = time.monotonic()
-        try:
-            guardian.start()
-        except RuntimeError:
-            guardian.close()
-            raise
-        self.timings["guardianStart"] = (time.monotonic() - t) * 1000
+        guardian = GuardianClient.for_plan(plan, hard_deadline_s=cfg.timeout, per_mount_timeout_s=cfg.freeze_wait,
+                                           lock_path=cfg.safe_freeze_lock, lock_wait_s=cfg.lock_wait)
+        with Timed(self.timings, "guardianStart"):
+            try:
+                guardian.start()
+            except RuntimeError:
+                guardian.close()
+                raise
         self.guardian_started = time.monotonic()
         job = self.state.job() or {}
         job.update(pid=os.getpid(), seq=self.spec.seq, guardian_pid=guardian.pid)
@@ -317,15 +317,14 @@ class Job(object):
     def _quiesce_freeze_snapshot(self, script_plan, batch, plan):
         pre = None
         if script_plan.enabled:
-            t = time.monotonic()
-            self.phase("pre-scripts")
-            try:
-                pre = scripts.run_pre(script_plan)
-            except Cancelled:
-                # The running script was killed; undo what the entered units did (their thaw), then stop.
-                self.run_post_scripts(script_plan)
-                raise
-            self.timings["preScripts"] = (time.monotonic() - t) * 1000
+            with Timed(self.timings, "preScripts"):
+                self.phase("pre-scripts")
+                try:
+                    pre = scripts.run_pre(script_plan)
+                except Cancelled:
+                    # The running script was killed; undo what the entered units did (their thaw), then stop.
+                    self.run_post_scripts(script_plan)
+                    raise
             if not pre.ok:
                 log.warning("pre-scripts failed: %s", pre.message)
             take_snapshot, _ = scripts.snapshot_decision(script_plan, pre)
@@ -352,9 +351,8 @@ class Job(object):
             db.release()
             self.timings.update(db.timings)
             if pre is not None:
-                t = time.monotonic()
-                self.run_post_scripts(script_plan)
-                self.timings["postScripts"] = (time.monotonic() - t) * 1000
+                with Timed(self.timings, "postScripts"):
+                    self.run_post_scripts(script_plan)
         self.note_creator(batch)
         if failure is not None:
             self.report.snapshot_info = [r.to_info() for r in batch.results]
@@ -387,57 +385,67 @@ class Job(object):
 
     def _freeze_and_snapshot(self, batch, plan, guardian):
         """Returns (results, consistency, failure) where failure is (code, detail) or None."""
-        cfg = self.cfg
-        budget = cfg.timeout * (1 - FREEZE_MARGIN)
+        budget = self.cfg.timeout * (1 - FREEZE_MARGIN)
         if guardian is None:
             log.info("no file system to freeze: crash-consistent snapshot")
             self.phase("snapshots")
-            t = time.monotonic()
-            batch.fire(time.monotonic() + budget)
-            self.timings["snapshot"] = (time.monotonic() - t) * 1000
-            return batch.results, codes.CONSISTENCY_CRASH, None
+            return self._snapshot_unfrozen(batch, budget)
         points = guardian.mountpoints
-        t = time.monotonic()
-        self.phase("syncfs")
-        freezer.syncfs_all(points)
-        self.timings["syncfs"] = (time.monotonic() - t) * 1000
+        with Timed(self.timings, "syncfs"):
+            self.phase("syncfs")
+            syncfs_all(points)
         thawed = None
         self.logs.hold()
         try:
-            t_freeze = time.monotonic()
-            self.phase(freezer.targets_line(guardian))  # the supervisor's own thaw, should both be stuck
-            self.phase("freeze")
-            frozen = guardian.freeze()
-            self.timings["freeze"] = (time.monotonic() - t_freeze) * 1000
+            with Timed(self.timings, "freeze") as freezing:
+                self.phase(fallback_thaw.targets_line(guardian))  # the supervisor's own thaw, should both be stuck
+                self.phase("freeze")
+                frozen = guardian.freeze()
             if not frozen.ok:
                 thawed = guardian.thaw()
                 self.logs.release()
-                can_crash = bool((self.spec.custom_settings or {}).get("canTakeCrashConsistentSnapshot"))
-                log.warning("freeze failed (code %s): %s", frozen.code, frozen.failures)
-                if not can_crash:
-                    batch.cancel()
-                    return [], None, (frozen.code or codes.FREEZE_FAILED, "freeze failed: %s" % (
-                        "; ".join("%s: %s" % f for f in frozen.failures) or "unknown reason"))
-                t = time.monotonic()
-                batch.fire(time.monotonic() + budget)
-                self.timings["snapshot"] = (time.monotonic() - t) * 1000
-                return batch.results, codes.CONSISTENCY_CRASH, None
-            t_snap = time.monotonic()
-            self.phase("snapshots while frozen")
-            batch.fire(t_freeze + budget)
-            t_thaw = time.monotonic()
-            self.phase("thaw")
-            thawed = guardian.thaw()  # at once: the answers are looked at only after the thaw
-            self.timings["snapshot"] = (t_thaw - t_snap) * 1000
-            if frozen.frozen_at:
-                # all file systems frozen -> thaw requested: the part of the window the snapshots cost
-                self.timings["frozenHold"] = (t_thaw - frozen.frozen_at) * 1000
+                return self._after_failed_freeze(batch, frozen, budget)
+            thawed = self._snapshot_frozen(batch, guardian, frozen, freezing.started + budget)
         finally:
             if thawed is None:
                 thawed = guardian.thaw()
             guardian.close()
             self.logs.release()
-        results = batch.results
+        return self._frozen_outcome(batch.results, thawed, points)
+
+    def _snapshot_unfrozen(self, batch, budget):
+        """Crash-consistent: nothing to freeze, or a failed freeze with canTakeCrashConsistentSnapshot."""
+        with Timed(self.timings, "snapshot"):
+            batch.fire(time.monotonic() + budget)
+        return batch.results, codes.CONSISTENCY_CRASH, None
+
+    def _after_failed_freeze(self, batch, frozen, budget):
+        """Thawed already: a coded failure, or crash-consistent snapshots when the settings allow them."""
+        can_crash = bool((self.spec.custom_settings or {}).get("canTakeCrashConsistentSnapshot"))
+        log.warning("freeze failed (code %s): %s", frozen.code, frozen.failures)
+        if not can_crash:
+            batch.cancel()
+            return [], None, (frozen.code or codes.FREEZE_FAILED, "freeze failed: %s" % (
+                "; ".join("%s: %s" % f for f in frozen.failures) or "unknown reason"))
+        return self._snapshot_unfrozen(batch, budget)
+
+    def _snapshot_frozen(self, batch, guardian, frozen, deadline):
+        """Inside the freeze: release the parked requests and ask for the thaw the moment the last answer is
+        in. Only time stamps are taken before the thaw; the answers are looked at after it."""
+        t_snap = time.monotonic()
+        self.phase("snapshots while frozen")
+        batch.fire(deadline)
+        t_thaw = time.monotonic()
+        self.phase("thaw")
+        thawed = guardian.thaw()
+        self.timings["snapshot"] = (t_thaw - t_snap) * 1000
+        if frozen.frozen_at:
+            # all file systems frozen -> thaw requested: the part of the window the snapshots cost
+            self.timings["frozenHold"] = (t_thaw - frozen.frozen_at) * 1000
+        return thawed
+
+    def _frozen_outcome(self, results, thawed, points):
+        """The window's timings, and whether the snapshots are file-system consistent."""
         sent = [r.sent_at for r in results if r.sent_at]
         if sent:
             self.timings["snapshotSendSpread"] = (max(sent) - min(sent)) * 1000

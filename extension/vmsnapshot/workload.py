@@ -23,8 +23,8 @@ import shlex
 import time
 
 from . import codes
-from .scripts import Untrusted, open_trusted
-from .scripts import _file_reason as file_reason  # the scripts' rule: regular, owner, not group/world-writable
+from .script_config import Untrusted, open_trusted
+from .script_config import _file_reason as file_reason  # the scripts' rule: regular, owner, not group/world-writable
 
 try:
     import configparser

@@ -14,9 +14,16 @@ import pytest
 from harness import databases
 from harness.dbjobs import DbVm, Loops
 from harness.dbload import Load, acked_before
+from harness.handler import build_zip
 from harness.interpreters import interpreter_or_skip
 
 REASON = databases.skip_reason()
+
+
+@pytest.fixture(scope="session")
+def built_zip(tmp_path_factory):
+    """The extension zip as the agent gets it (Azurite, TLS and the tenant certificate: tests/conftest.py)."""
+    return build_zip(str(tmp_path_factory.mktemp("dist")))
 
 
 @pytest.fixture

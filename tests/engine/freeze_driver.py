@@ -1,4 +1,4 @@
-"""Stand-in for the enable worker in kill tests: drives a FreezeGuardian and gets SIGKILLed.
+"""Stand-in for the enable worker in kill tests: drives a GuardianClient and gets SIGKILLed.
 
 usage: freeze_driver.py MODE DEADLINE_S MOUNTPOINT...
 
@@ -19,7 +19,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "extension"))
 
-from vmsnapshot.freezer import FreezeGuardian  # noqa: E402
+from vmsnapshot.guardian_client import GuardianClient  # noqa: E402
 
 
 def report(**kw):
@@ -29,7 +29,7 @@ def report(**kw):
 
 def main():
     mode, deadline, mounts = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
-    g = FreezeGuardian(mounts, hard_deadline_s=deadline, lock_path=None)
+    g = GuardianClient(mounts, hard_deadline_s=deadline, lock_path=None)
     g.start()
     report(step="started", guardian_pid=g.pid)
     if mode == "freezing":

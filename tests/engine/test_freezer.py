@@ -16,7 +16,9 @@ import threading
 import time
 
 import pytest
-from vmsnapshot.freezer import FITHAW, FreezeGuardian, syncfs_all
+from vmsnapshot.freezeproto import FITHAW
+from vmsnapshot.guardian_client import GuardianClient
+from vmsnapshot.syncfs import syncfs_all
 
 from harness.freezeguard import MachineThawGuard
 from harness.loopfs import WriteProbe, probe_writable, wait_writable
@@ -61,7 +63,7 @@ def process_gone(pid, within_s=2.0):
 
 
 def test_open_failure_is_code_123_and_nothing_frozen():
-    with FreezeGuardian(["/nonexistent/engine-test-mount"], hard_deadline_s=5, lock_path=None) as g:
+    with GuardianClient(["/nonexistent/engine-test-mount"], hard_deadline_s=5, lock_path=None) as g:
         g.start()
         assert g.open_failures and g.open_failures[0][0] == "/nonexistent/engine-test-mount"
         r = g.freeze()
@@ -79,7 +81,7 @@ def test_freeze_thaw_with_concurrent_writers(freeze_safety, capsys):
     t_sync = time.monotonic()
     assert syncfs_all(mounts, timeout_s=10)
     sync_ms = (time.monotonic() - t_sync) * 1000
-    g = FreezeGuardian(mounts, hard_deadline_s=10, lock_path=None)
+    g = GuardianClient(mounts, hard_deadline_s=10, lock_path=None)
     try:
         g.start()
         r = g.freeze()
@@ -112,7 +114,7 @@ def test_unsupported_filesystem_is_skipped_not_failed(freeze_safety, tmp_path):
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "engine_test_tmpfs", tmpfs], check=True)
     try:
         ext4 = freeze_safety.filesystems[0].mountpoint
-        with FreezeGuardian([tmpfs, ext4], hard_deadline_s=10, lock_path=None) as g:
+        with GuardianClient([tmpfs, ext4], hard_deadline_s=10, lock_path=None) as g:
             g.start()
             r = g.freeze()
             assert r.ok and r.frozen == [ext4]
@@ -126,7 +128,7 @@ def test_ebusy_already_frozen_by_someone_else_is_121_and_left_alone(freeze_safet
     ext4, xfs = freeze_safety.filesystems[0].mountpoint, freeze_safety.filesystems[1].mountpoint
     fsfreeze("-f", ext4)
     try:
-        with FreezeGuardian([xfs, ext4], hard_deadline_s=10, lock_path=None) as g:
+        with GuardianClient([xfs, ext4], hard_deadline_s=10, lock_path=None) as g:
             g.start()
             r = g.freeze()
             assert (r.ok, r.code, r.frozen) == (False, 121, [])
@@ -140,7 +142,7 @@ def test_ebusy_already_frozen_by_someone_else_is_121_and_left_alone(freeze_safet
 
 def test_hard_deadline_thaws_and_thaw_reports_inconsistent(freeze_safety):
     mounts = freeze_safety.mountpoints
-    with FreezeGuardian(mounts, hard_deadline_s=0.6, lock_path=None) as g:
+    with GuardianClient(mounts, hard_deadline_s=0.6, lock_path=None) as g:
         g.start()
         r = g.freeze()
         assert r.ok
@@ -159,7 +161,7 @@ def test_freeze_that_does_not_return_in_time_is_122_and_thawed_when_it_returns(f
     ext4 = freeze_safety.filesystems[0].mountpoint
     dirty = make_dirty(ext4, 300)
     try:
-        with FreezeGuardian([ext4], hard_deadline_s=10, per_mount_timeout_s=0.005, lock_path=None) as g:
+        with GuardianClient([ext4], hard_deadline_s=10, per_mount_timeout_s=0.005, lock_path=None) as g:
             g.start()
             t0 = time.monotonic()
             r = g.freeze()
@@ -201,7 +203,7 @@ def test_lock_held_by_another_process_bounded_wait_then_freeze(freeze_safety, tm
     os.mkdir(os.path.dirname(lock))
     holder = _hold_lock(lock)
     try:
-        with FreezeGuardian(freeze_safety.mountpoints, hard_deadline_s=10, lock_path=lock, lock_wait_s=0.3) as g:
+        with GuardianClient(freeze_safety.mountpoints, hard_deadline_s=10, lock_path=lock, lock_wait_s=0.3) as g:
             g.start()
             t0 = time.monotonic()
             r = g.freeze()
@@ -216,7 +218,7 @@ def test_lock_released_during_the_wait_is_taken(freeze_safety, tmp_path):
     lock = str(tmp_path / "SafeFreezeLockFile")
     holder = _hold_lock(lock)
     try:
-        with FreezeGuardian(freeze_safety.mountpoints, hard_deadline_s=10, lock_path=lock, lock_wait_s=5) as g:
+        with GuardianClient(freeze_safety.mountpoints, hard_deadline_s=10, lock_path=lock, lock_wait_s=5) as g:
             g.start()
             outcome = []
             t = threading.Thread(target=lambda: outcome.append(g.freeze()))
@@ -279,7 +281,7 @@ def test_kill_matrix_worker_sigkilled_filesystems_writable_within_1s(freeze_safe
 ])
 def test_guardian_killed_or_signalled_while_frozen(freeze_safety, sig, reason):
     mounts = freeze_safety.mountpoints
-    with FreezeGuardian(mounts, hard_deadline_s=20, lock_path=None) as g:
+    with GuardianClient(mounts, hard_deadline_s=20, lock_path=None) as g:
         g.start()
         assert g.freeze().ok
         with WriteProbe(mounts) as probe:
@@ -293,7 +295,7 @@ def test_guardian_killed_or_signalled_while_frozen(freeze_safety, sig, reason):
 
 def test_close_without_thaw_still_thaws(freeze_safety):
     mounts = freeze_safety.mountpoints
-    g = FreezeGuardian(mounts, hard_deadline_s=20, lock_path=None)
+    g = GuardianClient(mounts, hard_deadline_s=20, lock_path=None)
     g.start()
     assert g.freeze().ok
     assert is_frozen(mounts[2])
@@ -303,7 +305,7 @@ def test_close_without_thaw_still_thaws(freeze_safety):
 
 
 def test_second_freeze_is_refused(freeze_safety):
-    with FreezeGuardian(freeze_safety.mountpoints, hard_deadline_s=20, lock_path=None) as g:
+    with GuardianClient(freeze_safety.mountpoints, hard_deadline_s=20, lock_path=None) as g:
         g.start()
         assert g.freeze().ok
         with pytest.raises(RuntimeError):
@@ -366,7 +368,7 @@ def test_blocked_freeze_fapolicyd_case_122_thaws_others_and_late_one(freeze_safe
     ext4, xfs, btrfs = freeze_safety.mountpoints
     blocker = _start_blocker(ext4)
     try:
-        with FreezeGuardian([xfs, ext4, btrfs], hard_deadline_s=10, per_mount_timeout_s=0.3,
+        with GuardianClient([xfs, ext4, btrfs], hard_deadline_s=10, per_mount_timeout_s=0.3,
                             lock_path=None) as g:
             g.start()
             t0 = time.monotonic()
@@ -420,7 +422,7 @@ def test_guardian_sigkilled_while_its_freeze_is_blocked_worker_thaws_everything(
     ext4, xfs, btrfs = freeze_safety.mountpoints
     blocker = _start_blocker(ext4)
     try:
-        with FreezeGuardian([xfs, ext4, btrfs], hard_deadline_s=20, per_mount_timeout_s=15, lock_path=None) as g:
+        with GuardianClient([xfs, ext4, btrfs], hard_deadline_s=20, per_mount_timeout_s=15, lock_path=None) as g:
             g.start()
             outcome = []
             worker = threading.Thread(target=lambda: outcome.append(g.freeze()))
@@ -447,7 +449,7 @@ def test_guardian_sigkilled_while_its_freeze_is_blocked_worker_thaws_everything(
 
 def test_hung_guardian_worker_thaws_itself_when_the_thaw_is_not_confirmed(freeze_safety):
     mounts = freeze_safety.mountpoints
-    with FreezeGuardian(mounts, hard_deadline_s=30, per_mount_timeout_s=0.2, lock_path=None) as g:
+    with GuardianClient(mounts, hard_deadline_s=30, per_mount_timeout_s=0.2, lock_path=None) as g:
         g.start()
         assert g.freeze().ok
         os.kill(g.pid, signal.SIGSTOP)
@@ -474,10 +476,11 @@ def test_engine_installed_on_a_filesystem_it_freezes(freeze_safety, tmp_path):
     os.mkdir(os.path.join(install, "tmp"))
     code = ("import json, logging, sys\n"
             "logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)\n"
-            "from vmsnapshot.freezer import FreezeGuardian, syncfs_all\n"
+            "from vmsnapshot.guardian_client import GuardianClient\n"
+            "from vmsnapshot.syncfs import syncfs_all\n"
             "mounts = sys.argv[1:]\n"
             "syncfs_all(mounts)\n"
-            "with FreezeGuardian(mounts, hard_deadline_s=5, lock_path=None) as g:\n"
+            "with GuardianClient(mounts, hard_deadline_s=5, lock_path=None) as g:\n"
             "    g.start()\n"
             "    r = g.freeze()\n"
             "    t = g.thaw()\n"

@@ -21,8 +21,9 @@ INTERPRETERS = runtime_interpreters()
 CYCLE = r"""
 import json, os, sys
 from vmsnapshot.mounts import plan_from_mountinfo
-from vmsnapshot.freezer import FreezeGuardian, syncfs_all
-from vmsnapshot import scripts
+from vmsnapshot.guardian_client import GuardianClient
+from vmsnapshot.syncfs import syncfs_all
+from vmsnapshot import script_config, scripts
 
 mounts, script_dir = sys.argv[1:-1], sys.argv[-1]
 out = {"python": "%d.%d" % sys.version_info[:2]}
@@ -31,7 +32,7 @@ out["plan"] = plan.mountpoints
 if mounts:
     assert sorted(plan.mountpoints) == sorted(mounts), plan.mountpoints
     syncfs_all(plan.mountpoints)
-    with FreezeGuardian(plan.mountpoints, hard_deadline_s=10, lock_path=None) as g:
+    with GuardianClient(plan.mountpoints, hard_deadline_s=10, lock_path=None) as g:
         g.start()
         r = g.freeze()
         t = g.thaw()
@@ -44,7 +45,7 @@ cfg = os.path.join(script_dir, "cfg.json")
 with open(cfg, "w") as f:
     json.dump({"preScriptLocation": path, "preScriptParams": ["there"]}, f)
 os.chmod(cfg, 0o600)
-sp = scripts.load_script_plan(config_path=cfg, hook_dir=None, owner_uid=os.geteuid())
+sp = script_config.load_script_plan(config_path=cfg, hook_dir=None, owner_uid=os.geteuid())
 pre = scripts.run_pre(sp)
 out["script"] = [pre.ok, pre.scripts[0].output_tail]
 print(json.dumps(out))

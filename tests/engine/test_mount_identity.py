@@ -11,7 +11,8 @@ import subprocess
 
 import pytest
 from vmsnapshot import mounts
-from vmsnapshot.freezer import CODE_OPEN_FAILED, FreezeGuardian
+from vmsnapshot.freezeproto import CODE_OPEN_FAILED
+from vmsnapshot.guardian_client import GuardianClient
 
 from harness import loopfs
 
@@ -49,7 +50,7 @@ def lazy_umount(fs):
 def freeze_and_probe(plan, a, b):
     """Try to freeze the plan through a guardian; returns (open_failures, FreezeOutcome, A writable)."""
     with loopfs.ThawWatchdog([a.mountpoint, b.mountpoint], 20), loopfs.WriteProbe([a.mountpoint]) as probe:
-        with FreezeGuardian.for_plan(plan, hard_deadline_s=3, lock_path=None) as g:
+        with GuardianClient.for_plan(plan, hard_deadline_s=3, lock_path=None) as g:
             g.start()
             outcome = g.freeze()
             a_writable = probe.check(1.0) is not None  # while the freeze would hold

@@ -10,7 +10,6 @@ from vmsnapshot.mounts import (
     plan_freeze,
     plan_from_mountinfo,
     read_mountinfo,
-    split_mount_list,
 )
 
 # A realistic Azure VM: root ext4, /boot, data disks, resource disk, Docker, NFS, FUSE, bind mounts,
@@ -192,12 +191,6 @@ def test_freeze_order_root_last_and_to_dict(mounts):
             "mount_id": 51, "reason": "network filesystem (nfs4)"} in d["skipped"]
     # every mount is accounted for exactly once
     assert len(d["selected"]) + len(d["skipped"]) == len(mounts)
-
-
-def test_split_mount_list():
-    assert split_mount_list("/a, /b/ ,,/c") == ["/a", "/b", "/c"]
-    assert split_mount_list("") == [] and split_mount_list(None) == []
-    assert split_mount_list("//x") == ["/x"]
 
 
 def test_read_mountinfo_from_file(tmp_path):

@@ -12,9 +12,11 @@ import pwd
 import subprocess
 
 import pytest
-from vmsnapshot import scripts
-from vmsnapshot.scripts import load_script_plan, run_post, run_pre
+from vmsnapshot import script_config, scripts
+from vmsnapshot.script_config import load_script_plan
+from vmsnapshot.scripts import run_post, run_pre
 
+from harness.procs import alive
 from harness.trusteddir import TrustedDir
 
 UID = os.geteuid()
@@ -46,14 +48,6 @@ def write(path, text, mode, owner=None):
 
 def config(directory, **fields):
     return write(os.path.join(directory, "cfg.json"), json.dumps(fields), 0o600)
-
-
-def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (IOError, OSError):
-        return False
 
 
 @pytest.fixture
@@ -137,17 +131,16 @@ def test_the_checked_descriptor_is_what_runs(trusted):
     d = os.path.join(trusted, "s")
     os.mkdir(d, 0o755)
     path = write(os.path.join(d, "pre.sh"), "#!/bin/sh\necho checked \"$@\"\n", 0o700)
-    fd, problem = scripts.open_checked_script(path, UID)
+    fd, problem = script_config.open_checked_script(path, UID)
     assert problem is None
     try:
         # replaced after the check (by rename, as an attacker with write access would): no effect
         write(path + ".new", "#!/bin/sh\necho replaced\n", 0o700)
         os.rename(path + ".new", path)
-        proc = scripts._spawn_checked(scripts.Script(path, ["a"]), fd, dict(os.environ))
+        done = scripts.exec_checked(script_config.Script(path, ["a"]), fd, dict(os.environ), 10)
     finally:
         os.close(fd)
-    out, _ = proc.communicate(timeout=10)
-    assert out == b"checked a\n"
+    assert done.output_tail == b"checked a\n"
 
 
 def test_a_setsid_child_of_a_script_does_not_outlive_the_post_phase(trusted):

@@ -11,9 +11,11 @@ import stat
 import time
 
 import pytest
-from vmsnapshot import scripts
-from vmsnapshot.scripts import load_script_plan, run_post, run_pre, snapshot_decision
+from vmsnapshot import script_config, subp
+from vmsnapshot.script_config import load_script_plan
+from vmsnapshot.scripts import run_post, run_pre, snapshot_decision
 
+from harness.procs import alive
 from harness.trusteddir import TrustedDir
 
 UID = os.geteuid()
@@ -52,14 +54,6 @@ def config(directory, mode=0o600, **fields):
 
 def plan_for(cfg, hook_dir=None):
     return load_script_plan(config_path=cfg, hook_dir=hook_dir, owner_uid=UID)
-
-
-def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (IOError, OSError):
-        return False
 
 
 def test_success_with_params_pre_and_post(sdir):
@@ -105,7 +99,7 @@ def test_timeout_kills_the_whole_process_group_308(sdir):
     assert (r.ok, r.code) == (False, 308)
     s = r.scripts[0]
     assert s.timed_out and "timed out" in s.message
-    assert took < 0.5 + scripts.KILL_GRACE_S + 1.5
+    assert took < 0.5 + subp.KILL_GRACE_S + 1.5
     recorded = [int(x) for x in pids.read_text().split()]
     assert len(recorded) == 2
     deadline = time.monotonic() + 2
@@ -130,7 +124,7 @@ def test_huge_output_is_drained_and_bounded(sdir):
     assert time.monotonic() - t0 < 5
     s = r.scripts[0]
     assert s.output_bytes > 3000000
-    assert len(s.output_tail) <= scripts.OUTPUT_TAIL_BYTES
+    assert len(s.output_tail) <= subp.OUTPUT_TAIL_BYTES
     assert s.output_tail.endswith("END-MARKER\n")
 
 
@@ -246,7 +240,7 @@ def test_failed_pre_hook_stops_and_post_runs_only_for_entered_hooks(sdir):
     _hook(hooks, "20-b", log, 'if [ "$1" = freeze ]; then exit 9; fi\n')
     _hook(hooks, "30-c", log)
     plan = load_script_plan(config_path=None, hook_dir=str(hooks), owner_uid=UID) \
-        if not os.path.exists(scripts.DEFAULT_CONFIG_PATH) else plan_for(config(sdir), hook_dir=str(hooks))
+        if not os.path.exists(script_config.DEFAULT_CONFIG_PATH) else plan_for(config(sdir), hook_dir=str(hooks))
     r = run_pre(plan)
     assert (r.ok, r.code) == (False, 300) and "20-b" in r.message
     p = run_post(plan)
@@ -295,11 +289,11 @@ def test_config_parse_errors_are_305(sdir, text, needle):
 def test_named_config_missing_is_316_default_missing_is_no_scripts(sdir):
     plan = plan_for(str(sdir / "absent.json"))
     assert (plan.enabled, plan.error_code) == (False, 316)
-    if os.path.exists(scripts.DEFAULT_CONFIG_PATH):
-        pytest.skip("this machine has %s" % scripts.DEFAULT_CONFIG_PATH)
+    if os.path.exists(script_config.DEFAULT_CONFIG_PATH):
+        pytest.skip("this machine has %s" % script_config.DEFAULT_CONFIG_PATH)
     plan = load_script_plan(hook_dir=None)
     assert (plan.enabled, plan.error_code) == (False, None)
-    plan = load_script_plan(config_path=scripts.DEFAULT_CONFIG_PATH, hook_dir=None)  # the default, spelt out
+    plan = load_script_plan(config_path=script_config.DEFAULT_CONFIG_PATH, hook_dir=None)  # the default, spelt out
     assert (plan.enabled, plan.error_code) == (False, None)
 
 

@@ -1,13 +1,20 @@
-"""Fixtures for the runtime tests: a fresh agent-style handler directory per test, for each runtime
-interpreter (3.6 and the newest). Azurite, TLS, the tenant certificate and the built zip: tests/conftest.py."""
+"""Fixtures for the runtime tests: the built zip and a fresh agent-style handler directory per test, for
+each runtime interpreter (3.6 and the newest), on the session's Azurite and tenant certificate
+(tests/conftest.py)."""
 
 import pytest
 
+from harness.handler import build_zip
 from harness.interpreters import interpreter_or_skip, runtime_interpreters
 from harness.jobs import SnapshotVM
 from harness.secretscan import files_containing
 
 INTERPRETERS = runtime_interpreters()
+
+
+@pytest.fixture(scope="session")
+def built_zip(tmp_path_factory):
+    return build_zip(str(tmp_path_factory.mktemp("dist")))
 
 
 @pytest.fixture(params=[i[0] for i in INTERPRETERS])

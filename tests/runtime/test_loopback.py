@@ -1,4 +1,4 @@
-"""Plain http only to true loopback (issue 15, defect 3): the decision is made from the URI's text alone,
+"""Plain http only to true loopback: the decision is made from the URI's text alone,
 before any DNS lookup. Names that start with `127.` and odd address forms are refused even when the
 resolver (here: one that sends every name to a local listener, as an attacker's DNS would) would
 connect; no request ever leaves."""
@@ -12,7 +12,8 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "extension"))
 
-from vmsnapshot.settings import SettingsError, check_blob_uri, is_loopback  # noqa: E402
+from vmsnapshot.sasuri import is_loopback  # noqa: E402
+from vmsnapshot.settings import SettingsError, check_blob_uri  # noqa: E402
 from vmsnapshot.storage import StorageClient, StorageError  # noqa: E402
 
 NOT_LOOPBACK = ["127.attacker.example", "127.0.0.1.attacker.example", "localhost.evil", "0177.0.0.1",
