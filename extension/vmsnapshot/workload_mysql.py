@@ -19,12 +19,11 @@ import os
 import select
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 
-from . import codes
+from . import codes, subp
 from .redact import add_secret
 from .workload import RunAs, WorkloadError, find_client, parse_options, scrub
 
@@ -32,7 +31,6 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10
 STATEMENT_TIMEOUT_S = 30.0
-_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _OPTION_KEYS = (("user", "-u", ("--user",)), ("password", "-p", ("--password",)), ("host", "-h", ("--host",)),
                 ("port", "-P", ("--port",)), ("socket", "-S", ("--socket",)),
                 ("include", None, ("--defaults-file", "--defaults-extra-file")))
@@ -69,8 +67,7 @@ class ClientSession(object):
 
     def __init__(self, argv, env, preexec, secrets):
         self.secrets = secrets
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=env, preexec_fn=preexec, close_fds=True, cwd="/")
+        self.proc = subp.start_session(argv, env=env, preexec_fn=preexec)
         self._buf = b""
         self._n = 0
 
@@ -79,9 +76,7 @@ class ClientSession(object):
         return self.proc.poll() is None
 
     def error_text(self):
-        try:
-            self.proc.wait(2)
-        except subprocess.TimeoutExpired:
+        if not subp.wait(self.proc, 2):
             self.kill()
         err = self.proc.stderr.read().decode("utf-8", "replace")
         lines = [line for line in err.splitlines() if line.strip() and not line.startswith("-----")]
@@ -130,9 +125,7 @@ class ClientSession(object):
             self.proc.stdin.close()
         except (IOError, OSError):
             pass
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
+        if not subp.wait(self.proc, 5):
             self.kill()
         for f in (self.proc.stdout, self.proc.stderr):
             f.close()
@@ -324,10 +317,8 @@ class Watchdog(object):
     def start(self):
         q = self.q
         restore = "SET GLOBAL read_only = %s;" % ("ON" if q.read_only_before == "1" else "OFF")
-        env = dict(os.environ, PYTHONPATH=_PACKAGE_PARENT, PYTHONDONTWRITEBYTECODE="1")
-        self.proc = subprocess.Popen([sys.executable, "-B", "-s", "-m", "vmsnapshot.workload_watchdog"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     start_new_session=True, close_fds=True, cwd="/", env=env)
+        self.proc = subp.start_session([sys.executable, "-B", "-s", "-m", "vmsnapshot.workload_watchdog"],
+                                       env=subp.runtime_env(), new_session=True, stderr=False)
         spec = {"deadline_s": q.wl.timeout, "client_pid": q.session.proc.pid, "client": q.client,
                 "argv_tail": q.argv("")[2:], "options": option_file_text(q.options), "uid": q.run_as.uid,
                 "gid": q.run_as.gid, "env": q.run_as.env(), "undo": restore,
@@ -362,10 +353,8 @@ class Watchdog(object):
             self.proc.stdin.close()
         except (IOError, OSError):
             pass
-        try:
-            self.proc.wait(STATEMENT_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        if not subp.wait(self.proc, STATEMENT_TIMEOUT_S):
+            subp.kill_group(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
         self.proc.stdout.close()
         self.proc = None

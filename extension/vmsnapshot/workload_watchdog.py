@@ -13,10 +13,11 @@ import os
 import select
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
+
+from . import subp
 
 
 def _undo(spec, replica):
@@ -47,10 +48,9 @@ def _undo(spec, replica):
                 os.setgid(gid)
                 os.setuid(uid)
         sql = spec["undo"] + ("\n" + spec["undo_replica"] if replica else "") + "\n"
-        subprocess.run([spec["client"], "--defaults-extra-file=" + path] + spec["argv_tail"],
-                       input=sql.encode("utf-8"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       env=spec["env"], preexec_fn=drop, timeout=30, cwd="/")
-    except (OSError, subprocess.SubprocessError):
+        subp.run([spec["client"], "--defaults-extra-file=" + path] + spec["argv_tail"], data=sql.encode("utf-8"),
+                 env=spec["env"], preexec_fn=drop, timeout=30, cwd="/", check=False)
+    except (OSError, subp.ProcessError):
         pass
     finally:
         shutil.rmtree(directory, ignore_errors=True)
