@@ -48,10 +48,10 @@ def workload_config_path(work):
 def safe_config(path, work, fsfreeze=False, include=None, extra="", host_endpoint=NO_HOST_ENDPOINT):
     """A runtime configuration that can never freeze a machine filesystem and keeps every path in `work`."""
     lines = ["[SnapshotThread]", "fsfreeze = %s" % ("true" if fsfreeze else "false"), "timeout = 20"]
-    if include is not None:
+    if fsfreeze and not include:  # a blank MountsToInclude means every eligible file system: never here
+        raise ValueError("refusing a freezing config without MountsToInclude naming the test's own mounts")
+    if include:
         lines.append("MountsToInclude = %s" % ",".join(include))
-    elif fsfreeze:
-        raise ValueError("refusing a freezing config without MountsToInclude")
     lines += ["[vmsnapshot]",
               "ScriptConfigPath = %s" % script_config_path(work),
               "HookDir = %s" % hook_dir(work),

@@ -46,7 +46,7 @@ KEYS = [
     ("SnapshotThread", "fsfreeze", "fsfreeze", "bool"),
     ("SnapshotThread", "timeout", "timeout", "float"),
     ("SnapshotThread", "FreezeWaitSeconds", "freeze_wait", "float"),
-    ("SnapshotThread", "MountsToInclude", "mounts_to_include", "list"),
+    ("SnapshotThread", "MountsToInclude", "mounts_to_include", "include-list"),
     ("SnapshotThread", "MountsToSkip", "mounts_to_skip", "list"),
     ("SnapshotThread", "UploadStatusAndLog", "upload_status_and_log", "bool"),
     ("SnapshotThread", "SnapshotMethod", "snapshot_method", "str"),
@@ -119,6 +119,11 @@ def _convert(section, key, kind, raw):
         return raw.rstrip("/")
     if kind == "list":
         return [item.strip() for item in raw.split(",") if item.strip()]
+    if kind == "include-list":
+        # Blank means unset ("every eligible file system"), as the default file written by install says;
+        # reading it as an empty list would quietly freeze nothing and make every backup crash-consistent.
+        items = [item.strip() for item in raw.split(",") if item.strip()]
+        return items or None
     return raw
 
 

@@ -245,3 +245,16 @@ def test_guardian_reads_waves_from_its_command_line():
     assert split_waves(["::", "/a", "/b", "::", "/"]) == [["/a", "/b"], ["/"]]
     assert split_waves(["::", "/a", "/b", "/c"]) == [["/a", "/b", "/c"]]
     assert split_waves(["/a", "/b"]) == [["/a"], ["/b"]]  # no marker: one at a time, in order
+
+
+def test_the_configuration_install_writes_freezes_every_eligible_file_system(tmp_path):
+    """A blank MountsToInclude in the default file is unset, not an empty list: after `install` a VM gets
+    file-system-consistent snapshots, not silently crash-consistent ones (planned on fabricated mountinfo)."""
+    from vmsnapshot import config
+
+    path = tmp_path / "vmbackup.conf"
+    path.write_text(config.DEFAULT_FILE)
+    cfg = config.load(str(path))
+    assert cfg.mounts_to_include is None
+    plan = plan_freeze(parse_mountinfo(MOUNTINFO), include=cfg.mounts_to_include, skip=cfg.mounts_to_skip)
+    assert "/" in plan.mountpoints and "/data" in plan.mountpoints

@@ -255,9 +255,10 @@ def test_disable_during_a_pre_hook_kills_it_and_runs_its_thaw(vm, tmp_path):
     hooks = hook_dir(vm.work)
     os.makedirs(hooks, mode=0o700)
     marker = str(tmp_path / "hook.log")
+    sleep = "sleep 300.%d" % (os.getpid() % 100000)  # this run's own sleeper: other sessions may run the suite too
     with open(os.path.join(hooks, "10-slow"), "w") as f:
-        f.write("#!/bin/sh\necho \"$1\" >> %s\n[ \"$1\" = freeze ] && sleep 300 && echo unreachable >> %s\n"
-                "exit 0\n" % (marker, marker))
+        f.write("#!/bin/sh\necho \"$1\" >> %s\n[ \"$1\" = freeze ] && %s && echo unreachable >> %s\n"
+                "exit 0\n" % (marker, sleep, marker))
     os.chmod(os.path.join(hooks, "10-slow"), 0o700)
     vm.write(0)
     assert vm.agent.run("enable").returncode == 0
@@ -271,7 +272,7 @@ def test_disable_during_a_pre_hook_kills_it_and_runs_its_thaw(vm, tmp_path):
     assert status["status"] == "error" and "cancelled" in status["formattedMessage"]["message"]
     with open(marker) as f:
         assert f.read().split() == ["freeze", "thaw"]
-    sleepers = subprocess.run(["pgrep", "-f", "sleep 300"], capture_output=True, text=True).stdout.split()
+    sleepers = subprocess.run(["pgrep", "-f", sleep], capture_output=True, text=True).stdout.split()
     assert sleepers == [], "the cancelled hook's process group is still running"
     assert vm.snapshots() == []
 

@@ -48,8 +48,8 @@ def test_bad_values_name_their_key(tmp_path, text, named):
 def test_the_default_file_is_valid(tmp_path):
     cfg = config.load(write(tmp_path, config.DEFAULT_FILE))
     expected = dict(config.defaults(cfg.path).to_dict(), present=True)
-    # A blank MountsToInclude reads as [], which plan_freeze takes as "freeze nothing".
-    assert dict(cfg.to_dict(), mounts_to_include=None) == expected
+    # A blank MountsToInclude is unset: every eligible file system, as the file's own comment says.
+    assert cfg.to_dict() == expected
 
 
 def test_the_freeze_engine_defaults_are_the_configuration_defaults():
