@@ -40,6 +40,11 @@ def script_config_path(work):
     return os.path.join(trusted_twin(work), "etc-azure", "VMSnapshotScriptPluginConfig.json")
 
 
+def workload_config_path(work):
+    """workload.conf of a test VM: in the trusted twin too (it names the client binary run as root)."""
+    return os.path.join(trusted_twin(work), "etc-azure", "workload.conf")
+
+
 def safe_config(path, work, fsfreeze=False, include=None, extra="", host_endpoint=NO_HOST_ENDPOINT):
     """A runtime configuration that can never freeze a machine filesystem and keeps every path in `work`."""
     lines = ["[SnapshotThread]", "fsfreeze = %s" % ("true" if fsfreeze else "false"), "timeout = 20"]
@@ -54,7 +59,8 @@ def safe_config(path, work, fsfreeze=False, include=None, extra="", host_endpoin
               "MachineIdentityFile = %s" % os.path.join(work, "etc-azure", "machine_identity"),
               "WaagentConf = %s" % os.path.join(work, "etc-azure", "waagent.conf"),
               "HostEndpoint = %s" % host_endpoint, "HostTimeoutSeconds = 5",
-              "HostingEnvironmentConfig = %s" % os.path.join(work, "etc-azure", "HostingEnvironmentConfig.xml")]
+              "HostingEnvironmentConfig = %s" % os.path.join(work, "etc-azure", "HostingEnvironmentConfig.xml"),
+              "WorkloadConfigPath = %s" % workload_config_path(work)]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n" + extra)
     return path

@@ -32,6 +32,10 @@ SCRIPT_CONFIG_NOT_FOUND = 316
 SCRIPT_CONFIG_PERMISSION = 317
 SCRIPT_CONFIG_OWNERSHIP = 318
 COMMAND_TOO_LATE = 402
+# Database branch (workload.conf), Microsoft's FailedWorkload* numbering.
+WORKLOAD_PRE_ERROR, WORKLOAD_CONF_ERROR, WORKLOAD_INVALID_ROLE, WORKLOAD_INVALID_NAME = 500, 501, 502, 503
+WORKLOAD_POST_ERROR, WORKLOAD_AUTH_MISSING, WORKLOAD_CONNECTION_ERROR, WORKLOAD_IPC_DIR_MISSING = 504, 505, 506, 507
+WORKLOAD_STATUS_CHANGED, WORKLOAD_QUIESCE_ERROR, WORKLOAD_QUIESCE_TIMEOUT = 508, 509, 510
 SNAPSHOT_PARTIAL_FAILURE = 761
 
 # code: (name, health, english text, chinese text). Texts may use {detail}.
@@ -130,6 +134,33 @@ TABLE = {
     402: ("FailedGuestAgentInvokedCommandTooLate", RED,
           "The backup command arrived too late to run: {detail}",
           "备份命令到达太晚，无法运行：{detail}"),
+    500: ("FailedWorkloadPreError", YELLOW, "The database quiesce step failed: {detail}",
+          "数据库静默步骤失败：{detail}"),
+    501: ("FailedWorkloadConfParsingError", YELLOW, "The database workload configuration is invalid: {detail}",
+          "数据库工作负载配置无效：{detail}"),
+    502: ("FailedWorkloadInvalidRole", YELLOW, "The database role is not supported: {detail}",
+          "不支持该数据库角色：{detail}"),
+    503: ("FailedWorkloadInvalidWorkloadName", YELLOW, "The database workload name is not supported: {detail}",
+          "不支持该数据库工作负载名称：{detail}"),
+    504: ("FailedWorkloadPostError", YELLOW, "Releasing the database after the snapshot failed: {detail}",
+          "快照后释放数据库失败：{detail}"),
+    505: ("FailedWorkloadAuthorizationMissing", YELLOW,
+          "The database refused the credentials or privileges: {detail}",
+          "数据库拒绝了凭据或权限：{detail}"),
+    506: ("FailedWorkloadConnectionError", YELLOW, "The database cannot be reached: {detail}",
+          "无法连接到数据库：{detail}"),
+    507: ("FailedWorkloadIPCDirectoryMissing", YELLOW, "The database workload IPC folder is missing: {detail}",
+          "数据库工作负载 IPC 文件夹不存在：{detail}"),
+    508: ("FailedWorkloadDatabaseStatusChanged", YELLOW, "The database state changed during the snapshot: {detail}",
+          "快照期间数据库状态已更改：{detail}"),
+    509: ("FailedWorkloadQuiescingError", YELLOW, "Quiescing the database failed: {detail}",
+          "数据库静默失败：{detail}"),
+    510: ("FailedWorkloadQuiescingTimeout", YELLOW, "Quiescing the database timed out: {detail}",
+          "数据库静默超时：{detail}"),
+    511: ("FailedWorkloadDatabaseInNoArchiveLog", YELLOW, "The database is not in archive log mode: {detail}",
+          "数据库未处于归档日志模式：{detail}"),
+    512: ("FailedWorkloadLogModeChanged", YELLOW, "The database log mode changed: {detail}",
+          "数据库日志模式已更改：{detail}"),
     761: ("FailedRetryableSnapshotFailedRestrictedNetwork", RED,
           "Some disk snapshots failed: {detail}",
           "部分磁盘快照失败：{detail}"),

@@ -37,6 +37,8 @@ DEFAULTS = {
     "command_deadline_minutes": 140.0,
     "log_max_bytes": 1048576,
     "log_backups": 3,
+    "workload_config": "/etc/azure/workload.conf",  # database branch (workload.py); missing = none
+    "on_app_failure_do_fs_freeze": True,            # database step failed: still freeze (consistency 1)
 }
 
 # (section, key, field, kind). Kinds: bool, float, list, str, int, endpoint (http://host[:port]).
@@ -61,6 +63,8 @@ KEYS = [
     ("vmsnapshot", "CommandDeadlineMinutes", "command_deadline_minutes", "float"),
     ("vmsnapshot", "LogMaxBytes", "log_max_bytes", "int"),
     ("vmsnapshot", "LogBackups", "log_backups", "int"),
+    ("vmsnapshot", "WorkloadConfigPath", "workload_config", "str"),
+    ("SnapshotThread", "OnAppFailureDoFsFreeze", "on_app_failure_do_fs_freeze", "bool"),
 ]
 
 _ENDPOINT = re.compile(r"^http://([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::(\d{1,5}))?/?$")
@@ -171,8 +175,13 @@ timeout = 30
 MountsToInclude =
 # Mount points never to freeze (comma list).
 MountsToSkip =
+# Database branch (WorkloadConfigPath below): when quiescing the database fails, still freeze and take a
+# file-system-consistent snapshot (true), or fail the job without a snapshot (false).
+OnAppFailureDoFsFreeze = true
 
 [vmsnapshot]
 ScriptConfigPath = /etc/azure/VMSnapshotScriptPluginConfig.json
 HookDir = /etc/azure/vmsnapshot/hooks.d
+# Microsoft's workload.conf: the database (mysql, mariadb, postgres) to quiesce around the freeze; missing = none.
+WorkloadConfigPath = /etc/azure/workload.conf
 """

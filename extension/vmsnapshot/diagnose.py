@@ -10,7 +10,7 @@ import os
 import platform
 import sys
 
-from . import agentcontract, config, handlerenv, identity, mounts, protected, settings
+from . import agentcontract, config, handlerenv, identity, mounts, protected, settings, workload
 from .commands import cert_dir
 from .redact import strip_query
 
@@ -39,6 +39,9 @@ def collect(check_network=True, lib_dir="/var/lib/waagent"):
     plan_doc["fsfreeze"] = cfg.fsfreeze
     plan_doc["would_freeze"] = [m.mountpoint for m in plan.selected] if cfg.fsfreeze else []
     out["freeze_plan"] = plan_doc
+    out["workload"] = workload.describe(cfg)
+    if out["workload"].get("ok") is False:
+        problems.append("database branch: code %s: %s" % (out["workload"]["code"], out["workload"]["error"]))
     seq = handlerenv.current_seq(henv)
     cert = {"sequence": seq, "settings_file": henv.settings_file(seq)}
     out["settings"] = cert
@@ -117,6 +120,17 @@ def render_text(doc):
         lines.append("  FREEZE %s (%s %s)" % (entry["mountpoint"], entry["fstype"], entry["devno"]))
     for entry in doc["freeze_plan"]["skipped"]:
         lines.append("  skip   %s (%s): %s" % (entry["mountpoint"], entry["fstype"], entry["reason"]))
+    wl = doc.get("workload") or {}
+    if wl.get("configured"):
+        what = wl.get("workload") or {}
+        lines.append("database: %s via %s: %s" % (wl.get("engine") or what.get("workload_name", "?"), wl["config_path"],
+                                                 "reachable, %s %s, would: %s" % (wl.get("version"), wl.get("role"),
+                                                                                  wl.get("would_do")) if wl.get("ok")
+                                                 else "NOT usable: %s" % wl.get("error")))
+        if wl.get("warning"):
+            lines.append("WARNING: %s" % wl["warning"])
+    else:
+        lines.append("database: none (%s)" % wl.get("config_path"))
     s = doc["settings"]
     lines.append("settings: seq %s %s" % (s["sequence"], s.get("error") or "ok"))
     if "snapshot_method" in doc:

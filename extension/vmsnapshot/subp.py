@@ -1,11 +1,12 @@
 """The one way the runtime starts a process (the cloud-init way): list arguments, never a shell, a bound
 on every wait, and the whole process group killed when that bound is reached.
 
-Three shapes, for the three ways the runtime uses a process:
+Four shapes, for the four ways the runtime uses a process:
 * run(): a short command whose output we want (openssl); raises ProcessError on failure;
 * run_supervised(): an operator's script, its output drained continuously into a bounded tail (no pipe
   deadlock), SIGTERM then SIGKILL to its whole group on timeout or when the caller is interrupted;
-* spawn(): a long-lived process that outlives the call (supervisor, worker, freeze guardian).
+* spawn(): a long-lived process that outlives the call (supervisor, worker, freeze guardian);
+* start_session(): a long-lived process we talk to over pipes (a database client session, its watchdog).
 """
 
 import os
@@ -58,16 +59,17 @@ def wait(proc, timeout_s):
         return False
 
 
-def run(cmd, *, data=None, timeout=30, env=None, cwd=None, check=True):
+def run(cmd, *, data=None, timeout=30, env=None, cwd=None, check=True, preexec_fn=None):
     """Run `cmd` (a list), feed `data` on stdin, return (stdout, stderr) bytes.
 
     The command runs in its own process group, which is killed whole on timeout. ProcessError when it
-    cannot start, times out or (with check) exits non-zero.
+    cannot start, times out or (with check) exits non-zero. preexec_fn: e.g. a switch to another user
+    (workload.RunAs).
     """
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd,
-                                start_new_session=True, close_fds=True)
+                                start_new_session=True, close_fds=True, preexec_fn=preexec_fn)
     except OSError as e:
         raise ProcessError(cmd, reason="cannot run (%s)" % (e.strerror or e))
     try:
@@ -103,6 +105,15 @@ def spawn(cmd, *, data=None, pass_fds=(), cwd="/", env=None, new_session=True):
     if data is not None:
         _feed(proc.stdin, data)
     return proc
+
+
+def start_session(cmd, *, env=None, cwd="/", preexec_fn=None, new_session=False, stderr=True):
+    """Start a long-lived process we talk to over pipes (a database client session, the database
+    watchdog) and return its Popen: stdin and stdout are pipes, stderr too unless stderr=False (then
+    /dev/null). preexec_fn: e.g. a switch to another user. Raises OSError when it cannot start."""
+    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE if stderr else subprocess.DEVNULL, env=env, cwd=cwd,
+                            preexec_fn=preexec_fn, close_fds=True, start_new_session=new_session)
 
 
 def _feed(pipe, data):

@@ -12,7 +12,7 @@ import os
 import signal
 import time
 
-from . import codes, fallback_thaw, hostsnapshot, mounts, script_config, scripts, settings, snapshot_method
+from . import codes, fallback_thaw, hostsnapshot, mounts, script_config, scripts, settings, snapshot_method, workload
 from .guardian_client import GuardianClient
 from .redact import add_secret
 from .snapshots import SnapshotBatch, outcome_code
@@ -333,15 +333,23 @@ class Job(object):
                 batch.cancel()
                 self.report.finish(pre.code, pre.message)
                 return
+        db = workload.WorkloadStep(self.cfg)  # database branch: after pre scripts, released right after the thaw
         try:
             if self.guardian is not None and time.monotonic() - self.guardian_started > GUARDIAN_MAX_IDLE_S:
                 self.guardian.close()  # very long pre-scripts: a fresh guardian rather than a stale one
                 self.guardian = self.start_guardian(plan)
-            results, consistency, failure = self._freeze_and_snapshot(batch, plan, self.guardian)
-            if (spec_method(self.spec) == snapshot_method.FIRST_GUEST and failure is None and
-                    isinstance(batch, SnapshotBatch) and results and not any(r.ok for r in results)):
-                batch, (results, consistency, failure) = self.second_freeze_on_host(batch, results, plan)
+            db.enter([m.mountpoint for m in plan.selected] if self.guardian is not None else None, self.phase)
+            if db.abort_code:  # OnAppFailureDoFsFreeze = false
+                batch.cancel()
+                results, consistency, failure = [], None, (db.abort_code, db.problem)
+            else:  # the database stays quiesced across a second freeze for the host path, too
+                results, consistency, failure = self._freeze_and_snapshot(batch, plan, self.guardian)
+                if (spec_method(self.spec) == snapshot_method.FIRST_GUEST and failure is None and
+                        isinstance(batch, SnapshotBatch) and results and not any(r.ok for r in results)):
+                    batch, (results, consistency, failure) = self.second_freeze_on_host(batch, results, plan)
         finally:
+            db.release()
+            self.timings.update(db.timings)
             if pre is not None:
                 with Timed(self.timings, "postScripts"):
                     self.run_post_scripts(script_plan)
@@ -357,8 +365,9 @@ class Job(object):
             return
         if pre is not None and pre.ok:
             consistency = codes.CONSISTENCY_APP
+        consistency, db_detail = db.outcome(consistency, pre is None or pre.ok)
         final = codes.SUCCESS_APP_CONSISTENT if consistency == codes.CONSISTENCY_APP else codes.SUCCESS
-        self.report.finish(final, "%d disk snapshot(s), %s, frozen window %.1f ms" % (
+        self.report.finish(final, db_detail + "%d disk snapshot(s), %s, frozen window %.1f ms" % (
             len(results), codes.CONSISTENCY_NAMES[consistency], self.timings.get("frozenWindow", 0.0)),
             consistency)
 
