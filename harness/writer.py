@@ -1,4 +1,7 @@
-"""A writer workload for freeze tests: one thread per mount appends 4 KiB and fsyncs, forever.
+"""A writer workload for freeze tests: one thread per mount writes 4 KiB and fsyncs, forever.
+
+The file wraps around at WRAP_BYTES, so a long run never fills the small loop file systems that several
+tests of a module share.
 
 Run as a separate process (a writer blocks uninterruptibly on a frozen file system, and the thaw must
 never depend on it). On SIGTERM it writes a JSON summary: per mount, the number of writes, the
@@ -15,16 +18,19 @@ import threading
 import time
 
 _stop = threading.Event()
+WRAP_BYTES = 4 * 1024 * 1024
 
 
 def _write_loop(mount, record):
     path = os.path.join(mount, "writer.dat")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
     block = b"w" * 4096
+    offset = 0
     last = time.time()
     while not _stop.is_set():
-        os.write(fd, block)
+        os.pwrite(fd, block, offset)
         os.fsync(fd)
+        offset = (offset + len(block)) % WRAP_BYTES
         now = time.time()
         record["writes"] += 1
         if now - last > 0.010 and len(record["gaps"]) < 10000:
