@@ -19,14 +19,12 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from harness import databases  # noqa: E402
-from harness.azurite import Azurite  # noqa: E402
-from harness.certs import TenantCert, make_tls  # noqa: E402
-from harness.dbjobs import DbVm, Loops  # noqa: E402
-from harness.dbload import Load, worst_latency  # noqa: E402
-from harness.handler import build_zip  # noqa: E402
+from harness import databases
+from harness.azurite import Azurite
+from harness.certs import TenantCert, make_tls
+from harness.dbjobs import DbVm, Loops
+from harness.dbload import Load, worst_latency
+from harness.handler import build_zip
 
 
 def make_server(engine, loops):

@@ -13,12 +13,10 @@ import json
 import os
 import resource
 import subprocess
-import sys
 import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 from harness.armemu import VM, ArmEmulator, Estate, Vault  # noqa: E402
 from harness.azcli import AzCli  # noqa: E402

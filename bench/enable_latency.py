@@ -12,16 +12,13 @@ import json
 import os
 import re
 import statistics
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from harness.azurite import Azurite  # noqa: E402
-from harness.certs import TenantCert, make_tls  # noqa: E402
-from harness.handler import build_zip  # noqa: E402
-from harness.jobs import SnapshotVM  # noqa: E402
+from harness.azurite import Azurite
+from harness.certs import TenantCert, make_tls
+from harness.handler import build_zip
+from harness.jobs import SnapshotVM
 
 USAGE = re.compile(r"resources: peak_rss_kb=(\d+) cpu_s=([\d.]+)")
 

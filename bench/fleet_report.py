@@ -19,11 +19,8 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from harness.chromium import Chromium, skip_reason  # noqa: E402
-from harness.report_page import TIMINGS_JS, fleet, verify_report  # noqa: E402
+from harness.chromium import Chromium, skip_reason
+from harness.report_page import TIMINGS_JS, fleet, verify_report
 
 SORT_JS = """
 new Promise(function (done) {

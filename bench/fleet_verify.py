@@ -22,7 +22,6 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 from harness.armemu import ArmEmulator, generate_fleet  # noqa: E402
 from harness.azcli import AzCli  # noqa: E402

@@ -31,7 +31,6 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "extension")]
 
 from vmsnapshot.freezeproto import FIFREEZE, FITHAW  # noqa: E402
 from vmsnapshot.guardian_client import GuardianClient  # noqa: E402

@@ -12,24 +12,15 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from harness import loopfs  # noqa: E402
-from harness.azurite import Azurite  # noqa: E402
-from harness.certs import TenantCert, make_tls  # noqa: E402
-from harness.delayproxy import DelayProxy  # noqa: E402
-from harness.handler import build_zip  # noqa: E402
-from harness.jobs import SnapshotVM, b64json, safe_config  # noqa: E402
-
-
-def planned_mounts(vm):
-    proc = subprocess.run(["/bin/sh", "-c", vm.agent.base + "/bin/handle.sh diagnose --json --offline"],
-                          cwd=vm.agent.base, env=vm.agent.env(0), capture_output=True, text=True, timeout=60)
-    return sorted(json.loads(proc.stdout)["freeze_plan"]["would_freeze"])
+from harness import loopfs
+from harness.azurite import Azurite
+from harness.certs import TenantCert, make_tls
+from harness.delayproxy import DelayProxy
+from harness.handler import build_zip
+from harness.jobs import SnapshotVM, b64json, planned_mounts, safe_config
 
 
 def one_job(work, azurite, tenant, zip_path, tls, mounts, disks, rtt_ms, rep):

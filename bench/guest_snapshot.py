@@ -20,15 +20,12 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "extension"))
+from vmsnapshot.rawhttp import complete
 
-from vmsnapshot.rawhttp import complete  # noqa: E402
-
-from harness.azurite import Azurite  # noqa: E402
-from harness.certs import TenantCert, make_tls  # noqa: E402
-from harness.handler import build_zip  # noqa: E402
-from harness.jobs import SnapshotVM  # noqa: E402
+from harness.azurite import Azurite
+from harness.certs import TenantCert, make_tls
+from harness.handler import build_zip
+from harness.jobs import SnapshotVM
 
 
 def runtime_snapshot_ms(vm, seq):

@@ -24,20 +24,16 @@ import tempfile
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "extension"))
+from vmsnapshot import hostsnapshot
+from vmsnapshot.syncfs import syncfs_all
 
-from vmsnapshot import hostsnapshot  # noqa: E402
-from vmsnapshot.syncfs import syncfs_all  # noqa: E402
-
-from bench.frozen_window import planned_mounts  # noqa: E402
-from harness import loopfs  # noqa: E402
-from harness.azurite import Azurite  # noqa: E402
-from harness.certs import TenantCert, make_tls  # noqa: E402
-from harness.freezeguard import FITHAW  # noqa: E402
-from harness.handler import build_zip  # noqa: E402
-from harness.hostservice import HostService  # noqa: E402
-from harness.jobs import SnapshotVM, b64json, safe_config  # noqa: E402
+from harness import loopfs
+from harness.azurite import Azurite
+from harness.certs import TenantCert, make_tls
+from harness.freezeguard import FITHAW
+from harness.handler import build_zip
+from harness.hostservice import HostService
+from harness.jobs import SnapshotVM, b64json, planned_mounts, safe_config
 
 FIFREEZE = 0xC0045877
 LUN_MAP = {0: "disk1.vhd", -1: "disk0.vhd"}

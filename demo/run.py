@@ -22,7 +22,6 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 from harness import loopfs  # noqa: E402
 from harness.azurite import Azurite  # noqa: E402

@@ -19,8 +19,9 @@ import os
 import sys
 import traceback
 
+# Runs under the agent's interpreter (maybe outside the venv): the repository root makes `harness` importable.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from harness.wireserver import FakeResponse  # noqa: E402  (stdlib only, importable under any interpreter)
+from harness.wireserver import FakeResponse  # stdlib only, importable under any interpreter
 
 
 class Channel(object):
@@ -61,7 +62,7 @@ class Driver(object):
 
     # -- commands ------------------------------------------------------------------------------------
     def start(self, package_root, conf_path, agent_log, lib_dir):
-        sys.path.insert(0, package_root)
+        sys.path.insert(0, package_root)  # the agent under test, an unpacked .deb or a source tree
         conf = importlib.import_module("azurelinuxagent.common.conf")
         logger = importlib.import_module("azurelinuxagent.common.logger")
         event = importlib.import_module("azurelinuxagent.common.event")

@@ -9,14 +9,10 @@ import json
 import os
 import stat
 import subprocess
-import sys
 import time
 import zipfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "packaging"))
-
-import extension_zip  # noqa: E402
+import extension_zip
 
 
 def build_zip(out_dir, version=None):

@@ -6,6 +6,7 @@ Tests, benchmarks and the demo start from `SnapshotVM(...).settings(seq)` and br
 import base64
 import json
 import os
+import subprocess
 import time
 import uuid
 
@@ -158,3 +159,11 @@ class SnapshotVM(object):
             if (doc and doc[0]["status"]["status"] != "transitioning") or time.monotonic() > deadline:
                 return doc
             time.sleep(0.05)
+
+
+def planned_mounts(vm):
+    """The mounts the runtime of `vm` would freeze (its offline `diagnose`), sorted: a freezing benchmark checks
+    they are exactly its own loop mounts before it runs a job."""
+    proc = subprocess.run(["/bin/sh", "-c", vm.agent.base + "/bin/handle.sh diagnose --json --offline"],
+                          cwd=vm.agent.base, env=vm.agent.env(0), capture_output=True, text=True, timeout=60)
+    return sorted(json.loads(proc.stdout)["freeze_plan"]["would_freeze"])

@@ -17,8 +17,7 @@ import zipfile
 
 # Sibling modules are imported by file location, never as "packaging.*": that name belongs to the PyPI
 # library of the same name, which pip and pytest import.
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import buildinfo  # noqa: E402
+import buildinfo
 
 RUNTIME_DIRS = ("bin", "vmsnapshot", "etc")
 SKIPPED_SUFFIXES = (".pyc", ".pyo", ".swp", ".orig", ".rej", "~")

@@ -18,14 +18,13 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import buildinfo  # noqa: E402
-import extension_zip  # noqa: E402
-import fpm_command  # noqa: E402
-import fpm_deb_fixup  # noqa: E402
-import nfpm_config  # noqa: E402
-import package_description  # noqa: E402
-import package_files  # noqa: E402
+import buildinfo
+import extension_zip
+import fpm_command
+import fpm_deb_fixup
+import nfpm_config
+import package_description
+import package_files
 
 FAMILIES = ("deb", "rpm")
 ARTEFACT_SUFFIXES = (".zip", ".deb", ".rpm")

@@ -20,12 +20,10 @@ Layout on the target system (documented in docs/packaging.md):
 """
 
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import buildinfo  # noqa: E402
-import extension_zip  # noqa: E402
-import package_files  # noqa: E402
+import buildinfo
+import extension_zip
+import package_files
 
 NAME = "vmsnapshot-linux"
 RELEASE = "1"  # packaging revision: Debian revision / RPM Release

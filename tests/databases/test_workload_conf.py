@@ -3,15 +3,11 @@ error that never quotes the credential, and the credential only ever goes to the
 or environment."""
 
 import os
-import sys
 
 import pytest
+from vmsnapshot import codes, config, workload, workload_mysql, workload_postgres
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "extension"))
-
-from vmsnapshot import codes, config, workload, workload_mysql, workload_postgres  # noqa: E402
-
-from harness.trusteddir import TrustedDir  # noqa: E402
+from harness.trusteddir import TrustedDir
 
 SECRET = "pa ss'w\"o\\rd"
 

@@ -13,10 +13,6 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PACKAGING = os.path.join(ROOT, "packaging")
-for _path in (ROOT, PACKAGING):  # the repository (harness/) and the packaging modules
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
 
 import buildinfo  # noqa: E402
 import package_description  # noqa: E402

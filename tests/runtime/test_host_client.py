@@ -1,18 +1,13 @@
 """The host client's pieces on their own: outcome codes 555-558 from real sockets, response framing, the
 .NET dates of DirectDrive identifiers, and redaction of the host path's secrets."""
 
-import os
 import socket
-import sys
 import threading
 import time
 
 import pytest
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "extension"))
-
-from vmsnapshot import hostsnapshot as hs  # noqa: E402
-from vmsnapshot import redact  # noqa: E402
+from vmsnapshot import hostsnapshot as hs
+from vmsnapshot import redact
 
 
 def serve_once(answer, close=True):

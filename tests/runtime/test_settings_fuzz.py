@@ -7,18 +7,14 @@ A few thousand examples in `make test`; FUZZ_EXAMPLES=<n per test> runs more."""
 import base64
 import json
 import os
-import sys
 import tempfile
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from vmsnapshot import codes
+from vmsnapshot import settings as vs
 
 from harness.jobs import b64json, ticks
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "extension"))
-
-from vmsnapshot import codes  # noqa: E402
-from vmsnapshot import settings as vs  # noqa: E402
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "500"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,derandomize="FUZZ_EXAMPLES" not in os.environ,

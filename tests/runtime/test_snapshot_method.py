@@ -7,14 +7,12 @@ import itertools
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 
 from harness.jobs import b64json
 
 EXTENSION = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "extension")
-sys.path.insert(0, EXTENSION)
 
 from vmsnapshot import snapshot_method as sm  # noqa: E402
 
@@ -54,6 +52,7 @@ def rules(config, custom_value, forcing, luns, have_sas):
 CASES = [dict(config=c, custom=u, forcing=f, luns=lc, have_sas=s)
          for c, u, f, lc, s in itertools.product(CONFIG_VALUES, CUSTOM_VALUES, FORCING, LUN_CASES, (True, False))]
 
+# Runs under each runtime interpreter (pyenv's 3.6 and the newest, outside the venv): given the runtime's directory.
 RUNNER = r"""
 import json, sys
 sys.path.insert(0, sys.argv[1])

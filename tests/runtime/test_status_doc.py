@@ -1,12 +1,8 @@
 """The local status document stays under the agent's 128 KiB limit, losing detail in a fixed order."""
 
 import json
-import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "extension"))
-
-from vmsnapshot import codes, status  # noqa: E402
+from vmsnapshot import codes, status
 
 
 def report_with_disks(n, error_len):

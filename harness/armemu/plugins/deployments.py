@@ -10,16 +10,13 @@ kept in `emu.ops["deployments"]` (see `deployments(emu)`), Succeeded or Failed w
 """
 
 import json
-import os
 import re
-import sys
 import threading
 import uuid
 
 from ..router import arm_error, json_response
 from ..state import Extension, Policy, Vault, utcnow
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 _validator = None
 _validator_lock = threading.Lock()
 
@@ -32,11 +29,8 @@ def validator():
     global _validator
     with _validator_lock:
         if _validator is None:
-            try:
-                from vmsnapkit.arm.validate import Validator
-            except ImportError:
-                sys.path.insert(0, os.path.join(_ROOT, "deploy"))
-                from vmsnapkit.arm.validate import Validator
+            from vmsnapkit.arm.validate import Validator
+
             _validator = Validator()
         return _validator
 
