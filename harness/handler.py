@@ -78,7 +78,8 @@ class AgentSim(object):
             "AZURE_GUEST_AGENT_EXTENSION_VERSION": self.version,
             "AZURE_GUEST_AGENT_WIRE_PROTOCOL_ADDRESS": "168.63.129.16",
             "ConfigSequenceNumber": str(seq),
-            "AZURE_GUEST_AGENT_EXTENSION_SUPPORTED_FEATURES": '[{"Key": "ExtensionTelemetryPipeline", "Value": "1.0"}]',
+            "AZURE_GUEST_AGENT_EXTENSION_SUPPORTED_FEATURES": (
+                '[{"Key": "ExtensionTelemetryPipeline", "Value": "1.0"}]'),
         })
         if self.python:
             env["VMSNAPSHOT_PYTHON"] = self.python
