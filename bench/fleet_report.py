@@ -64,8 +64,13 @@ def one_load(path):
     out = {k: round(v, 1) for k, v in timings.items() if v is not None}
     # the renderer's own CPU time for the page: steadier than wall time on a shared machine
     out["renderer_cpu_ms"] = {k: round(metrics[v] * 1000, 1) for k, v in CPU_METRICS.items() if v in metrics}
-    out.update(navigate_to_load_wall_ms=round(wall * 1000, 1), sort_ms=round(sort_ms, 1),
-               filter_ms=round(filter_ms, 1), filter_rows_shown=shown, problems=problems)
+    out.update(
+        navigate_to_load_wall_ms=round(wall * 1000, 1),
+        sort_ms=round(sort_ms, 1),
+        filter_ms=round(filter_ms, 1),
+        filter_rows_shown=shown,
+        problems=problems,
+    )
     return out
 
 

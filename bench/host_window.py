@@ -40,9 +40,11 @@ LUN_MAP = {0: "disk1.vhd", -1: "disk0.vhd"}
 
 
 def public(vm, seq):
-    obj = {"backupMetadata": [{"Key": "BackupTaskId", "Value": "bench-%d" % seq}],
-           "includedDisks": {"dataDiskLunList": [0], "isOSDiskIncluded": True, "isVmgsBlobIncluded": True},
-           "snapshotTaskToken": vm.task_token}
+    obj = {
+        "backupMetadata": [{"Key": "BackupTaskId", "Value": "bench-%d" % seq}],
+        "includedDisks": {"dataDiskLunList": [0], "isOSDiskIncluded": True, "isVmgsBlobIncluded": True},
+        "snapshotTaskToken": vm.task_token,
+    }
     return vm.public(seq, objectStr=b64json(obj))
 
 
@@ -61,8 +63,13 @@ def job_window(vm, seq, mounts):
 
 def round_trip(host, name):
     """One host call's round trip on a pre-opened connection, as the runtime sends it inside the freeze."""
-    doc = {"taskId": "bench", "diskIds": [0, -1], "snapshotTaskToken": "t", "settings": [],
-           "snapshotMetadata": [{"Key": "BackupTaskId", "Value": "bench-rt"}]}
+    doc = {
+        "taskId": "bench",
+        "diskIds": [0, -1],
+        "snapshotTaskToken": "t",
+        "settings": [],
+        "snapshotMetadata": [{"Key": "BackupTaskId", "Value": "bench-rt"}],
+    }
     path = hostsnapshot.DOSNAPSHOT_PATH if name == "dosnapshot" else hostsnapshot.PRESNAPSHOT_PATH
     sock = hostsnapshot.connect(host.endpoint, 5.0)
     request = hostsnapshot.build_request("127.0.0.1", host.port, path, doc)
@@ -114,8 +121,10 @@ def main(argv=None):
     tenant = TenantCert(os.path.join(work, "tenant"))
     zip_path = build_zip(os.path.join(work, "dist"))
     out = {"benchmark": "host_window", "unit": "ms (median of %d)" % args.reps, "results": []}
-    with loopfs.LoopFilesystems(os.path.join(work, "loops")) as loops, \
-            Azurite(work, tls=tls, in_memory=True) as azurite:
+    with (
+        loopfs.LoopFilesystems(os.path.join(work, "loops")) as loops,
+        Azurite(work, tls=tls, in_memory=True) as azurite,
+    ):
         mounts = loops.mountpoints
         for latency in [int(x) for x in args.latency.split(",")]:
             vm = SnapshotVM(os.path.join(work, "vm-%d" % latency), azurite, tenant, zip_path, disks=2)
@@ -133,8 +142,11 @@ def main(argv=None):
             med = statistics.median
             row = {"latency_ms": latency, "disks": 2, "mounts": len(mounts)}
             row.update({k: round(med(j[k] for j in jobs), 1) for k in jobs[0]})
-            row.update(dosnapshot_round_trip=round(med(dos), 1), presnapshot_round_trip=round(med(pres), 1),
-                       kernel_freeze_thaw=round(med(kernel), 1))
+            row.update(
+                dosnapshot_round_trip=round(med(dos), 1),
+                presnapshot_round_trip=round(med(pres), 1),
+                kernel_freeze_thaw=round(med(kernel), 1),
+            )
             floor = row["dosnapshot_round_trip"] + row["kernel_freeze_thaw"]
             row["floor"] = round(floor, 1)
             row["ratio_to_floor"] = round(row["frozenWindow"] / floor, 2)

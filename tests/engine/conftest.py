@@ -8,7 +8,6 @@ that thaws our mounts after WATCHDOG_S even if this process is stuck, and (3) af
 our mounts and checks they take writes again.
 """
 
-
 import pytest
 from vmsnapshot.mounts import plan_from_mountinfo
 
@@ -48,8 +47,10 @@ def freeze_safety(loopfs_set):
     assert_plan_is_only_ours(mounts)
     intruders = loopfs.foreign_openers(mounts)
     if intruders:
-        reason = ("another test session holds our loop mounts open and thaws them (an older machine thaw "
-                  "guard): %s" % intruders)
+        reason = (
+            "another test session holds our loop mounts open and thaws them (an older machine thaw "
+            "guard): %s" % intruders
+        )
         print(reason)
         pytest.skip(reason)
     with loopfs.ThawWatchdog(mounts, WATCHDOG_S):

@@ -11,8 +11,18 @@ from vmsnapshot.sasuri import is_loopback
 from vmsnapshot.settings import SettingsError, check_blob_uri
 from vmsnapshot.storage import StorageClient, StorageError
 
-NOT_LOOPBACK = ["127.attacker.example", "127.0.0.1.attacker.example", "localhost.evil", "0177.0.0.1",
-                "0x7f.0.0.1", "127.1", "2130706433", "127.0.0.01", "[::ffff:127.0.0.1]", "user:pw@127.0.0.1"]
+NOT_LOOPBACK = [
+    "127.attacker.example",
+    "127.0.0.1.attacker.example",
+    "localhost.evil",
+    "0177.0.0.1",
+    "0x7f.0.0.1",
+    "127.1",
+    "2130706433",
+    "127.0.0.01",
+    "[::ffff:127.0.0.1]",
+    "user:pw@127.0.0.1",
+]
 LOOPBACK = ["127.0.0.1", "127.1.2.3", "localhost", "LocalHost", "[::1]", "::1"]
 
 

@@ -7,9 +7,16 @@ from vmsnapshot import codes, status
 
 def report_with_disks(n, error_len):
     r = status.Report(3, "en-us", "task-1")
-    r.snapshot_info = [{"isSuccessful": False, "snapshotUri": "", "errorMessage": "e" * error_len,
-                        "blobUri": "https://acct.example/c/disk%d.vhd" % i, "directDriveSnapshotIdentifier": None}
-                       for i in range(n)]
+    r.snapshot_info = [
+        {
+            "isSuccessful": False,
+            "snapshotUri": "",
+            "errorMessage": "e" * error_len,
+            "blobUri": "https://acct.example/c/disk%d.vhd" % i,
+            "directDriveSnapshotIdentifier": None,
+        }
+        for i in range(n)
+    ]
     r.finish(codes.SNAPSHOT_FAILED_NO_NETWORK, "all failed")
     return r
 
