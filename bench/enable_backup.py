@@ -16,10 +16,10 @@ import subprocess
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from harness.armemu import VM, ArmEmulator, Estate, Vault
+from harness.azcli import AzCli
 
-from harness.armemu import VM, ArmEmulator, Estate, Vault  # noqa: E402
-from harness.azcli import AzCli  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SUB = "b3c4d5e6-0000-4000-8000-0000000be4c0"
 GROUPS = ("rg-app-1", "rg-app-2", "rg-app-3", "rg-app-4")

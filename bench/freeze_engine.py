@@ -30,14 +30,14 @@ import sys
 import tempfile
 import time
 
+from vmsnapshot.freezeproto import FIFREEZE, FITHAW
+from vmsnapshot.guardian_client import GuardianClient
+from vmsnapshot.mounts import plan_from_mountinfo
+from vmsnapshot.syncfs import syncfs_all
+
+from harness import loopfs
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-from vmsnapshot.freezeproto import FIFREEZE, FITHAW  # noqa: E402
-from vmsnapshot.guardian_client import GuardianClient  # noqa: E402
-from vmsnapshot.mounts import plan_from_mountinfo  # noqa: E402
-from vmsnapshot.syncfs import syncfs_all  # noqa: E402
-
-from harness import loopfs  # noqa: E402
 
 DRIVER = os.path.join(ROOT, "tests", "engine", "freeze_driver.py")
 

@@ -21,15 +21,15 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from harness import loopfs
+from harness.azurite import Azurite
+from harness.certs import TenantCert, make_tls
+from harness.freezeguard import MachineThawGuard
+from harness.handler import build_zip
+from harness.hostservice import HostService
+from harness.jobs import SnapshotVM, b64json, freeze_plan, planned_mounts, safe_config
 
-from harness import loopfs  # noqa: E402
-from harness.azurite import Azurite  # noqa: E402
-from harness.certs import TenantCert, make_tls  # noqa: E402
-from harness.freezeguard import MachineThawGuard  # noqa: E402
-from harness.handler import build_zip  # noqa: E402
-from harness.hostservice import HostService  # noqa: E402
-from harness.jobs import SnapshotVM, b64json, safe_config  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 DEMO_DIR = os.path.join(os.environ.get("KIT_CACHE", os.path.expanduser("~/.cache/vmsnapshot-kit")), "demo")
 HOOK = """#!/bin/sh
@@ -148,15 +148,7 @@ class Demo(object):
         say("handler directory: %s" % vm.agent.base)
 
         step("Checking the freeze plan with `diagnose` before anything can freeze")
-        diag = subprocess.run(
-            ["/bin/sh", "-c", vm.agent.base + "/bin/handle.sh diagnose --json --offline"],
-            cwd=vm.agent.base,
-            env=vm.agent.env(0),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        plan = json.loads(diag.stdout)["freeze_plan"]
+        plan = freeze_plan(vm)
         if sorted(plan["would_freeze"]) != sorted(mounts):
             raise SystemExit(
                 "refusing to run: the freeze plan %s is not exactly the demo's mounts %s"
@@ -219,15 +211,7 @@ class Demo(object):
         safe_config(vm.config, vm.work, fsfreeze=bool(mounts), include=mounts or None, host_endpoint=host.endpoint)
         say("host backup service (loopback WireServer stand-in): %s" % host.endpoint)
         vm.agent.run("install")
-        diag = subprocess.run(
-            ["/bin/sh", "-c", vm.agent.base + "/bin/handle.sh diagnose --json --offline"],
-            cwd=vm.agent.base,
-            env=vm.agent.env(0),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        if sorted(json.loads(diag.stdout)["freeze_plan"]["would_freeze"]) != sorted(mounts):
+        if planned_mounts(vm) != sorted(mounts):
             raise SystemExit("refusing to run: the Trusted Launch VM's freeze plan is not the demo's mounts")
         obj = {
             "backupMetadata": [{"Key": "BackupTaskId", "Value": "demo-tl"}],

@@ -178,9 +178,8 @@ class SnapshotVM(object):
             time.sleep(0.05)
 
 
-def planned_mounts(vm):
-    """The mounts the runtime of `vm` would freeze (its offline `diagnose`), sorted: a freezing benchmark checks
-    they are exactly its own loop mounts before it runs a job."""
+def freeze_plan(vm):
+    """The freeze plan of `vm`'s installed runtime (its offline `diagnose`): whatever may freeze checks it first."""
     proc = subprocess.run(
         ["/bin/sh", "-c", vm.agent.base + "/bin/handle.sh diagnose --json --offline"],
         cwd=vm.agent.base,
@@ -189,4 +188,9 @@ def planned_mounts(vm):
         text=True,
         timeout=60,
     )
-    return sorted(json.loads(proc.stdout)["freeze_plan"]["would_freeze"])
+    return json.loads(proc.stdout)["freeze_plan"]
+
+
+def planned_mounts(vm):
+    """The mounts `vm`'s runtime would freeze, sorted: a freezing benchmark checks they are exactly its own."""
+    return sorted(freeze_plan(vm)["would_freeze"])

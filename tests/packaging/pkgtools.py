@@ -10,12 +10,11 @@ import shutil
 import subprocess
 import sys
 
+import buildinfo
+import package_description
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import buildinfo  # noqa: E402
-import package_description  # noqa: E402
 
 EPOCH = buildinfo.source_date_epoch()
 

@@ -17,7 +17,7 @@ import pytest
 
 from harness import loopfs
 from harness.faultproxy import FaultProxy, Rule
-from harness.jobs import SnapshotVM, b64json, hook_dir, safe_config
+from harness.jobs import SnapshotVM, b64json, freeze_plan, hook_dir, safe_config
 
 FSTYPES = ("ext4", "xfs", "btrfs")
 REASON = loopfs.skip_reason(FSTYPES)
@@ -54,15 +54,7 @@ def assert_plan_is_ours(vm):
     if intruders:
         print("SKIP: another test session holds our loop mounts open: %s" % intruders)
         pytest.skip("another test session holds our loop mounts open: %s" % intruders)
-    proc = subprocess.run(
-        ["/bin/sh", "-c", vm.agent.base + "/bin/handle.sh diagnose --json --offline"],
-        cwd=vm.agent.base,
-        env=vm.agent.env(0),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    plan = json.loads(proc.stdout)["freeze_plan"]
+    plan = freeze_plan(vm)
     assert plan["fsfreeze"] is True
     assert sorted(plan["would_freeze"]) == sorted(vm.mounts), plan["would_freeze"]
 

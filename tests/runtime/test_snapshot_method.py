@@ -9,12 +9,11 @@ import os
 import subprocess
 
 import pytest
+from vmsnapshot import snapshot_method as sm
 
 from harness.jobs import b64json
 
 EXTENSION = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "extension")
-
-from vmsnapshot import snapshot_method as sm  # noqa: E402
 
 METHODS = ["onlyGuest", "onlyHost", "firstHostThenGuest", "firstGuestThenHost"]
 CONFIG_VALUES = [None, "", "ONLYHOST", "bogus"] + METHODS
