@@ -71,9 +71,13 @@ lint: $(LINT_TARGETS)
 lint-runtime: venv
 	$(VENV)/bin/vermin --target=3.6- --violations --no-tips --quiet extension/vmsnapshot
 	$(VENV)/bin/ruff check extension
+	$(VENV)/bin/ruff format --check extension
 
+# ruff check and ruff format --check, with the tree's one configuration: pyproject.toml's [tool.ruff]
+# (extension/ruff.toml extends it with the runtime's target version).
 lint-tooling: venv
 	$(VENV)/bin/ruff check --exclude extension .
+	$(VENV)/bin/ruff format --check --exclude extension .
 
 test: $(TEST_SETUP)
 	$(MAKE) --no-print-directory lint

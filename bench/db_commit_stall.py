@@ -19,14 +19,12 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from harness import databases  # noqa: E402
-from harness.azurite import Azurite  # noqa: E402
-from harness.certs import TenantCert, make_tls  # noqa: E402
-from harness.dbjobs import DbVm, Loops  # noqa: E402
-from harness.dbload import Load, worst_latency  # noqa: E402
-from harness.handler import build_zip  # noqa: E402
+from harness import databases
+from harness.azurite import Azurite
+from harness.certs import TenantCert, make_tls
+from harness.dbjobs import DbVm, Loops
+from harness.dbload import Load, worst_latency
+from harness.handler import build_zip
 
 
 def make_server(engine, loops):
@@ -34,15 +32,24 @@ def make_server(engine, loops):
         fs = loops.make("my-data")
         server = databases.MariaDb(os.path.join(fs.mountpoint, "data"), os.path.join(loops.base, "my-run"))
         server.filesystems = [fs]
-        workload = {"workload_name": "mariadb", "linux_user": "nobody", "credString": "-u backup \"-p%s\" -S %s" % (
-            databases.MY_BACKUP_PASSWORD, server.socket)}
+        workload = {
+            "workload_name": "mariadb",
+            "linux_user": "nobody",
+            "credString": '-u backup "-p%s" -S %s' % (databases.MY_BACKUP_PASSWORD, server.socket),
+        }
     else:
         data, wal = loops.make("pg-data"), loops.make("pg-wal")
-        server = databases.Postgres(os.path.join(data.mountpoint, "cluster"), os.path.join(wal.mountpoint, "pg_wal"),
-                                    os.path.join(loops.base, "pg-run"))
+        server = databases.Postgres(
+            os.path.join(data.mountpoint, "cluster"),
+            os.path.join(wal.mountpoint, "pg_wal"),
+            os.path.join(loops.base, "pg-run"),
+        )
         server.filesystems = [data, wal]
-        workload = {"workload_name": "postgres", "linux_user": "postgres", "credString":
-                    "-h %s -U postgres password=%s" % (server.rundir, databases.PG_PASSWORD)}
+        workload = {
+            "workload_name": "postgres",
+            "linux_user": "postgres",
+            "credString": "-h %s -U postgres password=%s" % (server.rundir, databases.PG_PASSWORD),
+        }
     server.install().start().create_bank()
     return server, workload
 
@@ -59,8 +66,9 @@ def run_engine(engine, reps, work, azurite, tenant, zip_path, tls):
             time.sleep(1.0)
             for rep in range(reps):
                 for mode in ("freeze", "db", "none"):
-                    vm = DbVm(os.path.join(work, "%s-%s-%d" % (engine, mode, rep)), azurite, tenant, zip_path, tls,
-                              mounts)
+                    vm = DbVm(
+                        os.path.join(work, "%s-%s-%d" % (engine, mode, rep)), azurite, tenant, zip_path, tls, mounts
+                    )
                     if mode == "db":
                         vm.write_workload(**workload)
                     if mode == "none":
@@ -72,10 +80,17 @@ def run_engine(engine, reps, work, azurite, tenant, zip_path, tls):
                     if backup.status["code"] != (0 if mode == "db" else 1):
                         raise SystemExit("%s job failed: %s" % (mode, backup.message))
                     tel = backup.telemetry()
-                    jobs.append({"mode": mode, "start": backup.started, "end": backup.ended,
-                                 "frozenWindowMs": float(tel["frozenWindowMs"]),
-                                 "dbQuiesceMs": float(tel.get("dbQuiesceMs", 0)),
-                                 "dbHeldMs": float(tel.get("dbHeldMs", 0)), "message": backup.message})
+                    jobs.append(
+                        {
+                            "mode": mode,
+                            "start": backup.started,
+                            "end": backup.ended,
+                            "frozenWindowMs": float(tel["frozenWindowMs"]),
+                            "dbQuiesceMs": float(tel.get("dbQuiesceMs", 0)),
+                            "dbHeldMs": float(tel.get("dbHeldMs", 0)),
+                            "message": backup.message,
+                        }
+                    )
                     time.sleep(0.5)
         finally:
             result = load.stop()
@@ -90,8 +105,11 @@ def run_engine(engine, reps, work, azurite, tenant, zip_path, tls):
     out = {"engine": engine, "commits": len(result["acks"]), "jobs": jobs, "median": {}}
     for mode in ("none", "freeze", "db"):
         rows = [j for j in jobs if j["mode"] == mode]
-        out["median"][mode] = {k: round(statistics.median(r[k] for r in rows), 1) for k in
-                               ("worstCommitMs", "frozenWindowMs", "dbQuiesceMs", "dbHeldMs") if k in rows[0]}
+        out["median"][mode] = {
+            k: round(statistics.median(r[k] for r in rows), 1)
+            for k in ("worstCommitMs", "frozenWindowMs", "dbQuiesceMs", "dbHeldMs")
+            if k in rows[0]
+        }
     added = out["median"]["db"]["worstCommitMs"] - out["median"]["freeze"]["worstCommitMs"]
     out["db_adds_to_worst_commit_ms"] = round(added, 1)
     out["target_met"] = added <= 100.0

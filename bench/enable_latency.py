@@ -12,23 +12,19 @@ import json
 import os
 import re
 import statistics
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from harness.azurite import Azurite  # noqa: E402
-from harness.certs import TenantCert, make_tls  # noqa: E402
-from harness.handler import build_zip  # noqa: E402
-from harness.jobs import SnapshotVM  # noqa: E402
+from harness.azurite import Azurite
+from harness.certs import TenantCert, make_tls
+from harness.handler import build_zip
+from harness.jobs import SnapshotVM
 
 USAGE = re.compile(r"resources: peak_rss_kb=(\d+) cpu_s=([\d.]+)")
 
 
 def one_job(work, azurite, tenant, zip_path, disks, python, seq):
-    vm = SnapshotVM(os.path.join(work, "vm%d-%d" % (disks, seq)), azurite, tenant, zip_path, disks=disks,
-                    python=python)
+    vm = SnapshotVM(os.path.join(work, "vm%d-%d" % (disks, seq)), azurite, tenant, zip_path, disks=disks, python=python)
     vm.write(0)
     started = time.monotonic()
     assert vm.agent.run("enable").returncode == 0
@@ -42,8 +38,12 @@ def one_job(work, azurite, tenant, zip_path, disks, python, seq):
         time.sleep(0.05)
         log = open(os.path.join(vm.agent.log_dir, "extension.log")).read()
     rss_kb, cpu_s = USAGE.search(log).groups()
-    return {"enable_s": enable_s, "terminal_s": total_s, "worker_peak_rss_mb": int(rss_kb) / 1024.0,
-            "worker_cpu_s": float(cpu_s)}
+    return {
+        "enable_s": enable_s,
+        "terminal_s": total_s,
+        "worker_peak_rss_mb": int(rss_kb) / 1024.0,
+        "worker_cpu_s": float(cpu_s),
+    }
 
 
 def main(argv=None):
@@ -61,12 +61,18 @@ def main(argv=None):
         for disks in (1, 16):
             runs = [one_job(work, azurite, tenant, zip_path, disks, args.python, i) for i in range(args.reps)]
             out["results"]["%d_disks" % disks] = {
-                key: {"median": round(statistics.median(r[key] for r in runs), 4),
-                      "max": round(max(r[key] for r in runs), 4)} for key in runs[0]}
+                key: {
+                    "median": round(statistics.median(r[key] for r in runs), 4),
+                    "max": round(max(r[key] for r in runs), 4),
+                }
+                for key in runs[0]
+            }
     r16 = out["results"]["16_disks"]
-    out["targets_met"] = {"terminal_under_1s_at_16_disks": r16["terminal_s"]["median"] < 1.0,
-                          "peak_rss_under_40mb": r16["worker_peak_rss_mb"]["max"] < 40,
-                          "cpu_under_0.5s": r16["worker_cpu_s"]["median"] < 0.5}
+    out["targets_met"] = {
+        "terminal_under_1s_at_16_disks": r16["terminal_s"]["median"] < 1.0,
+        "peak_rss_under_40mb": r16["worker_peak_rss_mb"]["max"] < 40,
+        "cpu_under_0.5s": r16["worker_cpu_s"]["median"] < 0.5,
+    }
     print(json.dumps(out, indent=2))
 
 

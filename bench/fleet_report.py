@@ -19,11 +19,8 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from harness.chromium import Chromium, skip_reason  # noqa: E402
-from harness.report_page import TIMINGS_JS, fleet, verify_report  # noqa: E402
+from harness.chromium import Chromium, skip_reason
+from harness.report_page import TIMINGS_JS, fleet, verify_report
 
 SORT_JS = """
 new Promise(function (done) {
@@ -67,8 +64,13 @@ def one_load(path):
     out = {k: round(v, 1) for k, v in timings.items() if v is not None}
     # the renderer's own CPU time for the page: steadier than wall time on a shared machine
     out["renderer_cpu_ms"] = {k: round(metrics[v] * 1000, 1) for k, v in CPU_METRICS.items() if v in metrics}
-    out.update(navigate_to_load_wall_ms=round(wall * 1000, 1), sort_ms=round(sort_ms, 1),
-               filter_ms=round(filter_ms, 1), filter_rows_shown=shown, problems=problems)
+    out.update(
+        navigate_to_load_wall_ms=round(wall * 1000, 1),
+        sort_ms=round(sort_ms, 1),
+        filter_ms=round(filter_ms, 1),
+        filter_rows_shown=shown,
+        problems=problems,
+    )
     return out
 
 

@@ -21,11 +21,10 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from harness.armemu import ArmEmulator, generate_fleet
+from harness.azcli import AzCli
 
-from harness.armemu import ArmEmulator, generate_fleet  # noqa: E402
-from harness.azcli import AzCli  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 KIT = [sys.executable, "-m", "vmsnapkit"]
 

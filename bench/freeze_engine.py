@@ -30,22 +30,27 @@ import sys
 import tempfile
 import time
 
+from vmsnapshot.freezeproto import FIFREEZE, FITHAW
+from vmsnapshot.guardian_client import GuardianClient
+from vmsnapshot.mounts import plan_from_mountinfo
+from vmsnapshot.syncfs import syncfs_all
+
+from harness import loopfs
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "extension")]
-
-from vmsnapshot.freezeproto import FIFREEZE, FITHAW  # noqa: E402
-from vmsnapshot.guardian_client import GuardianClient  # noqa: E402
-from vmsnapshot.mounts import plan_from_mountinfo  # noqa: E402
-from vmsnapshot.syncfs import syncfs_all  # noqa: E402
-
-from harness import loopfs  # noqa: E402
 
 DRIVER = os.path.join(ROOT, "tests", "engine", "freeze_driver.py")
 
 
 def writers(mounts, seconds):
-    return [subprocess.Popen([sys.executable, "-B", "-m", "harness.fswriter", os.path.join(m, "bench.dat"),
-                              str(seconds)], cwd=ROOT, stdout=subprocess.PIPE) for m in mounts]
+    return [
+        subprocess.Popen(
+            [sys.executable, "-B", "-m", "harness.fswriter", os.path.join(m, "bench.dat"), str(seconds)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+        )
+        for m in mounts
+    ]
 
 
 def collect(procs):
@@ -100,16 +105,21 @@ def one_cycle(mounts, hold_s, with_writers=True):
         g.close()
     res = collect(procs)
     assert r.ok and th.ok, (r, th)
-    return {"start_ms": start_ms, "syncfs_ms": sync_ms, "freeze_ms": r.freeze_ms, "thaw_ms": th.thaw_ms,
-            "window_ms": th.frozen_window_ms, "overhead_ms": th.frozen_window_ms - hold_s * 1000,
-            "stall_ms": max([x["max_gap_ms"] for x in res] or [0.0])}
+    return {
+        "start_ms": start_ms,
+        "syncfs_ms": sync_ms,
+        "freeze_ms": r.freeze_ms,
+        "thaw_ms": th.thaw_ms,
+        "window_ms": th.frozen_window_ms,
+        "overhead_ms": th.frozen_window_ms - hold_s * 1000,
+        "stall_ms": max([x["max_gap_ms"] for x in res] or [0.0]),
+    }
 
 
 def kill_cycle(mounts):
     procs = writers(mounts, 3.0)
     time.sleep(0.3)  # writers running
-    drv = subprocess.Popen([sys.executable, "-B", DRIVER, "frozen", "20"] + mounts, cwd="/",
-                           stdout=subprocess.PIPE)
+    drv = subprocess.Popen([sys.executable, "-B", DRIVER, "frozen", "20"] + mounts, cwd="/", stdout=subprocess.PIPE)
     drv.stdout.readline()  # started
     json.loads(drv.stdout.readline())  # frozen
     time.sleep(0.1)  # writers are now blocked on the frozen filesystems
@@ -121,8 +131,7 @@ def kill_cycle(mounts):
 
 
 def summary(values):
-    return {"median": round(statistics.median(values), 3), "max": round(max(values), 3),
-            "min": round(min(values), 3)}
+    return {"median": round(statistics.median(values), 3), "max": round(max(values), 3), "min": round(min(values), 3)}
 
 
 def main():
@@ -148,9 +157,14 @@ def main():
             kills = [kill_cycle(plan.mountpoints) for _ in range(max(3, args.reps // 2))]
             interference = loopfs.foreign_openers(mounts)
     shutil.rmtree(base, ignore_errors=True)
-    out = {"filesystems": ["ext4", "xfs", "btrfs"], "reps": args.reps, "hold_ms": args.hold_ms,
-           "writers": not args.no_writers, "load_average_1m": os.getloadavg()[0],
-           "python": "%d.%d.%d" % sys.version_info[:3]}
+    out = {
+        "filesystems": ["ext4", "xfs", "btrfs"],
+        "reps": args.reps,
+        "hold_ms": args.hold_ms,
+        "writers": not args.no_writers,
+        "load_average_1m": os.getloadavg()[0],
+        "python": "%d.%d.%d" % sys.version_info[:3],
+    }
     for key in ("start_ms", "syncfs_ms", "freeze_ms", "thaw_ms", "window_ms", "overhead_ms", "stall_ms"):
         out[key] = summary([c[key] for c in cycles])
     out["raw_freeze_ms"] = summary(raws)

@@ -12,35 +12,24 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from harness import loopfs  # noqa: E402
-from harness.azurite import Azurite  # noqa: E402
-from harness.certs import TenantCert, make_tls  # noqa: E402
-from harness.delayproxy import DelayProxy  # noqa: E402
-from harness.handler import build_zip  # noqa: E402
-from harness.jobs import SnapshotVM, b64json, safe_config  # noqa: E402
-
-
-def planned_mounts(vm):
-    proc = subprocess.run(["/bin/sh", "-c", vm.agent.base + "/bin/handle.sh diagnose --json --offline"],
-                          cwd=vm.agent.base, env=vm.agent.env(0), capture_output=True, text=True, timeout=60)
-    return sorted(json.loads(proc.stdout)["freeze_plan"]["would_freeze"])
+from harness import loopfs
+from harness.azurite import Azurite
+from harness.certs import TenantCert, make_tls
+from harness.delayproxy import DelayProxy
+from harness.handler import build_zip
+from harness.jobs import SnapshotVM, b64json, planned_mounts, safe_config
 
 
 def one_job(work, azurite, tenant, zip_path, tls, mounts, disks, rtt_ms, rep):
-    vm = SnapshotVM(os.path.join(work, "vm-%d-%d-%d" % (disks, rtt_ms, rep)), azurite, tenant, zip_path,
-                    disks=disks)
+    vm = SnapshotVM(os.path.join(work, "vm-%d-%d-%d" % (disks, rtt_ms, rep)), azurite, tenant, zip_path, disks=disks)
     safe_config(vm.config, vm.work, fsfreeze=True, include=mounts)
     if planned_mounts(vm) != sorted(mounts):
         raise SystemExit("refusing to run: the freeze plan is not exactly the benchmark's own mounts")
     with DelayProxy(azurite.port, rtt_ms) as proxy:
-        vm.write(0, private=vm.private(objectStr=b64json({"blobSASUri": [proxy.rewrite(u)
-                                                                          for u in vm.disk_uris()]})))
+        vm.write(0, private=vm.private(objectStr=b64json({"blobSASUri": [proxy.rewrite(u) for u in vm.disk_uris()]})))
         with loopfs.ThawWatchdog(mounts, seconds=40):
             assert vm.agent.run("enable").returncode == 0
             doc = vm.agent.wait_terminal(0, timeout=120)
@@ -69,12 +58,16 @@ def main(argv=None):
     tenant = TenantCert(os.path.join(work, "tenant"))
     zip_path = build_zip(os.path.join(work, "dist"))
     out = {"benchmark": "frozen_window", "unit": "ms (median of %d)" % args.reps, "results": []}
-    with loopfs.LoopFilesystems(os.path.join(work, "loops")) as loops, \
-            Azurite(work, tls=tls, in_memory=True) as azurite:
+    with (
+        loopfs.LoopFilesystems(os.path.join(work, "loops")) as loops,
+        Azurite(work, tls=tls, in_memory=True) as azurite,
+    ):
         for rtt in [int(x) for x in args.rtt.split(",")]:
             for disks in [int(x) for x in args.disks.split(",")]:
-                runs = [one_job(work, azurite, tenant, zip_path, tls, loops.mountpoints, disks, rtt, r)
-                        for r in range(args.reps)]
+                runs = [
+                    one_job(work, azurite, tenant, zip_path, tls, loops.mountpoints, disks, rtt, r)
+                    for r in range(args.reps)
+                ]
                 row = {"disks": disks, "rtt_ms": rtt}
                 row.update({k: round(statistics.median(r[k] for r in runs), 1) for k in runs[0]})
                 out["results"].append(row)
@@ -84,7 +77,8 @@ def main(argv=None):
         single = by[(1, 20)]["snapshot"]
         out["ratios_to_single_disk_snapshot_at_20ms"] = {
             "frozen_window_16_disks": round(by[(16, 20)]["frozenWindow"] / single, 2),
-            "frozen_hold_16_disks": round(by[(16, 20)].get("frozenHold", 0) / single, 2)}
+            "frozen_hold_16_disks": round(by[(16, 20)].get("frozenHold", 0) / single, 2),
+        }
         out["target_met"] = by[(16, 20)].get("frozenHold", 1e9) <= 1.5 * single
     print(json.dumps(out, indent=2))
 

@@ -20,15 +20,12 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "extension"))
+from vmsnapshot.rawhttp import complete
 
-from vmsnapshot.rawhttp import complete  # noqa: E402
-
-from harness.azurite import Azurite  # noqa: E402
-from harness.certs import TenantCert, make_tls  # noqa: E402
-from harness.handler import build_zip  # noqa: E402
-from harness.jobs import SnapshotVM  # noqa: E402
+from harness.azurite import Azurite
+from harness.certs import TenantCert, make_tls
+from harness.handler import build_zip
+from harness.jobs import SnapshotVM
 
 
 def runtime_snapshot_ms(vm, seq):
@@ -53,8 +50,12 @@ def minimal_client_ms(uris, ca):
         s = ctx.wrap_socket(socket.create_connection((host, int(port))), server_hostname=host)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         socks.append(s)
-        requests.append(("PUT /%s&comp=snapshot HTTP/1.1\r\nHost: %s\r\nx-ms-version: 2020-04-08\r\n"
-                         "x-ms-meta-BackupTaskId: bench\r\nContent-Length: 0\r\n\r\n" % (path, netloc)).encode())
+        requests.append(
+            (
+                "PUT /%s&comp=snapshot HTTP/1.1\r\nHost: %s\r\nx-ms-version: 2020-04-08\r\n"
+                "x-ms-meta-BackupTaskId: bench\r\nContent-Length: 0\r\n\r\n" % (path, netloc)
+            ).encode()
+        )
     buffers = dict((s, b"") for s in socks)
     started = time.monotonic()
     for s, r in zip(socks, requests):
@@ -97,8 +98,11 @@ def main(argv=None):
             for rep in range(args.reps):  # interleaved, so both see the same server state
                 kit.append(runtime_snapshot_ms(vm, rep))
                 floor.append(minimal_client_ms(vm.disk_uris(), tls["ca"]))
-            row = {"disks": disks, "runtime_snapshot": round(statistics.median(kit), 1),
-                   "minimal_client": round(statistics.median(floor), 1)}
+            row = {
+                "disks": disks,
+                "runtime_snapshot": round(statistics.median(kit), 1),
+                "minimal_client": round(statistics.median(floor), 1),
+            }
             row["ratio"] = round(row["runtime_snapshot"] / row["minimal_client"], 2)
             row["target_met"] = row["ratio"] <= 1.1
             out["results"].append(row)

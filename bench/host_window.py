@@ -24,29 +24,27 @@ import tempfile
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "extension"))
+from vmsnapshot import hostsnapshot
+from vmsnapshot.syncfs import syncfs_all
 
-from vmsnapshot import hostsnapshot  # noqa: E402
-from vmsnapshot.syncfs import syncfs_all  # noqa: E402
-
-from bench.frozen_window import planned_mounts  # noqa: E402
-from harness import loopfs  # noqa: E402
-from harness.azurite import Azurite  # noqa: E402
-from harness.certs import TenantCert, make_tls  # noqa: E402
-from harness.freezeguard import FITHAW  # noqa: E402
-from harness.handler import build_zip  # noqa: E402
-from harness.hostservice import HostService  # noqa: E402
-from harness.jobs import SnapshotVM, b64json, safe_config  # noqa: E402
+from harness import loopfs
+from harness.azurite import Azurite
+from harness.certs import TenantCert, make_tls
+from harness.freezeguard import FITHAW
+from harness.handler import build_zip
+from harness.hostservice import HostService
+from harness.jobs import SnapshotVM, b64json, planned_mounts, safe_config
 
 FIFREEZE = 0xC0045877
 LUN_MAP = {0: "disk1.vhd", -1: "disk0.vhd"}
 
 
 def public(vm, seq):
-    obj = {"backupMetadata": [{"Key": "BackupTaskId", "Value": "bench-%d" % seq}],
-           "includedDisks": {"dataDiskLunList": [0], "isOSDiskIncluded": True, "isVmgsBlobIncluded": True},
-           "snapshotTaskToken": vm.task_token}
+    obj = {
+        "backupMetadata": [{"Key": "BackupTaskId", "Value": "bench-%d" % seq}],
+        "includedDisks": {"dataDiskLunList": [0], "isOSDiskIncluded": True, "isVmgsBlobIncluded": True},
+        "snapshotTaskToken": vm.task_token,
+    }
     return vm.public(seq, objectStr=b64json(obj))
 
 
@@ -65,8 +63,13 @@ def job_window(vm, seq, mounts):
 
 def round_trip(host, name):
     """One host call's round trip on a pre-opened connection, as the runtime sends it inside the freeze."""
-    doc = {"taskId": "bench", "diskIds": [0, -1], "snapshotTaskToken": "t", "settings": [],
-           "snapshotMetadata": [{"Key": "BackupTaskId", "Value": "bench-rt"}]}
+    doc = {
+        "taskId": "bench",
+        "diskIds": [0, -1],
+        "snapshotTaskToken": "t",
+        "settings": [],
+        "snapshotMetadata": [{"Key": "BackupTaskId", "Value": "bench-rt"}],
+    }
     path = hostsnapshot.DOSNAPSHOT_PATH if name == "dosnapshot" else hostsnapshot.PRESNAPSHOT_PATH
     sock = hostsnapshot.connect(host.endpoint, 5.0)
     request = hostsnapshot.build_request("127.0.0.1", host.port, path, doc)
@@ -118,8 +121,10 @@ def main(argv=None):
     tenant = TenantCert(os.path.join(work, "tenant"))
     zip_path = build_zip(os.path.join(work, "dist"))
     out = {"benchmark": "host_window", "unit": "ms (median of %d)" % args.reps, "results": []}
-    with loopfs.LoopFilesystems(os.path.join(work, "loops")) as loops, \
-            Azurite(work, tls=tls, in_memory=True) as azurite:
+    with (
+        loopfs.LoopFilesystems(os.path.join(work, "loops")) as loops,
+        Azurite(work, tls=tls, in_memory=True) as azurite,
+    ):
         mounts = loops.mountpoints
         for latency in [int(x) for x in args.latency.split(",")]:
             vm = SnapshotVM(os.path.join(work, "vm-%d" % latency), azurite, tenant, zip_path, disks=2)
@@ -137,8 +142,11 @@ def main(argv=None):
             med = statistics.median
             row = {"latency_ms": latency, "disks": 2, "mounts": len(mounts)}
             row.update({k: round(med(j[k] for j in jobs), 1) for k in jobs[0]})
-            row.update(dosnapshot_round_trip=round(med(dos), 1), presnapshot_round_trip=round(med(pres), 1),
-                       kernel_freeze_thaw=round(med(kernel), 1))
+            row.update(
+                dosnapshot_round_trip=round(med(dos), 1),
+                presnapshot_round_trip=round(med(pres), 1),
+                kernel_freeze_thaw=round(med(kernel), 1),
+            )
             floor = row["dosnapshot_round_trip"] + row["kernel_freeze_thaw"]
             row["floor"] = round(floor, 1)
             row["ratio_to_floor"] = round(row["frozenWindow"] / floor, 2)

@@ -39,28 +39,37 @@ def main(argv=None):
     times, hashes = [], []
     for _ in range(args.runs):
         start = time.monotonic()
-        proc = subprocess.run(["make", "-s", "-C", ROOT, "dist", "PACKAGER=" + args.packager],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.run(
+            ["make", "-s", "-C", ROOT, "dist", "PACKAGER=" + args.packager],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         times.append(round(time.monotonic() - start, 3))
         if proc.returncode != 0:
             sys.stderr.write(proc.stdout)
             return 1
         hashes.append(digests(os.path.join(ROOT, "dist")))
     later = times[1:] or times
-    print(json.dumps({
-        "benchmark": "make dist",
-        "packager": args.packager,
-        "runs": args.runs,
-        "wall_seconds": times,
-        "first_run_seconds": times[0],
-        "later_runs_max_seconds": max(later),
-        "later_runs_median_seconds": sorted(later)[len(later) // 2],
-        "target_seconds": 10,
-        "meets_target": max(later) < 10,
-        "byte_identical_across_runs": all(h == hashes[0] for h in hashes),
-        "artefacts": {name: os.path.getsize(os.path.join(ROOT, "dist", name)) for name in hashes[0]},
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "make dist",
+                "packager": args.packager,
+                "runs": args.runs,
+                "wall_seconds": times,
+                "first_run_seconds": times[0],
+                "later_runs_max_seconds": max(later),
+                "later_runs_median_seconds": sorted(later)[len(later) // 2],
+                "target_seconds": 10,
+                "meets_target": max(later) < 10,
+                "byte_identical_across_runs": all(h == hashes[0] for h in hashes),
+                "artefacts": {name: os.path.getsize(os.path.join(ROOT, "dist", name)) for name in hashes[0]},
+                "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

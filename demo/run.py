@@ -21,16 +21,15 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from harness import loopfs
+from harness.azurite import Azurite
+from harness.certs import TenantCert, make_tls
+from harness.freezeguard import MachineThawGuard
+from harness.handler import build_zip
+from harness.hostservice import HostService
+from harness.jobs import SnapshotVM, b64json, freeze_plan, planned_mounts, safe_config
 
-from harness import loopfs  # noqa: E402
-from harness.azurite import Azurite  # noqa: E402
-from harness.certs import TenantCert, make_tls  # noqa: E402
-from harness.freezeguard import MachineThawGuard  # noqa: E402
-from harness.handler import build_zip  # noqa: E402
-from harness.hostservice import HostService  # noqa: E402
-from harness.jobs import SnapshotVM, b64json, safe_config  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 DEMO_DIR = os.path.join(os.environ.get("KIT_CACHE", os.path.expanduser("~/.cache/vmsnapshot-kit")), "demo")
 HOOK = """#!/bin/sh
@@ -47,12 +46,20 @@ exit 0
 def say_path(tel):
     """Which path took the snapshots, and why."""
     say("method: %s (%s)" % (tel.get("snapshotMethod"), tel.get("snapshotMethodReason")))
-    say("path taken: %s; host presnapshot code %s%s" % (
-        {"backupHostService": "host (backup host service)", "guestExtension": "guest (SAS snapshots)"}.get(
-            tel.get("snapshotCreator"), tel.get("snapshotCreator")), tel.get("hostStatusCodePreSnapshot", "-"),
-        ", dosnapshot code %s" % tel["hostStatusCodeDoSnapshot"] if "hostStatusCodeDoSnapshot" in tel else
-        " (555: no WireServer on this machine, so the guest snapshots)" if tel.get(
-            "hostStatusCodePreSnapshot") == "555" else ""))
+    say(
+        "path taken: %s; host presnapshot code %s%s"
+        % (
+            {"backupHostService": "host (backup host service)", "guestExtension": "guest (SAS snapshots)"}.get(
+                tel.get("snapshotCreator"), tel.get("snapshotCreator")
+            ),
+            tel.get("hostStatusCodePreSnapshot", "-"),
+            ", dosnapshot code %s" % tel["hostStatusCodeDoSnapshot"]
+            if "hostStatusCodeDoSnapshot" in tel
+            else " (555: no WireServer on this machine, so the guest snapshots)"
+            if tel.get("hostStatusCodePreSnapshot") == "555"
+            else "",
+        )
+    )
 
 
 def step(text):
@@ -121,14 +128,19 @@ class Demo(object):
             with open(os.path.join(hooks, "10-quiesce-writer"), "w") as f:
                 f.write(HOOK % {"pidfile": pidfile})
             os.chmod(os.path.join(hooks, "10-quiesce-writer"), 0o700)
-            writer = subprocess.Popen([sys.executable, "-B", "-m", "harness.writer",
-                                       os.path.join(work, "writer.json")] + mounts, cwd=ROOT,
-                                      stdout=subprocess.PIPE, text=True, start_new_session=True)
+            writer = subprocess.Popen(
+                [sys.executable, "-B", "-m", "harness.writer", os.path.join(work, "writer.json")] + mounts,
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
             writer.stdout.readline()
             with open(pidfile, "w") as f:
                 f.write(str(writer.pid))
-            self.stack.append(lambda: writer.poll() is None and (writer.send_signal(signal.SIGCONT),
-                                                                  writer.terminate()))
+            self.stack.append(
+                lambda: writer.poll() is None and (writer.send_signal(signal.SIGCONT), writer.terminate())
+            )
 
         step("Installing the extension as the guest agent does (unzip, HandlerEnvironment, install)")
         proc = vm.agent.run("install")
@@ -136,12 +148,12 @@ class Demo(object):
         say("handler directory: %s" % vm.agent.base)
 
         step("Checking the freeze plan with `diagnose` before anything can freeze")
-        diag = subprocess.run(["/bin/sh", "-c", vm.agent.base + "/bin/handle.sh diagnose --json --offline"],
-                              cwd=vm.agent.base, env=vm.agent.env(0), capture_output=True, text=True, timeout=60)
-        plan = json.loads(diag.stdout)["freeze_plan"]
+        plan = freeze_plan(vm)
         if sorted(plan["would_freeze"]) != sorted(mounts):
-            raise SystemExit("refusing to run: the freeze plan %s is not exactly the demo's mounts %s"
-                             % (plan["would_freeze"], mounts))
+            raise SystemExit(
+                "refusing to run: the freeze plan %s is not exactly the demo's mounts %s"
+                % (plan["would_freeze"], mounts)
+            )
         say("would freeze: %s" % (", ".join(plan["would_freeze"]) or "nothing"))
         say("skipping %d other mounts (pseudo, tmpfs, not in MountsToInclude, ...)" % len(plan["skipped"]))
 
@@ -170,11 +182,15 @@ class Demo(object):
         step("Result")
         say("status: %s, code %s" % (status["status"], status["code"]))
         say("message: %s" % status["formattedMessage"]["message"])
-        say("consistency: %s" % {0: "none", 1: "file-system consistent", 2: "application consistent",
-                                 3: "crash consistent"}[consistency])
+        say(
+            "consistency: %s"
+            % {0: "none", 1: "file-system consistent", 2: "application consistent", 3: "crash consistent"}[consistency]
+        )
         if "frozenWindowMs" in tel:
-            say("frozen window: %s ms (freeze %s ms, snapshots %s ms, thaw %s ms)" % (
-                tel["frozenWindowMs"], tel.get("freezeMs"), tel.get("snapshotMs"), tel.get("thawMs")))
+            say(
+                "frozen window: %s ms (freeze %s ms, snapshots %s ms, thaw %s ms)"
+                % (tel["frozenWindowMs"], tel.get("freezeMs"), tel.get("snapshotMs"), tel.get("thawMs"))
+            )
         for mount, rec in stalls.items():
             say("writer on %s: %d writes, longest stall %.1f ms" % (mount, rec["writes"], rec["max_gap_ms"]))
         say_path(tel)
@@ -195,15 +211,16 @@ class Demo(object):
         safe_config(vm.config, vm.work, fsfreeze=bool(mounts), include=mounts or None, host_endpoint=host.endpoint)
         say("host backup service (loopback WireServer stand-in): %s" % host.endpoint)
         vm.agent.run("install")
-        diag = subprocess.run(["/bin/sh", "-c", vm.agent.base + "/bin/handle.sh diagnose --json --offline"],
-                              cwd=vm.agent.base, env=vm.agent.env(0), capture_output=True, text=True, timeout=60)
-        if sorted(json.loads(diag.stdout)["freeze_plan"]["would_freeze"]) != sorted(mounts):
+        if planned_mounts(vm) != sorted(mounts):
             raise SystemExit("refusing to run: the Trusted Launch VM's freeze plan is not the demo's mounts")
-        obj = {"backupMetadata": [{"Key": "BackupTaskId", "Value": "demo-tl"}],
-               "includedDisks": {"dataDiskLunList": [0], "isOSDiskIncluded": True, "isVmgsBlobIncluded": True},
-               "snapshotTaskToken": vm.task_token}
-        vm.write(0, public=vm.public(0, objectStr=b64json(obj)),
-                 private=vm.private(objectStr=b64json({"blobSASUri": []})))
+        obj = {
+            "backupMetadata": [{"Key": "BackupTaskId", "Value": "demo-tl"}],
+            "includedDisks": {"dataDiskLunList": [0], "isOSDiskIncluded": True, "isVmgsBlobIncluded": True},
+            "snapshotTaskToken": vm.task_token,
+        }
+        vm.write(
+            0, public=vm.public(0, objectStr=b64json(obj)), private=vm.private(objectStr=b64json({"blobSASUri": []}))
+        )
         say("settings: includedDisks.isVmgsBlobIncluded = true, blobSASUri = [] (as Azure Backup sends them)")
         watchdog = loopfs.ThawWatchdog(mounts, seconds=60).arm() if mounts else None
         try:
@@ -218,8 +235,10 @@ class Demo(object):
         say("status: %s, code %s" % (status["status"], status["code"]))
         say_path(tel)
         if "frozenWindowMs" in tel:
-            say("frozen window: %s ms (the dosnapshot request went out the moment everything was frozen)"
-                % tel["frozenWindowMs"])
+            say(
+                "frozen window: %s ms (the dosnapshot request went out the moment everything was frozen)"
+                % tel["frozenWindowMs"]
+            )
         for info in report["snapshotInfo"] or []:
             say("host snapshot: %s" % info["snapshotUri"])
 

@@ -19,8 +19,9 @@ import os
 import sys
 import traceback
 
+# Runs under the agent's interpreter (maybe outside the venv): the repository root makes `harness` importable.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from harness.wireserver import FakeResponse  # noqa: E402  (stdlib only, importable under any interpreter)
+from harness.wireserver import FakeResponse  # stdlib only, importable under any interpreter
 
 
 class Channel(object):
@@ -53,15 +54,24 @@ class Driver(object):
     def http_request(self, method, url, data=None, *args, **kwargs):
         headers = kwargs.get("headers") or (args[0] if args and isinstance(args[0], dict) else None) or {}
         body = data.encode("utf-8") if isinstance(data, str) else (data or b"")
-        self.channel.send({"http": {"method": method, "url": url, "headers": dict(headers),
-                                    "data": base64.b64encode(body).decode() if data is not None else None}})
+        self.channel.send(
+            {
+                "http": {
+                    "method": method,
+                    "url": url,
+                    "headers": dict(headers),
+                    "data": base64.b64encode(body).decode() if data is not None else None,
+                }
+            }
+        )
         answer = self.channel.receive()
-        return FakeResponse(answer["status"], base64.b64decode(answer["body"]),
-                            [tuple(h) for h in answer["headers"]], answer["reason"])
+        return FakeResponse(
+            answer["status"], base64.b64decode(answer["body"]), [tuple(h) for h in answer["headers"]], answer["reason"]
+        )
 
     # -- commands ------------------------------------------------------------------------------------
     def start(self, package_root, conf_path, agent_log, lib_dir):
-        sys.path.insert(0, package_root)
+        sys.path.insert(0, package_root)  # the agent under test, an unpacked .deb or a source tree
         conf = importlib.import_module("azurelinuxagent.common.conf")
         logger = importlib.import_module("azurelinuxagent.common.logger")
         event = importlib.import_module("azurelinuxagent.common.event")
@@ -78,8 +88,10 @@ class Driver(object):
         self.protocol = wire.WireProtocol(restutil.KNOWN_WIRESERVER_IP)
         self.protocol.detect()
         self.handler = exthandlers.get_exthandlers_handler(self.protocol)
-        return {"version": importlib.import_module("azurelinuxagent.common.version").AGENT_VERSION,
-                "python": "%d.%d.%d" % sys.version_info[:3]}
+        return {
+            "version": importlib.import_module("azurelinuxagent.common.version").AGENT_VERSION,
+            "python": "%d.%d.%d" % sys.version_info[:3],
+        }
 
     def process_goal_state(self):
         """What one pass of the daemon's loop (ga/update.py) does: fetch the goal state (the incarnation and,
@@ -90,10 +102,10 @@ class Driver(object):
         client.update_goal_state()
         goal_state = client.get_goal_state()
         egs = getattr(goal_state, "extensions_goal_state", None) or client.get_extensions_goal_state()
-        if hasattr(egs, "is_outdated"):       # 2.8+: UpdateHandler._processing_new_extensions_goal_state
+        if hasattr(egs, "is_outdated"):  # 2.8+: UpdateHandler._processing_new_extensions_goal_state
             new = egs.id != self.last_processed and not egs.is_outdated
             processed = egs.id
-        else:                                 # 2.7.3: UpdateHandler._process_goal_state keys on the incarnation
+        else:  # 2.7.3: UpdateHandler._process_goal_state keys on the incarnation
             processed = goal_state.incarnation
             new = processed != self.last_processed
         hostplugin = client.get_host_plugin()
@@ -106,8 +118,13 @@ class Driver(object):
         if new:
             self.handler.run()
             self.last_processed = processed
-        return {"ran": new, "supports_fast_track": self.supports_fast_track, "id": egs.id,
-                "source": getattr(egs, "source", None), "parsed_from": type(egs).__name__}
+        return {
+            "ran": new,
+            "supports_fast_track": self.supports_fast_track,
+            "id": egs.id,
+            "source": getattr(egs, "source", None),
+            "parsed_from": type(egs).__name__,
+        }
 
     def report(self):
         report = self.handler.report_ext_handlers_status
@@ -122,9 +139,15 @@ class Driver(object):
         exthandlers = importlib.import_module("azurelinuxagent.ga.exthandlers")
         with open(os.path.join(handler_dir, "HandlerManifest.json")) as f:
             manifest = exthandlers.HandlerManifest(json.load(f)[0])
-        return {name: getattr(manifest, name)() for name in (
-            "is_report_heartbeat", "is_continue_on_update_failure", "supports_multiple_extensions",
-            "is_update_with_install")}
+        return {
+            name: getattr(manifest, name)()
+            for name in (
+                "is_report_heartbeat",
+                "is_continue_on_update_failure",
+                "supports_multiple_extensions",
+                "is_update_with_install",
+            )
+        }
 
 
 def main():

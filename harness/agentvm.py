@@ -20,7 +20,7 @@ class AgentVM(object):
     """A VM as the agent sees it: disks in Azurite, the fabric (fake WireServer) and the real agent."""
 
     def __init__(self, root, package_root, azurite, tenant, zips, python=None):
-        self.work = os.path.join(root, "vm")          # everything the agent and the runtime write
+        self.work = os.path.join(root, "vm")  # everything the agent and the runtime write
         etc = os.path.join(self.work, "etc-azure")
         os.makedirs(etc)
         self.runtime_config = safe_config(os.path.join(etc, "vmbackup.conf"), self.work)
@@ -31,10 +31,11 @@ class AgentVM(object):
         self.handler = os.path.basename(zips[self.versions[0]]).split("__")[0]
         self.wireserver = FakeWireServer(os.path.join(self.work, "lib"), tenant, zips)
         # The agent reads the same waagent.conf the runtime is pointed at (WaagentConf in safe_config).
-        self.agent = GuestAgent(self.work, package_root, self.wireserver, conf_path=os.path.join(etc, "waagent.conf"),
-                                python=python)
+        self.agent = GuestAgent(
+            self.work, package_root, self.wireserver, conf_path=os.path.join(etc, "waagent.conf"), python=python
+        )
         self.published = None
-        self.publication = None     # how the host sent the last goal state (harness.fasttrack.Publication)
+        self.publication = None  # how the host sent the last goal state (harness.fasttrack.Publication)
         self._mark = 0
 
     def write_script_config(self, doc):
@@ -47,8 +48,11 @@ class AgentVM(object):
     def handler_settings(self, seq, public=None, private=None, cipher="-des3"):
         public = self.disks.public(seq) if public is None else public
         private = self.disks.private() if private is None else private
-        return {"publicSettings": public, "protectedSettings": self.tenant.encrypt(json.dumps(private), cipher),
-                "protectedSettingsCertThumbprint": self.tenant.thumbprint}
+        return {
+            "publicSettings": public,
+            "protectedSettings": self.tenant.encrypt(json.dumps(private), cipher),
+            "protectedSettingsCertThumbprint": self.tenant.thumbprint,
+        }
 
     def publish(self, version, seq, settings, state="enabled", source=None):
         """A new goal state, sent as the host would (FastTrack to an agent that advertised it, else Fabric)."""
@@ -84,6 +88,7 @@ class AgentVM(object):
         def done(status):
             reported_seq, ext = extension_status(status, self.handler)
             return reported_seq == seq and (ext or {}).get("status") in TERMINAL
+
         return self.agent.report_until(done, timeout=timeout)
 
     def handler_dir(self, version):
@@ -102,7 +107,7 @@ class AgentVM(object):
     def new_commands(self):
         """[(version, command)] the agent launched since the last call."""
         ran = self.agent.commands_run(self.handler)
-        fresh, self._mark = ran[self._mark:], len(ran)
+        fresh, self._mark = ran[self._mark :], len(ran)
         return fresh
 
     def snapshots_of_task(self, task):

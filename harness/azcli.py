@@ -44,22 +44,24 @@ class AzSession:
         self.config_dir = os.path.join(workdir, "azconfig")
         os.makedirs(self.config_dir, exist_ok=True)
         self.env = emu.client_env()
-        self.env.update({
-            "AZURE_CONFIG_DIR": self.config_dir,
-            "AZ": az.path,  # what the kit's scripts call
-            "AZURE_CORE_NO_COLOR": "1",
-            "AZURE_CORE_ONLY_SHOW_ERRORS": "1",
-            "AZURE_CORE_SURVEY_MESSAGE": "no",
-            "AZURE_EXTENSION_USE_DYNAMIC_INSTALL": "no",
-        })
+        self.env.update(
+            {
+                "AZURE_CONFIG_DIR": self.config_dir,
+                "AZ": az.path,  # what the kit's scripts call
+                "AZURE_CORE_NO_COLOR": "1",
+                "AZURE_CORE_ONLY_SHOW_ERRORS": "1",
+                "AZURE_CORE_SURVEY_MESSAGE": "no",
+                "AZURE_EXTENSION_USE_DYNAMIC_INSTALL": "no",
+            }
+        )
         self.env["PATH"] = os.path.dirname(az.path) + os.pathsep + self.env.get("PATH", "")
 
     def run(self, *args, check=True, timeout=120, **kw) -> subprocess.CompletedProcess:
-        proc = subprocess.run([self.az.path, *args], env=self.env, capture_output=True, text=True,
-                              timeout=timeout, **kw)
+        proc = subprocess.run(
+            [self.az.path, *args], env=self.env, capture_output=True, text=True, timeout=timeout, **kw
+        )
         if check and proc.returncode != 0:
-            raise RuntimeError("az %s failed (%d): %s"
-                               % (" ".join(args), proc.returncode, proc.stderr[-2000:]))
+            raise RuntimeError("az %s failed (%d): %s" % (" ".join(args), proc.returncode, proc.stderr[-2000:]))
         return proc
 
     def login(self) -> "AzSession":

@@ -25,7 +25,8 @@ SAS_VERSION = "2019-12-12"
 
 def azurite_main():
     path = os.environ.get("AZURITE_MAIN") or os.path.expanduser(
-        "~/.cache/vmsnapshot-kit/azurite-3.35.0/node_modules/azurite/dist/src/blob/main.js")
+        "~/.cache/vmsnapshot-kit/azurite-3.35.0/node_modules/azurite/dist/src/blob/main.js"
+    )
     if not os.path.exists(path):
         raise RuntimeError("Azurite is not installed at %s (run `make azurite`)" % path)
     return path
@@ -38,8 +39,9 @@ def free_port():
 
 
 def _sign(string_to_sign):
-    return base64.b64encode(hmac.new(base64.b64decode(KEY), string_to_sign.encode("utf-8"),
-                                     hashlib.sha256).digest()).decode()
+    return base64.b64encode(
+        hmac.new(base64.b64decode(KEY), string_to_sign.encode("utf-8"), hashlib.sha256).digest()
+    ).decode()
 
 
 def _expiry(hours):
@@ -49,8 +51,7 @@ def _expiry(hours):
 class Azurite(object):
     """A running Azurite blob service; use as a context manager."""
 
-    def __init__(self, workdir, tls=None, port=None, host="127.0.0.1", in_memory=False, main=None,
-                 launcher=None):
+    def __init__(self, workdir, tls=None, port=None, host="127.0.0.1", in_memory=False, main=None, launcher=None):
         """main: Azurite's blob main.js (default: the cached install); launcher: argv -> argv that runs
         the command elsewhere (e.g. harness.debian_root.chroot_argv inside a Debian root)."""
         self.workdir = workdir
@@ -73,15 +74,25 @@ class Azurite(object):
     def start(self, timeout=20):
         data = os.path.join(self.workdir, "azurite-data")
         os.makedirs(data, exist_ok=True)
-        cmd = ["node", self.main or azurite_main(), "--blobHost", self.host, "--blobPort", str(self.port),
-               "--disableTelemetry", "--skipApiVersionCheck", "--silent"]
+        cmd = [
+            "node",
+            self.main or azurite_main(),
+            "--blobHost",
+            self.host,
+            "--blobPort",
+            str(self.port),
+            "--disableTelemetry",
+            "--skipApiVersionCheck",
+            "--silent",
+        ]
         cmd += ["--inMemoryPersistence"] if self.in_memory else ["--location", data]
         if self.tls:
             cmd += ["--cert", self.tls["cert"], "--key", self.tls["key"]]
         if self.launcher:
             cmd = self.launcher(cmd)
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True, cwd=self.workdir)
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, cwd=self.workdir
+        )
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -115,10 +126,17 @@ class Azurite(object):
 
     # -- SAS --------------------------------------------------------------------------------------
     def account_sas(self, hours=2):
-        fields = {"sv": SAS_VERSION, "ss": "b", "srt": "sco", "sp": "rwdlacup", "se": _expiry(hours),
-                  "spr": "https,http"}
-        sts = "\n".join([ACCOUNT, fields["sp"], fields["ss"], fields["srt"], "", fields["se"], "",
-                         fields["spr"], fields["sv"], ""])
+        fields = {
+            "sv": SAS_VERSION,
+            "ss": "b",
+            "srt": "sco",
+            "sp": "rwdlacup",
+            "se": _expiry(hours),
+            "spr": "https,http",
+        }
+        sts = "\n".join(
+            [ACCOUNT, fields["sp"], fields["ss"], fields["srt"], "", fields["se"], "", fields["spr"], fields["sv"], ""]
+        )
         fields["sig"] = _sign(sts)
         return urllib.parse.urlencode(fields)
 
@@ -127,8 +145,7 @@ class Azurite(object):
         se = expiry or _expiry(hours)
         st = start or ""
         resource = "/blob/%s/%s/%s" % (ACCOUNT, container, blob)
-        sts = "\n".join([permissions, st, se, resource, "", "", "https,http", SAS_VERSION, "b", "",
-                         "", "", "", "", ""])
+        sts = "\n".join([permissions, st, se, resource, "", "", "https,http", SAS_VERSION, "b", "", "", "", "", "", ""])
         q = {"sv": SAS_VERSION, "sr": "b", "sp": permissions, "se": se, "spr": "https,http", "sig": _sign(sts)}
         if st:
             q["st"] = st
@@ -159,8 +176,12 @@ class Azurite(object):
             raise RuntimeError("create container %s: %d %s" % (name, status, body[:200]))
 
     def create_page_blob(self, container, blob, size=1 << 30):
-        status, _, body = self._request("PUT", "%s/%s" % (container, blob), "",
-                                        {"x-ms-blob-type": "PageBlob", "x-ms-blob-content-length": str(size)})
+        status, _, body = self._request(
+            "PUT",
+            "%s/%s" % (container, blob),
+            "",
+            {"x-ms-blob-type": "PageBlob", "x-ms-blob-content-length": str(size)},
+        )
         if status != 201:
             raise RuntimeError("create page blob %s: %d %s" % (blob, status, body[:200]))
 

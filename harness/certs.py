@@ -17,19 +17,54 @@ def make_tls(directory, hosts=("127.0.0.1", "localhost")):
     if os.path.exists(cert):
         return {"ca": ca, "cert": cert, "key": key}
     # Extensions that strict verifiers (Python 3.13's VERIFY_X509_STRICT) insist on.
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=vmsnapshot test CA",
-             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-             "-addext", "subjectKeyIdentifier=hash", "-keyout", ca_key, "-out", ca)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=vmsnapshot test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        "-addext",
+        "subjectKeyIdentifier=hash",
+        "-keyout",
+        ca_key,
+        "-out",
+        ca,
+    )
     csr = os.path.join(directory, "server.csr")
     _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=%s" % hosts[0], "-keyout", key, "-out", csr)
     san = ",".join(("IP:%s" % h) if h.replace(".", "").isdigit() or ":" in h else ("DNS:%s" % h) for h in hosts)
     ext = os.path.join(directory, "ext.cnf")
     with open(ext, "w") as f:
-        f.write("subjectAltName=%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
-                "keyUsage=critical,digitalSignature,keyEncipherment\nsubjectKeyIdentifier=hash\n"
-                "authorityKeyIdentifier=keyid:always\n" % san)
-    _openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-days", "2",
-             "-extfile", ext, "-out", cert)
+        f.write(
+            "subjectAltName=%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+            "keyUsage=critical,digitalSignature,keyEncipherment\nsubjectKeyIdentifier=hash\n"
+            "authorityKeyIdentifier=keyid:always\n" % san
+        )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        csr,
+        "-CA",
+        ca,
+        "-CAkey",
+        ca_key,
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        ext,
+        "-out",
+        cert,
+    )
     return {"ca": ca, "cert": cert, "key": key}
 
 
@@ -41,8 +76,21 @@ class TenantCert(object):
         self.cert = os.path.join(directory, "tenant.crt")
         self.key = os.path.join(directory, "tenant.key")
         if not os.path.exists(self.cert):
-            _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=tenant",
-                     "-keyout", self.key, "-out", self.cert)
+            _openssl(
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=tenant",
+                "-keyout",
+                self.key,
+                "-out",
+                self.cert,
+            )
         fp = _openssl("x509", "-in", self.cert, "-noout", "-fingerprint", "-sha1").decode()
         self.thumbprint = fp.strip().split("=", 1)[1].replace(":", "").upper()
 
@@ -59,6 +107,14 @@ class TenantCert(object):
         """base64 of DER CMS EnvelopedData, as protectedSettings carries it (3DES default, -aes256 for FIPS)."""
         import base64
 
-        der = _openssl("cms", "-encrypt", "-binary", "-outform", "DER", cipher, self.cert,
-                       data=plaintext if isinstance(plaintext, bytes) else plaintext.encode())
+        der = _openssl(
+            "cms",
+            "-encrypt",
+            "-binary",
+            "-outform",
+            "DER",
+            cipher,
+            self.cert,
+            data=plaintext if isinstance(plaintext, bytes) else plaintext.encode(),
+        )
         return base64.b64encode(der).decode()

@@ -78,13 +78,17 @@ class Chromium:
             raise ChromiumError(skip_reason())
         self.profile = tempfile.mkdtemp(prefix="chromium-profile-")
         self._log = open(os.path.join(self.profile, "stderr.log"), "wb")
-        argv = [binary] + FLAGS + [
-            f"--user-data-dir={self.profile}",
-            "--remote-debugging-port=0",
-            "--remote-debugging-address=127.0.0.1",
-            f"--window-size={self.width},{self.height}",
-            "about:blank",
-        ]
+        argv = (
+            [binary]
+            + FLAGS
+            + [
+                f"--user-data-dir={self.profile}",
+                "--remote-debugging-port=0",
+                "--remote-debugging-address=127.0.0.1",
+                f"--window-size={self.width},{self.height}",
+                "about:blank",
+            ]
+        )
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log)
         try:
             port = self._wait_port()
@@ -93,8 +97,11 @@ class Chromium:
                 targets = json.load(resp)
             page = next(t for t in targets if t.get("type") == "page")
             self.ws = websocket.create_connection(
-                page["webSocketDebuggerUrl"], timeout=self.timeout, suppress_origin=True,
-                http_no_proxy=["127.0.0.1"], enable_multithread=False,
+                page["webSocketDebuggerUrl"],
+                timeout=self.timeout,
+                suppress_origin=True,
+                http_no_proxy=["127.0.0.1"],
+                enable_multithread=False,
             )
             for domain in ("Page", "Runtime", "Log"):
                 self.send(f"{domain}.enable")
@@ -196,9 +203,7 @@ class Chromium:
 
     def evaluate(self, expression, await_promise=False):
         """The JSON value of a JavaScript expression in the page (DevTools may run it even with scripts off)."""
-        result = self.send(
-            "Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=await_promise
-        )
+        result = self.send("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=await_promise)
         if "exceptionDetails" in result:
             details = result["exceptionDetails"]
             text = details.get("exception", {}).get("description") or details.get("text")

@@ -39,8 +39,11 @@ def skip_reason():
     reason = loopfs.skip_reason(("ext4",))
     if reason:
         return reason
-    missing = [b for b in ("mariadbd", "mariadb-install-db", "mariadb", "mariadb-check", "psql", "runuser")
-               if not shutil.which(b, path="/usr/sbin:/usr/bin:/sbin:/bin")]
+    missing = [
+        b
+        for b in ("mariadbd", "mariadb-install-db", "mariadb", "mariadb-check", "psql", "runuser")
+        if not shutil.which(b, path="/usr/sbin:/usr/bin:/sbin:/bin")
+    ]
     if postgres_bindir() is None:
         missing.append("postgresql server")
     return "missing: %s (make db-servers installs them as root)" % ", ".join(missing) if missing else None
@@ -76,26 +79,56 @@ class MariaDb(object):
         os.makedirs(self.rundir, exist_ok=True)
         shutil.chown(self.datadir, "mysql", "mysql")
         shutil.chown(self.rundir, "mysql", "mysql")
-        _run(["mariadb-install-db", "--no-defaults", "--datadir=" + self.datadir, "--user=mysql", "--skip-test-db",
-              "--auth-root-authentication-method=socket", "--innodb-log-file-size=16M"], timeout=120)
+        _run(
+            [
+                "mariadb-install-db",
+                "--no-defaults",
+                "--datadir=" + self.datadir,
+                "--user=mysql",
+                "--skip-test-db",
+                "--auth-root-authentication-method=socket",
+                "--innodb-log-file-size=16M",
+            ],
+            timeout=120,
+        )
         return self
 
     def start(self):
         network = ["--bind-address=127.0.0.1", "--port=%d" % self.port] if self.port else ["--skip-networking"]
         self.proc = subprocess.Popen(
-            ["mariadbd", "--no-defaults", "--datadir=" + self.datadir, "--user=mysql", "--socket=" + self.socket,
-             "--pid-file=" + os.path.join(self.rundir, "mysqld.pid")] + network + [
-             "--log-error=" + os.path.join(self.rundir, "error.log"), "--tmpdir=" + self.rundir,
-             "--log-bin=" + os.path.join(self.datadir, "binlog"), "--server-id=%d" % self.server_id,
-             "--innodb-buffer-pool-size=32M",
-             "--innodb-log-file-size=16M", "--innodb-flush-log-at-trx-commit=1", "--sync-binlog=1"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            [
+                "mariadbd",
+                "--no-defaults",
+                "--datadir=" + self.datadir,
+                "--user=mysql",
+                "--socket=" + self.socket,
+                "--pid-file=" + os.path.join(self.rundir, "mysqld.pid"),
+            ]
+            + network
+            + [
+                "--log-error=" + os.path.join(self.rundir, "error.log"),
+                "--tmpdir=" + self.rundir,
+                "--log-bin=" + os.path.join(self.datadir, "binlog"),
+                "--server-id=%d" % self.server_id,
+                "--innodb-buffer-pool-size=32M",
+                "--innodb-log-file-size=16M",
+                "--innodb-flush-log-at-trx-commit=1",
+                "--sync-binlog=1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("mariadbd exited %s: %s" % (self.proc.returncode, self.log_tail()))
-            if subprocess.run(["mariadb-admin", "--no-defaults", "-S", self.socket, "-uroot", "ping"],
-                              capture_output=True).returncode == 0:
+            if (
+                subprocess.run(
+                    ["mariadb-admin", "--no-defaults", "-S", self.socket, "-uroot", "ping"], capture_output=True
+                ).returncode
+                == 0
+            ):
                 return self
             time.sleep(0.2)
         raise RuntimeError("mariadbd did not start: %s" % self.log_tail())
@@ -108,8 +141,16 @@ class MariaDb(object):
             return ""
 
     def client_argv(self):
-        return ["mariadb", "--no-defaults", "-S", self.socket, "-uroot", "--batch", "--skip-column-names",
-                "--unbuffered"]
+        return [
+            "mariadb",
+            "--no-defaults",
+            "-S",
+            self.socket,
+            "-uroot",
+            "--batch",
+            "--skip-column-names",
+            "--unbuffered",
+        ]
 
     def client_env(self):
         return dict(os.environ)
@@ -120,8 +161,9 @@ class MariaDb(object):
     def stop(self):
         if self.proc is None:
             return
-        subprocess.run(["mariadb-admin", "--no-defaults", "-S", self.socket, "-uroot", "shutdown"],
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            ["mariadb-admin", "--no-defaults", "-S", self.socket, "-uroot", "shutdown"], capture_output=True, timeout=60
+        )
         try:
             self.proc.wait(60)
         except subprocess.TimeoutExpired:
@@ -130,29 +172,38 @@ class MariaDb(object):
         self.proc = None
 
     def create_bank(self):
-        self.sql("CREATE DATABASE bank; CREATE TABLE bank.accounts (id INT PRIMARY KEY, bal BIGINT NOT NULL) "
-                 "ENGINE=InnoDB; CREATE TABLE bank.ledger (seq BIGINT PRIMARY KEY, src INT, dst INT, amount INT) "
-                 "ENGINE=InnoDB; INSERT INTO bank.accounts VALUES %s;" % ",".join(
-                     "(%d,%d)" % (i, INITIAL_BALANCE) for i in range(ACCOUNTS)))
+        self.sql(
+            "CREATE DATABASE bank; CREATE TABLE bank.accounts (id INT PRIMARY KEY, bal BIGINT NOT NULL) "
+            "ENGINE=InnoDB; CREATE TABLE bank.ledger (seq BIGINT PRIMARY KEY, src INT, dst INT, amount INT) "
+            "ENGINE=InnoDB; INSERT INTO bank.accounts VALUES %s;"
+            % ",".join("(%d,%d)" % (i, INITIAL_BALANCE) for i in range(ACCOUNTS))
+        )
         # The account the extension uses: a password (so the option-file path is exercised), the documented
         # privileges only (RELOAD for FLUSH TABLES WITH READ LOCK, READ_ONLY ADMIN for read_only, BINLOG
         # MONITOR for the binary log position, REPLICATION SLAVE ADMIN to stop/start replicas).
-        self.sql("CREATE USER backup@localhost IDENTIFIED BY '%s'; GRANT RELOAD, READ_ONLY ADMIN, BINLOG MONITOR, "
-                 "REPLICATION SLAVE ADMIN ON *.* TO backup@localhost;"
-                 % MY_BACKUP_PASSWORD.replace("'", "''"))
+        self.sql(
+            "CREATE USER backup@localhost IDENTIFIED BY '%s'; GRANT RELOAD, READ_ONLY ADMIN, BINLOG MONITOR, "
+            "REPLICATION SLAVE ADMIN ON *.* TO backup@localhost;" % MY_BACKUP_PASSWORD.replace("'", "''")
+        )
         return self
 
     def replicate_from(self, source, password="repl-Secret"):
         """Make this (fresh) server a replica of `source` (TCP on 127.0.0.1) from its first binary log."""
-        source.sql("CREATE USER repl@'127.0.0.1' IDENTIFIED BY '%s'; GRANT REPLICATION SLAVE ON *.* TO "
-                   "repl@'127.0.0.1';" % password)
-        self.sql("CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=%d, MASTER_USER='repl', MASTER_PASSWORD='%s', "
-                 "MASTER_LOG_FILE='binlog.000001', MASTER_LOG_POS=4; START SLAVE;" % (source.port, password))
+        source.sql(
+            "CREATE USER repl@'127.0.0.1' IDENTIFIED BY '%s'; GRANT REPLICATION SLAVE ON *.* TO "
+            "repl@'127.0.0.1';" % password
+        )
+        self.sql(
+            "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=%d, MASTER_USER='repl', MASTER_PASSWORD='%s', "
+            "MASTER_LOG_FILE='binlog.000001', MASTER_LOG_POS=4; START SLAVE;" % (source.port, password)
+        )
         return self
 
     def check_integrity(self):
-        return _run(["mariadb-check", "--no-defaults", "-S", self.socket, "-uroot", "--all-databases",
-                     "--extended"], timeout=300)
+        return _run(
+            ["mariadb-check", "--no-defaults", "-S", self.socket, "-uroot", "--all-databases", "--extended"],
+            timeout=300,
+        )
 
     def query_rows(self, sql):
         return [line.split("\t") for line in self.sql(sql).splitlines() if line]
@@ -178,9 +229,20 @@ class Postgres(object):
             f.write(PG_PASSWORD + "\n")
         shutil.chown(pwfile, "postgres", "postgres")
         try:
-            self._as_postgres([os.path.join(self.bindir, "initdb"), "-D", self.datadir, "--waldir=" + self.waldir,
-                               "-U", "postgres", "--pwfile=" + pwfile, "--auth-local=scram-sha-256", "-k",
-                               "--no-instructions"])
+            self._as_postgres(
+                [
+                    os.path.join(self.bindir, "initdb"),
+                    "-D",
+                    self.datadir,
+                    "--waldir=" + self.waldir,
+                    "-U",
+                    "postgres",
+                    "--pwfile=" + pwfile,
+                    "--auth-local=scram-sha-256",
+                    "-k",
+                    "--no-instructions",
+                ]
+            )
         finally:
             os.unlink(pwfile)
         return self
@@ -188,8 +250,22 @@ class Postgres(object):
     def start(self):
         opts = "-c listen_addresses='' -c unix_socket_directories=%s -c fsync=on -c shared_buffers=16MB" % self.rundir
         try:
-            self._as_postgres([os.path.join(self.bindir, "pg_ctl"), "-D", self.datadir, "-o", opts, "-l",
-                               os.path.join(self.rundir, "server.log"), "-w", "-t", "120", "start"], timeout=150)
+            self._as_postgres(
+                [
+                    os.path.join(self.bindir, "pg_ctl"),
+                    "-D",
+                    self.datadir,
+                    "-o",
+                    opts,
+                    "-l",
+                    os.path.join(self.rundir, "server.log"),
+                    "-w",
+                    "-t",
+                    "120",
+                    "start",
+                ],
+                timeout=150,
+            )
         except RuntimeError as e:
             raise RuntimeError("%s; server log: %s" % (e, self.log_tail())) from e
         self.started = True
@@ -225,8 +301,23 @@ class Postgres(object):
             self.started = False
 
     def client_argv(self):
-        return ["psql", "-X", "-q", "-A", "-t", "-F", "\t", "-h", self.rundir, "-U", "postgres", "-d", "postgres",
-                "-v", "ON_ERROR_STOP=1"]
+        return [
+            "psql",
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-F",
+            "\t",
+            "-h",
+            self.rundir,
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-v",
+            "ON_ERROR_STOP=1",
+        ]
 
     def client_env(self):
         return dict(os.environ, PGPASSWORD=PG_PASSWORD)
@@ -235,15 +326,20 @@ class Postgres(object):
         return _run(self.client_argv(), input=text, timeout=timeout, env=self.client_env())
 
     def create_bank(self):
-        self.sql("CREATE TABLE accounts (id INT PRIMARY KEY, bal BIGINT NOT NULL); CREATE TABLE ledger (seq BIGINT "
-                 "PRIMARY KEY, src INT, dst INT, amount INT); INSERT INTO accounts VALUES %s;" % ",".join(
-                     "(%d,%d)" % (i, INITIAL_BALANCE) for i in range(ACCOUNTS)))
+        self.sql(
+            "CREATE TABLE accounts (id INT PRIMARY KEY, bal BIGINT NOT NULL); CREATE TABLE ledger (seq BIGINT "
+            "PRIMARY KEY, src INT, dst INT, amount INT); INSERT INTO accounts VALUES %s;"
+            % ",".join("(%d,%d)" % (i, INITIAL_BALANCE) for i in range(ACCOUNTS))
+        )
         self.sql("CREATE EXTENSION amcheck;")
         return self
 
     def check_integrity(self):
-        return _run([os.path.join(self.bindir, "pg_amcheck"), "-h", self.rundir, "-U", "postgres", "--all",
-                     "--heapallindexed"], timeout=300, env=self.client_env())
+        return _run(
+            [os.path.join(self.bindir, "pg_amcheck"), "-h", self.rundir, "-U", "postgres", "--all", "--heapallindexed"],
+            timeout=300,
+            env=self.client_env(),
+        )
 
     def query_rows(self, sql):
         return [line.split("\t") for line in self.sql(sql).splitlines() if line]

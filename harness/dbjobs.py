@@ -69,14 +69,21 @@ class DbVm(object):
 
     def diagnose(self):
         """The safety check before every job: the plan freezes exactly our mounts. Returns the document."""
-        proc = subprocess.run(["/bin/sh", "-c", self.vm.agent.base + "/bin/handle.sh diagnose --json --offline"],
-                              cwd=self.vm.agent.base, env=self.vm.agent.env(0), capture_output=True, text=True,
-                              timeout=120)
+        proc = subprocess.run(
+            ["/bin/sh", "-c", self.vm.agent.base + "/bin/handle.sh diagnose --json --offline"],
+            cwd=self.vm.agent.base,
+            env=self.vm.agent.env(0),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         doc = json.loads(proc.stdout)
-        if doc["freeze_plan"]["fsfreeze"] is not True or \
-                sorted(doc["freeze_plan"]["would_freeze"]) != sorted(self.mounts):
-            raise RuntimeError("refusing to run: the freeze plan is not exactly our own mounts: %s"
-                               % doc["freeze_plan"])
+        if doc["freeze_plan"]["fsfreeze"] is not True or sorted(doc["freeze_plan"]["would_freeze"]) != sorted(
+            self.mounts
+        ):
+            raise RuntimeError(
+                "refusing to run: the freeze plan is not exactly our own mounts: %s" % doc["freeze_plan"]
+            )
         return doc
 
     def backup(self, copy=(), hold_s=2.0, seq=0, on_frozen=None, timeout=90):
@@ -85,8 +92,10 @@ class DbVm(object):
         self.diagnose()
         out = Backup()
         rules = [Rule(SNAP, "delay", delay=hold_s, times=None)] if hold_s else []
-        with FaultProxy(self.azurite.port, self.tls, rules) as proxy, \
-                loopfs.ThawWatchdog(self.mounts, seconds=CAP_S + 20):
+        with (
+            FaultProxy(self.azurite.port, self.tls, rules) as proxy,
+            loopfs.ThawWatchdog(self.mounts, seconds=CAP_S + 20),
+        ):
             uris = [proxy.rewrite(u) for u in self.vm.disk_uris()]
             self.vm.write(seq, private=self.vm.private(objectStr=b64json({"blobSASUri": uris})))
             out.started = time.monotonic()

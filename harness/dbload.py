@@ -25,8 +25,9 @@ class Connection(threading.Thread):
     def __init__(self, engine, argv, seqs, stop, out):
         threading.Thread.__init__(self, daemon=True)
         self.engine, self.seqs, self.stop, self.out = engine, seqs, stop, out
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+        )
         self.first = threading.Event()
         self.error = None
 
@@ -41,10 +42,13 @@ class Connection(threading.Thread):
                 marker = "ack %d" % seq
                 # Rows are locked in id order, so concurrent transfers never deadlock.
                 first, second = (("-", src), ("+", dst)) if src < dst else (("+", dst), ("-", src))
-                sql = ("BEGIN; UPDATE {p}accounts SET bal = bal {o1} {a} WHERE id = {i1}; UPDATE {p}accounts SET "
-                       "bal = bal {o2} {a} WHERE id = {i2}; INSERT INTO {p}ledger VALUES ({n}, {s}, {d}, {a}); "
-                       "COMMIT; SELECT '{m}';\n").format(p=p, a=amount, o1=first[0], i1=first[1], o2=second[0],
-                                                        i2=second[1], s=src, d=dst, n=seq, m=marker)
+                sql = (
+                    "BEGIN; UPDATE {p}accounts SET bal = bal {o1} {a} WHERE id = {i1}; UPDATE {p}accounts SET "
+                    "bal = bal {o2} {a} WHERE id = {i2}; INSERT INTO {p}ledger VALUES ({n}, {s}, {d}, {a}); "
+                    "COMMIT; SELECT '{m}';\n"
+                ).format(
+                    p=p, a=amount, o1=first[0], i1=first[1], o2=second[0], i2=second[1], s=src, d=dst, n=seq, m=marker
+                )
                 sent = time.monotonic()
                 self.proc.stdin.write(sql.encode())
                 self.proc.stdin.flush()
@@ -75,7 +79,7 @@ class Connection(threading.Thread):
 
 def main(argv):
     engine, out_path, n = argv[0], argv[1], int(argv[2])
-    client = argv[argv.index("--") + 1:]
+    client = argv[argv.index("--") + 1 :]
     out = {"acks": [], "latencies": [], "errors": []}
     stop = threading.Event()
     seqs = itertools.count(1)
@@ -106,10 +110,15 @@ class Load(object):
     def __init__(self, server, out_path, connections=3):
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         self.out_path = out_path
-        self.proc = subprocess.Popen([sys.executable, "-B", "-m", "harness.dbload", server.engine, out_path,
-                                      str(connections), "--"] + server.client_argv(), cwd=root,
-                                     env=server.client_env(), stdout=subprocess.PIPE, text=True,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-B", "-m", "harness.dbload", server.engine, out_path, str(connections), "--"]
+            + server.client_argv(),
+            cwd=root,
+            env=server.client_env(),
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         if self.proc.stdout.readline().strip() != "ready":
             raise RuntimeError("the load did not start")
 

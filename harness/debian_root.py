@@ -56,17 +56,29 @@ def cached_root(suite="bookworm", include=("python3", "openssl"), cache=None):
     os.makedirs(cache, exist_ok=True)
     work = tempfile.mkdtemp(prefix="debootstrap-", dir=cache)
     try:
-        proc = subprocess.run(["debootstrap", "--variant=minbase", "--include=" + ",".join(include), suite,
-                               os.path.join(work, "root"), apt_mirror()],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900)
+        proc = subprocess.run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                "--include=" + ",".join(include),
+                suite,
+                os.path.join(work, "root"),
+                apt_mirror(),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=900,
+        )
         if proc.returncode != 0:
             raise DebianRootError("debootstrap failed:\n" + proc.stdout[-3000:])
         for path in TRIMMED:
             target = os.path.join(work, "root", path)
             shutil.rmtree(target, ignore_errors=True)
             os.makedirs(target, exist_ok=True)
-        subprocess.run(["tar", "--numeric-owner", "-C", os.path.join(work, "root"), "-cf", tarball + ".tmp",
-                        "."], check=True)
+        subprocess.run(
+            ["tar", "--numeric-owner", "-C", os.path.join(work, "root"), "-cf", tarball + ".tmp", "."], check=True
+        )
         os.replace(tarball + ".tmp", tarball)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -89,12 +101,19 @@ def chroot_argv(root, argv, env=None):
     inner = ["/usr/bin/env", "-i", "PATH=" + CHROOT_PATH, "HOME=/root", "LC_ALL=C.UTF-8"]
     inner += ["%s=%s" % kv for kv in sorted((env or {}).items())]
     inner += list(argv)
-    setup = ('mount -t proc proc "$1/proc" && mount --bind /dev "$1/dev" && root="$1" && shift && '
-             'exec chroot "$root" "$@"')
+    setup = (
+        'mount -t proc proc "$1/proc" && mount --bind /dev "$1/dev" && root="$1" && shift && exec chroot "$root" "$@"'
+    )
     return ["unshare", "-m", "--propagation", "private", "/bin/sh", "-c", setup, "sh", root] + inner
 
 
 def run_in_root(root, script, env=None, timeout=300, stdin=subprocess.DEVNULL):
     """Run a sh script as root inside `root` (see chroot_argv). Returns CompletedProcess (text)."""
-    return subprocess.run(chroot_argv(root, ["/bin/sh", "-c", script], env), stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, timeout=timeout, stdin=stdin)
+    return subprocess.run(
+        chroot_argv(root, ["/bin/sh", "-c", script], env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=timeout,
+        stdin=stdin,
+    )

@@ -15,8 +15,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_fleet_report(work, say, vms=60):
-    estate = generate_fleet(vms=vms, subscriptions=2, resource_groups=3, missing_extension=3, failed_extension=1,
-                            unprotected=4, failing_backup=1)
+    estate = generate_fleet(
+        vms=vms,
+        subscriptions=2,
+        resource_groups=3,
+        missing_extension=3,
+        failed_extension=1,
+        unprotected=4,
+        failing_backup=1,
+    )
     out_dir = os.path.join(ROOT, "out")
     os.makedirs(out_dir, exist_ok=True)
     html, md = os.path.join(out_dir, "fleet-report.html"), os.path.join(out_dir, "fleet-report.md")
@@ -25,11 +32,19 @@ def run_fleet_report(work, say, vms=60):
         env["AZURE_CONFIG_DIR"] = os.path.join(work, "azconfig")
         env["PYTHONPATH"] = os.path.join(ROOT, "deploy")
         say("%d VMs over 2 subscriptions, served at %s" % (vms, emu.url))
-        base = [sys.executable, "-m", "vmsnapkit", "verify", "--arm-endpoint", emu.url, "--max-backup-age", "26h",
-                "--no-progress"]
+        base = [
+            sys.executable,
+            "-m",
+            "vmsnapkit",
+            "verify",
+            "--arm-endpoint",
+            emu.url,
+            "--max-backup-age",
+            "26h",
+            "--no-progress",
+        ]
         proc = subprocess.run(base + ["--report", html], env=env, capture_output=True, text=True, timeout=300)
-        subprocess.run(base + ["--report", md, "-o", "json"], env=env, capture_output=True, text=True,
-                       timeout=300)
+        subprocess.run(base + ["--report", md, "-o", "json"], env=env, capture_output=True, text=True, timeout=300)
     lines = proc.stdout.strip().splitlines()
     for line in lines[:12]:
         say(line)

@@ -99,8 +99,14 @@ class FaultProxy(object):
             def _answer(self, status, headers, data, chunk_delay=0.0):
                 self.send_response(status)
                 for k, v in headers.items():
-                    if k.lower() not in ("content-length", "connection", "transfer-encoding", "keep-alive",
-                                         "server", "date"):
+                    if k.lower() not in (
+                        "content-length",
+                        "connection",
+                        "transfer-encoding",
+                        "keep-alive",
+                        "server",
+                        "date",
+                    ):
                         self.send_header(k, v)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -108,7 +114,7 @@ class FaultProxy(object):
                     return
                 if chunk_delay and data:
                     for i in range(0, len(data), 16):
-                        self.wfile.write(data[i:i + 16])
+                        self.wfile.write(data[i : i + 16])
                         self.wfile.flush()
                         time.sleep(chunk_delay)
                 else:
@@ -128,8 +134,9 @@ class FaultProxy(object):
         conn = getattr(self._local, "conn", None)
         if conn is None:
             ctx = ssl.create_default_context(cafile=self.tls["ca"])
-            conn = self._local.conn = http.client.HTTPSConnection(self.target[0], self.target[1], context=ctx,
-                                                                  timeout=30)
+            conn = self._local.conn = http.client.HTTPSConnection(
+                self.target[0], self.target[1], context=ctx, timeout=30
+            )
         hdrs = dict((k, v) for k, v in headers.items() if k.lower() not in ("host", "connection"))
         try:
             conn.request(method, path, body=body or None, headers=hdrs)

@@ -36,8 +36,17 @@ def main(argv=None):
         steps = [
             ["extensions", "list", "--query", "[?provisioningState!='Succeeded']"],
             ["backup", "enable", "--dry-run", "--query", "[?action=='would enable'].{VM:vm, Vault:vault}"],
-            ["verify", "--max-backup-age", "26h", "--min-version", "1.9", "--report", args.out,
-             "--query", "[?!passed].{VM:vm, Why:reasonsText}"],
+            [
+                "verify",
+                "--max-backup-age",
+                "26h",
+                "--min-version",
+                "1.9",
+                "--report",
+                args.out,
+                "--query",
+                "[?!passed].{VM:vm, Why:reasonsText}",
+            ],
         ]
         for step in steps:
             print(f"\n$ vmsnapkit {' '.join(step)} --arm-endpoint {emu.url}", flush=True)

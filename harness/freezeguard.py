@@ -17,8 +17,7 @@ FREEZABLE_TYPES = {"ext2", "ext3", "ext4", "xfs", "btrfs", "jfs", "reiserfs", "f
 
 
 def _decode(path):
-    return (path.replace("\\040", " ").replace("\\011", "\t")
-            .replace("\\012", "\n").replace("\\134", "\\"))
+    return path.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 
 
 def machine_filesystems(mountinfo="/proc/self/mountinfo"):
@@ -90,5 +89,7 @@ class MachineThawGuard(threading.Thread):
         if not self.incidents:
             return ""
         where = ", ".join(sorted({m for _, m in self.incidents}))
-        return ("MACHINE FILESYSTEM WAS FROZEN (%d times) and had to be thawed by the guard: %s"
-                % (len(self.incidents), where))
+        return "MACHINE FILESYSTEM WAS FROZEN (%d times) and had to be thawed by the guard: %s" % (
+            len(self.incidents),
+            where,
+        )

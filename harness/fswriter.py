@@ -31,9 +31,14 @@ def run(path, seconds, mode="fsync"):
     gaps = [b - a for a, b in zip([start] + stamps, stamps)]
     longest = max(gaps) if gaps else 0.0
     at = gaps.index(longest) if gaps else 0
-    return {"writes": len(stamps), "start": start, "stamps": stamps, "max_gap_ms": longest * 1000.0,
-            "max_gap_from": ([start] + stamps)[at] if gaps else start,
-            "max_gap_to": stamps[at] if stamps else start}
+    return {
+        "writes": len(stamps),
+        "start": start,
+        "stamps": stamps,
+        "max_gap_ms": longest * 1000.0,
+        "max_gap_from": ([start] + stamps)[at] if gaps else start,
+        "max_gap_to": stamps[at] if stamps else start,
+    }
 
 
 def main(argv):

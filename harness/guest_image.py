@@ -98,8 +98,11 @@ class GuestImage(object):
 
     def ready(self):
         info = self.stamp_info()
-        return bool(info and info.get("recipe") == recipe_hash()
-                    and all(os.path.exists(p) for p in (self.kernel, self.initrd, self.base)))
+        return bool(
+            info
+            and info.get("recipe") == recipe_hash()
+            and all(os.path.exists(p) for p in (self.kernel, self.initrd, self.base))
+        )
 
     def why_not_ready(self):
         info = self.stamp_info()
@@ -139,7 +142,8 @@ def _chroot_script(packages):
         "export DEBIAN_FRONTEND=noninteractive LC_ALL=C\n"
         "chroot rootfs apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold "
         "-o Dpkg::Options::=--force-confdef %s\n"
-        "chroot rootfs apt-get clean\n" % " ".join(packages))
+        "chroot rootfs apt-get clean\n" % " ".join(packages)
+    )
 
 
 def write_initramfs_config(rootfs):
@@ -166,8 +170,9 @@ def build(image, log):
         mirror = DEFAULT_MIRROR
     timings["debootstrap"] = _run(["debootstrap", "--variant=minbase", SUITE, rootfs, mirror], log)
     write_initramfs_config(rootfs)
-    timings["packages"] = _run(["unshare", "-m", "--propagation", "private", "sh", "-c",
-                                _chroot_script(GUEST_PACKAGES)], log, cwd=work)
+    timings["packages"] = _run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", _chroot_script(GUEST_PACKAGES)], log, cwd=work
+    )
     for sub in ("var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/locale"):
         shutil.rmtree(os.path.join(rootfs, sub), ignore_errors=True)
     os.makedirs(os.path.join(rootfs, "var/lib/apt/lists/partial"), exist_ok=True)
@@ -183,7 +188,7 @@ def build(image, log):
     initrds = sorted(n for n in os.listdir(boot) if n.startswith("initrd.img-"))
     if not kernels or not initrds:
         raise RuntimeError("no kernel or initrd in %s after installing linux-image-amd64" % boot)
-    kernel_version = kernels[-1][len("vmlinuz-"):]
+    kernel_version = kernels[-1][len("vmlinuz-") :]
     shutil.copyfile(os.path.join(boot, kernels[-1]), os.path.join(work, "vmlinuz"))
     shutil.copyfile(os.path.join(boot, initrds[-1]), os.path.join(work, "initrd.img"))
 
@@ -196,9 +201,16 @@ def build(image, log):
     for name in ("vmlinuz", "initrd.img", "base.img"):
         os.replace(os.path.join(work, name), os.path.join(image.cache, name))
     shutil.rmtree(work, ignore_errors=True)
-    return {"recipe": recipe_hash(), "suite": SUITE, "mirror": mirror, "kernel": kernel_version,
-            "imageMB": size_mb, "treeMB": used, "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "seconds": {k: round(v, 1) for k, v in timings.items()}}
+    return {
+        "recipe": recipe_hash(),
+        "suite": SUITE,
+        "mirror": mirror,
+        "kernel": kernel_version,
+        "imageMB": size_mb,
+        "treeMB": used,
+        "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "seconds": {k: round(v, 1) for k, v in timings.items()},
+    }
 
 
 def ensure(cache=None, force=False, out=sys.stdout):
@@ -223,15 +235,18 @@ def ensure(cache=None, force=False, out=sys.stdout):
             try:
                 info = build(image, log)
             except subprocess.CalledProcessError as e:
-                raise RuntimeError("vm-image: `%s` failed with exit code %d; see %s" % (
-                    " ".join(e.cmd[:3]), e.returncode, log_path)) from None
+                raise RuntimeError(
+                    "vm-image: `%s` failed with exit code %d; see %s" % (" ".join(e.cmd[:3]), e.returncode, log_path)
+                ) from None
         info["seconds"]["total"] = round(time.monotonic() - t, 1)
         tmp = image.stamp + ".tmp"
         with open(tmp, "w") as f:
             json.dump(info, f, indent=2)
         os.replace(tmp, image.stamp)
-        out.write("vm-image: built in %.0f s: kernel %s, %d MB image\n" % (
-            info["seconds"]["total"], info["kernel"], info["imageMB"]))
+        out.write(
+            "vm-image: built in %.0f s: kernel %s, %d MB image\n"
+            % (info["seconds"]["total"], info["kernel"], info["imageMB"])
+        )
     return image
 
 

@@ -20,7 +20,7 @@ import time
 
 MAX_PYTHON = (3, 11)  # 2.7.3 imports distutils, removed in Python 3.12
 UPSTREAM_AGENT = "WALinuxAgent-2.15.0.1"  # unpacked into the kit cache by `make waagent-upstream`
-PY313_VENV = "agent-py3.13"               # a venv in the kit cache with distro and crypt-r (`make agent-py313`)
+PY313_VENV = "agent-py3.13"  # a venv in the kit cache with distro and crypt-r (`make agent-py313`)
 DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "agentdriver.py")
 
 # One combination of the agent matrix: `package_root`/`python` are None when missing, `missing` says why.
@@ -50,14 +50,18 @@ def find_agent():
     if explicit:
         if _package_root(explicit):
             return _package_root(explicit), explicit
-        return None, ("WAAGENT_DIR=%s holds no azurelinuxagent package (neither usr/lib/python3/dist-packages/"
-                      "azurelinuxagent nor azurelinuxagent/ at its top)" % explicit)
+        return None, (
+            "WAAGENT_DIR=%s holds no azurelinuxagent package (neither usr/lib/python3/dist-packages/"
+            "azurelinuxagent nor azurelinuxagent/ at its top)" % explicit
+        )
     cache = kit_cache()
     found = sorted((d for d in glob.glob(os.path.join(cache, "waagent-*")) if _package_root(d)), key=_version_key)
     if found:
         return _package_root(found[-1]), found[-1]
-    return None, ("no unpacked guest agent in %s (run `make waagent` as root: apt-get download waagent + dpkg -x)"
-                  % os.path.join(cache, "waagent-<version>"))
+    return None, (
+        "no unpacked guest agent in %s (run `make waagent` as root: apt-get download waagent + dpkg -x)"
+        % os.path.join(cache, "waagent-<version>")
+    )
 
 
 def find_upstream_agent():
@@ -66,7 +70,9 @@ def find_upstream_agent():
     if _package_root(tree):
         return tree, tree
     return None, "%s is not unpacked (run `make waagent-upstream`: it unpacks ../shared/vendor/%s.tar.gz)" % (
-        tree, UPSTREAM_AGENT)
+        tree,
+        UPSTREAM_AGENT,
+    )
 
 
 def _python_with_distro(python):
@@ -99,12 +105,17 @@ def agent_matrix():
     WAAGENT_DIR replaces the matrix with that one agent on this interpreter."""
     if os.environ.get("WAAGENT_DIR"):
         root, where = find_agent()
-        return [AgentCombo("waagent-dir", root, sys.executable, None) if root else
-                AgentCombo("waagent-dir", None, None, where)]
+        return [
+            AgentCombo("waagent-dir", root, sys.executable, None)
+            if root
+            else AgentCombo("waagent-dir", None, None, where)
+        ]
     combos = []
-    for combo_id, find, version in (("debian-2.7.3-py3.11", find_agent, (3, 11)),
-                                    ("upstream-2.15-py3.11", find_upstream_agent, (3, 11)),
-                                    ("upstream-2.15-py3.13", find_upstream_agent, (3, 13))):
+    for combo_id, find, version in (
+        ("debian-2.7.3-py3.11", find_agent, (3, 11)),
+        ("upstream-2.15-py3.11", find_upstream_agent, (3, 11)),
+        ("upstream-2.15-py3.13", find_upstream_agent, (3, 13)),
+    ):
         root, where = find()
         python, why = find_python(version) if root else (None, where)
         combos.append(AgentCombo(combo_id, root, python, why))
@@ -113,22 +124,24 @@ def agent_matrix():
 
 def agent_conf(work):
     """Contract §15.3: everything under `work`, extensions on, cgroups, firewall and self-update off."""
-    return "\n".join([
-        "Lib.Dir=%s" % os.path.join(work, "lib"),
-        "Extension.LogDir=%s" % os.path.join(work, "log-azure"),
-        "Pid.File=%s" % os.path.join(work, "waagent.pid"),
-        "Extensions.Enabled=y",
-        "AutoUpdate.Enabled=n",
-        "CGroups.Enabled=n",
-        "OS.EnableFirewall=n",
-        "OS.OpensslPath=/usr/bin/openssl",
-        "Logs.Verbose=n",
-        "Logs.Console=n",
-        "Protocol.EndpointDiscovery=static",
-        "Provisioning.Agent=disabled",
-        "ResourceDisk.Format=n",
-        "",
-    ])
+    return "\n".join(
+        [
+            "Lib.Dir=%s" % os.path.join(work, "lib"),
+            "Extension.LogDir=%s" % os.path.join(work, "log-azure"),
+            "Pid.File=%s" % os.path.join(work, "waagent.pid"),
+            "Extensions.Enabled=y",
+            "AutoUpdate.Enabled=n",
+            "CGroups.Enabled=n",
+            "OS.EnableFirewall=n",
+            "OS.OpensslPath=/usr/bin/openssl",
+            "Logs.Verbose=n",
+            "Logs.Console=n",
+            "Protocol.EndpointDiscovery=static",
+            "Provisioning.Agent=disabled",
+            "ResourceDisk.Format=n",
+            "",
+        ]
+    )
 
 
 class GuestAgent(object):
@@ -147,7 +160,7 @@ class GuestAgent(object):
         self.version = None
         self.python_version = None
         self.supports_fast_track = False
-        self.goal_state = None      # what process_goal_state last returned
+        self.goal_state = None  # what process_goal_state last returned
         self._process = None
 
     # -- life cycle ------------------------------------------------------------------------------------
@@ -160,8 +173,9 @@ class GuestAgent(object):
         with open(self.conf_path, "w") as f:
             f.write(agent_conf(self.work))
         with open(os.path.join(self.work, "agentdriver.stderr"), "ab") as stderr:
-            self._process = subprocess.Popen([self.python, DRIVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                             stderr=stderr)
+            self._process = subprocess.Popen(
+                [self.python, DRIVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr
+            )
         started = self._call("start", self.package_root, self.conf_path, self.agent_log, self.lib_dir)
         self.version, self.python_version = started["version"], started["python"]
         return self
@@ -192,8 +206,10 @@ class GuestAgent(object):
         while True:
             line = self._process.stdout.readline()
             if not line:
-                raise AssertionError("the agent process died (exit %s); see %s and agentdriver.stderr" % (
-                    self._process.poll(), self.agent_log))
+                raise AssertionError(
+                    "the agent process died (exit %s); see %s and agentdriver.stderr"
+                    % (self._process.poll(), self.agent_log)
+                )
             message = json.loads(line)
             if "http" in message:
                 _send(self._process, self._answer(message["http"]))
@@ -204,10 +220,13 @@ class GuestAgent(object):
 
     def _answer(self, request):
         data = base64.b64decode(request["data"]) if request["data"] is not None else None
-        response = self.wireserver.http_request(request["method"], request["url"], data,
-                                                headers=request["headers"])
-        return {"status": response.status, "reason": response.reason, "headers": response.getheaders(),
-                "body": base64.b64encode(response.read()).decode()}
+        response = self.wireserver.http_request(request["method"], request["url"], data, headers=request["headers"])
+        return {
+            "status": response.status,
+            "reason": response.reason,
+            "headers": response.getheaders(),
+            "body": base64.b64encode(response.read()).decode(),
+        }
 
     # -- what the daemon's extension loop does --------------------------------------------------------
     def process_goal_state(self):
@@ -259,8 +278,9 @@ class GuestAgent(object):
 
     def commands_run(self, name):
         """[(version, command)] in the order the agent launched them, from CommandExecution.log."""
-        pattern = re.compile(r"Executing command: %s-([^/\s]+)/\S+ (\w+) with environment" % re.escape(
-            os.path.join(self.lib_dir, name)))
+        pattern = re.compile(
+            r"Executing command: %s-([^/\s]+)/\S+ (\w+) with environment" % re.escape(os.path.join(self.lib_dir, name))
+        )
         return pattern.findall(self.command_log(name))
 
 

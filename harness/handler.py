@@ -9,14 +9,10 @@ import json
 import os
 import stat
 import subprocess
-import sys
 import time
 import zipfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "packaging"))
-
-import extension_zip  # noqa: E402
+import extension_zip
 
 
 def build_zip(out_dir, version=None):
@@ -33,7 +29,7 @@ class AgentSim(object):
         self.zip_path = zip_path
         self.python = python
         self.config_path = config_path
-        name = os.path.basename(zip_path)[:-4]          # <Publisher>.<Type>__<version>
+        name = os.path.basename(zip_path)[:-4]  # <Publisher>.<Type>__<version>
         self.handler_name, self.version = name.split("__")
         self.base = os.path.join(self.lib, "%s-%s" % (self.handler_name, self.version))
         self.log_dir = os.path.join(self.log_root, self.handler_name)
@@ -48,16 +44,28 @@ class AgentSim(object):
             for f in files:
                 p = os.path.join(dirpath, f)
                 os.chmod(p, os.stat(p).st_mode | stat.S_IXUSR)
-        for d, mode in ((os.path.join(self.base, "config"), 0o700), (os.path.join(self.base, "status"), 0o700),
-                        (self.log_dir, 0o755), (self.events_dir, 0o700)):
+        for d, mode in (
+            (os.path.join(self.base, "config"), 0o700),
+            (os.path.join(self.base, "status"), 0o700),
+            (self.log_dir, 0o755),
+            (self.events_dir, 0o700),
+        ):
             os.makedirs(d, exist_ok=True)
             os.chmod(d, mode)
-        env = [{"name": self.handler_name, "version": 1.0, "handlerEnvironment": {
-            "logFolder": self.log_dir,
-            "configFolder": os.path.join(self.base, "config"),
-            "statusFolder": os.path.join(self.base, "status"),
-            "heartbeatFile": os.path.join(self.base, "heartbeat.log"),
-            "eventsFolder": self.events_dir, "eventsFolder_preview": self.events_dir}}]
+        env = [
+            {
+                "name": self.handler_name,
+                "version": 1.0,
+                "handlerEnvironment": {
+                    "logFolder": self.log_dir,
+                    "configFolder": os.path.join(self.base, "config"),
+                    "statusFolder": os.path.join(self.base, "status"),
+                    "heartbeatFile": os.path.join(self.base, "heartbeat.log"),
+                    "eventsFolder": self.events_dir,
+                    "eventsFolder_preview": self.events_dir,
+                },
+            }
+        ]
         with open(os.path.join(self.base, "HandlerEnvironment.json"), "w") as f:
             json.dump(env, f)
         return self
@@ -67,9 +75,17 @@ class AgentSim(object):
             return json.load(f)[0]["handlerManifest"]
 
     def write_settings(self, seq, public, protected_b64=None, thumbprint=None):
-        doc = {"runtimeSettings": [{"handlerSettings": {
-            "publicSettings": public, "protectedSettings": protected_b64,
-            "protectedSettingsCertThumbprint": thumbprint}}]}
+        doc = {
+            "runtimeSettings": [
+                {
+                    "handlerSettings": {
+                        "publicSettings": public,
+                        "protectedSettings": protected_b64,
+                        "protectedSettingsCertThumbprint": thumbprint,
+                    }
+                }
+            ]
+        }
         path = os.path.join(self.base, "config", "%d.settings" % seq)
         with open(path, "w") as f:
             f.write(json.dumps(doc))
@@ -77,13 +93,17 @@ class AgentSim(object):
 
     def env(self, seq, extra=None):
         env = dict(os.environ)
-        env.update({
-            "AZURE_GUEST_AGENT_EXTENSION_PATH": self.base,
-            "AZURE_GUEST_AGENT_EXTENSION_VERSION": self.version,
-            "AZURE_GUEST_AGENT_WIRE_PROTOCOL_ADDRESS": "168.63.129.16",
-            "ConfigSequenceNumber": str(seq),
-            "AZURE_GUEST_AGENT_EXTENSION_SUPPORTED_FEATURES": '[{"Key": "ExtensionTelemetryPipeline", "Value": "1.0"}]',
-        })
+        env.update(
+            {
+                "AZURE_GUEST_AGENT_EXTENSION_PATH": self.base,
+                "AZURE_GUEST_AGENT_EXTENSION_VERSION": self.version,
+                "AZURE_GUEST_AGENT_WIRE_PROTOCOL_ADDRESS": "168.63.129.16",
+                "ConfigSequenceNumber": str(seq),
+                "AZURE_GUEST_AGENT_EXTENSION_SUPPORTED_FEATURES": (
+                    '[{"Key": "ExtensionTelemetryPipeline", "Value": "1.0"}]'
+                ),
+            }
+        )
         if self.python:
             env["VMSNAPSHOT_PYTHON"] = self.python
         if self.config_path:
@@ -94,9 +114,15 @@ class AgentSim(object):
     def run(self, command, seq=0, extra_env=None, timeout=60):
         """Run a manifest command as the agent does; returns CompletedProcess (text)."""
         cmd = self.manifest()["%sCommand" % command].lstrip("/")
-        return subprocess.run(["/bin/sh", "-c", os.path.join(self.base, cmd)], cwd=self.base,
-                              env=self.env(seq, extra_env), capture_output=True, text=True,
-                              timeout=timeout, start_new_session=True)
+        return subprocess.run(
+            ["/bin/sh", "-c", os.path.join(self.base, cmd)],
+            cwd=self.base,
+            env=self.env(seq, extra_env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            start_new_session=True,
+        )
 
     def status(self, seq):
         path = os.path.join(self.base, "status", "%d.status" % seq)

@@ -52,18 +52,30 @@ class Call(object):
 class HostService(object):
     """Use as a context manager; `endpoint` goes into vmbackup.conf [vmsnapshot] HostEndpoint."""
 
-    def __init__(self, azurite, container, lun_map, directdrive=(), pre=None, do=None, on_dosnapshot=None,
-                 disk_encryption_settings=None, clock_offset_s=0.0, latency_s=0.0, serve_tasks=None):
+    def __init__(
+        self,
+        azurite,
+        container,
+        lun_map,
+        directdrive=(),
+        pre=None,
+        do=None,
+        on_dosnapshot=None,
+        disk_encryption_settings=None,
+        clock_offset_s=0.0,
+        latency_s=0.0,
+        serve_tasks=None,
+    ):
         self.azurite = azurite
         self.container = container
-        self.lun_map = dict(lun_map)          # LUN (-1 = OS disk) -> page blob name in `container`
-        self.directdrive = set(directdrive)   # LUNs that are DirectDrive disks (no page blob)
+        self.lun_map = dict(lun_map)  # LUN (-1 = OS disk) -> page blob name in `container`
+        self.directdrive = set(directdrive)  # LUNs that are DirectDrive disks (no page blob)
         self.faults = {"presnapshot": pre or Fault(), "dosnapshot": do or Fault()}
         self.on_dosnapshot = on_dosnapshot
         self.disk_encryption_settings = disk_encryption_settings
         self.clock_offset_s = clock_offset_s
-        self.latency_s = latency_s            # added before every answer (benchmarks)
-        self.serve_tasks = serve_tasks        # None: every task; a set: others get a 500 ("not running")
+        self.latency_s = latency_s  # added before every answer (benchmarks)
+        self.serve_tasks = serve_tasks  # None: every task; a set: others get a 500 ("not running")
         self.calls = []
         self.port = free_port()
         self._stop = threading.Event()
@@ -161,14 +173,29 @@ class HostService(object):
 
     def presnapshot(self, body):
         now = datetime.datetime.utcnow() + datetime.timedelta(seconds=self.clock_offset_s)
-        doc = {"bhsVersion": "kit-hostservice-1", "nodeId": "node-0", "result": "success",
-               "responseTime": {"year": now.year, "month": now.month, "day": now.day, "hour": now.hour,
-                                "minute": now.minute, "second": now.second}}
-        ade = any(isinstance(s, dict) and s.get("Key") == "isVMADEEnabled" and s.get("Value") is True
-                  for s in body.get("preSnapshotSettings") or [])
+        doc = {
+            "bhsVersion": "kit-hostservice-1",
+            "nodeId": "node-0",
+            "result": "success",
+            "responseTime": {
+                "year": now.year,
+                "month": now.month,
+                "day": now.day,
+                "hour": now.hour,
+                "minute": now.minute,
+                "second": now.second,
+            },
+        }
+        ade = any(
+            isinstance(s, dict) and s.get("Key") == "isVMADEEnabled" and s.get("Value") is True
+            for s in body.get("preSnapshotSettings") or []
+        )
         if ade and self.disk_encryption_settings:
-            doc.update(isOsDiskADEEncrypted=True, areDataDisksADEEncrypted=True,
-                       DiskEncryptionSettings=self.disk_encryption_settings)
+            doc.update(
+                isOsDiskADEEncrypted=True,
+                areDataDisksADEEncrypted=True,
+                DiskEncryptionSettings=self.disk_encryption_settings,
+            )
         return doc
 
     def dosnapshot(self, body, fault):
@@ -189,8 +216,13 @@ class HostService(object):
 
     def _entry(self, ok, uri, error, fault=None, dd=None, status=0):
         flag = ok if fault is not None and fault.bool_success else ("true" if ok else "false")
-        return {"isSuccessful": flag, "snapshotUri": uri, "errorMessage": error, "statusCode": status,
-                "ddSnapshotIdentifier": dd}
+        return {
+            "isSuccessful": flag,
+            "snapshotUri": uri,
+            "errorMessage": error,
+            "statusCode": status,
+            "ddSnapshotIdentifier": dd,
+        }
 
     def _snapshot_one(self, lun, meta, fault):
         if lun in fault.fail_luns:
@@ -199,16 +231,25 @@ class HostService(object):
             ident = str(uuid.uuid4())
             created = datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
             uri = "%s/%s/dd-lun%s/snapshots/%s" % (self.azurite.endpoint, self.container, lun, ident)
-            return self._entry(True, uri, "", fault, dd={"creationTime": created, "id": ident,
-                                                          "token": "dd-token-%s" % ident[:8],
-                                                          "instantAccessDurationMinutes": 300})
+            return self._entry(
+                True,
+                uri,
+                "",
+                fault,
+                dd={
+                    "creationTime": created,
+                    "id": ident,
+                    "token": "dd-token-%s" % ident[:8],
+                    "instantAccessDurationMinutes": 300,
+                },
+            )
         blob = self.lun_map.get(lun)
         if blob is None:
             return self._entry(False, "", "no disk at LUN %s" % lun, fault, status=404)
-        status, headers, data = self.azurite._request("PUT", "%s/%s" % (self.container, blob), "comp=snapshot",
-                                                      meta)
+        status, headers, data = self.azurite._request("PUT", "%s/%s" % (self.container, blob), "comp=snapshot", meta)
         if status != 201:
-            return self._entry(False, "", "HTTP %d %s" % (status, data[:200].decode("utf-8", "replace")),
-                               fault, status=status)
+            return self._entry(
+                False, "", "HTTP %d %s" % (status, data[:200].decode("utf-8", "replace")), fault, status=status
+            )
         uri = "%s/%s/%s?snapshot=%s" % (self.azurite.endpoint, self.container, blob, headers["x-ms-snapshot"])
         return self._entry(True, uri, "", fault)

@@ -35,8 +35,13 @@ def runtime_interpreters():
         out.append(("py3.6", None, "no Python 3.6 interpreter under pyenv (%s)" % (root or "pyenv not found")))
     newest = found[-1] if found else "/usr/bin/python3"
     label = "py" + ".".join(str(x) for x in _version_key(newest)[:2]) if found else "py3"
-    out.append((label, newest if os.path.exists(newest) else None,
-                None if os.path.exists(newest) else "no newest interpreter found"))
+    out.append(
+        (
+            label,
+            newest if os.path.exists(newest) else None,
+            None if os.path.exists(newest) else "no newest interpreter found",
+        )
+    )
     return out
 
 

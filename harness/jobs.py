@@ -6,6 +6,7 @@ Tests, benchmarks and the demo start from `SnapshotVM(...).settings(seq)` and br
 import base64
 import json
 import os
+import subprocess
 import time
 import uuid
 
@@ -52,15 +53,18 @@ def safe_config(path, work, fsfreeze=False, include=None, extra="", host_endpoin
         raise ValueError("refusing a freezing config without MountsToInclude naming the test's own mounts")
     if include:
         lines.append("MountsToInclude = %s" % ",".join(include))
-    lines += ["[vmsnapshot]",
-              "ScriptConfigPath = %s" % script_config_path(work),
-              "HookDir = %s" % hook_dir(work),
-              "SafeFreezeLockFile = %s" % os.path.join(work, "etc-azure", "SafeFreezeLockFile"),
-              "MachineIdentityFile = %s" % os.path.join(work, "etc-azure", "machine_identity"),
-              "WaagentConf = %s" % os.path.join(work, "etc-azure", "waagent.conf"),
-              "HostEndpoint = %s" % host_endpoint, "HostTimeoutSeconds = 5",
-              "HostingEnvironmentConfig = %s" % os.path.join(work, "etc-azure", "HostingEnvironmentConfig.xml"),
-              "WorkloadConfigPath = %s" % workload_config_path(work)]
+    lines += [
+        "[vmsnapshot]",
+        "ScriptConfigPath = %s" % script_config_path(work),
+        "HookDir = %s" % hook_dir(work),
+        "SafeFreezeLockFile = %s" % os.path.join(work, "etc-azure", "SafeFreezeLockFile"),
+        "MachineIdentityFile = %s" % os.path.join(work, "etc-azure", "machine_identity"),
+        "WaagentConf = %s" % os.path.join(work, "etc-azure", "waagent.conf"),
+        "HostEndpoint = %s" % host_endpoint,
+        "HostTimeoutSeconds = 5",
+        "HostingEnvironmentConfig = %s" % os.path.join(work, "etc-azure", "HostingEnvironmentConfig.xml"),
+        "WorkloadConfigPath = %s" % workload_config_path(work),
+    ]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n" + extra)
     return path
@@ -69,13 +73,14 @@ def safe_config(path, work, fsfreeze=False, include=None, extra="", host_endpoin
 class SnapshotVM(object):
     """A fake VM's disks in Azurite plus an agent-style handler directory with its certificate."""
 
-    def __init__(self, work, azurite, tenant, zip_path, disks=2, python=None, container=None,
-                 fsfreeze=False, include=None):
+    def __init__(
+        self, work, azurite, tenant, zip_path, disks=2, python=None, container=None, fsfreeze=False, include=None
+    ):
         self.work = work
         os.makedirs(work, exist_ok=True)
         self.azurite = azurite
         self.tenant = tenant
-        self.container = container or ("vm%08x" % (abs(hash(work)) % 16 ** 8))
+        self.container = container or ("vm%08x" % (abs(hash(work)) % 16**8))
         azurite.create_container(self.container)
         self.disk_names = ["disk%d.vhd" % i for i in range(disks)]
         for name in self.disk_names:
@@ -106,19 +111,32 @@ class SnapshotVM(object):
         return sas_signatures(self.disk_uris() + [self.status_uri, self.log_uri]) + sorted(set(found))
 
     def public(self, seq=0, **overrides):
-        pub = {"locale": "en-us", "taskId": "task-%s-%d" % (self.container, seq),
-               "commandToExecute": "snapshot", "commandStartTimeUTCTicks": ticks(), "vmType":
-                   "microsoft.compute/virtualmachines",
-               "objectStr": b64json({"backupMetadata": [{"Key": "BackupTaskId", "Value": "task-%d" % seq},
-                                                         {"Key": "Origin", "Value": "kit-tests"}],
-                                     "includedDisks": {"dataDiskLunList": [0], "isOSDiskIncluded": True},
-                                     "snapshotTaskToken": self.task_token})}
+        pub = {
+            "locale": "en-us",
+            "taskId": "task-%s-%d" % (self.container, seq),
+            "commandToExecute": "snapshot",
+            "commandStartTimeUTCTicks": ticks(),
+            "vmType": "microsoft.compute/virtualmachines",
+            "objectStr": b64json(
+                {
+                    "backupMetadata": [
+                        {"Key": "BackupTaskId", "Value": "task-%d" % seq},
+                        {"Key": "Origin", "Value": "kit-tests"},
+                    ],
+                    "includedDisks": {"dataDiskLunList": [0], "isOSDiskIncluded": True},
+                    "snapshotTaskToken": self.task_token,
+                }
+            ),
+        }
         pub.update(overrides)
         return {k: v for k, v in pub.items() if v is not None}
 
     def private(self, **overrides):
-        priv = {"objectStr": b64json({"blobSASUri": self.disk_uris()}),
-                "statusBlobUri": self.status_uri, "logsBlobUri": self.log_uri}
+        priv = {
+            "objectStr": b64json({"blobSASUri": self.disk_uris()}),
+            "statusBlobUri": self.status_uri,
+            "logsBlobUri": self.log_uri,
+        }
         priv.update(overrides)
         return {k: v for k, v in priv.items() if v is not None}
 
@@ -158,3 +176,21 @@ class SnapshotVM(object):
             if (doc and doc[0]["status"]["status"] != "transitioning") or time.monotonic() > deadline:
                 return doc
             time.sleep(0.05)
+
+
+def freeze_plan(vm):
+    """The freeze plan of `vm`'s installed runtime (its offline `diagnose`): whatever may freeze checks it first."""
+    proc = subprocess.run(
+        ["/bin/sh", "-c", vm.agent.base + "/bin/handle.sh diagnose --json --offline"],
+        cwd=vm.agent.base,
+        env=vm.agent.env(0),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return json.loads(proc.stdout)["freeze_plan"]
+
+
+def planned_mounts(vm):
+    """The mounts `vm`'s runtime would freeze, sorted: a freezing benchmark checks they are exactly its own."""
+    return sorted(freeze_plan(vm)["would_freeze"])

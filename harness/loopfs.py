@@ -30,16 +30,22 @@ DEFAULT_SIZE_MB = {"ext4": 64, "ext3": 64, "xfs": 320, "btrfs": 128}
 def _run(cmd, timeout=60):
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
     if p.returncode != 0:
-        raise RuntimeError("%s failed (%d): %s" % (" ".join(cmd), p.returncode,
-                                                   p.stdout.decode("utf-8", "replace").strip()))
+        raise RuntimeError(
+            "%s failed (%d): %s" % (" ".join(cmd), p.returncode, p.stdout.decode("utf-8", "replace").strip())
+        )
     return p.stdout.decode("utf-8", "replace").strip()
 
 
 def missing_tools(fstypes=("ext4", "xfs", "btrfs")):
     need = ["losetup", "mount", "umount", "fsfreeze"] + [MKFS[t][0] for t in fstypes]
-    return [t for t in need if not any(os.access(os.path.join(d, t), os.X_OK)
-                                       for d in os.environ.get("PATH", "/usr/sbin:/usr/bin").split(":")
-                                       + ["/sbin", "/usr/sbin"])]
+    return [
+        t
+        for t in need
+        if not any(
+            os.access(os.path.join(d, t), os.X_OK)
+            for d in os.environ.get("PATH", "/usr/sbin:/usr/bin").split(":") + ["/sbin", "/usr/sbin"]
+        )
+    ]
 
 
 def skip_reason(fstypes=("ext4", "xfs", "btrfs")):
@@ -80,29 +86,33 @@ class LoopFs(object):
         return self
 
     def thaw(self):
-        subprocess.run(["fsfreeze", "-u", self.mountpoint], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, timeout=30)
+        subprocess.run(
+            ["fsfreeze", "-u", self.mountpoint], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30
+        )
 
     def destroy(self):
         errors = []
         if self.mounted:
             self.thaw()
             for _attempt in range(20):
-                r = subprocess.run(["umount", self.mountpoint], stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, timeout=30)
+                r = subprocess.run(
+                    ["umount", self.mountpoint], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30
+                )
                 if r.returncode == 0:
                     break
                 time.sleep(0.1)
                 self.thaw()
             else:
-                r = subprocess.run(["umount", "-l", self.mountpoint], stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, timeout=30)
+                r = subprocess.run(
+                    ["umount", "-l", self.mountpoint], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30
+                )
                 if r.returncode != 0:
                     errors.append("umount %s: %s" % (self.mountpoint, r.stdout.decode().strip()))
             self.mounted = False
         if self.device:
-            r = subprocess.run(["losetup", "-d", self.device], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, timeout=30)
+            r = subprocess.run(
+                ["losetup", "-d", self.device], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30
+            )
             if r.returncode != 0:
                 errors.append("losetup -d %s: %s" % (self.device, r.stdout.decode().strip()))
             self.device = None
@@ -159,11 +169,18 @@ class ThawWatchdog(object):
         self.proc = None
 
     def arm(self):
-        script = "sleep %d; for m in %s; do fsfreeze -u \"$m\" 2>/dev/null; done" % (
-            self.seconds, " ".join(shlex.quote(m) for m in self.mountpoints))
-        self.proc = subprocess.Popen(["bash", "-c", script], start_new_session=True, cwd="/",
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        script = 'sleep %d; for m in %s; do fsfreeze -u "$m" 2>/dev/null; done' % (
+            self.seconds,
+            " ".join(shlex.quote(m) for m in self.mountpoints),
+        )
+        self.proc = subprocess.Popen(
+            ["bash", "-c", script],
+            start_new_session=True,
+            cwd="/",
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         return self
 
     def disarm(self):
@@ -207,8 +224,12 @@ class WriteProbe(object):
     """
 
     def __init__(self, mountpoints):
-        self.proc = subprocess.Popen([sys.executable, "-B", "-c", _PROBE] + list(mountpoints), cwd="/",
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-B", "-c", _PROBE] + list(mountpoints),
+            cwd="/",
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
         if self.proc.stdout.readline().strip() != b"ready":
             raise RuntimeError("write probe did not start")
         self.stuck = False

@@ -30,6 +30,7 @@ class Cancelled(Exception):
 @contextlib.contextmanager
 def cancel_after(seconds):
     """Raise Cancelled in the main thread `seconds` into the block (SIGALRM); the timer is off after it."""
+
     def cancel(signum, frame):
         raise Cancelled()
 

@@ -21,7 +21,7 @@ import time
 
 from harness.guest_image import GuestImage
 
-HOST_ALIAS = "10.0.2.100"     # the guest's name for the host (guestfwd address)
+HOST_ALIAS = "10.0.2.100"  # the guest's name for the host (guestfwd address)
 GUEST_ADDRESS = "10.0.2.15/24"
 MARKER = "VMSNAP_"
 
@@ -55,9 +55,9 @@ class BootResult(object):
             at = line.find(prefix)
             if at >= 0:
                 try:
-                    out.append(json.loads(line[at + len(prefix):]))
+                    out.append(json.loads(line[at + len(prefix) :]))
                 except ValueError:
-                    out.append({"undecodable": line[at:at + 200]})
+                    out.append({"undecodable": line[at : at + 200]})
         return out
 
     def result(self, name):
@@ -81,24 +81,42 @@ class GuestVM(object):
         self.console_log = os.path.join(workdir, "console.log")
 
     def make_overlay(self):
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", self.image.base,
-                        self.overlay], check=True)
+        subprocess.run(
+            ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", self.image.base, self.overlay], check=True
+        )
 
     def command(self, forwards):
         # cmd: spawns one relay per guest connection; a `tcp:` chardev would carry a single connection
         # for the whole boot (and needs the port open before qemu starts).
         relay = shutil.which("socat")
-        fwd = ",".join("guestfwd=tcp:%s:%d-cmd:%s - TCP:127.0.0.1:%d" % (HOST_ALIAS, g, relay, h)
-                       for g, h in forwards)
+        fwd = ",".join("guestfwd=tcp:%s:%d-cmd:%s - TCP:127.0.0.1:%d" % (HOST_ALIAS, g, relay, h) for g, h in forwards)
         return [
-            shutil.which("qemu-system-x86_64"), "-machine", "q35,accel=tcg", "-m", str(self.memory_mb),
-            "-smp", str(self.cpus), "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
-            "-kernel", self.image.kernel, "-initrd", self.image.initrd,
-            "-append", "console=ttyS0 quiet root=/dev/vda rootfstype=ext4 rw init=/sbin/vmsnap-init panic=-1",
-            "-drive", "file=%s,format=qcow2,if=virtio" % self.overlay,
-            "-drive", "file=%s,format=raw,if=virtio,readonly=on" % self.seed,
-            "-netdev", "user,id=n0,restrict=on,%s" % fwd,
-            "-device", "virtio-net-pci,netdev=n0,romfile=",
+            shutil.which("qemu-system-x86_64"),
+            "-machine",
+            "q35,accel=tcg",
+            "-m",
+            str(self.memory_mb),
+            "-smp",
+            str(self.cpus),
+            "-nographic",
+            "-no-reboot",
+            "-nodefaults",
+            "-serial",
+            "stdio",
+            "-kernel",
+            self.image.kernel,
+            "-initrd",
+            self.image.initrd,
+            "-append",
+            "console=ttyS0 quiet root=/dev/vda rootfstype=ext4 rw init=/sbin/vmsnap-init panic=-1",
+            "-drive",
+            "file=%s,format=qcow2,if=virtio" % self.overlay,
+            "-drive",
+            "file=%s,format=raw,if=virtio,readonly=on" % self.seed,
+            "-netdev",
+            "user,id=n0,restrict=on,%s" % fwd,
+            "-device",
+            "virtio-net-pci,netdev=n0,romfile=",
         ]
 
     def boot(self, staging_dir, forwards, timeout=180):
@@ -108,8 +126,13 @@ class GuestVM(object):
         t = time.monotonic()
         lines, timed_out, partial = [], False, b""
         with open(self.console_log, "wb") as log:
-            proc = subprocess.Popen(self.command(forwards), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                self.command(forwards),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             sel = selectors.DefaultSelector()
             sel.register(proc.stdout, selectors.EVENT_READ)
             try:

@@ -51,8 +51,23 @@ def verify_report(estate, out, extra=(), latency_ms=0.0):
         env = emu.client_env()
         env["AZURE_CONFIG_DIR"] = azconfig
         env["PYTHONPATH"] = os.path.join(ROOT, "deploy")
-        argv = [sys.executable, "-m", "vmsnapkit", "verify", "--arm-endpoint", emu.url, "--no-progress", "-o", "json",
-                "--report", out] + RULES + list(extra)
+        argv = (
+            [
+                sys.executable,
+                "-m",
+                "vmsnapkit",
+                "verify",
+                "--arm-endpoint",
+                emu.url,
+                "--no-progress",
+                "-o",
+                "json",
+                "--report",
+                out,
+            ]
+            + RULES
+            + list(extra)
+        )
         proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
     if proc.returncode not in (0, 1):
         raise RuntimeError(f"vmsnapkit verify failed ({proc.returncode}): {proc.stderr[-2000:]}")
@@ -70,8 +85,10 @@ def main(argv=None):
     args = ap.parse_args(argv)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     rows = verify_report(fleet(args.vms), args.out, ["--locale", args.locale])
-    print(f"{args.out}: {len(rows)} VMs, {sum(1 for r in rows if not r['passed'])} failing, "
-          f"{os.path.getsize(args.out)} bytes")
+    print(
+        f"{args.out}: {len(rows)} VMs, {sum(1 for r in rows if not r['passed'])} failing, "
+        f"{os.path.getsize(args.out)} bytes"
+    )
     if args.screenshot:
         from harness.chromium import Chromium
 

@@ -42,8 +42,9 @@ class TrustedDir(object):
     def __enter__(self):
         base = next(base_candidates(), None)
         if base is None:
-            raise RuntimeError("no writable directory whose chain up to / is trusted (root-owned, not "
-                               "group/world-writable)")
+            raise RuntimeError(
+                "no writable directory whose chain up to / is trusted (root-owned, not group/world-writable)"
+            )
         self.path = tempfile.mkdtemp(prefix=self.prefix, dir=base)
         os.chmod(self.path, 0o755)
         return self.path

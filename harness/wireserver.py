@@ -25,7 +25,7 @@ from .fasttrack import FABRIC, FAST_TRACK, Publication, advertises_fast_track, v
 
 WIRESERVER = "168.63.129.16"
 HOST_PLUGIN = WIRESERVER + ":32526"
-ARTIFACT_HOST = "https://artifacts.wireserver.invalid"      # .invalid: can never resolve, even by mistake
+ARTIFACT_HOST = "https://artifacts.wireserver.invalid"  # .invalid: can never resolve, even by mistake
 STATUS_BLOB_URL = "https://statusblob.wireserver.invalid/vmstatus/status.blob?sv=2019-12-12&sr=b&sp=rw&sig=FAKE"
 CONTAINER_ID = "4a4a7a29-ec1b-4bd2-8b0f-67c2e7b1c4d5"
 ROLE_INSTANCE = "b7a4e3d2c1f04e0f8a6b5c4d3e2f1a0b._vm"
@@ -38,15 +38,16 @@ class FakeResponse(object):
 
     def __init__(self, status, body=b"", headers=None, reason=None):
         self.status = status
-        self.reason = reason or {200: "OK", 201: "Created", 304: "Not Modified", 404: "Not Found",
-                                 410: "Gone"}.get(status, "Status")
+        self.reason = reason or {200: "OK", 201: "Created", 304: "Not Modified", 404: "Not Found", 410: "Gone"}.get(
+            status, "Status"
+        )
         self._body = body if isinstance(body, bytes) else body.encode("utf-8")
         self._pos = 0
         self._headers = list(headers or [])
 
     def read(self, amt=None):
         end = len(self._body) if amt is None or amt < 0 else min(len(self._body), self._pos + amt)
-        chunk, self._pos = self._body[self._pos:end], end
+        chunk, self._pos = self._body[self._pos : end], end
         return chunk
 
     def getheaders(self):
@@ -63,10 +64,10 @@ class GoalState(object):
     """What the fabric asks of the VM for our one handler."""
 
     def __init__(self, handler, version, state="enabled", seq=None, handler_settings=None):
-        self.handler = handler                    # <Publisher>.<Type>
+        self.handler = handler  # <Publisher>.<Type>
         self.version = version
-        self.state = state                        # enabled | disabled | uninstall
-        self.seq = seq                            # None: no PluginSettings at all
+        self.state = state  # enabled | disabled | uninstall
+        self.seq = seq  # None: no PluginSettings at all
         self.handler_settings = handler_settings  # {publicSettings, protectedSettings, ...Thumbprint}
 
 
@@ -82,17 +83,17 @@ class FakeWireServer(object):
         self.tenant = tenant
         self.zips = dict(zips)
         self.incarnation = 0
-        self.goal_state = None      # the most recently published goal state (either source)
-        self.fabric = None          # the Publication the WireServer's ExtensionsConfig carries
-        self.vm_settings = None     # the Publication /vmSettings carries (the newest of either source)
+        self.goal_state = None  # the most recently published goal state (either source)
+        self.fabric = None  # the Publication the WireServer's ExtensionsConfig carries
+        self.vm_settings = None  # the Publication /vmSettings carries (the newest of either source)
         self.publications = []
-        self.vm_settings_supported = True   # False: a HostGAPlugin without vmSettings (404, pre-FastTrack hosts)
-        self.deliveries = []        # (document, Publication) for every 200 answer that carried a goal state
-        self.not_modified = 0       # vmSettings requests answered 304 (If-None-Match named the current ETag)
-        self.requests = []          # (method, url without query secrets)
+        self.vm_settings_supported = True  # False: a HostGAPlugin without vmSettings (404, pre-FastTrack hosts)
+        self.deliveries = []  # (document, Publication) for every 200 answer that carried a goal state
+        self.not_modified = 0  # vmSettings requests answered 304 (If-None-Match named the current ETag)
+        self.requests = []  # (method, url without query secrets)
         self.unhandled = []
-        self.status_uploads = []    # decoded VM status documents, in upload order
-        self._certificates = {}     # transport cert PEM -> wrapped tenant PFX (a restarted agent makes a new one)
+        self.status_uploads = []  # decoded VM status documents, in upload order
+        self._certificates = {}  # transport cert PEM -> wrapped tenant PFX (a restarted agent makes a new one)
         self._lock = threading.Lock()
 
     # -- what the test changes --------------------------------------------------------------------
@@ -101,8 +102,9 @@ class FakeWireServer(object):
         Fabric: the incarnation goes up and ExtensionsConfig changes; FastTrack: only vmSettings change."""
         with self._lock:
             if source is None:
-                source = FAST_TRACK if self.vm_settings_supported and advertises_fast_track(self.last_status) \
-                    else FABRIC
+                source = (
+                    FAST_TRACK if self.vm_settings_supported and advertises_fast_track(self.last_status) else FABRIC
+                )
             if source == FABRIC:
                 self.incarnation += 1
             publication = Publication(goal_state, source, len(self.publications) + 1, self.incarnation)
@@ -149,9 +151,12 @@ class FakeWireServer(object):
             if query.get("comp") == "goalstate":
                 return FakeResponse(200, self._goal_state_xml())
             if query.get("comp") == "config":
-                doc = {"hostingEnvironmentConfig": self._hosting_env_xml, "sharedConfig": self._shared_config_xml,
-                       "extensionsConfig": self._extensions_config_xml,
-                       "fullConfig": self._full_config_xml}.get(query.get("type"))
+                doc = {
+                    "hostingEnvironmentConfig": self._hosting_env_xml,
+                    "sharedConfig": self._shared_config_xml,
+                    "extensionsConfig": self._extensions_config_xml,
+                    "fullConfig": self._full_config_xml,
+                }.get(query.get("type"))
                 if doc is not None:
                     if query.get("type") == "extensionsConfig":
                         self.deliveries.append(("extensionsConfig", self.fabric))
@@ -200,8 +205,12 @@ class FakeWireServer(object):
             self.not_modified += 1
             return FakeResponse(304, b"", etag_header)
         self.deliveries.append(("vmSettings", current))
-        body = vm_settings_document(current, [self.manifest_uri("location"), self.manifest_uri("failover")],
-                                    STATUS_BLOB_URL, "%s/ga/Prod_manifest.xml" % ARTIFACT_HOST)
+        body = vm_settings_document(
+            current,
+            [self.manifest_uri("location"), self.manifest_uri("failover")],
+            STATUS_BLOB_URL,
+            "%s/ga/Prod_manifest.xml" % ARTIFACT_HOST,
+        )
         return FakeResponse(200, body, etag_header + [("Content-Type", "application/json; charset=utf-8")])
 
     def _capture_status(self, raw):
@@ -226,76 +235,132 @@ class FakeWireServer(object):
         return FakeResponse(404, "no such artifact")
 
     def _plugin_manifest_xml(self):
-        plugins = "".join("<Plugin><Version>%s</Version><Uris><Uri>%s</Uri></Uris></Plugin>"
-                          % (escape(v), escape(self.zip_uri(v))) for v in sorted(self.zips))
-        return ('<?xml version="1.0" encoding="utf-8"?><PluginVersionManifest '
-                'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema">'
-                "<Plugins>%s</Plugins><InternalPlugins /></PluginVersionManifest>" % plugins)
+        plugins = "".join(
+            "<Plugin><Version>%s</Version><Uris><Uri>%s</Uri></Uris></Plugin>" % (escape(v), escape(self.zip_uri(v)))
+            for v in sorted(self.zips)
+        )
+        return (
+            '<?xml version="1.0" encoding="utf-8"?><PluginVersionManifest '
+            'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema">'
+            "<Plugins>%s</Plugins><InternalPlugins /></PluginVersionManifest>" % plugins
+        )
 
     # -- goal state documents ------------------------------------------------------------------------
     def _config_url(self, kind):
         if kind == "certificates":
             return "http://%s/machine/%s/%s?comp=certificates&incarnation=%d" % (
-                WIRESERVER, CONTAINER_ID, ROLE_INSTANCE, self.incarnation)
+                WIRESERVER,
+                CONTAINER_ID,
+                ROLE_INSTANCE,
+                self.incarnation,
+            )
         return "http://%s/machine/%s/%s?comp=config&type=%s&incarnation=%d" % (
-            WIRESERVER, CONTAINER_ID, ROLE_INSTANCE, kind, self.incarnation)
+            WIRESERVER,
+            CONTAINER_ID,
+            ROLE_INSTANCE,
+            kind,
+            self.incarnation,
+        )
 
     @staticmethod
     def _versions_xml():
-        return ('<?xml version="1.0" encoding="utf-8"?><Versions><Preferred><Version>2012-11-30</Version>'
-                "</Preferred><Supported><Version>2010-12-15</Version><Version>2012-11-30</Version></Supported>"
-                "</Versions>")
+        return (
+            '<?xml version="1.0" encoding="utf-8"?><Versions><Preferred><Version>2012-11-30</Version>'
+            "</Preferred><Supported><Version>2010-12-15</Version><Version>2012-11-30</Version></Supported>"
+            "</Versions>"
+        )
 
     def _goal_state_xml(self):
-        urls = {k: escape(self._config_url(k)) for k in ("hostingEnvironmentConfig", "sharedConfig",
-                                                         "extensionsConfig", "fullConfig", "certificates")}
-        return ('<?xml version="1.0" encoding="utf-8"?>'
-                '<GoalState xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:noNamespaceSchemaLocation='
-                '"goalstate10.xsd"><Version>2010-12-15</Version><Incarnation>%d</Incarnation>'
-                "<Machine><ExpectedState>Started</ExpectedState><StopRolesDeadlineHint>300000</StopRolesDeadlineHint>"
-                "<LBProbePorts><Port>16001</Port></LBProbePorts><ExpectHealthReport>FALSE</ExpectHealthReport>"
-                "</Machine><Container><ContainerId>%s</ContainerId><RoleInstanceList><RoleInstance>"
-                "<InstanceId>%s</InstanceId><State>Started</State><Configuration>"
-                "<HostingEnvironmentConfig>%s</HostingEnvironmentConfig><SharedConfig>%s</SharedConfig>"
-                "<ExtensionsConfig>%s</ExtensionsConfig><FullConfig>%s</FullConfig><Certificates>%s</Certificates>"
-                "<ConfigName>%s.%d.%s.1.xml</ConfigName></Configuration></RoleInstance></RoleInstanceList>"
-                "</Container></GoalState>" % (
-                    self.incarnation, CONTAINER_ID, ROLE_INSTANCE, urls["hostingEnvironmentConfig"],
-                    urls["sharedConfig"], urls["extensionsConfig"], urls["fullConfig"], urls["certificates"],
-                    DEPLOYMENT, self.incarnation, ROLE_INSTANCE))
+        urls = {
+            k: escape(self._config_url(k))
+            for k in ("hostingEnvironmentConfig", "sharedConfig", "extensionsConfig", "fullConfig", "certificates")
+        }
+        return (
+            '<?xml version="1.0" encoding="utf-8"?>'
+            '<GoalState xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:noNamespaceSchemaLocation='
+            '"goalstate10.xsd"><Version>2010-12-15</Version><Incarnation>%d</Incarnation>'
+            "<Machine><ExpectedState>Started</ExpectedState><StopRolesDeadlineHint>300000</StopRolesDeadlineHint>"
+            "<LBProbePorts><Port>16001</Port></LBProbePorts><ExpectHealthReport>FALSE</ExpectHealthReport>"
+            "</Machine><Container><ContainerId>%s</ContainerId><RoleInstanceList><RoleInstance>"
+            "<InstanceId>%s</InstanceId><State>Started</State><Configuration>"
+            "<HostingEnvironmentConfig>%s</HostingEnvironmentConfig><SharedConfig>%s</SharedConfig>"
+            "<ExtensionsConfig>%s</ExtensionsConfig><FullConfig>%s</FullConfig><Certificates>%s</Certificates>"
+            "<ConfigName>%s.%d.%s.1.xml</ConfigName></Configuration></RoleInstance></RoleInstanceList>"
+            "</Container></GoalState>"
+            % (
+                self.incarnation,
+                CONTAINER_ID,
+                ROLE_INSTANCE,
+                urls["hostingEnvironmentConfig"],
+                urls["sharedConfig"],
+                urls["extensionsConfig"],
+                urls["fullConfig"],
+                urls["certificates"],
+                DEPLOYMENT,
+                self.incarnation,
+                ROLE_INSTANCE,
+            )
+        )
 
     def _hosting_env_xml(self):
-        return ('<?xml version="1.0" encoding="utf-8"?><HostingEnvironmentConfig version="1.0.0.0" '
-                'goalStateIncarnation="%d"><StoredCertificates /><Deployment name="%s" guid="{%s}" '
-                'incarnation="%d" isNonCancellableTopologyChangeEnabled="false"><Service name="vmsnapshot-kit" '
-                'guid="{00000000-0000-0000-0000-000000000000}" /><ServiceInstance name="%s.0" guid="%s" />'
-                '</Deployment><Incarnation number="1" instance="%s" guid="%s" /><Role guid="%s" name="_vm" '
-                'hostingEnvironmentVersion="1" software="" softwareType="ApplicationPackage" entryPoint="" '
-                'parameters="" settleTimeSeconds="10" /><HostingEnvironmentSettings name="full" '
-                'Runtime="rd_fabric_stable.RuntimePackage.zip"><CAS mode="full" /><PrivilegeLevel mode="max" />'
-                "</HostingEnvironmentSettings><ApplicationSettings /><ResourceReferences /></HostingEnvironmentConfig>"
-                % (self.incarnation, DEPLOYMENT, DEPLOYMENT, self.incarnation, DEPLOYMENT, ROLE_GUID,
-                   ROLE_INSTANCE, ROLE_GUID, ROLE_GUID))
+        return (
+            '<?xml version="1.0" encoding="utf-8"?><HostingEnvironmentConfig version="1.0.0.0" '
+            'goalStateIncarnation="%d"><StoredCertificates /><Deployment name="%s" guid="{%s}" '
+            'incarnation="%d" isNonCancellableTopologyChangeEnabled="false"><Service name="vmsnapshot-kit" '
+            'guid="{00000000-0000-0000-0000-000000000000}" /><ServiceInstance name="%s.0" guid="%s" />'
+            '</Deployment><Incarnation number="1" instance="%s" guid="%s" /><Role guid="%s" name="_vm" '
+            'hostingEnvironmentVersion="1" software="" softwareType="ApplicationPackage" entryPoint="" '
+            'parameters="" settleTimeSeconds="10" /><HostingEnvironmentSettings name="full" '
+            'Runtime="rd_fabric_stable.RuntimePackage.zip"><CAS mode="full" /><PrivilegeLevel mode="max" />'
+            "</HostingEnvironmentSettings><ApplicationSettings /><ResourceReferences /></HostingEnvironmentConfig>"
+            % (
+                self.incarnation,
+                DEPLOYMENT,
+                DEPLOYMENT,
+                self.incarnation,
+                DEPLOYMENT,
+                ROLE_GUID,
+                ROLE_INSTANCE,
+                ROLE_GUID,
+                ROLE_GUID,
+            )
+        )
 
     def _shared_config_xml(self):
-        return ('<?xml version="1.0" encoding="utf-8"?><SharedConfig version="1.0.0.0" goalStateIncarnation="%d">'
-                '<Deployment name="%s" guid="{%s}" incarnation="%d" isNonCancellableTopologyChangeEnabled="false">'
-                '<Service name="vmsnapshot-kit" guid="{00000000-0000-0000-0000-000000000000}" />'
-                '<ServiceInstance name="%s.0" guid="%s" /></Deployment><Incarnation number="1" instance="%s" '
-                'guid="%s" /><Role guid="%s" name="_vm" settleTimeSeconds="10" /><Instances><Instance id="%s" '
-                'address="10.0.0.4"><FaultDomains randomId="0" /><UpdateDomains randomId="0" /></Instance>'
-                "</Instances></SharedConfig>" % (self.incarnation, DEPLOYMENT, DEPLOYMENT, self.incarnation,
-                                                 DEPLOYMENT, ROLE_GUID, ROLE_INSTANCE, ROLE_GUID, ROLE_GUID,
-                                                 ROLE_INSTANCE))
+        return (
+            '<?xml version="1.0" encoding="utf-8"?><SharedConfig version="1.0.0.0" goalStateIncarnation="%d">'
+            '<Deployment name="%s" guid="{%s}" incarnation="%d" isNonCancellableTopologyChangeEnabled="false">'
+            '<Service name="vmsnapshot-kit" guid="{00000000-0000-0000-0000-000000000000}" />'
+            '<ServiceInstance name="%s.0" guid="%s" /></Deployment><Incarnation number="1" instance="%s" '
+            'guid="%s" /><Role guid="%s" name="_vm" settleTimeSeconds="10" /><Instances><Instance id="%s" '
+            'address="10.0.0.4"><FaultDomains randomId="0" /><UpdateDomains randomId="0" /></Instance>'
+            "</Instances></SharedConfig>"
+            % (
+                self.incarnation,
+                DEPLOYMENT,
+                DEPLOYMENT,
+                self.incarnation,
+                DEPLOYMENT,
+                ROLE_GUID,
+                ROLE_INSTANCE,
+                ROLE_GUID,
+                ROLE_GUID,
+                ROLE_INSTANCE,
+            )
+        )
 
     def _full_config_xml(self):
-        return ('<?xml version="1.0" encoding="utf-8"?><FullConfig><Incarnation>%d</Incarnation></FullConfig>'
-                % self.incarnation)
+        return (
+            '<?xml version="1.0" encoding="utf-8"?><FullConfig><Incarnation>%d</Incarnation></FullConfig>'
+            % self.incarnation
+        )
 
     def _certificates_xml(self):
-        return ('<?xml version="1.0" encoding="utf-8"?><CertificateFile><Version>2012-11-30</Version>'
-                "<Incarnation>%d</Incarnation><Format>Pkcs7BlobWithPfxContents</Format><Data>%s</Data>"
-                "</CertificateFile>" % (self.incarnation, self._wrap_tenant_pfx()))
+        return (
+            '<?xml version="1.0" encoding="utf-8"?><CertificateFile><Version>2012-11-30</Version>'
+            "<Incarnation>%d</Incarnation><Format>Pkcs7BlobWithPfxContents</Format><Data>%s</Data>"
+            "</CertificateFile>" % (self.incarnation, self._wrap_tenant_pfx())
+        )
 
     def _wrap_tenant_pfx(self):
         """The tenant PFX (empty password) in a DER CMS envelope (AES-128) to the agent's transport cert."""
@@ -312,30 +377,49 @@ class FakeWireServer(object):
         pfx = _openssl("pkcs12", "-export", "-in", self.tenant.cert, "-inkey", self.tenant.key, "-passout", "pass:")
         der = _openssl("cms", "-encrypt", "-binary", "-outform", "DER", "-aes128", transport, data=pfx)
         text = base64.b64encode(der).decode()
-        return "\n".join(text[i:i + 64] for i in range(0, len(text), 64))
+        return "\n".join(text[i : i + 64] for i in range(0, len(text), 64))
 
     def _extensions_config_xml(self):
         fabric = self.fabric
         gs = fabric.goal_state
-        plugin = ("<Plugin name=%s version=%s location=%s failoverlocation=%s state=%s autoUpgrade=\"false\" "
-                  'runAsStartupTask="false" isJson="true" useExactVersion="true" />' % (
-                      quoteattr(gs.handler), quoteattr(gs.version), quoteattr(self.manifest_uri("location")),
-                      quoteattr(self.manifest_uri("failover")), quoteattr(gs.state)))
+        plugin = (
+            '<Plugin name=%s version=%s location=%s failoverlocation=%s state=%s autoUpgrade="false" '
+            'runAsStartupTask="false" isJson="true" useExactVersion="true" />'
+            % (
+                quoteattr(gs.handler),
+                quoteattr(gs.version),
+                quoteattr(self.manifest_uri("location")),
+                quoteattr(self.manifest_uri("failover")),
+                quoteattr(gs.state),
+            )
+        )
         settings = ""
         if gs.seq is not None:
             runtime = json.dumps({"runtimeSettings": [{"handlerSettings": gs.handler_settings or {}}]})
-            settings = ('<PluginSettings><Plugin name=%s version=%s><RuntimeSettings seqNo="%d">%s</RuntimeSettings>'
-                        "</Plugin></PluginSettings>" % (quoteattr(gs.handler), quoteattr(gs.version), gs.seq,
-                                                        escape(runtime)))
-        return ('<?xml version="1.0" encoding="utf-8"?><Extensions version="1.0.0.0" goalStateIncarnation="%d">'
-                "<GuestAgentExtension xmlns:i=\"http://www.w3.org/2001/XMLSchema-instance\"><GAFamilies>"
-                "<GAFamily><Name>Prod</Name><Uris><Uri>%s/ga/Prod_manifest.xml</Uri></Uris></GAFamily>"
-                "</GAFamilies><Location>eastus</Location></GuestAgentExtension><Plugins>%s</Plugins>%s"
-                '<StatusUploadBlob statusBlobType="BlockBlob">%s</StatusUploadBlob>'
-                '<InVMGoalStateMetaData inSvdSeqNo="%d" createdOnTicks="%d" activityId="%s" correlationId="%s" />'
-                "</Extensions>" % (self.incarnation, ARTIFACT_HOST, plugin, settings, escape(STATUS_BLOB_URL),
-                                   fabric.in_svd_seq_no, fabric.created_on_ticks, fabric.activity_id,
-                                   fabric.correlation_id))
+            settings = (
+                '<PluginSettings><Plugin name=%s version=%s><RuntimeSettings seqNo="%d">%s</RuntimeSettings>'
+                "</Plugin></PluginSettings>" % (quoteattr(gs.handler), quoteattr(gs.version), gs.seq, escape(runtime))
+            )
+        return (
+            '<?xml version="1.0" encoding="utf-8"?><Extensions version="1.0.0.0" goalStateIncarnation="%d">'
+            '<GuestAgentExtension xmlns:i="http://www.w3.org/2001/XMLSchema-instance"><GAFamilies>'
+            "<GAFamily><Name>Prod</Name><Uris><Uri>%s/ga/Prod_manifest.xml</Uri></Uris></GAFamily>"
+            "</GAFamilies><Location>eastus</Location></GuestAgentExtension><Plugins>%s</Plugins>%s"
+            '<StatusUploadBlob statusBlobType="BlockBlob">%s</StatusUploadBlob>'
+            '<InVMGoalStateMetaData inSvdSeqNo="%d" createdOnTicks="%d" activityId="%s" correlationId="%s" />'
+            "</Extensions>"
+            % (
+                self.incarnation,
+                ARTIFACT_HOST,
+                plugin,
+                settings,
+                escape(STATUS_BLOB_URL),
+                fabric.in_svd_seq_no,
+                fabric.created_on_ticks,
+                fabric.activity_id,
+                fabric.correlation_id,
+            )
+        )
 
 
 def _header(headers, name):

@@ -32,9 +32,13 @@ def runtime_defaults():
     path = os.path.join(EXTENSION, "vmsnapshot", "identity.py")
     with open(path) as f:
         tree = ast.parse(f.read(), path)
-    found = {target.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
-             for target in node.targets
-             if isinstance(target, ast.Name) and isinstance(node.value, ast.Constant)}
+    found = {
+        target.id: node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name) and isinstance(node.value, ast.Constant)
+    }
     return found["DEFAULT_PUBLISHER"], found["DEFAULT_TYPE"]
 
 
@@ -53,9 +57,11 @@ def check_version(version):
 def identity(version=None):
     """Identity(publisher, type, version) for this build."""
     default_publisher, default_type = runtime_defaults()
-    return Identity(os.environ.get("VMSNAPSHOT_PUBLISHER") or default_publisher,
-                    os.environ.get("VMSNAPSHOT_TYPE") or default_type,
-                    check_version(version or read_version()))
+    return Identity(
+        os.environ.get("VMSNAPSHOT_PUBLISHER") or default_publisher,
+        os.environ.get("VMSNAPSHOT_TYPE") or default_type,
+        check_version(version or read_version()),
+    )
 
 
 def type_handler_version(version=None):
@@ -72,8 +78,9 @@ def source_date_epoch():
         except ValueError:
             raise ValueError("SOURCE_DATE_EPOCH=%r is not an integer number of seconds" % env) from None
     try:
-        out = subprocess.run(["git", "-C", ROOT, "log", "-1", "--format=%ct"], capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip()
+        out = subprocess.run(
+            ["git", "-C", ROOT, "log", "-1", "--format=%ct"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
         return int(out)
     except (OSError, subprocess.SubprocessError, ValueError):
         return ZIP_EPOCH
@@ -81,5 +88,8 @@ def source_date_epoch():
 
 def build_stamp(ident):
     """vmsnapshot/_build.py: the identity frozen into every built copy of the runtime."""
-    return ('"""Stamped by packaging/buildinfo.py; do not edit."""\n'
-            "PUBLISHER = %r\nTYPE = %r\nVERSION = %r\n" % (ident.publisher, ident.type, ident.version))
+    return '"""Stamped by packaging/buildinfo.py; do not edit."""\nPUBLISHER = %r\nTYPE = %r\nVERSION = %r\n' % (
+        ident.publisher,
+        ident.type,
+        ident.version,
+    )

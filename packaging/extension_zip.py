@@ -17,8 +17,7 @@ import zipfile
 
 # Sibling modules are imported by file location, never as "packaging.*": that name belongs to the PyPI
 # library of the same name, which pip and pytest import.
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import buildinfo  # noqa: E402
+import buildinfo
 
 RUNTIME_DIRS = ("bin", "vmsnapshot", "etc")
 SKIPPED_SUFFIXES = (".pyc", ".pyo", ".swp", ".orig", ".rej", "~")
@@ -27,25 +26,27 @@ SKIPPED_SUFFIXES = (".pyc", ".pyo", ".swp", ".orig", ".rej", "~")
 def handler_manifest(publisher, ext_type, version):
     """The manifest as the agent reads it: a JSON array, real booleans, all five commands."""
     cmd = "bin/handle.sh "
-    return [{
-        "name": ext_type,
-        "version": version,
-        "handlerManifest": {
-            "installCommand": cmd + "install",
-            "uninstallCommand": cmd + "uninstall",
-            "updateCommand": cmd + "update",
-            "enableCommand": cmd + "enable",
-            "disableCommand": cmd + "disable",
-            "rebootAfterInstall": False,
-            "reportHeartbeat": False,
-            # Install runs again after update: it only lays down default config, idempotently.
-            "updateMode": "UpdateWithInstall",
-            "continueOnUpdateFailure": False,
-            "supportsMultipleExtensions": False,
-        },
-        # The whole job is short; cap its CPU so a backup never starves the workload.
-        "resourceLimits": {"cpuQuotaPercentage": 50, "memoryQuotaInMB": 100},
-    }]
+    return [
+        {
+            "name": ext_type,
+            "version": version,
+            "handlerManifest": {
+                "installCommand": cmd + "install",
+                "uninstallCommand": cmd + "uninstall",
+                "updateCommand": cmd + "update",
+                "enableCommand": cmd + "enable",
+                "disableCommand": cmd + "disable",
+                "rebootAfterInstall": False,
+                "reportHeartbeat": False,
+                # Install runs again after update: it only lays down default config, idempotently.
+                "updateMode": "UpdateWithInstall",
+                "continueOnUpdateFailure": False,
+                "supportsMultipleExtensions": False,
+            },
+            # The whole job is short; cap its CPU so a backup never starves the workload.
+            "resourceLimits": {"cpuQuotaPercentage": 50, "memoryQuotaInMB": 100},
+        }
+    ]
 
 
 def runtime_files():
@@ -65,9 +66,10 @@ def runtime_files():
 
 def runtime_entries(ident):
     """Sorted (archive name, bytes, mode) of the whole handler tree, generated files included."""
-    entries = [("HandlerManifest.json",
-                (json.dumps(handler_manifest(*ident), indent=2) + "\n").encode(), 0o644),
-               ("vmsnapshot/_build.py", buildinfo.build_stamp(ident).encode(), 0o644)]
+    entries = [
+        ("HandlerManifest.json", (json.dumps(handler_manifest(*ident), indent=2) + "\n").encode(), 0o644),
+        ("vmsnapshot/_build.py", buildinfo.build_stamp(ident).encode(), 0o644),
+    ]
     for arcname, path in runtime_files():
         with open(path, "rb") as f:
             mode = 0o755 if os.access(path, os.X_OK) else 0o644

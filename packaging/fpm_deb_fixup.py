@@ -36,12 +36,12 @@ def read_ar(data):
         raise DebFixupError("not an ar archive")
     members, pos = [], len(AR_MAGIC)
     while pos < len(data):
-        header = data[pos:pos + AR_HEADER]
+        header = data[pos : pos + AR_HEADER]
         if len(header) != AR_HEADER or header[58:60] != b"`\n":
             raise DebFixupError("bad ar header at offset %d" % pos)
         size = int(header[48:58].decode().strip())
         start = pos + AR_HEADER
-        members.append((header, data[start:start + size]))
+        members.append((header, data[start : start + size]))
         pos = start + size + (size % 2)
     return members
 
@@ -73,8 +73,10 @@ def deterministic_gzip(data):
 def rewrite_tar(tar_gz, change):
     """Apply change(TarInfo, bytes or None) -> (TarInfo, bytes or None) to every member of a tar.gz."""
     out = io.BytesIO()
-    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(tar_gz)), mode="r:") as src, \
-            tarfile.open(fileobj=out, mode="w:", format=tarfile.GNU_FORMAT) as dst:
+    with (
+        tarfile.open(fileobj=io.BytesIO(gzip.decompress(tar_gz)), mode="r:") as src,
+        tarfile.open(fileobj=out, mode="w:", format=tarfile.GNU_FORMAT) as dst,
+    ):
         for info in src.getmembers():
             data = src.extractfile(info).read() if info.isreg() else None
             info, data = change(info, data)
@@ -105,11 +107,14 @@ def fix(path, package):
     def control_change(info, data):
         name = member_path(info)
         if name == "md5sums":
-            data = "".join("%s  %s\n" % (renamed["md5"], new) if line.endswith("  " + old + "\n") else line
-                           for line in data.decode().splitlines(True)).encode()
+            data = "".join(
+                "%s  %s\n" % (renamed["md5"], new) if line.endswith("  " + old + "\n") else line
+                for line in data.decode().splitlines(True)
+            ).encode()
         elif name == "control":
-            data = "".join(line for line in data.decode().splitlines(True)
-                           if line.split(":", 1)[0] not in DROPPED_CONTROL_FIELDS).encode()
+            data = "".join(
+                line for line in data.decode().splitlines(True) if line.split(":", 1)[0] not in DROPPED_CONTROL_FIELDS
+            ).encode()
         return info, data
 
     fixed = {"data.tar.gz": rewrite_tar(members[names.index("data.tar.gz")][1], data_change)}

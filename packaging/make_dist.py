@@ -18,14 +18,13 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import buildinfo  # noqa: E402
-import extension_zip  # noqa: E402
-import fpm_command  # noqa: E402
-import fpm_deb_fixup  # noqa: E402
-import nfpm_config  # noqa: E402
-import package_description  # noqa: E402
-import package_files  # noqa: E402
+import buildinfo
+import extension_zip
+import fpm_command
+import fpm_deb_fixup
+import nfpm_config
+import package_description
+import package_files
 
 FAMILIES = ("deb", "rpm")
 ARTEFACT_SUFFIXES = (".zip", ".deb", ".rpm")
@@ -41,8 +40,7 @@ def find_tool(name, explicit=None):
     explicit = explicit or (os.environ.get("FPM") if name == "fpm" else None)
     if explicit:
         if not os.access(explicit, os.X_OK):
-            raise DistError("%s: %s is not an executable file%s" % (name, explicit, FPM_HINT if name == "fpm"
-                                                                    else ""))
+            raise DistError("%s: %s is not an executable file%s" % (name, explicit, FPM_HINT if name == "fpm" else ""))
         return explicit
     beside = os.path.join(os.path.dirname(sys.executable), name)
     if os.access(beside, os.X_OK):
@@ -62,8 +60,10 @@ def check_fpm_runs(tool):
     proc = subprocess.run([tool, "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0:
         last = (proc.stdout.strip().splitlines() or ["no output"])[-1]
-        raise DistError("%s --version failed (%s); fpm needs Ruby and Debian's ruby-clamp ruby-cabin ruby-stud "
-                        "ruby-backports ruby-dotenv ruby-insist ruby-mustache (as root: make fpm)" % (tool, last))
+        raise DistError(
+            "%s --version failed (%s); fpm needs Ruby and Debian's ruby-clamp ruby-cabin ruby-stud "
+            "ruby-backports ruby-dotenv ruby-insist ruby-mustache (as root: make fpm)" % (tool, last)
+        )
 
 
 def _write(path, data, mode):
@@ -110,8 +110,7 @@ def run(cmd, env, dry_run=False):
         return
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     if proc.returncode != 0:
-        raise DistError("%s failed (exit %d):\n%s" % (os.path.basename(cmd[0]), proc.returncode,
-                                                        proc.stdout.strip()))
+        raise DistError("%s failed (exit %d):\n%s" % (os.path.basename(cmd[0]), proc.returncode, proc.stdout.strip()))
 
 
 def build_packages(desc, out, work, packager, tool, dry_run=False):
@@ -212,8 +211,11 @@ def main(argv=None):
     ap.add_argument("--version", default=None, help="build another version than VERSION (upgrade tests)")
     ap.add_argument("--work", default=None, help="staging directory (default build/package/<version>)")
     ap.add_argument("--tool", default=None, help="path of the packager binary")
-    ap.add_argument("--dry-run", action="store_true",
-                    help="stage everything and print the packager commands instead of running them")
+    ap.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="stage everything and print the packager commands instead of running them",
+    )
     args = ap.parse_args(argv)
     start = time.monotonic()
     try:

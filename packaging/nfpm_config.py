@@ -24,8 +24,11 @@ def render(desc, sources, meta):
     mtime = rfc3339(desc["epoch"])
     contents = []
     for e in desc["contents"]:
-        item = {"dst": e["dst"], "type": NFPM_TYPES[e["kind"]],
-                "file_info": {"mode": e["mode"], "owner": "root", "group": "root", "mtime": mtime}}
+        item = {
+            "dst": e["dst"],
+            "type": NFPM_TYPES[e["kind"]],
+            "file_info": {"mode": e["mode"], "owner": "root", "group": "root", "mtime": mtime},
+        }
         if e["kind"] != "dir":
             item["src"] = sources[e["dst"]]
         if not item["type"]:
@@ -57,8 +60,13 @@ def render(desc, sources, meta):
         "contents": contents,
         "scripts": {"preremove": meta["preremove"]},
         "overrides": {family: {"depends": list(deps)} for family, deps in sorted(desc["depends"].items())},
-        "rpm": {"summary": desc["summary"], "group": desc["rpm_group"],
-                "packager": desc["maintainer"], "buildhost": "reproducible", "compression": "gzip"},
+        "rpm": {
+            "summary": desc["summary"],
+            "group": desc["rpm_group"],
+            "packager": desc["maintainer"],
+            "buildhost": "reproducible",
+            "compression": "gzip",
+        },
         "deb": {"compression": "gzip"},
     }
 

@@ -20,12 +20,10 @@ Layout on the target system (documented in docs/packaging.md):
 """
 
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import buildinfo  # noqa: E402
-import extension_zip  # noqa: E402
-import package_files  # noqa: E402
+import buildinfo
+import extension_zip
+import package_files
 
 NAME = "vmsnapshot-linux"
 RELEASE = "1"  # packaging revision: Debian revision / RPM Release
@@ -120,7 +118,7 @@ def describe(ident=None, epoch=None):
     for arcname, data, mode in extension_zip.runtime_entries(ident):
         contents.append(file_entry("%s/%s" % (lib, arcname), data, mode))
         if arcname.startswith("etc/"):
-            name = arcname[len("etc/"):]
+            name = arcname[len("etc/") :]
             conf_mode = 0o600 if os.path.basename(name) in PRIVATE_CONFIGS else 0o644
             contents.append(file_entry("%s/%s" % (CONFIG_DIR, name), data, conf_mode, kind="config"))
     shipped = {e["dst"] for e in contents}
@@ -133,11 +131,13 @@ def describe(ident=None, epoch=None):
         lintian_overrides = f.read()
     contents += [
         file_entry(ENTRY_POINT, package_files.entry_point(lib), 0o755),
-        file_entry(MAN_PAGE, package_files.man_page(version, epoch, lib,
-                                                    package_files.runtime_help(buildinfo.EXTENSION)),
-                   0o644, kind="doc"),
-        file_entry(DOC_DIR + "/copyright", package_files.debian_copyright(NAME, homepage()), 0o644,
-                   packager="deb"),
+        file_entry(
+            MAN_PAGE,
+            package_files.man_page(version, epoch, lib, package_files.runtime_help(buildinfo.EXTENSION)),
+            0o644,
+            kind="doc",
+        ),
+        file_entry(DOC_DIR + "/copyright", package_files.debian_copyright(NAME, homepage()), 0o644, packager="deb"),
         file_entry(LICENSE_DIR + "/LICENSE", license_text, 0o644, kind="license", packager="rpm"),
         file_entry(LINTIAN_OVERRIDES, lintian_overrides, 0o644, packager="deb"),
         dir_entry(HOOKS_DIR, 0o700),

@@ -61,11 +61,22 @@ def roff_literal(text):
 
 def _run_runtime(extension_dir, args):
     """Run the runtime being packaged (not the build machine's) with the build's Python; stdout or None."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "PYTHONPATH": extension_dir,
-           "VMSNAPSHOT_CONFIG": os.devnull}
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LC_ALL": "C",
+        "PYTHONPATH": extension_dir,
+        "VMSNAPSHOT_CONFIG": os.devnull,
+    }
     try:
-        proc = subprocess.run([sys.executable, "-B", "-s"] + args, env=env, cwd=extension_dir,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
+        proc = subprocess.run(
+            [sys.executable, "-B", "-s"] + args,
+            env=env,
+            cwd=extension_dir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=30,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return proc.stdout if proc.returncode == 0 and proc.stdout.strip() else None
@@ -81,8 +92,10 @@ def runtime_default_config(extension_dir):
     """(path, text) of the configuration file the runtime's `install` writes when none exists
     (vmsnapshot.config.DEFAULT_PATH / DEFAULT_FILE), so the packages ship exactly that file; None when
     the runtime defines none."""
-    out = _run_runtime(extension_dir, ["-c", "import json, vmsnapshot.config as c; "
-                                             "print(json.dumps([c.DEFAULT_PATH, c.DEFAULT_FILE]))"])
+    out = _run_runtime(
+        extension_dir,
+        ["-c", "import json, vmsnapshot.config as c; print(json.dumps([c.DEFAULT_PATH, c.DEFAULT_FILE]))"],
+    )
     if not out:
         return None
     path, text = json.loads(out)
@@ -91,10 +104,12 @@ def runtime_default_config(extension_dir):
 
 def man_page(version, epoch, lib, help_text=None):
     date = time.strftime("%Y-%m-%d", time.gmtime(epoch))
-    commands = roff_literal(help_text) if help_text else \
-        "(this build's runtime printed no command summary; run vmsnapshot \\-\\-help)"
-    return gzip_bytes(_render("vmsnapshot.8.in", VERSION=version, DATE=date, LIBDIR=lib,
-                              COMMANDS=commands).encode())
+    commands = (
+        roff_literal(help_text)
+        if help_text
+        else "(this build's runtime printed no command summary; run vmsnapshot \\-\\-help)"
+    )
+    return gzip_bytes(_render("vmsnapshot.8.in", VERSION=version, DATE=date, LIBDIR=lib, COMMANDS=commands).encode())
 
 
 def debian_copyright(name, homepage):
@@ -105,10 +120,11 @@ def debian_copyright(name, homepage):
     body = [line for line in lines[1:] if not line.startswith("Copyright")]
     while body and not body[0].strip():
         body.pop(0)
-    text = ("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"
-            "Upstream-Name: %s\nSource: %s\n\nFiles: *\nCopyright: %s\nLicense: Expat\n"
-            % (name, homepage, holder[len("Copyright (c) "):] if holder.startswith("Copyright (c) ")
-               else holder))
+    text = (
+        "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"
+        "Upstream-Name: %s\nSource: %s\n\nFiles: *\nCopyright: %s\nLicense: Expat\n"
+        % (name, homepage, holder[len("Copyright (c) ") :] if holder.startswith("Copyright (c) ") else holder)
+    )
     text += "".join(" %s\n" % line if line.strip() else " .\n" for line in body)
     return text.encode()
 
@@ -129,26 +145,45 @@ def changelog_entries(version, epoch, maintainer):
     for item in raw:
         for note in item["changes"]:
             if len(note) > MAX_NOTE:
-                raise ValueError("%s: note of %s longer than %d characters (Debian changelogs are 80 "
-                                 "columns; split it): %r" % (CHANGELOG_FILE, item["version"], MAX_NOTE, note))
+                raise ValueError(
+                    "%s: note of %s longer than %d characters (Debian changelogs are 80 "
+                    "columns; split it): %r" % (CHANGELOG_FILE, item["version"], MAX_NOTE, note)
+                )
         stamp = calendar.timegm(time.strptime(item["date"], "%Y-%m-%d"))
-        entries.append({"version": item["version"], "time": stamp, "author": maintainer,
-                        "changes": list(item["changes"])})
+        entries.append(
+            {"version": item["version"], "time": stamp, "author": maintainer, "changes": list(item["changes"])}
+        )
     if not entries or entries[0]["version"] != version:
-        entries.insert(0, {"version": version, "time": epoch, "author": maintainer,
-                           "changes": ["Build of version %s; no release notes recorded yet." % version]})
+        entries.insert(
+            0,
+            {
+                "version": version,
+                "time": epoch,
+                "author": maintainer,
+                "changes": ["Build of version %s; no release notes recorded yet." % version],
+            },
+        )
     return entries
 
 
 def chglog(entries, release):
     """nfpm's changelog format (github.com/goreleaser/chglog), as JSON (a subset of YAML)."""
-    return json.dumps([{
-        "semver": "%s-%s" % (e["version"], release),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(e["time"])),
-        "packager": e["author"],
-        "deb": {"urgency": "medium", "distributions": ["unstable"]},
-        "changes": [{"note": c} for c in e["changes"]],
-    } for e in entries], indent=2) + "\n"
+    return (
+        json.dumps(
+            [
+                {
+                    "semver": "%s-%s" % (e["version"], release),
+                    "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(e["time"])),
+                    "packager": e["author"],
+                    "deb": {"urgency": "medium", "distributions": ["unstable"]},
+                    "changes": [{"note": c} for c in e["changes"]],
+                }
+                for e in entries
+            ],
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 def debian_changelog(name, entries, release):
@@ -156,16 +191,19 @@ def debian_changelog(name, entries, release):
     for e in entries:
         out.append("%s (%s-%s) unstable; urgency=medium\n" % (name, e["version"], release))
         out.extend("  * %s\n" % c for c in e["changes"])
-        out.append("\n -- %s  %s\n\n" % (e["author"], time.strftime("%a, %d %b %Y %H:%M:%S +0000",
-                                                                     time.gmtime(e["time"]))))
+        out.append(
+            "\n -- %s  %s\n\n" % (e["author"], time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(e["time"])))
+        )
     return "".join(out).rstrip("\n") + "\n"
 
 
 def rpm_changelog(entries, release):
     out = []
     for e in entries:
-        out.append("* %s %s - %s-%s\n" % (time.strftime("%a %b %d %Y", time.gmtime(e["time"])), e["author"],
-                                          e["version"], release))
+        out.append(
+            "* %s %s - %s-%s\n"
+            % (time.strftime("%a %b %d %Y", time.gmtime(e["time"])), e["author"], e["version"], release)
+        )
         out.extend("- %s\n" % c for c in e["changes"])
         out.append("\n")
     return "".join(out).rstrip("\n") + "\n"

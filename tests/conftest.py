@@ -4,18 +4,13 @@ The machine thaw guard runs for the whole session: if any machine filesystem is 
 it is thawed within 100 ms and the run fails loudly at the end.
 """
 
-import os
 import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from harness.azurite import Azurite  # noqa: E402
-from harness.certs import TenantCert, make_tls  # noqa: E402
-from harness.freezeguard import MachineThawGuard  # noqa: E402
+from harness.azurite import Azurite
+from harness.certs import TenantCert, make_tls
+from harness.freezeguard import MachineThawGuard
 
 _guard = None
 

@@ -126,12 +126,8 @@ def selection_arguments(p):
         metavar="ID",
         help="subscription id (repeatable; default: every subscription the identity sees)",
     )
-    g.add_argument(
-        "--resource-group", "-g", action="append", metavar="NAME", help="resource group (repeatable)"
-    )
-    g.add_argument(
-        "--vm-ids", "--ids", type=vm_ids, action="extend", metavar="ID[,ID...]", help="full VM resource ids"
-    )
+    g.add_argument("--resource-group", "-g", action="append", metavar="NAME", help="resource group (repeatable)")
+    g.add_argument("--vm-ids", "--ids", type=vm_ids, action="extend", metavar="ID[,ID...]", help="full VM resource ids")
     g.add_argument("--vms-file", metavar="FILE", help="file with one VM resource id per line (# comments)")
     g.add_argument(
         "--tag", type=tag, action="append", metavar="KEY=VALUE", help="only VMs carrying this tag (repeatable)"
@@ -139,16 +135,12 @@ def selection_arguments(p):
 
 
 def extension_list_arguments(p):
-    p.add_argument(
-        "--all", action="store_true", help="list every extension, not only VMSnapshot/VMSnapshotLinux"
-    )
+    p.add_argument("--all", action="store_true", help="list every extension, not only VMSnapshot/VMSnapshotLinux")
 
 
 def verify_arguments(p):
     g = p.add_argument_group("rules")
-    g.add_argument(
-        "--min-version", metavar="X.Y", help="minimum typeHandlerVersion of the snapshot extension"
-    )
+    g.add_argument("--min-version", metavar="X.Y", help="minimum typeHandlerVersion of the snapshot extension")
     g.add_argument(
         "--max-backup-age",
         type=duration,
@@ -185,8 +177,7 @@ def enable_arguments(p):
     g.add_argument(
         "--resume-file",
         metavar="FILE",
-        help="record progress here; a re-run with the same file "
-        "continues an interrupted run without redoing work",
+        help="record progress here; a re-run with the same file continues an interrupted run without redoing work",
     )
 
 

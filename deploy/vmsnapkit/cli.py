@@ -30,20 +30,19 @@ def build_parser():
     )
     parser.add_argument("--version", action="version", version=f"vmsnapkit {__version__}")
     top = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    top.add_parser("templates", help="generate, check, validate or expand the ARM templates "
-                   "(vmsnapkit templates --help)", add_help=False)
+    top.add_parser(
+        "templates",
+        help="generate, check, validate or expand the ARM templates (vmsnapkit templates --help)",
+        add_help=False,
+    )
     groups = {}
     for cmd in COMMANDS:
         parent = top
         if len(cmd.words) > 1:
             group = cmd.words[0]
             if group not in groups:
-                gp = top.add_parser(
-                    group, help=GROUP_HELP.get(group, ""), description=GROUP_HELP.get(group, "")
-                )
-                groups[group] = gp.add_subparsers(
-                    dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser
-                )
+                gp = top.add_parser(group, help=GROUP_HELP.get(group, ""), description=GROUP_HELP.get(group, ""))
+                groups[group] = gp.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser)
                 gp.set_defaults(group_parser=gp)
             parent = groups[group]
         p = parent.add_parser(cmd.words[-1], help=cmd.help, description=cmd.help)

@@ -75,9 +75,7 @@ def from_metadata(doc, endpoint):
     """Build a Cloud from an ARM metadata document (a dict, or the list form holding several clouds)."""
     if isinstance(doc, list):
         match = [
-            d
-            for d in doc
-            if _with_slash(str(d.get("resourceManager", ""))).lower() == _with_slash(endpoint).lower()
+            d for d in doc if _with_slash(str(d.get("resourceManager", ""))).lower() == _with_slash(endpoint).lower()
         ]
         if not match:
             raise KitError(f"the metadata at {endpoint} does not describe that endpoint", EXIT_SERVICE)
@@ -103,8 +101,7 @@ def discover(endpoint, verify=True):
 
     if not endpoint.lower().startswith("https://"):
         raise KitError(
-            f"--arm-endpoint must be an https:// URL (got {endpoint!r}): bearer tokens never travel "
-            "over plain HTTP",
+            f"--arm-endpoint must be an https:// URL (got {endpoint!r}): bearer tokens never travel over plain HTTP",
             EXIT_USAGE,
         )
     url = _with_slash(endpoint) + f"metadata/endpoints?api-version={METADATA_API_VERSION}"
@@ -112,8 +109,7 @@ def discover(endpoint, verify=True):
         resp = requests.get(url, timeout=30, verify=verify)
     except requests.exceptions.SSLError as exc:
         raise KitError(
-            f"TLS verification failed for {endpoint}: set REQUESTS_CA_BUNDLE to the CA that signed "
-            f"it ({_short(exc)})",
+            f"TLS verification failed for {endpoint}: set REQUESTS_CA_BUNDLE to the CA that signed it ({_short(exc)})",
             EXIT_SERVICE,
         ) from None
     except requests.RequestException as exc:

@@ -30,9 +30,7 @@ class Context:
     @property
     def cloud(self):
         if self._cloud is None:
-            self._cloud = cloudmod.resolve(
-                self.args.arm_endpoint, self.args.cloud, verify=ca_bundle() or True
-            )
+            self._cloud = cloudmod.resolve(self.args.arm_endpoint, self.args.cloud, verify=ca_bundle() or True)
         return self._cloud
 
     @property

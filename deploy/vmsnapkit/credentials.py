@@ -34,9 +34,7 @@ def check(credential, cloud):
     except Exception as exc:
         err = translate(exc, f"token for {cloud.scope}")
         if err is None:
-            raise KitError(
-                f"cannot obtain a token for {cloud.scope}: {type(exc).__name__}", EXIT_AUTH
-            ) from None
+            raise KitError(f"cannot obtain a token for {cloud.scope}: {type(exc).__name__}", EXIT_AUTH) from None
         raise err from None
 
 

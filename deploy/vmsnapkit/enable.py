@@ -160,8 +160,7 @@ def _choose_vaults(ctx, args, sel, todo):
         cands = [
             v
             for v in vaults
-            if v.subscription.lower() == t.vm.subscription.lower()
-            and v.location.lower() == t.vm.location.lower()
+            if v.subscription.lower() == t.vm.subscription.lower() and v.location.lower() == t.vm.location.lower()
         ]
         if len(cands) == 1:
             t.vault = cands[0]
@@ -264,9 +263,7 @@ def _refresh_containers(ctx, bk, vault, timeout=REFRESH_TIMEOUT):
     poller = LROPoller(bk._client, initial, lambda _response: None, ARMPolling(ctx.factory.polling_interval))
     poller.wait(timeout)
     if not poller.done():
-        raise KitError(
-            f"container refresh of vault {vault.name} did not finish within {timeout}s", EXIT_FAILED
-        )
+        raise KitError(f"container refresh of vault {vault.name} did not finish within {timeout}s", EXIT_FAILED)
     poller.result()  # raises the operation's failure
 
 
@@ -309,9 +306,7 @@ def _base_policy(bk, vault, name):
         ) from None
     props = dict(lookup(base, "properties", default={}))
     if str(props.get("backupManagementType", "")).lower() != BACKUP_MANAGEMENT_TYPE.lower():
-        raise KitError(
-            f"policy {name!r} of vault {vault.name} is not an {BACKUP_MANAGEMENT_TYPE} policy", EXIT_USAGE
-        )
+        raise KitError(f"policy {name!r} of vault {vault.name} is not an {BACKUP_MANAGEMENT_TYPE} policy", EXIT_USAGE)
     return props
 
 
@@ -334,9 +329,7 @@ def _shard(bk, vault, tasks, base_name, base_count):
         name = f"{base_name}-{shard}"
         try:
             existing = bk.protection_policies.get(vault.name, vault.resource_group, name)
-            plans.append(
-                PolicyPlan(name, int(lookup(existing, "properties", "protectedItemsCount", default=0)), True)
-            )
+            plans.append(PolicyPlan(name, int(lookup(existing, "properties", "protectedItemsCount", default=0)), True))
         except ResourceNotFoundError:
             plans.append(PolicyPlan(name, 0, False))
     return plans

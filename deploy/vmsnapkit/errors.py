@@ -85,9 +85,7 @@ def translate(exc, what=""):
         if status == 401:
             return KitError(f"authentication refused{where}: {error_message(exc)}", EXIT_AUTH)
         if status == 403:
-            return KitError(
-                f"permission denied{where}: {code or 'Forbidden'}: {error_message(exc)}", EXIT_FORBIDDEN
-            )
+            return KitError(f"permission denied{where}: {code or 'Forbidden'}: {error_message(exc)}", EXIT_FORBIDDEN)
         if status == 404 and code in ("SubscriptionNotFound", "InvalidSubscriptionId"):
             return KitError(f"unknown subscription{where}: {error_message(exc)}", EXIT_NOT_FOUND)
         if status == 404:

@@ -40,8 +40,7 @@ def _graph_or_arm(ctx, graph_call, arm_call, what):
         if ctx.args.source != "auto" or exc.status_code in (None, 401):
             raise
         ctx.warn(
-            f"Resource Graph could not serve the {what} ({exc.status_code} {error_code(exc)}); "
-            "using direct ARM calls"
+            f"Resource Graph could not serve the {what} ({exc.status_code} {error_code(exc)}); using direct ARM calls"
         )
         return arm_call()
 

@@ -51,9 +51,7 @@ class VmRecord:
 
 
 def is_snapshot_extension(ext, publishers=SNAPSHOT_PUBLISHERS, types=SNAPSHOT_TYPES):
-    return ext.publisher.lower() in {p.lower() for p in publishers} and ext.type.lower() in {
-        t.lower() for t in types
-    }
+    return ext.publisher.lower() in {p.lower() for p in publishers} and ext.type.lower() in {t.lower() for t in types}
 
 
 # -- Resource Graph ----------------------------------------------------------------------------------
@@ -137,9 +135,7 @@ async def _from_arm(factory, selection, all_extensions, concurrency, progress):
             refs = [r for group in listed for r in group]
         if progress:
             progress.total = len(refs)
-        records = await map_bounded(
-            lambda r: _get_vm(clients[r.subscription], r, limiter, progress), refs, concurrency
-        )
+        records = await map_bounded(lambda r: _get_vm(clients[r.subscription], r, limiter, progress), refs, concurrency)
     finally:
         for c in clients.values():
             await c.close()
@@ -230,9 +226,7 @@ async def _instance_views(factory, pairs, concurrency):
             )
             if worst is not None:
                 ext.status_code = lookup(worst, "code", default="")
-                ext.status_message = lookup(worst, "message", default="") or lookup(
-                    worst, "displayStatus", default=""
-                )
+                ext.status_message = lookup(worst, "message", default="") or lookup(worst, "displayStatus", default="")
 
         await map_bounded(lambda pair: one(*pair), pairs, concurrency)
     finally:

@@ -141,9 +141,7 @@ def colorize(text):
 
     def paint(m):
         if m.group(1):
-            return (
-                f"\x1b[94m{m.group(1)}\x1b[0m{m.group(2)}" if m.group(2) else f"\x1b[32m{m.group(1)}\x1b[0m"
-            )
+            return f"\x1b[94m{m.group(1)}\x1b[0m{m.group(2)}" if m.group(2) else f"\x1b[32m{m.group(1)}\x1b[0m"
         if m.group(3):
             return f"\x1b[96m{m.group(3)}\x1b[0m"
         return f"\x1b[33m{m.group(4)}\x1b[0m"

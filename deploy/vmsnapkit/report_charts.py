@@ -99,8 +99,15 @@ def versions_chart(chart_id, label, versions, words, min_version=None):
             name = f"{v.label} ({words.fmt('below_min', v=min_version)})"
         else:
             name = v.label
-        bars.append(("bar", {"key": v.label or "", "count": v.count}, name, f"{v.count:,}",
-                     [("ok" if v.ok else "bad", v.count)]))
+        bars.append(
+            (
+                "bar",
+                {"key": v.label or "", "count": v.count},
+                name,
+                f"{v.count:,}",
+                [("ok" if v.ok else "bad", v.count)],
+            )
+        )
     return _hbars(chart_id, label, bars)
 
 
@@ -144,7 +151,7 @@ def age_chart(chart_id, label, hist: report_stats.Histogram, words):
     )
     body.append(
         f'<text class="tick" x="{left + (len(bins) + 1.5) * slot:.1f}" y="{bottom + 14}">'
-        f'{_e(words["no_backup"])}</text>'
+        f"{_e(words['no_backup'])}</text>"
     )
     if hist.threshold is not None:
         x = left + (hist.threshold / per_bin) * slot

@@ -85,7 +85,7 @@ def render(rows, rules, cloud_name, scope, now, words):
     if reasons:
         parts.append(
             f'<h2>{_e(words["reasons"])}</h2><table id="reasons"><thead><tr><th>{_e(words["reason"])}'
-            f'<th>{_e(words["vms"])}</thead><tbody>'
+            f"<th>{_e(words['vms'])}</thead><tbody>"
         )
         parts += [f"<tr><td>{_e(words.reason_kind(k))}<td>{n}" for k, n in reasons.most_common()]
         parts.append("</tbody></table>")
@@ -108,11 +108,20 @@ def _charts(rows, rules, words):
     figures = [
         (sub_title, report_charts.compliance_chart("chart-sub", sub_title, subs, words, other_subs)),
         (rg_title, report_charts.compliance_chart("chart-rg", rg_title, groups, words, others)),
-        (words["age"] if max_age else words["age_norule"], report_charts.age_chart(
-            "chart-age", words["age"], report_stats.age_histogram(rows, max_age), words)),
-        (words["versions"], report_charts.versions_chart(
-            "chart-ver", words["versions"], report_stats.versions(rows, rules.get("min_version")), words,
-            rules.get("min_version"))),
+        (
+            words["age"] if max_age else words["age_norule"],
+            report_charts.age_chart("chart-age", words["age"], report_stats.age_histogram(rows, max_age), words),
+        ),
+        (
+            words["versions"],
+            report_charts.versions_chart(
+                "chart-ver",
+                words["versions"],
+                report_stats.versions(rows, rules.get("min_version")),
+                words,
+                rules.get("min_version"),
+            ),
+        ),
     ]
     out = [f'<h2>{_e(words["charts"])}</h2><div class="charts">']
     out += [f"<figure><figcaption>{_e(caption)}</figcaption>{svg}</figure>" for caption, svg in figures]
@@ -141,11 +150,9 @@ def _column_widths(cells, words):
 
 
 def _table(rows, cells, words):
-    heads = "".join(
-        f'<th{" data-t=n" if numeric else ""}>{_e(words[key])}' for key, _, numeric, _ in COLUMNS
-    )
+    heads = "".join(f"<th{' data-t=n' if numeric else ''}>{_e(words[key])}" for key, _, numeric, _ in COLUMNS)
     out = [
-        f'<h2>{_e(words["vm_table"])}</h2>',
+        f"<h2>{_e(words['vm_table'])}</h2>",
         f'<p class="hint">{_e(words.fmt("total", total=f"{len(rows):,}"))}</p>',
         f'<div class="tools" id="tools" hidden data-shown="{_a(words["shown"])}">'
         f'<label>{_e(words["filter"])} <input type="search" id="q" placeholder="{_a(words["filter_hint"])}"></label>'
@@ -157,7 +164,7 @@ def _table(rows, cells, words):
     for start in range(0, len(rows), CHUNK):
         out.append("<tbody>")
         out += [
-            f'<tr class={"p" if r["passed"] else "f"}>' + "".join(f"<td>{c}" for c in row_cells)
+            f"<tr class={'p' if r['passed'] else 'f'}>" + "".join(f"<td>{c}" for c in row_cells)
             for r, row_cells in zip(rows[start : start + CHUNK], cells[start : start + CHUNK])
         ]
         out.append("</tbody>")

@@ -45,9 +45,7 @@ class ResumeFile:
             try:
                 self._fh = open(self.path, "a", encoding="utf-8")
             except OSError as exc:
-                raise KitError(
-                    f"--resume-file {self.path}: cannot write it: {exc.strerror}", EXIT_USAGE
-                ) from None
+                raise KitError(f"--resume-file {self.path}: cannot write it: {exc.strerror}", EXIT_USAGE) from None
         self._fh.write(json.dumps(entry, sort_keys=True) + "\n")
         self._fh.flush()
         os.fsync(self._fh.fileno())

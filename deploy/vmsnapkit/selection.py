@@ -127,8 +127,7 @@ def resolve_subscriptions(factory, selection):
                     client.subscriptions.get(sub)
                 except ResourceNotFoundError:
                     raise KitError(
-                        f"unknown subscription {sub!r}: it does not exist or the signed-in identity "
-                        "cannot see it",
+                        f"unknown subscription {sub!r}: it does not exist or the signed-in identity cannot see it",
                         EXIT_NOT_FOUND,
                     ) from None
     finally:

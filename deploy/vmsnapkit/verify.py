@@ -110,8 +110,7 @@ def run(ctx):
         snap = next((e for e in vm.extensions if is_snapshot_extension(e)), None)
         p = prot.get(vm.key)
         failing_backup = p is not None and (
-            p.last_backup_status.lower() == "failed"
-            or (p.health_status and p.health_status.lower() != "passed")
+            p.last_backup_status.lower() == "failed" or (p.health_status and p.health_status.lower() != "passed")
         )
         if snap and (snap.provisioning_state.lower() != "succeeded" or failing_backup):
             suspects.append((vm, snap))
@@ -125,9 +124,7 @@ def run(ctx):
     if args.report:
         _write_atomically(
             args.report,
-            report.render(
-                rows, rules, ctx.cloud.name, sel.describe(), now, args.report.lower().endswith(".md"), lang
-            ),
+            report.render(rows, rules, ctx.cloud.name, sel.describe(), now, args.report.lower().endswith(".md"), lang),
         )
     summary = f"{len(rows)} VM(s) checked: {len(rows) - failed} passed, {failed} failed"
     return Result(rows, VERIFY_COLUMNS, EXIT_FAILED if failed or not rows else 0, summary)

@@ -38,16 +38,25 @@ def main(argv=None):
     try:
         if command == "diagnose":
             from . import diagnose
+
             return diagnose.main(rest)
         if command == "version":
             from . import identity
+
             print(identity.VERSION)
             return 0
         from . import commands
-        handler = {"install": commands.install, "enable": commands.enable, "disable": commands.disable,
-                   "uninstall": commands.uninstall, "update": commands.update,
-                   "worker": commands.worker, "supervise": commands.supervise,
-                   "snapshot": commands.snapshot}.get(command)
+
+        handler = {
+            "install": commands.install,
+            "enable": commands.enable,
+            "disable": commands.disable,
+            "uninstall": commands.uninstall,
+            "update": commands.update,
+            "worker": commands.worker,
+            "supervise": commands.supervise,
+            "snapshot": commands.snapshot,
+        }.get(command)
         if handler is None:
             sys.stderr.write("vmsnapshot: unknown command %r\n%s" % (command, USAGE))
             return 2
@@ -56,6 +65,7 @@ def main(argv=None):
         return 130
     except Exception as e:  # last resort: a clear one-line error, never a traceback or a secret
         from .redact import redact
+
         sys.stderr.write("vmsnapshot %s failed: %s: %s\n" % (command, type(e).__name__, redact(str(e))[:500]))
         return 1
 

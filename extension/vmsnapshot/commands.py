@@ -84,11 +84,15 @@ def enable(argv):
             handler = settings.read_settings_file(henv.settings_file(seq))
             public = handler.get("publicSettings") or {}
             private = settings.decrypt_protected(handler, cert_dir(henv, cfg))
-            spec = settings.validate(seq, public, private, deadline_minutes=cfg.command_deadline_minutes,
-                                     config_method=cfg.snapshot_method)
+            spec = settings.validate(
+                seq, public, private, deadline_minutes=cfg.command_deadline_minutes, config_method=cfg.snapshot_method
+            )
         except (settings.SettingsError, RecursionError, MemoryError) as e:
-            e = e if isinstance(e, settings.SettingsError) else settings.bad("settings", "are too deeply nested "
-                                                                              "or too large to process")
+            e = (
+                e
+                if isinstance(e, settings.SettingsError)
+                else settings.bad("settings", "are too deeply nested or too large to process")
+            )
             public = handler.get("publicSettings")
             locale = public.get("locale") if isinstance(public, dict) else None
             _write_error(henv, seq, e.code, e.message, locale if isinstance(locale, str) else None)
@@ -124,8 +128,13 @@ def _enable_again(henv, state, seq):
     if current in agentcontract.TERMINAL_STATUSES:
         log.info("seq %s already processed; status kept", seq)
         return 0
-    _write_error(henv, seq, codes.ERROR, "the job for this sequence number was interrupted before it finished "
-                 "(for example by a reboot); the next backup will run normally")
+    _write_error(
+        henv,
+        seq,
+        codes.ERROR,
+        "the job for this sequence number was interrupted before it finished "
+        "(for example by a reboot); the next backup will run normally",
+    )
     return 0
 
 
@@ -140,8 +149,12 @@ def _status_of(henv, seq):
 
 def _start_worker(henv, spec):
     """Start the supervisor (own session), which starts the worker; both outlive this command."""
-    proc = subp.spawn([sys.executable, "-B", "-m", "vmsnapshot", "supervise"], data=spec.to_wire().encode("utf-8"),
-                      cwd=henv.base_dir, env=subp.runtime_env())
+    proc = subp.spawn(
+        [sys.executable, "-B", "-m", "vmsnapshot", "supervise"],
+        data=spec.to_wire().encode("utf-8"),
+        cwd=henv.base_dir,
+        env=subp.runtime_env(),
+    )
     return proc.pid
 
 
@@ -167,13 +180,24 @@ def supervise(argv):
     sys.stdin.close()
     spec = settings.JobSpec.from_wire(wire)
     if stop:
-        _write_error(henv, spec.seq, codes.ERROR, "the job was cancelled (disable or uninstall) before it "
-                     "started", spec.locale, spec.task_id)
+        _write_error(
+            henv,
+            spec.seq,
+            codes.ERROR,
+            "the job was cancelled (disable or uninstall) before it started",
+            spec.locale,
+            spec.task_id,
+        )
         return 0
     read_fd, write_fd = os.pipe()
     # In our process group (a kill of the supervisor's group reaches it), fed its JobSpec on stdin.
-    proc = subp.spawn([sys.executable, "-B", "-m", "vmsnapshot", "worker", "--phase-fd", str(write_fd)],
-                      data=wire.encode("utf-8"), pass_fds=(write_fd,), cwd=henv.base_dir, new_session=False)
+    proc = subp.spawn(
+        [sys.executable, "-B", "-m", "vmsnapshot", "worker", "--phase-fd", str(write_fd)],
+        data=wire.encode("utf-8"),
+        pass_fds=(write_fd,),
+        cwd=henv.base_dir,
+        new_session=False,
+    )
     started.append(proc)
     if stop:
         proc.send_signal(signal.SIGTERM)  # the signal came between the check above and the spawn
@@ -199,19 +223,28 @@ def supervise(argv):
         # killed as well): thaw here too, before anything (our own log included) writes to those disks.
         thawed = fallback_thaw.thaw_targets(targets)
     _, wait_status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = code = -os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status) else \
-        os.WEXITSTATUS(wait_status)
-    log.info("worker %d resources: peak_rss_kb=%d cpu_s=%.3f", proc.pid, usage.ru_maxrss,
-             usage.ru_utime + usage.ru_stime)
+    proc.returncode = code = -os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status) else os.WEXITSTATUS(wait_status)
+    log.info(
+        "worker %d resources: peak_rss_kb=%d cpu_s=%.3f", proc.pid, usage.ru_maxrss, usage.ru_utime + usage.ru_stime
+    )
     State(henv.base_dir).clear_job()
     if thawed is not None:
         log.warning("worker died during '%s': supervisor thaw %s", phase, thawed)
     if code != 0:
         how = "was killed by signal %d" % -code if code < 0 else "exited with %d" % code
-        by = "its guardian" if thawed is None else "its guardian and by the supervisor (%s)" % ", ".join(
-            "%s: %s" % t for t in thawed)
-        _write_error(henv, spec.seq, codes.ERROR, "the snapshot job %s during '%s'; any frozen file system was "
-                     "thawed by %s" % (how, phase, by), spec.locale, spec.task_id)
+        by = (
+            "its guardian"
+            if thawed is None
+            else "its guardian and by the supervisor (%s)" % ", ".join("%s: %s" % t for t in thawed)
+        )
+        _write_error(
+            henv,
+            spec.seq,
+            codes.ERROR,
+            "the snapshot job %s during '%s'; any frozen file system was thawed by %s" % (how, phase, by),
+            spec.locale,
+            spec.task_id,
+        )
     return 0
 
 
@@ -250,8 +283,10 @@ def snapshot(argv):
     try:
         st = os.stat(path)
         if st.st_uid not in (0, os.getuid()) or st.st_mode & 0o077:
-            sys.stderr.write("vmsnapshot: %s must be owned by you or root and not readable by others "
-                             "(chmod 600): it holds SAS URIs\n" % path)
+            sys.stderr.write(
+                "vmsnapshot: %s must be owned by you or root and not readable by others "
+                "(chmod 600): it holds SAS URIs\n" % path
+            )
             return 2
         with open(path) as f:
             doc = settings.parse_json("settings file", f.read(settings.MAX_SETTINGS_BYTES + 1))
@@ -259,8 +294,11 @@ def snapshot(argv):
         sys.stderr.write("vmsnapshot: cannot read %s: %s\n" % (path, getattr(e, "strerror", None) or e))
         return 2
     seq = int(argv[argv.index("--seq") + 1]) if "--seq" in argv else 0
-    status_dir = argv[argv.index("--status-dir") + 1] if "--status-dir" in argv else os.path.join(
-        os.path.dirname(os.path.abspath(path)), "status")
+    status_dir = (
+        argv[argv.index("--status-dir") + 1]
+        if "--status-dir" in argv
+        else os.path.join(os.path.dirname(os.path.abspath(path)), "status")
+    )
     try:
         henv = handlerenv.load(os.path.dirname(os.path.abspath(path)))
     except handlerenv.HandlerEnvError as e:
@@ -269,14 +307,21 @@ def snapshot(argv):
     henv.status_dir = status_dir
     unsafe = _unsafe_paths(henv, path)
     if unsafe:
-        sys.stderr.write("vmsnapshot: refusing to run as root with files in a directory others control: %s "
-                         "(every directory from it up to / must be owned by root and not group/world "
-                         "writable)\n" % unsafe)
+        sys.stderr.write(
+            "vmsnapshot: refusing to run as root with files in a directory others control: %s "
+            "(every directory from it up to / must be owned by root and not group/world "
+            "writable)\n" % unsafe
+        )
         return 3
     try:
         cfg = config.load()
-        spec = settings.validate(seq, doc.get("publicSettings"), doc.get("protectedSettings") or {},
-                                 deadline_minutes=cfg.command_deadline_minutes, config_method=cfg.snapshot_method)
+        spec = settings.validate(
+            seq,
+            doc.get("publicSettings"),
+            doc.get("protectedSettings") or {},
+            deadline_minutes=cfg.command_deadline_minutes,
+            config_method=cfg.snapshot_method,
+        )
     except (config.ConfigError, settings.SettingsError, AttributeError) as e:
         sys.stderr.write("vmsnapshot: invalid settings: %s\n" % (getattr(e, "message", None) or e))
         return 2
@@ -295,8 +340,13 @@ def _unsafe_paths(henv, settings_path):
     make root write anywhere. Not checked for other users: they can only write where they already can."""
     if os.geteuid() != 0:
         return None
-    for directory in (os.path.dirname(os.path.abspath(settings_path)), henv.base_dir, henv.log_dir,
-                      henv.status_dir, henv.events_dir):
+    for directory in (
+        os.path.dirname(os.path.abspath(settings_path)),
+        henv.base_dir,
+        henv.log_dir,
+        henv.status_dir,
+        henv.events_dir,
+    ):
         reason = directory and unsafe_directory(directory)
         if reason:
             return reason
@@ -377,9 +427,11 @@ def _earlier_enables(henv):
             cwd = os.path.realpath(os.readlink("/proc/%s/cwd" % name)) if "vmsnapshot" in args else None
         except (IOError, OSError):
             continue
-        runtime = cwd == base and args[args.index("vmsnapshot") + 1:args.index("vmsnapshot") + 2] == ["enable"]
-        shell = any(a.startswith(launcher) and (a.endswith(" enable") or args[i + 1:i + 2] == ["enable"])
-                    for i, a in enumerate(args))
+        runtime = cwd == base and args[args.index("vmsnapshot") + 1 : args.index("vmsnapshot") + 2] == ["enable"]
+        shell = any(
+            a.startswith(launcher) and (a.endswith(" enable") or args[i + 1 : i + 2] == ["enable"])
+            for i, a in enumerate(args)
+        )
         started = process_start_time(int(name))
         if (runtime or shell) and started is not None and started <= ours:
             found.append(int(name))
@@ -442,4 +494,3 @@ def update(argv):
         log.info("update from %s to %s: state carried over", old_version, henv.version)
     print("vmsnapshot updated to %s" % henv.version)
     return 0
-

@@ -18,14 +18,14 @@ ENV_VAR = "VMSNAPSHOT_CONFIG"
 
 DEFAULTS = {
     "fsfreeze": True,
-    "timeout": 30.0,               # hard cap, seconds, on how long anything stays frozen
-    "freeze_wait": 10.0,           # bounded wait for the FIFREEZE calls themselves
-    "mounts_to_include": None,     # None: every eligible mount; a list: only these
+    "timeout": 30.0,  # hard cap, seconds, on how long anything stays frozen
+    "freeze_wait": 10.0,  # bounded wait for the FIFREEZE calls themselves
+    "mounts_to_include": None,  # None: every eligible mount; a list: only these
     "mounts_to_skip": [],
     "upload_status_and_log": True,
-    "snapshot_method": None,       # None: customSettings.takeSnapshotFrom, else firstHostThenGuest
+    "snapshot_method": None,  # None: customSettings.takeSnapshotFrom, else firstHostThenGuest
     "host_endpoint": "http://168.63.129.16",  # the WireServer: the host backup service's presnapshot/dosnapshot
-    "host_timeout": 40.0,          # seconds for a presnapshot (a dosnapshot is bounded by the freeze cap)
+    "host_timeout": 40.0,  # seconds for a presnapshot (a dosnapshot is bounded by the freeze cap)
     "hosting_environment": "/var/lib/waagent/HostingEnvironmentConfig.xml",  # Role guid: VM identity
     "script_config": "/etc/azure/VMSnapshotScriptPluginConfig.json",
     "hook_dir": "/etc/azure/vmsnapshot/hooks.d",
@@ -33,12 +33,12 @@ DEFAULTS = {
     "lock_wait": 10.0,
     "machine_identity": "/etc/azure/machine_identity_FD76C85E-406F-4CFA-8EB0-CF18B123358B",
     "waagent_conf": "/etc/waagent.conf",
-    "certificate_dir": None,       # default: the agent's lib dir, parent of the handler dir
+    "certificate_dir": None,  # default: the agent's lib dir, parent of the handler dir
     "command_deadline_minutes": 140.0,
     "log_max_bytes": 1048576,
     "log_backups": 3,
     "workload_config": "/etc/azure/workload.conf",  # database branch (workload.py); missing = none
-    "on_app_failure_do_fs_freeze": True,            # database step failed: still freeze (consistency 1)
+    "on_app_failure_do_fs_freeze": True,  # database step failed: still freeze (consistency 1)
 }
 
 # (section, key, field, kind). Kinds: bool, float, list, str, int, endpoint (http://host[:port]).
@@ -79,7 +79,7 @@ class ConfigError(Exception):
 class Config(object):
     def __init__(self, path, values, present):
         self.path = path
-        self.present = present      # whether the file existed
+        self.present = present  # whether the file existed
         self.__dict__.update(values)
 
     def to_dict(self):
@@ -114,8 +114,9 @@ def _convert(section, key, kind, raw):
     if kind == "endpoint":
         m = _ENDPOINT.match(raw)
         if not m or (m.group(2) and not 0 < int(m.group(2)) < 65536):
-            raise ConfigError("%s must be http://HOST[:PORT] (plain HTTP, like the WireServer), not %r"
-                              % (where, raw[:80]))
+            raise ConfigError(
+                "%s must be http://HOST[:PORT] (plain HTTP, like the WireServer), not %r" % (where, raw[:80])
+            )
         return raw.rstrip("/")
     if kind == "list":
         return [item.strip() for item in raw.split(",") if item.strip()]

@@ -16,17 +16,24 @@ from .redact import strip_query
 
 
 def collect(check_network=True, lib_dir="/var/lib/waagent"):
-    out = {"extension": {"handler": identity.HANDLER_NAME, "version": identity.VERSION},
-           "python": {"executable": sys.executable, "version": platform.python_version()},
-           "problems": []}
+    out = {
+        "extension": {"handler": identity.HANDLER_NAME, "version": identity.VERSION},
+        "python": {"executable": sys.executable, "version": platform.python_version()},
+        "problems": [],
+    }
     problems = out["problems"]
     openssl = protected.openssl_binary()
     out["openssl"] = openssl or None
     if not openssl:
         problems.append("openssl is not installed: protected settings cannot be decrypted")
     henv = handlerenv.load(find_handler_dir(lib_dir))
-    out["handler"] = {"base_dir": henv.base_dir, "log_dir": henv.log_dir, "config_dir": henv.config_dir,
-                      "status_dir": henv.status_dir, "events_dir": henv.events_dir}
+    out["handler"] = {
+        "base_dir": henv.base_dir,
+        "log_dir": henv.log_dir,
+        "config_dir": henv.config_dir,
+        "status_dir": henv.status_dir,
+        "events_dir": henv.events_dir,
+    }
     try:
         cfg = config.load()
         out["config"] = cfg.to_dict()
@@ -80,8 +87,13 @@ def _snapshot_method(handler, cfg, henv, seq):
     out = {"host_endpoint": cfg.host_endpoint}
     try:
         private = settings.decrypt_protected(handler, cert_dir(henv, cfg))
-        spec = settings.validate(seq, handler.get("publicSettings"), private,
-                                 deadline_minutes=cfg.command_deadline_minutes, config_method=cfg.snapshot_method)
+        spec = settings.validate(
+            seq,
+            handler.get("publicSettings"),
+            private,
+            deadline_minutes=cfg.command_deadline_minutes,
+            config_method=cfg.snapshot_method,
+        )
         out.update(method=spec.method, reason=spec.method_reason)
     except settings.SettingsError as e:
         out.update(method=None, error="%s (code %s)" % (e.message, e.code))
@@ -111,11 +123,14 @@ def _probe_status_blob(handler, cfg, henv):
 
 
 def render_text(doc):
-    lines = ["vmsnapshot %s (%s)" % (doc["extension"]["version"], doc["extension"]["handler"]),
-             "python: %s %s" % (doc["python"]["executable"], doc["python"]["version"]),
-             "openssl: %s" % (doc["openssl"] or "NOT FOUND"),
-             "config: %s (%s)" % (doc["config"]["path"], "present" if doc["config"]["present"] else "defaults"),
-             "fsfreeze: %s" % doc["freeze_plan"]["fsfreeze"], "freeze plan:"]
+    lines = [
+        "vmsnapshot %s (%s)" % (doc["extension"]["version"], doc["extension"]["handler"]),
+        "python: %s %s" % (doc["python"]["executable"], doc["python"]["version"]),
+        "openssl: %s" % (doc["openssl"] or "NOT FOUND"),
+        "config: %s (%s)" % (doc["config"]["path"], "present" if doc["config"]["present"] else "defaults"),
+        "fsfreeze: %s" % doc["freeze_plan"]["fsfreeze"],
+        "freeze plan:",
+    ]
     for entry in doc["freeze_plan"]["selected"]:
         lines.append("  FREEZE %s (%s %s)" % (entry["mountpoint"], entry["fstype"], entry["devno"]))
     for entry in doc["freeze_plan"]["skipped"]:
@@ -123,10 +138,16 @@ def render_text(doc):
     wl = doc.get("workload") or {}
     if wl.get("configured"):
         what = wl.get("workload") or {}
-        lines.append("database: %s via %s: %s" % (wl.get("engine") or what.get("workload_name", "?"), wl["config_path"],
-                                                 "reachable, %s %s, would: %s" % (wl.get("version"), wl.get("role"),
-                                                                                  wl.get("would_do")) if wl.get("ok")
-                                                 else "NOT usable: %s" % wl.get("error")))
+        lines.append(
+            "database: %s via %s: %s"
+            % (
+                wl.get("engine") or what.get("workload_name", "?"),
+                wl["config_path"],
+                "reachable, %s %s, would: %s" % (wl.get("version"), wl.get("role"), wl.get("would_do"))
+                if wl.get("ok")
+                else "NOT usable: %s" % wl.get("error"),
+            )
+        )
         if wl.get("warning"):
             lines.append("WARNING: %s" % wl["warning"])
     else:
@@ -135,8 +156,10 @@ def render_text(doc):
     lines.append("settings: seq %s %s" % (s["sequence"], s.get("error") or "ok"))
     if "snapshot_method" in doc:
         m = doc["snapshot_method"]
-        lines.append("snapshot method: %s (%s); host endpoint %s" % (m.get("method"), m.get("reason") or
-                                                                     m.get("error"), m["host_endpoint"]))
+        lines.append(
+            "snapshot method: %s (%s); host endpoint %s"
+            % (m.get("method"), m.get("reason") or m.get("error"), m["host_endpoint"])
+        )
     if "status_blob" in doc:
         lines.append("status blob: %s" % json.dumps(doc["status_blob"]))
     for p in doc["problems"]:

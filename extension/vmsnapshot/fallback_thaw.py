@@ -31,7 +31,7 @@ def parse_targets_line(line):
     if not line.startswith(TARGETS_PREFIX):
         return None
     try:
-        targets = json.loads(line[len(TARGETS_PREFIX):])
+        targets = json.loads(line[len(TARGETS_PREFIX) :])
     except ValueError:
         return None
     return targets if isinstance(targets, dict) else None
@@ -113,8 +113,13 @@ class FallbackThaw(threading.Thread):
         end = self.last_thaw_at or time.monotonic()
         still = "" if self.done.is_set() else "; still watching for a late FIFREEZE of the dying guardian"
         return ThawOutcome(
-            ok=False, code=CODE_INCONSISTENT, reason=self.reason, thawed=list(self.thawed),
-            thaw_failures=list(self.failures), thaw_ms=(end - self.started_at) * 1000.0, thawed_at=end,
-            message="the freeze guardian %s; the worker thawed %s itself%s" % (
-                "died" if self.reason == "guardian-lost" else "did not answer", self.thawed or "nothing", still))
-
+            ok=False,
+            code=CODE_INCONSISTENT,
+            reason=self.reason,
+            thawed=list(self.thawed),
+            thaw_failures=list(self.failures),
+            thaw_ms=(end - self.started_at) * 1000.0,
+            thawed_at=end,
+            message="the freeze guardian %s; the worker thawed %s itself%s"
+            % ("died" if self.reason == "guardian-lost" else "did not answer", self.thawed or "nothing", still),
+        )

@@ -43,9 +43,18 @@ class FreezeOutcome(_Outcome):
     call and of the last one returning.
     """
 
-    FIELDS = (("code", None, None), ("frozen", (), list), ("failures", (), _pairs), ("skipped", (), _pairs),
-              ("freeze_ms", 0.0, None), ("lock_held", False, None), ("lock_wait_ms", 0.0, None),
-              ("freeze_started_at", None, None), ("frozen_at", None, None), ("message", "", None))
+    FIELDS = (
+        ("code", None, None),
+        ("frozen", (), list),
+        ("failures", (), _pairs),
+        ("skipped", (), _pairs),
+        ("freeze_ms", 0.0, None),
+        ("lock_held", False, None),
+        ("lock_wait_ms", 0.0, None),
+        ("freeze_started_at", None, None),
+        ("frozen_at", None, None),
+        ("message", "", None),
+    )
 
     @classmethod
     def from_message(cls, msg):
@@ -65,9 +74,16 @@ class ThawOutcome(_Outcome):
     return. thawed_at: time.monotonic() when the last FITHAW returned.
     """
 
-    FIELDS = (("code", None, None), ("reason", "requested", None), ("thawed", (), list),
-              ("thaw_failures", (), _pairs), ("thaw_ms", 0.0, None), ("frozen_window_ms", 0.0, None),
-              ("thawed_at", None, None), ("message", "", None))
+    FIELDS = (
+        ("code", None, None),
+        ("reason", "requested", None),
+        ("thawed", (), list),
+        ("thaw_failures", (), _pairs),
+        ("thaw_ms", 0.0, None),
+        ("frozen_window_ms", 0.0, None),
+        ("thawed_at", None, None),
+        ("message", "", None),
+    )
 
     @classmethod
     def from_message(cls, msg):

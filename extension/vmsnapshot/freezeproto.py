@@ -36,7 +36,7 @@ class MessageReader(object):
         nl = self.buffer.find(b"\n")
         if nl < 0:
             return None
-        line, self.buffer = self.buffer[:nl], self.buffer[nl + 1:]
+        line, self.buffer = self.buffer[:nl], self.buffer[nl + 1 :]
         try:
             return json.loads(line.decode("utf-8"))
         except ValueError:

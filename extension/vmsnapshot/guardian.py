@@ -40,9 +40,9 @@ from vmsnapshot.freezeproto import (
 )
 from vmsnapshot.mounts import identity_problem
 
-LINGER_S = 600.0        # after the thaw, wait this long at most for the worker's last word
-MIN_THAW_WAIT_S = 1.0   # a FITHAW normally takes well under a millisecond
-POLL_SLICE_S = 0.25     # parent-pid check granularity; socket EOF and signals wake us at once
+LINGER_S = 600.0  # after the thaw, wait this long at most for the worker's last word
+MIN_THAW_WAIT_S = 1.0  # a FITHAW normally takes well under a millisecond
+POLL_SLICE_S = 0.25  # parent-pid check granularity; socket EOF and signals wake us at once
 
 _TERMINATING_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
 
@@ -297,18 +297,28 @@ class Guardian(object):
             for call in calls:
                 mp = call.mountpoint
                 if call.abandoned:
-                    failures.append((mp, "FIFREEZE did not return within %.3g s; it is thawed as soon as it does"
-                                     % wait if pending_abort == "timeout" else
-                                     "FIFREEZE still pending when the freeze was abandoned; it is thawed as "
-                                     "soon as it returns"))
+                    failures.append(
+                        (
+                            mp,
+                            "FIFREEZE did not return within %.3g s; it is thawed as soon as it does" % wait
+                            if pending_abort == "timeout"
+                            else "FIFREEZE still pending when the freeze was abandoned; it is thawed as "
+                            "soon as it returns",
+                        )
+                    )
                     code = code or (CODE_FREEZE_TIMEOUT if pending_abort == "timeout" else CODE_FREEZE_FAILED)
                 elif call.error is None:
                     self.frozen.append(mp)
                 elif call.error in NOT_SUPPORTED_ERRNOS:
                     skipped.append((mp, "filesystem does not support freezing (%s)" % os.strerror(call.error)))
                 elif call.error == errno.EBUSY:
-                    failures.append((mp, "already frozen (EBUSY): another process holds a freeze on it, "
-                                         "or the same filesystem was listed twice; left as it is"))
+                    failures.append(
+                        (
+                            mp,
+                            "already frozen (EBUSY): another process holds a freeze on it, "
+                            "or the same filesystem was listed twice; left as it is",
+                        )
+                    )
                     code = code or CODE_FREEZE_FAILED
                 else:
                     failures.append((mp, "FIFREEZE failed: %s" % os.strerror(call.error)))
@@ -359,9 +369,16 @@ class Guardian(object):
         end = _now()
         self.frozen = []
         self.release_lock()
-        self.thaw_record = {"ev": "thawed", "reason": reason, "thawed": thawed, "thaw_failures": failures,
-                            "thaw_ms": _ms(end - ts), "frozen_window_ms": _ms(end - t0), "thawed_at": end,
-                            "message": "; ".join(notes)}
+        self.thaw_record = {
+            "ev": "thawed",
+            "reason": reason,
+            "thawed": thawed,
+            "thaw_failures": failures,
+            "thaw_ms": _ms(end - ts),
+            "frozen_window_ms": _ms(end - t0),
+            "thawed_at": end,
+            "message": "; ".join(notes),
+        }
         return self.thaw_record
 
     def hold(self, deadline_at):
@@ -392,14 +409,16 @@ class Guardian(object):
             if msg.get("op") == "thaw":
                 self.send(answer)
             elif msg.get("op") == "freeze":
-                self.send({"ev": "frozen", "ok": False, "code": CODE_FREEZE_FAILED,
-                           "message": "one freeze per guardian"})
+                self.send(
+                    {"ev": "frozen", "ok": False, "code": CODE_FREEZE_FAILED, "message": "one freeze per guardian"}
+                )
 
     def run(self):
         self.install_signal_handlers()
         self.open_everything()
-        self.send({"ev": "ready", "pid": os.getpid(), "open_failures": self.open_failures,
-                   "lock_error": self.lock_error})
+        self.send(
+            {"ev": "ready", "pid": os.getpid(), "open_failures": self.open_failures, "lock_error": self.lock_error}
+        )
         while True:
             kind, msg = self.poll(LINGER_S)
             if kind in ("eof", "parent", "signal", None) or msg.get("op") == "quit":
@@ -411,31 +430,56 @@ class Guardian(object):
 
         not_frozen = {"ev": "thawed", "reason": "not-frozen", "thawed": [], "thaw_failures": []}
         if self.open_failures:
-            self.send({"ev": "frozen", "ok": False, "code": CODE_OPEN_FAILED, "failures": self.open_failures,
-                       "message": "could not open every mount point; nothing was frozen"})
+            self.send(
+                {
+                    "ev": "frozen",
+                    "ok": False,
+                    "code": CODE_OPEN_FAILED,
+                    "failures": self.open_failures,
+                    "message": "could not open every mount point; nothing was frozen",
+                }
+            )
             return self.linger(not_frozen)
 
         lock_held, lock_wait_ms, abort = self.take_lock()
         if abort is not None:
             self.release_lock()
-            self.send({"ev": "frozen", "ok": False, "code": CODE_FREEZE_FAILED, "lock_held": lock_held,
-                       "lock_wait_ms": lock_wait_ms, "message": "freeze abandoned (%s) while waiting "
-                       "for the freeze lock; nothing was frozen" % abort})
+            self.send(
+                {
+                    "ev": "frozen",
+                    "ok": False,
+                    "code": CODE_FREEZE_FAILED,
+                    "lock_held": lock_held,
+                    "lock_wait_ms": lock_wait_ms,
+                    "message": "freeze abandoned (%s) while waiting for the freeze lock; nothing was frozen" % abort,
+                }
+            )
             return self.linger(not_frozen)
 
         t0 = _now()  # the hard deadline counts from here: before the first FIFREEZE
         deadline_at = t0 + self.deadline_s
         code, failures, skipped, abort = self.freeze_all(t0, deadline_at)
         t1 = _now()
-        frozen_msg = {"ev": "frozen", "ok": code is None and abort is None, "code": code,
-                      "frozen": list(self.frozen), "failures": failures, "skipped": skipped,
-                      "freeze_ms": _ms(t1 - t0), "lock_held": lock_held, "lock_wait_ms": lock_wait_ms,
-                      "freeze_started_at": t0, "frozen_at": t1, "message": self.lock_error or ""}
+        frozen_msg = {
+            "ev": "frozen",
+            "ok": code is None and abort is None,
+            "code": code,
+            "frozen": list(self.frozen),
+            "failures": failures,
+            "skipped": skipped,
+            "freeze_ms": _ms(t1 - t0),
+            "lock_held": lock_held,
+            "lock_wait_ms": lock_wait_ms,
+            "freeze_started_at": t0,
+            "frozen_at": t1,
+            "message": self.lock_error or "",
+        }
         if not frozen_msg["ok"]:
             record = self.thaw_all("freeze-failed" if abort is None else abort, t0)
             frozen_msg["frozen"] = []
-            frozen_msg["message"] = ("freeze abandoned (%s); " % abort if abort else "") + \
-                "thawed what had been frozen: %s" % (record["thawed"] or "nothing")
+            frozen_msg["message"] = (
+                "freeze abandoned (%s); " % abort if abort else ""
+            ) + "thawed what had been frozen: %s" % (record["thawed"] or "nothing")
             self.send(frozen_msg)
             return self.linger(not_frozen)
 
@@ -456,7 +500,7 @@ class UsageError(Exception):
 
 
 def split_waves(mountpoints):
-    """":: a b :: c" -> [[a, b], [c]]. Without any "::" every mount point is its own wave (sequential)."""
+    """ ":: a b :: c" -> [[a, b], [c]]. Without any "::" every mount point is its own wave (sequential)."""
     items = list(mountpoints)
     if "::" not in items:
         return [[mp] for mp in items]
@@ -484,8 +528,10 @@ def parse_args(argv):
     args = list(argv)
     while args and args[0] != "--":
         key = args.pop(0)
-        if key not in ("--fd", "--deadline", "--per-mount-timeout", "--lock-path", "--lock-wait",
-                       "--expect") or not args:
+        if (
+            key not in ("--fd", "--deadline", "--per-mount-timeout", "--lock-path", "--lock-wait", "--expect")
+            or not args
+        ):
             raise UsageError("bad argument %r" % key)
         opts[key] = args.pop(0)
     missing = [k for k in ("--fd", "--deadline", "--per-mount-timeout") if k not in opts]
@@ -495,8 +541,15 @@ def parse_args(argv):
         expect = json.loads(opts["--expect"])
         if not isinstance(expect, dict):
             raise ValueError("--expect must be a JSON object")
-        return (int(opts["--fd"]), float(opts["--deadline"]), float(opts["--per-mount-timeout"]),
-                opts["--lock-path"], float(opts["--lock-wait"]), args[1:], expect)
+        return (
+            int(opts["--fd"]),
+            float(opts["--deadline"]),
+            float(opts["--per-mount-timeout"]),
+            opts["--lock-path"],
+            float(opts["--lock-wait"]),
+            args[1:],
+            expect,
+        )
     except ValueError as e:
         raise UsageError(str(e)) from None
 
@@ -504,7 +557,8 @@ def parse_args(argv):
 def main(argv=None):
     try:
         fd, deadline, per_mount, lock_path, lock_wait, mountpoints, expect = parse_args(
-            sys.argv[1:] if argv is None else argv)
+            sys.argv[1:] if argv is None else argv
+        )
     except UsageError as e:
         sys.stderr.write("vmsnapshot.guardian: %s\n%s" % (e, parse_args.__doc__))
         return 2

@@ -74,9 +74,17 @@ class GuardianClient(object):
     extension) and FreezeOutcome.lock_held says so.
     """
 
-    def __init__(self, mountpoints, hard_deadline_s=DEFAULT_HARD_DEADLINE_S,
-                 per_mount_timeout_s=DEFAULT_PER_MOUNT_TIMEOUT_S, lock_path=SAFE_FREEZE_LOCK,
-                 lock_wait_s=DEFAULT_LOCK_WAIT_S, python=None, waves=None, expect=None):
+    def __init__(
+        self,
+        mountpoints,
+        hard_deadline_s=DEFAULT_HARD_DEADLINE_S,
+        per_mount_timeout_s=DEFAULT_PER_MOUNT_TIMEOUT_S,
+        lock_path=SAFE_FREEZE_LOCK,
+        lock_wait_s=DEFAULT_LOCK_WAIT_S,
+        python=None,
+        waves=None,
+        expect=None,
+    ):
         # waves: [[mp, ...], ...] frozen one after the other, the mount points of a wave in parallel
         # (see mounts.freeze_waves). Default: one mount point per wave, in the given order.
         # expect: {mountpoint: {"dev", "mnt_id"}} from a pinned plan (mounts.pin, mounts.identities): the
@@ -112,8 +120,12 @@ class GuardianClient(object):
     @classmethod
     def for_plan(cls, plan, **kwargs):
         """A guardian for a pinned FreezePlan (mounts.pin): its waves and each mount's identity."""
-        return cls([m.mountpoint for m in plan.selected], waves=freeze_waves(plan.selected),
-                   expect=identities(plan.selected), **kwargs)
+        return cls(
+            [m.mountpoint for m in plan.selected],
+            waves=freeze_waves(plan.selected),
+            expect=identities(plan.selected),
+            **kwargs,
+        )
 
     def start(self):
         """Spawn the guardian and wait until it has opened every mount point (before any freeze)."""
@@ -129,11 +141,26 @@ class GuardianClient(object):
             else:
                 self._fallback_fds[mp] = fd
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        cmd = [self.python, "-B", "-s", "-m", "vmsnapshot.guardian", "--fd", str(theirs.fileno()),
-               "--deadline", repr(self.hard_deadline_s),
-               "--per-mount-timeout", repr(self.per_mount_timeout_s),
-               "--lock-path", self.lock_path or "", "--lock-wait", repr(self.lock_wait_s),
-               "--expect", json.dumps(self.expect), "--"]
+        cmd = [
+            self.python,
+            "-B",
+            "-s",
+            "-m",
+            "vmsnapshot.guardian",
+            "--fd",
+            str(theirs.fileno()),
+            "--deadline",
+            repr(self.hard_deadline_s),
+            "--per-mount-timeout",
+            repr(self.per_mount_timeout_s),
+            "--lock-path",
+            self.lock_path or "",
+            "--lock-wait",
+            repr(self.lock_wait_s),
+            "--expect",
+            json.dumps(self.expect),
+            "--",
+        ]
         for wave in self.waves:  # "::" opens each wave (guardian.split_waves)
             cmd.extend(["::"] + wave)
         env = subp.runtime_env()
@@ -144,8 +171,7 @@ class GuardianClient(object):
             theirs.close()
         self.pid = self.proc.pid
         self._sock = ours
-        self._reader_thread = threading.Thread(target=self._read_loop, name="freeze-guardian-reader",
-                                               daemon=True)
+        self._reader_thread = threading.Thread(target=self._read_loop, name="freeze-guardian-reader", daemon=True)
         self._reader_thread.start()
         msg = self._wait_for(("ready",), GUARDIAN_START_TIMEOUT_S)
         if msg is None or msg.get("ev") != "ready":
@@ -168,15 +194,18 @@ class GuardianClient(object):
         budget = self.lock_wait_s + self.hard_deadline_s + 5.0
         msg = self._wait_for(("frozen",), budget)
         if msg is not None and msg.get("ev") == "eof":
-            return self._freeze_lost("the freeze guardian died during the freeze; the worker thaws whatever "
-                                     "it had frozen")
+            return self._freeze_lost(
+                "the freeze guardian died during the freeze; the worker thaws whatever it had frozen"
+            )
         if msg is None or msg.get("ev") != "frozen":
             # The guardian bounds all of its waits: no answer means it is hung (stopped, say). Ask it for
             # a thaw and thaw from here as well.
             self._send({"op": "thaw"})
             self._guardian_lost(reason="no-reply")
-            return self._freeze_lost("no answer from the freeze guardian within %.1f s (%s)"
-                                     % (budget, msg and msg.get("ev")), code=CODE_FREEZE_TIMEOUT)
+            return self._freeze_lost(
+                "no answer from the freeze guardian within %.1f s (%s)" % (budget, msg and msg.get("ev")),
+                code=CODE_FREEZE_TIMEOUT,
+            )
         outcome = FreezeOutcome.from_message(msg)
         with self._state_lock:
             self._frozen = list(outcome.frozen)
@@ -204,8 +233,12 @@ class GuardianClient(object):
             self._guardian_lost(reason="no-reply", state=state)
             if self._fallback is not None:
                 return self._fallback.outcome()
-            return ThawOutcome(ok=False, code=CODE_INCONSISTENT, reason="no-reply",
-                               message="the freeze guardian did not confirm the thaw")
+            return ThawOutcome(
+                ok=False,
+                code=CODE_INCONSISTENT,
+                reason="no-reply",
+                message="the freeze guardian did not confirm the thaw",
+            )
         return ThawOutcome.from_message(self._thawed_msg)
 
     def close(self, wait_s=5.0):
@@ -226,8 +259,9 @@ class GuardianClient(object):
                 self._sock.close()
             if self.proc is not None and not subp.wait(self.proc, wait_s):
                 # Never kill it: it may be waiting for a blocked FIFREEZE to return so it can thaw.
-                log.warning("freeze guardian pid %d still running after %.1f s; left to finish its thaw",
-                            self.pid, wait_s)
+                log.warning(
+                    "freeze guardian pid %d still running after %.1f s; left to finish its thaw", self.pid, wait_s
+                )
             with self._state_lock:  # from here on no fallback thaw may start: its descriptors go
                 self._closed = True
                 if self._fallback is None or self._fallback.done.is_set():
@@ -300,8 +334,11 @@ class GuardianClient(object):
                 self._thawed_msg = msg
             elif ev == "late-thaw":
                 self.late_thaws.append((msg.get("mountpoint"), msg.get("result")))
-                log.warning("freeze guardian: blocked FIFREEZE of %s returned late: %s",
-                            msg.get("mountpoint"), msg.get("result"))
+                log.warning(
+                    "freeze guardian: blocked FIFREEZE of %s returned late: %s",
+                    msg.get("mountpoint"),
+                    msg.get("result"),
+                )
                 continue
             self._messages.put(msg)
         self._guardian_lost()
@@ -311,16 +348,23 @@ class GuardianClient(object):
         """The guardian is gone, dying or hung. If it may hold a freeze it never reported thawed, thaw here."""
         with self._state_lock:
             state = state or self._state
-            if (self._fallback is not None or self._closed or state not in (_FREEZING, _FROZEN)
-                    or self._thawed_msg is not None):
+            if (
+                self._fallback is not None
+                or self._closed
+                or state not in (_FREEZING, _FROZEN)
+                or self._thawed_msg is not None
+            ):
                 return
             # What the guardian reported frozen; if it died before reporting, everything it was asked
             # to freeze (a stuck freeze is worse than thawing a freeze someone else might hold).
-            targets = (list(self._reported_frozen) if self._reported_frozen is not None
-                       else list(self.mountpoints))
+            targets = list(self._reported_frozen) if self._reported_frozen is not None else list(self.mountpoints)
             self._fallback = FallbackThaw(targets, self._fallback_fds, self.proc, reason)
-        log.error("freeze guardian pid %d %s while holding a freeze: thawing %s from the worker",
-                  self.pid, "lost" if reason == "guardian-lost" else "not answering", targets)
+        log.error(
+            "freeze guardian pid %d %s while holding a freeze: thawing %s from the worker",
+            self.pid,
+            "lost" if reason == "guardian-lost" else "not answering",
+            targets,
+        )
         self._fallback.start()
 
     def _freeze_lost(self, message, code=CODE_FREEZE_FAILED):

@@ -22,16 +22,22 @@ from .redact import redact
 from .snapshots import COUNT_EXCEEDED, RATE_EXCEEDED, Preflight
 
 # Storage errors the host relays only as text in a disk's errorMessage, and the storage error code each is.
-RELAYED_STORAGE_ERRORS = (("The rate of snapshot blob calls is exceeded", RATE_EXCEEDED),
-                          ("The snapshot count against this blob has been exceeded", COUNT_EXCEEDED))
+RELAYED_STORAGE_ERRORS = (
+    ("The rate of snapshot blob calls is exceeded", RATE_EXCEEDED),
+    ("The snapshot count against this blob has been exceeded", COUNT_EXCEEDED),
+)
 
 PRESNAPSHOT_PATH = "/metadata/recsvc/snapshot/presnapshot?api-version=2017-12-01"
 DOSNAPSHOT_PATH = "/metadata/recsvc/snapshot/dosnapshot?api-version=2017-12-01"
 NO_ANSWER, SERVICE_NOT_RUNNING, EMPTY_BODY, CALL_FAILED = 555, 556, 557, 558
-CRP_FLAGS = ("isSnapshotTtlEnabled", "useMccfToFetchDsasForAllDisks", "useMccfForLad",
-             "EnableVMSnapshotExtensionPolling")
+CRP_FLAGS = (
+    "isSnapshotTtlEnabled",
+    "useMccfToFetchDsasForAllDisks",
+    "useMccfForLad",
+    "EnableVMSnapshotExtensionPolling",
+)
 ADE_FLAGS = ("isOsDiskADEEncrypted", "areDataDisksADEEncrypted")
-_ERROR_BODY = re.compile(br'^\s*\{\s*"error"')
+_ERROR_BODY = re.compile(rb'^\s*\{\s*"error"')
 _ISO = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(\.\d+)?(Z|[+-]00:?00)?$")
 
 
@@ -52,9 +58,11 @@ def parse_endpoint(url):
 def build_request(host, port, path, doc):
     """The whole request as bytes: built before the freeze, written in one call inside it."""
     body = json.dumps(doc).encode("utf-8")
-    head = ("POST %s HTTP/1.1\r\nHost: %s%s\r\nBackup: true\r\nContent-Type: application/json\r\n"
-            "UserAgent: VMSnapshot\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
-            % (path, host, "" if port == 80 else ":%d" % port, len(body)))
+    head = (
+        "POST %s HTTP/1.1\r\nHost: %s%s\r\nBackup: true\r\nContent-Type: application/json\r\n"
+        "UserAgent: VMSnapshot\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+        % (path, host, "" if port == 80 else ":%d" % port, len(body))
+    )
     return head.encode("ascii") + body
 
 
@@ -80,9 +88,9 @@ class HostCall(object):
 
     def __init__(self, name):
         self.name = name
-        self.code = None         # HTTP status or 555-558
-        self.status = None       # HTTP status, when there was one
-        self.doc = None          # parsed JSON object of a 2xx answer
+        self.code = None  # HTTP status or 555-558
+        self.status = None  # HTTP status, when there was one
+        self.doc = None  # parsed JSON object of a 2xx answer
         self.message = ""
         self.sent_at = None
         self.answered_at = None
@@ -116,8 +124,10 @@ class HostCall(object):
                 self.doc = None
             if not isinstance(self.doc, dict):
                 self.doc = None
-                self.code, self.message = CALL_FAILED, "%s: HTTP %d with a body that is not a JSON object" % (
-                    self.name, self.status)
+                self.code, self.message = (
+                    CALL_FAILED,
+                    "%s: HTTP %d with a body that is not a JSON object" % (self.name, self.status),
+                )
         else:
             self.message = "%s: HTTP %d %s" % (self.name, self.status, text)
         return self
@@ -216,8 +226,13 @@ def dosnapshot_request(task_id, token, disk_ids, backup_metadata, included_disks
         settings += [{"Key": k, "Value": pre.ade_flags[k]} for k in ADE_FLAGS]
         if pre.disk_encryption_settings:
             metadata.append({"Key": "DiskEncryptionSettings", "Value": pre.disk_encryption_settings})
-    doc = {"taskId": task_id, "diskIds": list(disk_ids), "snapshotTaskToken": token, "settings": settings,
-           "snapshotMetadata": metadata}
+    doc = {
+        "taskId": task_id,
+        "diskIds": list(disk_ids),
+        "snapshotTaskToken": token,
+        "settings": settings,
+        "snapshotMetadata": metadata,
+    }
     if disks.get("instantAccessDurationMinutes") is not None:
         doc["instantAccessDurationMinutes"] = disks["instantAccessDurationMinutes"]
     return doc
@@ -265,8 +280,12 @@ class HostDiskResult(object):
                 break
         dd = entry.get("ddSnapshotIdentifier")
         if isinstance(dd, dict):
-            r.dd = {"creationTime": dotnet_date(dd.get("creationTime")), "id": dd.get("id"),
-                    "token": dd.get("token"), "instantAccessDurationMinutes": dd.get("instantAccessDurationMinutes")}
+            r.dd = {
+                "creationTime": dotnet_date(dd.get("creationTime")),
+                "id": dd.get("id"),
+                "token": dd.get("token"),
+                "instantAccessDurationMinutes": dd.get("instantAccessDurationMinutes"),
+            }
         if not r.ok and not r.message:
             r.message = "the host reported a failed snapshot for disk %s" % disk_id
         return r
@@ -279,8 +298,13 @@ class HostDiskResult(object):
         return uri.split("?", 1)[0]
 
     def to_info(self):
-        return {"isSuccessful": self.ok, "snapshotUri": None if self.dd is not None else self.snapshot_uri,
-                "errorMessage": self.message, "blobUri": self.blob_uri, "directDriveSnapshotIdentifier": self.dd}
+        return {
+            "isSuccessful": self.ok,
+            "snapshotUri": None if self.dd is not None else self.snapshot_uri,
+            "errorMessage": self.message,
+            "blobUri": self.blob_uri,
+            "directDriveSnapshotIdentifier": self.dd,
+        }
 
 
 class HostSnapshotBatch(object):
@@ -352,8 +376,10 @@ class HostSnapshotBatch(object):
             return [self._failed(i, d, "the dosnapshot request was never sent") for i, d in enumerate(self.disk_ids)]
         self.call.settle(self._raw, self._error)
         if not self.call.ok:
-            return [self._failed(i, d, "%s (code %s)" % (self.call.message, self.call.code))
-                    for i, d in enumerate(self.disk_ids)]
+            return [
+                self._failed(i, d, "%s (code %s)" % (self.call.message, self.call.code))
+                for i, d in enumerate(self.disk_ids)
+            ]
         entries = self.call.doc.get("snapshotInfo")
         if not isinstance(entries, list) or not entries:
             self.call.code = CALL_FAILED
@@ -361,8 +387,11 @@ class HostSnapshotBatch(object):
             return [self._failed(i, d, self.call.message) for i, d in enumerate(self.disk_ids)]
         ids = self.disk_ids + [None] * max(0, len(entries) - len(self.disk_ids))
         out = [HostDiskResult.from_entry(i, ids[i], e) for i, e in enumerate(entries)]
-        out += [self._failed(i, d, "the host's answer has no entry for disk %s" % d)
-                for i, d in enumerate(self.disk_ids) if i >= len(entries)]
+        out += [
+            self._failed(i, d, "the host's answer has no entry for disk %s" % d)
+            for i, d in enumerate(self.disk_ids)
+            if i >= len(entries)
+        ]
         for r in out:
             r.sent_at = self.call.sent_at
         return out

@@ -14,8 +14,9 @@ try:  # pragma: no cover - present only in built artefacts
     from ._build import PUBLISHER, TYPE, VERSION  # type: ignore
 except ImportError:
     PUBLISHER, TYPE = DEFAULT_PUBLISHER, DEFAULT_TYPE
-    _version_file = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__)))), "VERSION")
+    _version_file = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "VERSION"
+    )
     try:
         with open(_version_file) as _f:
             VERSION = _f.read().strip()

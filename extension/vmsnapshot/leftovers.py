@@ -100,8 +100,7 @@ class LeftoverReaper(object):
                     pass
             time.sleep(0.01)
         if killed:
-            log.warning("killed %d process(es) the scripts left running: %s", len(set(killed)),
-                        sorted(set(killed)))
+            log.warning("killed %d process(es) the scripts left running: %s", len(set(killed)), sorted(set(killed)))
         return sorted(set(killed))
 
 
@@ -110,4 +109,3 @@ def _reap(pid):
         os.waitpid(pid, os.WNOHANG)
     except OSError:
         pass
-

@@ -18,17 +18,77 @@ FREEZABLE_FSTYPES = ("ext2", "ext3", "ext4", "xfs", "btrfs")
 # jfs/reiserfs/f2fs/nilfs2 support FIFREEZE but are rare on Azure images and untested here; vfat/exfat/
 # ntfs (e.g. the EFI system partition) and read-only images (squashfs, erofs, iso9660) have nothing a
 # freeze would make consistent; zfs freezes through its own snapshot mechanism.
-KNOWN_NOT_FROZEN_FSTYPES = ("jfs", "reiserfs", "f2fs", "nilfs2", "vfat", "msdos", "exfat", "ntfs",
-                            "ntfs3", "zfs", "squashfs", "erofs", "iso9660", "udf", "hfsplus")
+KNOWN_NOT_FROZEN_FSTYPES = (
+    "jfs",
+    "reiserfs",
+    "f2fs",
+    "nilfs2",
+    "vfat",
+    "msdos",
+    "exfat",
+    "ntfs",
+    "ntfs3",
+    "zfs",
+    "squashfs",
+    "erofs",
+    "iso9660",
+    "udf",
+    "hfsplus",
+)
 
-PSEUDO_FSTYPES = ("proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "securityfs", "debugfs",
-                  "tracefs", "configfs", "pstore", "bpf", "mqueue", "hugetlbfs", "autofs", "binfmt_misc",
-                  "fusectl", "nsfs", "rpc_pipefs", "efivarfs", "selinuxfs", "sockfs", "pipefs",
-                  "anon_inodefs", "rootfs", "nfsd", "ramfs", "devfs")
+PSEUDO_FSTYPES = (
+    "proc",
+    "sysfs",
+    "devtmpfs",
+    "devpts",
+    "cgroup",
+    "cgroup2",
+    "securityfs",
+    "debugfs",
+    "tracefs",
+    "configfs",
+    "pstore",
+    "bpf",
+    "mqueue",
+    "hugetlbfs",
+    "autofs",
+    "binfmt_misc",
+    "fusectl",
+    "nsfs",
+    "rpc_pipefs",
+    "efivarfs",
+    "selinuxfs",
+    "sockfs",
+    "pipefs",
+    "anon_inodefs",
+    "rootfs",
+    "nfsd",
+    "ramfs",
+    "devfs",
+)
 MEMORY_FSTYPES = ("tmpfs", "ramfs", "shm")
 OVERLAY_FSTYPES = ("overlay", "overlayfs", "aufs", "unionfs")
-NETWORK_FSTYPES = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "glusterfs", "9p", "afs", "ncpfs",
-                   "lustre", "gpfs", "beegfs", "ocfs2", "gfs2", "davfs", "virtiofs", "cephfs", "coda")
+NETWORK_FSTYPES = (
+    "nfs",
+    "nfs4",
+    "cifs",
+    "smb3",
+    "smbfs",
+    "ceph",
+    "glusterfs",
+    "9p",
+    "afs",
+    "ncpfs",
+    "lustre",
+    "gpfs",
+    "beegfs",
+    "ocfs2",
+    "gfs2",
+    "davfs",
+    "virtiofs",
+    "cephfs",
+    "coda",
+)
 
 DEFAULT_RESOURCE_DISK_PATHS = ("/mnt", "/mnt/resource")
 
@@ -41,7 +101,7 @@ def decode_mountinfo_path(text):
         return text
     out, i = [], 0
     while i < len(text):
-        chunk = text[i:i + 4]
+        chunk = text[i : i + 4]
         for escaped, plain in _ESCAPES:
             if chunk == escaped:
                 out.append(plain)
@@ -71,11 +131,33 @@ class MountInfoError(ValueError):
 class Mount(object):
     """One line of mountinfo, fields decoded."""
 
-    __slots__ = ("mount_id", "parent_id", "devno", "root", "mountpoint", "mount_options",
-                 "optional_fields", "fstype", "source", "super_options", "st_dev")
+    __slots__ = (
+        "mount_id",
+        "parent_id",
+        "devno",
+        "root",
+        "mountpoint",
+        "mount_options",
+        "optional_fields",
+        "fstype",
+        "source",
+        "super_options",
+        "st_dev",
+    )
 
-    def __init__(self, mount_id, parent_id, devno, root, mountpoint, mount_options, fstype, source,
-                 super_options, optional_fields=()):
+    def __init__(
+        self,
+        mount_id,
+        parent_id,
+        devno,
+        root,
+        mountpoint,
+        mount_options,
+        fstype,
+        source,
+        super_options,
+        optional_fields=(),
+    ):
         self.mount_id = mount_id
         self.parent_id = parent_id
         self.devno = devno
@@ -93,8 +175,14 @@ class Mount(object):
         return "ro" in self.mount_options or "ro" in self.super_options
 
     def to_dict(self):
-        d = {"mountpoint": self.mountpoint, "fstype": self.fstype, "devno": self.devno,
-             "source": self.source, "root": self.root, "mount_id": self.mount_id}
+        d = {
+            "mountpoint": self.mountpoint,
+            "fstype": self.fstype,
+            "devno": self.devno,
+            "source": self.source,
+            "root": self.root,
+            "mount_id": self.mount_id,
+        }
         if self.st_dev is not None:
             d["st_dev"] = self.st_dev  # pinned (pin()); UNPINNED_DEV: gone or replaced when planned
         return d
@@ -115,9 +203,18 @@ def parse_mountinfo_line(line):
     except ValueError:
         raise MountInfoError("mount ids are not numbers in mountinfo line: %r" % line) from None
     super_options = rfields[2].split(",") if len(rfields) > 2 else []
-    return Mount(mount_id, parent_id, fields[2], decode_mountinfo_path(fields[3]),
-                 decode_mountinfo_path(fields[4]), fields[5].split(","), rfields[0],
-                 decode_mountinfo_path(rfields[1]), super_options, optional_fields=fields[6:])
+    return Mount(
+        mount_id,
+        parent_id,
+        fields[2],
+        decode_mountinfo_path(fields[3]),
+        decode_mountinfo_path(fields[4]),
+        fields[5].split(","),
+        rfields[0],
+        decode_mountinfo_path(rfields[1]),
+        super_options,
+        optional_fields=fields[6:],
+    )
 
 
 def parse_mountinfo(text):
@@ -172,10 +269,12 @@ class FreezePlan(object):
             entry = mount.to_dict()
             entry["reason"] = reason
             skipped.append(entry)
-        return {"freeze_order": self.mountpoints,
-                "selected": [m.to_dict() for m in self.selected],
-                "skipped": skipped,
-                "missing_includes": list(self.missing_includes)}
+        return {
+            "freeze_order": self.mountpoints,
+            "selected": [m.to_dict() for m in self.selected],
+            "skipped": skipped,
+            "missing_includes": list(self.missing_includes),
+        }
 
 
 def _shadowed(mounts):
@@ -308,11 +407,11 @@ def _freeze_order(selected):
     return ordered
 
 
-def plan_from_mountinfo(path="/proc/self/mountinfo", include=None, skip=(),
-                        resource_disk_paths=DEFAULT_RESOURCE_DISK_PATHS):
+def plan_from_mountinfo(
+    path="/proc/self/mountinfo", include=None, skip=(), resource_disk_paths=DEFAULT_RESOURCE_DISK_PATHS
+):
     """Read mountinfo and plan in one call (the freeze tests and benchmarks check their plans with it)."""
-    return plan_freeze(read_mountinfo(path), include=include, skip=skip,
-                       resource_disk_paths=resource_disk_paths)
+    return plan_freeze(read_mountinfo(path), include=include, skip=skip, resource_disk_paths=resource_disk_paths)
 
 
 def _loop_backing_file(source, sysfs_block="/sys/block"):
@@ -339,8 +438,7 @@ def freeze_waves(selected, backing_file=_loop_backing_file):
         path = backing_file(m.source)
         if not path:
             continue
-        holders = [p for p in by_point if p != m.mountpoint and
-                   (path == p or path.startswith(p.rstrip("/") + "/"))]
+        holders = [p for p in by_point if p != m.mountpoint and (path == p or path.startswith(p.rstrip("/") + "/"))]
         if holders:
             lower[m.mountpoint] = max(holders, key=len)
     height = {}
@@ -432,10 +530,15 @@ def identity_problem(fd, mountpoint, expected):
     if expected.get("dev") == UNPINNED_DEV:
         return "%s was not the planned mount when the plan was made; not frozen" % mountpoint
     if expected.get("dev") is not None and st_dev != expected["dev"]:
-        return ("%s is no longer the planned file system (device %d:%d, planned %d:%d): it was unmounted or "
-                "replaced; not frozen" % (mountpoint, os.major(st_dev), os.minor(st_dev),
-                                         os.major(expected["dev"]), os.minor(expected["dev"])))
+        return (
+            "%s is no longer the planned file system (device %d:%d, planned %d:%d): it was unmounted or "
+            "replaced; not frozen"
+            % (mountpoint, os.major(st_dev), os.minor(st_dev), os.major(expected["dev"]), os.minor(expected["dev"]))
+        )
     if mnt_id is not None and expected.get("mnt_id") is not None and mnt_id != expected["mnt_id"]:
-        return ("%s is no longer the planned mount (mount id %d, planned %d); not frozen"
-                % (mountpoint, mnt_id, expected["mnt_id"]))
+        return "%s is no longer the planned mount (mount id %d, planned %d); not frozen" % (
+            mountpoint,
+            mnt_id,
+            expected["mnt_id"],
+        )
     return None

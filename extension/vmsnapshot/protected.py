@@ -54,10 +54,13 @@ def decrypt(protected_b64, thumbprint, cert_dir, timeout=30):
     last = None
     for tool in ("cms", "smime"):
         try:
-            out, _ = subp.run([openssl, tool, "-decrypt", "-inform", "DER", "-recip", crt, "-inkey", prv],
-                              data=der, timeout=timeout)
+            out, _ = subp.run(
+                [openssl, tool, "-decrypt", "-inform", "DER", "-recip", crt, "-inkey", prv], data=der, timeout=timeout
+            )
             return out
         except subp.ProcessError as e:
             last = e
-    raise DecryptError("openssl could not decrypt protectedSettings with thumbprint %s (%s)"
-                       % (thumbprint.upper(), last.describe() if last else "unknown error"))
+    raise DecryptError(
+        "openssl could not decrypt protectedSettings with thumbprint %s (%s)"
+        % (thumbprint.upper(), last.describe() if last else "unknown error")
+    )

@@ -11,7 +11,7 @@ import ssl
 import time
 
 MAX_RESPONSE = 4 * 1024 * 1024
-_LENGTH = re.compile(br"\r\ncontent-length:\s*(\d+)")
+_LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)")
 
 
 class NoAnswer(Exception):
@@ -54,7 +54,7 @@ def parse(raw):
             size = int(size_line.split(b";")[0].strip() or b"0", 16)
             if size == 0:
                 break
-            out, rest = out + rest[:size], rest[size + 2:]
+            out, rest = out + rest[:size], rest[size + 2 :]
         body = out
     return int(first[1]), headers, body
 

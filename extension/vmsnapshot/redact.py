@@ -16,10 +16,12 @@ import threading
 
 _SIG_QUERY = re.compile(r"(?i)([?&;](?:sig|signature|x-ms-signature|st?_?sig)=)[^&\s\"'<>]*")
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9\-_.~+/=]+")
-_SECRET_FIELDS = re.compile(r'(?i)("?(?:snapshotTaskToken|DiskEncryptionSettings)"?\s*[:=]\s*)'
-                            r'("(?:[^"\\]|\\.)*"|[^\s,}]+)')
+_SECRET_FIELDS = re.compile(
+    r'(?i)("?(?:snapshotTaskToken|DiskEncryptionSettings)"?\s*[:=]\s*)'
+    r'("(?:[^"\\]|\\.)*"|[^\s,}]+)'
+)
 _USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.\-]*://)[^/?#@\s\"'<>]+@")
-_CONTROL = re.compile(u"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 REDACTED = "REDACTED"
 _secrets = set()
 _lock = threading.Lock()
@@ -36,8 +38,9 @@ def add_secret(value):
 
 def _escape_one(match):
     c = match.group(0)
-    return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(c) or ("\\x%02x" % ord(c) if ord(c) < 256 else
-                                                              "\\u%04x" % ord(c))
+    return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(c) or (
+        "\\x%02x" % ord(c) if ord(c) < 256 else "\\u%04x" % ord(c)
+    )
 
 
 def redact(text):

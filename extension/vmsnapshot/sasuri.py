@@ -55,9 +55,9 @@ class SasUri(object):
         port = None
         if netloc.startswith("["):
             close = netloc.find("]")
-            if close < 0 or netloc[close + 1:close + 2] not in ("", ":"):
+            if close < 0 or netloc[close + 1 : close + 2] not in ("", ":"):
                 raise SasUriError("has a malformed IPv6 host")
-            host, port = netloc[1:close], netloc[close + 2:] or None
+            host, port = netloc[1:close], netloc[close + 2 :] or None
         elif ":" in netloc:
             host, port = netloc.rsplit(":", 1)
         else:
@@ -100,8 +100,13 @@ class SasUri(object):
 
     def blob_problem(self, require_sig=True):
         """Why this is not a usable blob SAS URI (the settings' check), or None."""
-        if (self.uri.split("://", 1)[0] not in DEFAULT_PORTS or not self.host or not self.path.startswith("/")
-                or self.query is None or self.fragment is not None):
+        if (
+            self.uri.split("://", 1)[0] not in DEFAULT_PORTS
+            or not self.host
+            or not self.path.startswith("/")
+            or self.query is None
+            or self.fragment is not None
+        ):
             return "is not an http(s) URI with a query string (a blob SAS URI)"
         problem = self.transport_problem()
         if problem:

@@ -24,19 +24,31 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_PATH = "/etc/azure/VMSnapshotScriptPluginConfig.json"
 DEFAULT_HOOK_DIR = "/etc/azure/vmsnapshot/hooks.d"
-DEFAULT_SCRIPT_TIMEOUT_S = 10.0   # Microsoft's code default when timeoutInSeconds is absent
+DEFAULT_SCRIPT_TIMEOUT_S = 10.0  # Microsoft's code default when timeoutInSeconds is absent
 DEFAULT_HOOK_TIMEOUT_S = 30.0
-HOST_TIMEOUT_CAP_S = 1800.0       # Microsoft: min(host timeoutInSeconds, 1800) per phase
+HOST_TIMEOUT_CAP_S = 1800.0  # Microsoft: min(host timeoutInSeconds, 1800) per phase
 
-_IGNORED_HOOK_SUFFIXES = ("~", ".dpkg-old", ".dpkg-new", ".dpkg-dist", ".dpkg-tmp", ".rpmnew", ".rpmsave",
-                          ".rpmorig", ".swp", ".bak", ".disabled")
+_IGNORED_HOOK_SUFFIXES = (
+    "~",
+    ".dpkg-old",
+    ".dpkg-new",
+    ".dpkg-dist",
+    ".dpkg-tmp",
+    ".rpmnew",
+    ".rpmsave",
+    ".rpmorig",
+    ".swp",
+    ".bak",
+    ".disabled",
+)
 
 
 class Script(object):
     """One executable to run in one phase."""
 
-    def __init__(self, path, args=(), retries=0, timeout_s=DEFAULT_SCRIPT_TIMEOUT_S, origin="config",
-                 sh_if_not_executable=False):
+    def __init__(
+        self, path, args=(), retries=0, timeout_s=DEFAULT_SCRIPT_TIMEOUT_S, origin="config", sh_if_not_executable=False
+    ):
         self.path = path
         self.args = [str(a) for a in args]
         self.retries = retries
@@ -66,9 +78,18 @@ class ScriptPlan(object):
     units: ScriptUnit list in pre order (config first, then hooks by name).
     """
 
-    def __init__(self, units=(), error_code=None, message="", fs_freeze_enabled=True,
-                 continue_on_failure=True, config_path=None, hook_dir=None, host_timeout_s=HOST_TIMEOUT_CAP_S,
-                 owner_uid=0):
+    def __init__(
+        self,
+        units=(),
+        error_code=None,
+        message="",
+        fs_freeze_enabled=True,
+        continue_on_failure=True,
+        config_path=None,
+        hook_dir=None,
+        host_timeout_s=HOST_TIMEOUT_CAP_S,
+        owner_uid=0,
+    ):
         self.units = list(units)
         self.error_code = error_code
         self.message = message
@@ -89,12 +110,28 @@ class ScriptPlan(object):
 
     def to_dict(self):
         def script(s):
-            return None if s is None else {"path": s.path, "args": s.args, "retries": s.retries,
-                                           "timeout_s": s.timeout_s, "origin": s.origin}
-        return {"enabled": self.enabled, "error_code": self.error_code, "message": self.message,
-                "fs_freeze_enabled": self.fs_freeze_enabled, "continue_on_failure": self.continue_on_failure,
-                "config_path": self.config_path, "hook_dir": self.hook_dir,
-                "units": [{"name": u.name, "pre": script(u.pre), "post": script(u.post)} for u in self.units]}
+            return (
+                None
+                if s is None
+                else {
+                    "path": s.path,
+                    "args": s.args,
+                    "retries": s.retries,
+                    "timeout_s": s.timeout_s,
+                    "origin": s.origin,
+                }
+            )
+
+        return {
+            "enabled": self.enabled,
+            "error_code": self.error_code,
+            "message": self.message,
+            "fs_freeze_enabled": self.fs_freeze_enabled,
+            "continue_on_failure": self.continue_on_failure,
+            "config_path": self.config_path,
+            "hook_dir": self.hook_dir,
+            "units": [{"name": u.name, "pre": script(u.pre), "post": script(u.post)} for u in self.units],
+        }
 
 
 # -- ownership and permission checks on descriptors -----------------------------------------------
@@ -154,8 +191,9 @@ def open_trusted(path, owner_uid=0, what="script", directory=False):
             except OSError as e:
                 if e.errno in (errno.ENOENT, errno.ENOTDIR):
                     raise Untrusted("missing", "%s %s does not exist" % (what, path)) from None
-                raise Untrusted("permission", "%s %s cannot be opened: %s" % (
-                    what, path, os.strerror(e.errno))) from None
+                raise Untrusted(
+                    "permission", "%s %s cannot be opened: %s" % (what, path, os.strerror(e.errno))
+                ) from None
             st = os.fstat(child)
             if stat.S_ISLNK(st.st_mode):  # in a checked directory: only root could have made it
                 os.close(child)
@@ -210,6 +248,7 @@ def open_checked_script(path, owner_uid=0):
 
 # -- loading ------------------------------------------------------------------------------------
 
+
 class _ConfigError(Exception):
     pass
 
@@ -261,8 +300,9 @@ def _as_params(doc, key):
     value = doc.get(key, [])
     if value is None:
         return []
-    if not isinstance(value, list) or not all(isinstance(v, (str, int, float)) and not isinstance(v, bool)
-                                              for v in value):
+    if not isinstance(value, list) or not all(
+        isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value
+    ):
         raise _ConfigError("%s must be a list of strings, not %r" % (key, value))
     return [str(v) for v in value]
 
@@ -285,7 +325,10 @@ def _read_checked_config(plan, path, named, host_timeout_s):
         if stat.S_ISREG(st.st_mode) and st.st_uid != plan.owner_uid:
             plan.error_code = codes.SCRIPT_CONFIG_OWNERSHIP
             plan.message = "script config %s is owned by uid %d, not %d; no script is run" % (
-                shown, st.st_uid, plan.owner_uid)
+                shown,
+                st.st_uid,
+                plan.owner_uid,
+            )
             return None
         reason = _file_reason(st, shown, plan.owner_uid, "script config")
         if reason:
@@ -312,11 +355,23 @@ def _load_config(raw, path, host_timeout_s):
     pre_path, post_path = _as_location(doc, "preScriptLocation"), _as_location(doc, "postScriptLocation")
     pre = post = None
     if pre_path:
-        pre = Script(pre_path, _as_params(doc, "preScriptParams"), _as_count(doc, "preScriptNoOfRetries"),
-                     timeout, "config", sh_if_not_executable=True)
+        pre = Script(
+            pre_path,
+            _as_params(doc, "preScriptParams"),
+            _as_count(doc, "preScriptNoOfRetries"),
+            timeout,
+            "config",
+            sh_if_not_executable=True,
+        )
     if post_path:
-        post = Script(post_path, _as_params(doc, "postScriptParams"), _as_count(doc, "postScriptNoOfRetries"),
-                      timeout, "config", sh_if_not_executable=True)
+        post = Script(
+            post_path,
+            _as_params(doc, "postScriptParams"),
+            _as_count(doc, "postScriptNoOfRetries"),
+            timeout,
+            "config",
+            sh_if_not_executable=True,
+        )
     fs_freeze = _as_bool(doc, "fsFreezeEnabled", True)
     cont = _as_bool(doc, "continueBackupOnFailure", True)
     name = doc.get("pluginName") if isinstance(doc.get("pluginName"), str) else "ScriptRunner"
@@ -356,13 +411,24 @@ def _hook_units(hook_dir, timeout_s, owner_uid):
         if not st.st_mode & 0o111:
             log.info("hook %s is not executable; ignored", path)
             continue
-        units.append(ScriptUnit("hook:" + name, Script(path, ["freeze"], 0, timeout_s, "hook"),
-                                Script(path, ["thaw"], 0, timeout_s, "hook")))
+        units.append(
+            ScriptUnit(
+                "hook:" + name,
+                Script(path, ["freeze"], 0, timeout_s, "hook"),
+                Script(path, ["thaw"], 0, timeout_s, "hook"),
+            )
+        )
     return units
 
 
-def load_script_plan(config_path=None, hook_dir=DEFAULT_HOOK_DIR, host_timeout_s=HOST_TIMEOUT_CAP_S,
-                     hook_timeout_s=DEFAULT_HOOK_TIMEOUT_S, owner_uid=0, config_required=None):
+def load_script_plan(
+    config_path=None,
+    hook_dir=DEFAULT_HOOK_DIR,
+    host_timeout_s=HOST_TIMEOUT_CAP_S,
+    hook_timeout_s=DEFAULT_HOOK_TIMEOUT_S,
+    owner_uid=0,
+    config_required=None,
+):
     """Read the script configuration. Never raises for bad input: see ScriptPlan.error_code.
 
     config_path None means Microsoft's default path. A missing config at the default path simply means
@@ -394,8 +460,10 @@ def load_script_plan(config_path=None, hook_dir=DEFAULT_HOOK_DIR, host_timeout_s
             plan.error_code, plan.message = codes.PRE_SCRIPT_PERMISSION, str(e)
             return plan
         except OSError as e:
-            plan.error_code, plan.message = codes.PRE_SCRIPT_PERMISSION, "cannot list hook directory %s: %s" % (
-                hook_dir, e)
+            plan.error_code, plan.message = (
+                codes.PRE_SCRIPT_PERMISSION,
+                "cannot list hook directory %s: %s" % (hook_dir, e),
+            )
             return plan
     plan.units = units
     return plan

@@ -77,9 +77,15 @@ class PhaseResult(object):
             self.ok, self.code, self.message = False, code, message
 
     def to_dict(self):
-        return {"phase": self.phase, "ok": self.ok, "code": self.code, "message": self.message,
-                "ran": self.ran, "duration_ms": self.duration_ms,
-                "scripts": [s.to_dict() for s in self.scripts]}
+        return {
+            "phase": self.phase,
+            "ok": self.ok,
+            "code": self.code,
+            "message": self.message,
+            "ran": self.ran,
+            "duration_ms": self.duration_ms,
+            "scripts": [s.to_dict() for s in self.scripts],
+        }
 
 
 def exec_checked(script, script_fd, env, timeout_s):
@@ -96,11 +102,17 @@ def exec_checked(script, script_fd, env, timeout_s):
         except OSError as e:
             if e.errno != errno.ENOEXEC:
                 raise
-        return subp.run_supervised(["/bin/sh"] + argv, timeout_s=timeout_s, env=env,  # no shebang: as a shell
-                                   pass_fds=(script_fd,))
+        return subp.run_supervised(
+            ["/bin/sh"] + argv,
+            timeout_s=timeout_s,
+            env=env,  # no shebang: as a shell
+            pass_fds=(script_fd,),
+        )
     except OSError as e:
-        return ("missing" if e.errno == errno.ENOENT else "permission",
-                "cannot execute %s: %s" % (script.path, os.strerror(e.errno)))
+        return (
+            "missing" if e.errno == errno.ENOENT else "permission",
+            "cannot execute %s: %s" % (script.path, os.strerror(e.errno)),
+        )
 
 
 def _run_once(script, timeout_s, env, result, owner_uid, reaper):
@@ -151,9 +163,17 @@ def _run_script(script, phase, name, plan, phase_deadline, reaper):
         result.attempts = attempt + 1
         result.timed_out = False
         outcome = _run_once(script, min(script.timeout_s, left), env, result, plan.owner_uid, reaper)
-        log.info("%s script %s %s: attempt %d/%d, %s in %.0f ms%s", phase, name, script.path, attempt + 1,
-                 1 + script.retries, outcome, result.duration_ms,
-                 (", output tail:\n" + result.output_tail[-1024:]) if result.output_tail.strip() else "")
+        log.info(
+            "%s script %s %s: attempt %d/%d, %s in %.0f ms%s",
+            phase,
+            name,
+            script.path,
+            attempt + 1,
+            1 + script.retries,
+            outcome,
+            result.duration_ms,
+            (", output tail:\n" + result.output_tail[-1024:]) if result.output_tail.strip() else "",
+        )
         if outcome == "ok":
             result.ok, result.code = True, None
             return result

@@ -43,9 +43,24 @@ def bad(field, problem):
 class JobSpec(object):
     """Everything a snapshot job needs, validated. Holds SAS URIs: never log or persist it whole."""
 
-    FIELDS = ("seq", "task_id", "command", "start_ticks", "vm_type", "locale", "backup_metadata",
-              "included_disks", "custom_settings", "blob_uris", "status_blob_uri", "logs_blob_uri",
-              "dynamic_configs", "method", "method_reason", "task_token")
+    FIELDS = (
+        "seq",
+        "task_id",
+        "command",
+        "start_ticks",
+        "vm_type",
+        "locale",
+        "backup_metadata",
+        "included_disks",
+        "custom_settings",
+        "blob_uris",
+        "status_blob_uri",
+        "logs_blob_uri",
+        "dynamic_configs",
+        "method",
+        "method_reason",
+        "task_token",
+    )
 
     def __init__(self, **kw):
         for name in self.FIELDS:
@@ -161,9 +176,10 @@ def parse_ticks(value, now=None, deadline_minutes=140.0):
     now = time.time() if now is None else now
     late_minutes = (now - start) / 60.0
     if late_minutes > deadline_minutes:
-        raise SettingsError(codes.COMMAND_TOO_LATE,
-                            "the command started %.0f minutes ago, more than the %.0f-minute limit"
-                            % (late_minutes, deadline_minutes))
+        raise SettingsError(
+            codes.COMMAND_TOO_LATE,
+            "the command started %.0f minutes ago, more than the %.0f-minute limit" % (late_minutes, deadline_minutes),
+        )
     return text
 
 
@@ -199,12 +215,21 @@ def _included_disks(doc):
     if not isinstance(disks, dict):
         raise bad("objectStr.includedDisks", "must be an object")
     luns = disks.get("dataDiskLunList")
-    if luns is not None and (not isinstance(luns, list) or
-                             not all(isinstance(x, int) and not isinstance(x, bool) for x in luns)):
-        raise SettingsError(codes.INVALID_LUN_LIST,
-                            "objectStr.includedDisks.dataDiskLunList must be a list of integers")
-    for flag in ("isOSDiskIncluded", "isAnyDiskExcluded", "isVmmdBlobIncluded", "isVMADEEnabled",
-                 "isAnyWADiskIncluded", "isVmgsBlobIncluded", "isAnyDirectDriveDiskIncluded"):
+    if luns is not None and (
+        not isinstance(luns, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in luns)
+    ):
+        raise SettingsError(
+            codes.INVALID_LUN_LIST, "objectStr.includedDisks.dataDiskLunList must be a list of integers"
+        )
+    for flag in (
+        "isOSDiskIncluded",
+        "isAnyDiskExcluded",
+        "isVmmdBlobIncluded",
+        "isVMADEEnabled",
+        "isAnyWADiskIncluded",
+        "isVmgsBlobIncluded",
+        "isAnyDirectDriveDiskIncluded",
+    ):
         if flag in disks and disks[flag] is not None and not isinstance(disks[flag], bool):
             raise bad("objectStr.includedDisks." + flag, "must be true or false")
     minutes = disks.get("instantAccessDurationMinutes")
@@ -326,9 +351,18 @@ def validate(seq, public, private, now=None, deadline_minutes=140.0, config_meth
     vm_type = _optional_text("vmType", public.get("vmType"))
     if vm_type and vm_type.lower() not in VM_TYPES:
         raise bad("vmType", "must be one of %s" % ", ".join(VM_TYPES))
-    spec = JobSpec(seq=seq, command=command.strip(), locale=locale, task_id=task_id,
-                   vm_type=(vm_type or VM_TYPES[0]).lower(), backup_metadata=[], included_disks={},
-                   custom_settings={}, blob_uris=[], dynamic_configs=[])
+    spec = JobSpec(
+        seq=seq,
+        command=command.strip(),
+        locale=locale,
+        task_id=task_id,
+        vm_type=(vm_type or VM_TYPES[0]).lower(),
+        backup_metadata=[],
+        included_disks={},
+        custom_settings={},
+        blob_uris=[],
+        dynamic_configs=[],
+    )
     if "snapshot" not in lowered:
         return spec  # 'install': nothing else is needed
     if not task_id:
@@ -349,11 +383,11 @@ def validate(seq, public, private, now=None, deadline_minutes=140.0, config_meth
     uris = uris or []
     if len(uris) > MAX_DISKS:
         raise bad("protectedSettings.objectStr.blobSASUri", "lists more than %d disks" % MAX_DISKS)
-    spec.blob_uris = [check_blob_uri("protectedSettings.objectStr.blobSASUri[%d]" % i, u)
-                      for i, u in enumerate(uris)]
+    spec.blob_uris = [check_blob_uri("protectedSettings.objectStr.blobSASUri[%d]" % i, u) for i, u in enumerate(uris)]
     try:
-        choice = snapshot_method.choose(config_method, spec.custom_settings, spec.included_disks,
-                                        have_sas=bool(spec.blob_uris))
+        choice = snapshot_method.choose(
+            config_method, spec.custom_settings, spec.included_disks, have_sas=bool(spec.blob_uris)
+        )
     except snapshot_method.MethodError as e:
         if not private and e.code == codes.BAD_PARAMETER and "blobSASUri" in e.message:
             raise bad("protectedSettings", "is missing: it must carry objectStr with blobSASUri")

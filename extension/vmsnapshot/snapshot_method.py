@@ -16,9 +16,11 @@ DEFAULT = FIRST_HOST
 USES_HOST = (ONLY_HOST, FIRST_HOST, FIRST_GUEST)
 
 # includedDisks flags that only the host can honour, with the disk kind they stand for.
-HOST_ONLY_FLAGS = (("isVmgsBlobIncluded", "the VM guest-state blob (Trusted Launch / confidential VM)"),
-                   ("isAnyDirectDriveDiskIncluded", "a DirectDrive disk (Premium SSD v2 / Ultra)"),
-                   ("isAnyWADiskIncluded", "a write-accelerated disk"))
+HOST_ONLY_FLAGS = (
+    ("isVmgsBlobIncluded", "the VM guest-state blob (Trusted Launch / confidential VM)"),
+    ("isAnyDirectDriveDiskIncluded", "a DirectDrive disk (Premium SSD v2 / Ultra)"),
+    ("isAnyWADiskIncluded", "a write-accelerated disk"),
+)
 
 
 class MethodError(Exception):
@@ -102,32 +104,45 @@ def choose(config_method, custom_settings, included_disks, have_sas=True):
             reason = "%s from %s" % (method, source)
 
     forced_by = [kind for flag, kind in HOST_ONLY_FLAGS if _flag(disks, flag)]
-    luns = _lun_list("objectStr.includedDisks.dataDiskLunList", disks.get("dataDiskLunList"),
-                     codes.INVALID_LUN_LIST)
+    luns = _lun_list("objectStr.includedDisks.dataDiskLunList", disks.get("dataDiskLunList"), codes.INVALID_LUN_LIST)
     wa_luns = _lun_list("customSettings.waDiskLunList", custom.get("waDiskLunList"), codes.BAD_PARAMETER)
     wa_included = sorted(set(luns) & set(wa_luns))
     if wa_included:
-        forced_by.append("write-accelerated LUN %s (customSettings.waDiskLunList)"
-                         % ", ".join(str(x) for x in wa_included))
+        forced_by.append(
+            "write-accelerated LUN %s (customSettings.waDiskLunList)" % ", ".join(str(x) for x in wa_included)
+        )
     for name in ("isAnyDiskExcluded", "isOSDiskIncluded", "isVmmdBlobIncluded", "isVMADEEnabled"):
         _flag(disks, name)  # type checks: a wrong type is a coded error, whatever the method
 
     if _flag(disks, "isAnyDiskExcluded") and not luns:
         if forced_by:
-            raise MethodError(codes.INVALID_LUN_LIST,
-                              "some disks are excluded but includedDisks.dataDiskLunList is empty, and the "
-                              "host must take the snapshots because of %s" % "; ".join(forced_by))
-        choice = Choice(ONLY_GUEST, "some disks are excluded and there is no LUN list: %s (was %s)"
-                        % (ONLY_GUEST, reason), requested, source)
+            raise MethodError(
+                codes.INVALID_LUN_LIST,
+                "some disks are excluded but includedDisks.dataDiskLunList is empty, and the "
+                "host must take the snapshots because of %s" % "; ".join(forced_by),
+            )
+        choice = Choice(
+            ONLY_GUEST,
+            "some disks are excluded and there is no LUN list: %s (was %s)" % (ONLY_GUEST, reason),
+            requested,
+            source,
+        )
     elif forced_by:
-        choice = Choice(ONLY_HOST, "only the host can snapshot %s (was %s)" % ("; ".join(forced_by), reason),
-                        requested, source, forced_by)
+        choice = Choice(
+            ONLY_HOST,
+            "only the host can snapshot %s (was %s)" % ("; ".join(forced_by), reason),
+            requested,
+            source,
+            forced_by,
+        )
     else:
         choice = Choice(method, reason, requested, source)
     if not have_sas and choice.method != ONLY_HOST:  # the guest may have to snapshot: it needs the SAS URIs
-        raise MethodError(codes.BAD_PARAMETER, "protectedSettings.objectStr.blobSASUri must be a non-empty list of "
-                                               "blob SAS URIs unless only the host snapshots; the method is %s"
-                          % choice.reason)
+        raise MethodError(
+            codes.BAD_PARAMETER,
+            "protectedSettings.objectStr.blobSASUri must be a non-empty list of "
+            "blob SAS URIs unless only the host snapshots; the method is %s" % choice.reason,
+        )
     return choice
 
 

@@ -27,8 +27,8 @@ class DiskResult(object):
         self.error_code = None
         self.message = ""
         self.attempts = 0
-        self.sent_at = None      # monotonic time the first request went out
-        self.retry = False       # worth a second attempt (408/429/5xx, connection lost) within the deadline
+        self.sent_at = None  # monotonic time the first request went out
+        self.retry = False  # worth a second attempt (408/429/5xx, connection lost) within the deadline
         self.retry_after = None
 
     @property
@@ -37,8 +37,13 @@ class DiskResult(object):
 
     def to_info(self):
         """One snapshotInfo entry as Azure Backup reads it."""
-        return {"isSuccessful": self.ok, "snapshotUri": self.snapshot_uri, "errorMessage": self.message,
-                "blobUri": self.blob_uri, "directDriveSnapshotIdentifier": None}
+        return {
+            "isSuccessful": self.ok,
+            "snapshotUri": self.snapshot_uri,
+            "errorMessage": self.message,
+            "blobUri": self.blob_uri,
+            "directDriveSnapshotIdentifier": None,
+        }
 
 
 class Preflight(object):
@@ -69,8 +74,10 @@ class SnapshotBatch(object):
     def prepare(self, timeout=60.0):
         """Check every disk blob and open its connection; one Preflight per disk. Nothing is frozen yet."""
         self.preflight = [Preflight(r.blob_uri) for r in self.results]
-        threads = [threading.Thread(target=self._prepare_one, args=(i,), name="disk-check-%d" % i)
-                   for i in range(len(self.uris))]
+        threads = [
+            threading.Thread(target=self._prepare_one, args=(i,), name="disk-check-%d" % i)
+            for i in range(len(self.uris))
+        ]
         for t in threads:
             t.daemon = True
             t.start()
@@ -91,8 +98,9 @@ class SnapshotBatch(object):
             check.ok = True
         except StorageError as e:
             check.ok = False
-            check.message = ("HTTP %d %s" % (e.status, e.response.error_code or "") if e.response is not None
-                             else str(e)[:300])
+            check.message = (
+                "HTTP %d %s" % (e.status, e.response.error_code or "") if e.response is not None else str(e)[:300]
+            )
         except Exception as e:  # every failure stays a per-disk check result, never a crash
             check.ok, check.message = False, str(e)[:300]
 
@@ -123,8 +131,9 @@ class SnapshotBatch(object):
     def _record(self, result, answer, started):
         result.attempts = 1
         if isinstance(answer, Exception):
-            result.message = "snapshot request: %s" % (answer if isinstance(answer, rawhttp.NoAnswer)
-                                                       else describe_error(answer))
+            result.message = "snapshot request: %s" % (
+                answer if isinstance(answer, rawhttp.NoAnswer) else describe_error(answer)
+            )
             result.retry = not getattr(answer, "timed_out", False)
             return
         try:
@@ -149,6 +158,7 @@ class SnapshotBatch(object):
 
     def _retry(self, results, deadline):
         """The rare second chance, through the client's retry loop, one thread per disk to retry."""
+
         def one(result):
             delay = 0.0
             try:

@@ -80,29 +80,43 @@ def blob_report(report):
     telemetry.setdefault("platformArchitecture", platform.machine())
     telemetry["extErrorCode"] = codes.name_of(report.code)
     telemetry["consistencyType"] = codes.CONSISTENCY_NAMES.get(report.consistency, "none")
-    doc = [{
-        "version": "1.0",
-        "timestampUTC": "/Date(%d)/" % int(time.time() * 1000),
-        "status": {
-            "name": identity.HANDLER_NAME,
-            "operation": "Enable",
-            "status": status_word(report.code, report.terminal),
-            "substatus": [],
-            "code": str(run_code),
-            "taskId": clean(report.task_id or ""),
-            "formattedMessage": {"lang": lang, "message": json.dumps({
-                "messageStr": message_str, "snapshotConsistency": report.consistency,
-                "jobMessage": clean(report.detail)[:2000], "isSizeComputationFailed":
-                    bool(report.storage_details is None)})},
-            "storageDetails": report.storage_details or {
-                "partitionCount": 0, "totalUsedSizeInBytes": 0, "isStoragespacePresent": False,
-                "isSizeComputationFailed": True},
-            "commandStartTimeUTCTicks": report.start_ticks or "",
-            "telemetryData": [{"Key": k, "Value": clean(str(v))} for k, v in sorted(telemetry.items())],
-            "uniqueMachineId": report.machine_id or "",
-            "snapshotInfo": report.snapshot_info,
-            "vmHealthInfo": {"vmHealthState": codes.health_of(report.code), "vmHealthStatusCode": report.code},
-        }}]
+    doc = [
+        {
+            "version": "1.0",
+            "timestampUTC": "/Date(%d)/" % int(time.time() * 1000),
+            "status": {
+                "name": identity.HANDLER_NAME,
+                "operation": "Enable",
+                "status": status_word(report.code, report.terminal),
+                "substatus": [],
+                "code": str(run_code),
+                "taskId": clean(report.task_id or ""),
+                "formattedMessage": {
+                    "lang": lang,
+                    "message": json.dumps(
+                        {
+                            "messageStr": message_str,
+                            "snapshotConsistency": report.consistency,
+                            "jobMessage": clean(report.detail)[:2000],
+                            "isSizeComputationFailed": bool(report.storage_details is None),
+                        }
+                    ),
+                },
+                "storageDetails": report.storage_details
+                or {
+                    "partitionCount": 0,
+                    "totalUsedSizeInBytes": 0,
+                    "isStoragespacePresent": False,
+                    "isSizeComputationFailed": True,
+                },
+                "commandStartTimeUTCTicks": report.start_ticks or "",
+                "telemetryData": [{"Key": k, "Value": clean(str(v))} for k, v in sorted(telemetry.items())],
+                "uniqueMachineId": report.machine_id or "",
+                "snapshotInfo": report.snapshot_info,
+                "vmHealthInfo": {"vmHealthState": codes.health_of(report.code), "vmHealthStatusCode": report.code},
+            },
+        }
+    ]
     out = json.dumps(doc)
     # .NET JSON dates are written with escaped slashes.
     return out.replace('"/Date(', '"\\/Date(').replace(')/"', ')\\/"')
@@ -128,8 +142,14 @@ def local_status(report, operation="Enable", compact=False):
                 break
             for info in report.snapshot_info:
                 info["errorMessage"] = info.get("errorMessage", "")[:200]
-        status["substatus"] = [{"name": blob_report(report), "status": word, "code": report.code,
-                                "formattedMessage": {"lang": lang, "message": text}}]
+        status["substatus"] = [
+            {
+                "name": blob_report(report),
+                "status": word,
+                "code": report.code,
+                "formattedMessage": {"lang": lang, "message": text},
+            }
+        ]
         out = json.dumps(doc)
         if len(out) <= LOCAL_LIMIT:
             return out

@@ -27,11 +27,11 @@ MAX_APPEND_BLOCK = 4 * 1024 * 1024
 
 
 # error_code of a failure the service did not answer (status None), or answered without x-ms-error-code.
-INVALID_URI = "InvalidUri"                  # not a URI, an unsupported scheme, plain http off loopback
-CONNECTION_FAILED = "ConnectionFailed"      # refused, reset, TLS failure, no (complete) answer
+INVALID_URI = "InvalidUri"  # not a URI, an unsupported scheme, plain http off loopback
+CONNECTION_FAILED = "ConnectionFailed"  # refused, reset, TLS failure, no (complete) answer
 UNTRUSTED_CERTIFICATE = "CertificateUntrusted"
-TIMED_OUT = "Timeout"                       # no answer within the timeout or the deadline
-HTTP_STATUS = "HttpStatus%d"                # a non-2xx answer without x-ms-error-code
+TIMED_OUT = "Timeout"  # no answer within the timeout or the deadline
+HTTP_STATUS = "HttpStatus%d"  # a non-2xx answer without x-ms-error-code
 
 
 class StorageError(Exception):
@@ -47,8 +47,12 @@ class StorageError(Exception):
     @classmethod
     def from_response(cls, what, uri, response):
         code = response.error_code or HTTP_STATUS % response.status
-        return cls("%s %s answered %d %s" % (what, strip_query(uri), response.status, code),
-                   status=response.status, error_code=code, response=response)
+        return cls(
+            "%s %s answered %d %s" % (what, strip_query(uri), response.status, code),
+            status=response.status,
+            error_code=code,
+            response=response,
+        )
 
 
 class Response(object):
@@ -125,16 +129,16 @@ def bypass_proxy(host):
 
 def ssl_context():
     """System CAs, or SSL_CERT_FILE / SSL_CERT_DIR when set (the default context honours both)."""
-    ctx = ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE") or None,
-                                     capath=os.environ.get("SSL_CERT_DIR") or None)
+    ctx = ssl.create_default_context(
+        cafile=os.environ.get("SSL_CERT_FILE") or None, capath=os.environ.get("SSL_CERT_DIR") or None
+    )
     return ctx
 
 
 class StorageClient(object):
     """Thread-safe pool of keep-alive connections per (scheme, host, port)."""
 
-    def __init__(self, *, timeout=10.0, max_attempts=5, proxy=None, waagent_conf="/etc/waagent.conf",
-                 context=None):
+    def __init__(self, *, timeout=10.0, max_attempts=5, proxy=None, waagent_conf="/etc/waagent.conf", context=None):
         self.timeout = timeout
         self.max_attempts = max_attempts
         self._proxy_conf = proxy if proxy is not None else read_waagent_proxy(waagent_conf)
@@ -155,8 +159,7 @@ class StorageClient(object):
                 conn = http.client.HTTPSConnection(proxy[0], proxy[1], timeout=timeout, context=self._context)
                 conn.set_tunnel(target.host, target.port)
             else:
-                conn = http.client.HTTPSConnection(target.host, target.port, timeout=timeout,
-                                                   context=self._context)
+                conn = http.client.HTTPSConnection(target.host, target.port, timeout=timeout, context=self._context)
         else:
             conn = http.client.HTTPConnection(target.host, target.port, timeout=timeout)
         conn.connect()
@@ -176,8 +179,9 @@ class StorageClient(object):
             reason, code = "no time left to retry", TIMED_OUT
         else:
             reason, code = describe_error(error), error_code_of(error)
-        return StorageError("%s %s failed after %d attempt(s): %s" % (method, strip_query(uri), attempts, reason),
-                            error_code=code)
+        return StorageError(
+            "%s %s failed after %d attempt(s): %s" % (method, strip_query(uri), attempts, reason), error_code=code
+        )
 
     def _give_back(self, target, conn):
         with self._lock:
@@ -194,8 +198,7 @@ class StorageClient(object):
                 pass
 
     # -- requests ---------------------------------------------------------------------------------
-    def request(self, method, uri, *, query="", headers=None, body=b"", deadline=None, max_attempts=None,
-                what=None):
+    def request(self, method, uri, *, query="", headers=None, body=b"", deadline=None, max_attempts=None, what=None):
         """Send with retries on 408/429/5xx and connection errors, within `deadline` (monotonic).
         Returns the 2xx Response; raises StorageError otherwise (`what` names the call in its message)."""
         dest = parse_target(uri)
@@ -280,29 +283,44 @@ class StorageClient(object):
 
     def snapshot(self, uri, *, metadata=(), deadline=None):
         headers = dict(("x-ms-meta-%s" % k, v) for k, v in metadata)
-        return self.request("PUT", uri, query="comp=snapshot", headers=headers, deadline=deadline,
-                            what="snapshot of")
+        return self.request("PUT", uri, query="comp=snapshot", headers=headers, deadline=deadline, what="snapshot of")
 
     def put_block_blob(self, uri, data, *, content_type="application/json"):
-        return self.request("PUT", uri, headers={"x-ms-blob-type": "BlockBlob", "Content-Type": content_type},
-                            body=data, what="block blob write to")
+        return self.request(
+            "PUT",
+            uri,
+            headers={"x-ms-blob-type": "BlockBlob", "Content-Type": content_type},
+            body=data,
+            what="block blob write to",
+        )
 
     def write_page_blob(self, uri, data, *, current_length):
         """Replace an existing page blob's content: resize to the padded size, write in 4 MiB pages."""
         padded = data + b" " * ((-len(data)) % PAGE)
         if len(padded) != current_length:
-            self.request("PUT", uri, query="comp=properties", headers={"x-ms-blob-content-length": str(len(padded))},
-                         what="page blob resize of")
+            self.request(
+                "PUT",
+                uri,
+                query="comp=properties",
+                headers={"x-ms-blob-content-length": str(len(padded))},
+                what="page blob resize of",
+            )
         for start in range(0, len(padded), MAX_PAGE_WRITE):
-            chunk = padded[start:start + MAX_PAGE_WRITE]
-            self.request("PUT", uri, query="comp=page", body=chunk, what="page write to",
-                         headers={"x-ms-page-write": "update",
-                                  "x-ms-range": "bytes=%d-%d" % (start, start + len(chunk) - 1)})
+            chunk = padded[start : start + MAX_PAGE_WRITE]
+            self.request(
+                "PUT",
+                uri,
+                query="comp=page",
+                body=chunk,
+                what="page write to",
+                headers={"x-ms-page-write": "update", "x-ms-range": "bytes=%d-%d" % (start, start + len(chunk) - 1)},
+            )
 
     def append(self, uri, data):
         for start in range(0, len(data), MAX_APPEND_BLOCK):
-            self.request("PUT", uri, query="comp=appendblock", body=data[start:start + MAX_APPEND_BLOCK],
-                         what="append to")
+            self.request(
+                "PUT", uri, query="comp=appendblock", body=data[start : start + MAX_APPEND_BLOCK], what="append to"
+            )
 
     def write_blob(self, uri, data, *, content_type="application/json", append_mode=False):
         """Write a report to a blob of whatever type the service pre-created (page, append or block)."""
@@ -314,7 +332,7 @@ class StorageClient(object):
             props = None
         blob_type = props.headers.get("x-ms-blob-type", "") if props else ""
         if blob_type == "PageBlob":
-            data = data[-10 * 1024 * 1024:]
+            data = data[-10 * 1024 * 1024 :]
             return self.write_page_blob(uri, data, current_length=int(props.headers.get("content-length", "0")))
         if blob_type == "AppendBlob":
             return self.append(uri, data)
@@ -331,8 +349,11 @@ class StorageClient(object):
 
 def request_headers(extra=None, body=b""):
     """The headers every storage request carries, plus `extra`."""
-    hdrs = {"x-ms-version": API_VERSION, "User-Agent": USER_AGENT,
-            "x-ms-client-request-id": "%032x" % random.getrandbits(128)}
+    hdrs = {
+        "x-ms-version": API_VERSION,
+        "User-Agent": USER_AGENT,
+        "x-ms-client-request-id": "%032x" % random.getrandbits(128),
+    }
     if extra:
         hdrs.update(extra)
     hdrs["Content-Length"] = str(len(body or b""))
@@ -356,4 +377,3 @@ def describe_error(e):
     if isinstance(e, OSError) and e.errno in (errno.ECONNREFUSED, errno.ECONNRESET, errno.EPIPE):
         return os.strerror(e.errno)
     return redact("%s: %s" % (type(e).__name__, e))[:300]
-

@@ -16,9 +16,9 @@ import subprocess
 import time
 
 OUTPUT_TAIL_BYTES = 4096
-KILL_GRACE_S = 2.0         # between SIGTERM and SIGKILL of a timed-out process group
-DRAIN_AFTER_EXIT_S = 0.5   # a background child may keep the pipe open; stop reading after this
-UNKILLABLE_WAIT_S = 5.0    # after SIGKILL: a process in uninterruptible sleep is given up on after this
+KILL_GRACE_S = 2.0  # between SIGTERM and SIGKILL of a timed-out process group
+DRAIN_AFTER_EXIT_S = 0.5  # a background child may keep the pipe open; stop reading after this
+UNKILLABLE_WAIT_S = 5.0  # after SIGKILL: a process in uninterruptible sleep is given up on after this
 
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -67,9 +67,17 @@ def run(cmd, *, data=None, timeout=30, env=None, cwd=None, check=True, preexec_f
     (workload.RunAs).
     """
     try:
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd,
-                                start_new_session=True, close_fds=True, preexec_fn=preexec_fn)
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+            close_fds=True,
+            preexec_fn=preexec_fn,
+        )
     except OSError as e:
         raise ProcessError(cmd, reason="cannot run (%s)" % (e.strerror or e))
     try:
@@ -99,9 +107,17 @@ def spawn(cmd, *, data=None, pass_fds=(), cwd="/", env=None, new_session=True):
     session and process group, so a group kill of ours does not reach it. pass_fds: descriptors it
     inherits (every other one is closed). Raises OSError when it cannot start.
     """
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=tuple(pass_fds),
-                            close_fds=True, cwd=cwd, env=env, start_new_session=new_session)
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        pass_fds=tuple(pass_fds),
+        close_fds=True,
+        cwd=cwd,
+        env=env,
+        start_new_session=new_session,
+    )
     if data is not None:
         _feed(proc.stdin, data)
     return proc
@@ -111,9 +127,17 @@ def start_session(cmd, *, env=None, cwd="/", preexec_fn=None, new_session=False,
     """Start a long-lived process we talk to over pipes (a database client session, the database
     watchdog) and return its Popen: stdin and stdout are pipes, stderr too unless stderr=False (then
     /dev/null). preexec_fn: e.g. a switch to another user. Raises OSError when it cannot start."""
-    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE if stderr else subprocess.DEVNULL, env=env, cwd=cwd,
-                            preexec_fn=preexec_fn, close_fds=True, start_new_session=new_session)
+    return subprocess.Popen(
+        cmd,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE if stderr else subprocess.DEVNULL,
+        env=env,
+        cwd=cwd,
+        preexec_fn=preexec_fn,
+        close_fds=True,
+        start_new_session=new_session,
+    )
 
 
 def _feed(pipe, data):
@@ -140,15 +164,33 @@ class Supervised(object):
         self.duration_s = duration_s
 
 
-def run_supervised(cmd, *, timeout_s, env=None, cwd="/", pass_fds=(), tail_bytes=OUTPUT_TAIL_BYTES,
-                   kill_grace_s=KILL_GRACE_S, drain_after_exit_s=DRAIN_AFTER_EXIT_S):
+def run_supervised(
+    cmd,
+    *,
+    timeout_s,
+    env=None,
+    cwd="/",
+    pass_fds=(),
+    tail_bytes=OUTPUT_TAIL_BYTES,
+    kill_grace_s=KILL_GRACE_S,
+    drain_after_exit_s=DRAIN_AFTER_EXIT_S,
+):
     """Run `cmd` in its own session (stdin /dev/null, stdout and stderr on one pipe) until it exits or
     timeout_s passes, then SIGTERM its process group and SIGKILL it kill_grace_s later. Returns a
     Supervised. Any exception while it runs (the job is cancelled) kills the whole group and propagates.
     Raises OSError when `cmd` cannot be started (ENOEXEC, ENOENT, EACCES: the caller decides).
     """
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True, close_fds=True, pass_fds=tuple(pass_fds), cwd=cwd, env=env)
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        close_fds=True,
+        pass_fds=tuple(pass_fds),
+        cwd=cwd,
+        env=env,
+    )
     start = time.monotonic()
     try:
         return _drain(proc, start, start + timeout_s, tail_bytes, kill_grace_s, drain_after_exit_s)
@@ -193,7 +235,7 @@ def _drain(proc, start, deadline, tail_bytes, kill_grace_s, drain_after_exit_s):
                 total += len(data)
                 tail += data
                 if len(tail) > tail_bytes:
-                    del tail[:len(tail) - tail_bytes]
+                    del tail[: len(tail) - tail_bytes]
     if term_at is not None:
         kill_group(proc.pid, signal.SIGKILL)  # the whole group, including children that ignored SIGTERM
     proc.stdout.close()

@@ -35,6 +35,7 @@ def syncfs_all(mountpoints, timeout_s=None):
     With timeout_s, waits at most that long (the flush continues in the background) and returns False
     if it did not finish. Returns True when every flush completed.
     """
+
     def run():
         if _syncfs is None:
             os.sync()

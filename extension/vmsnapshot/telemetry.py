@@ -31,13 +31,18 @@ class Telemetry(object):
             for start in range(0, len(message), MESSAGE_LIMIT):
                 if len(self.pending) >= self.max_events:
                     return
-                self.pending.append({
-                    "Version": "1.0", "Timestamp": stamp, "TaskName": task,
-                    "EventLevel": level if level in LEVELS else "Informational",
-                    "Message": message[start:start + MESSAGE_LIMIT],
-                    "EventPid": str(os.getpid()), "EventTid": str(threading.current_thread().ident or 0),
-                    "OperationId": self.operation_id,
-                })
+                self.pending.append(
+                    {
+                        "Version": "1.0",
+                        "Timestamp": stamp,
+                        "TaskName": task,
+                        "EventLevel": level if level in LEVELS else "Informational",
+                        "Message": message[start : start + MESSAGE_LIMIT],
+                        "EventPid": str(os.getpid()),
+                        "EventTid": str(threading.current_thread().ident or 0),
+                        "OperationId": self.operation_id,
+                    }
+                )
 
     def flush(self):
         """Write pending events as one `<ns>.json` file; never raises (telemetry must not fail a job)."""

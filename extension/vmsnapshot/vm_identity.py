@@ -35,8 +35,7 @@ def forget_other_vm(state, path):
     if known == guid:
         return False
     if known:
-        log.info("Role guid changed (%s -> %s): a restored or cloned VM; sequence and task state reset",
-                 known, guid)
+        log.info("Role guid changed (%s -> %s): a restored or cloned VM; sequence and task state reset", known, guid)
         state.forget_jobs()
     state.set_vm_guid(guid)
     return bool(known)

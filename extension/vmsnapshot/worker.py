@@ -51,8 +51,12 @@ def storage_details(selected):
             total += (st.f_blocks - st.f_bfree) * st.f_frsize
     except OSError:
         return None
-    return {"partitionCount": len(selected), "totalUsedSizeInBytes": total, "isStoragespacePresent": False,
-            "isSizeComputationFailed": False}
+    return {
+        "partitionCount": len(selected),
+        "totalUsedSizeInBytes": total,
+        "isStoragespacePresent": False,
+        "isSizeComputationFailed": False,
+    }
 
 
 class Job(object):
@@ -70,9 +74,9 @@ class Job(object):
         self.phase_fd = phase_fd
         self.guardian = None
         self.guardian_started = None
-        self.defer_cancel = False    # post scripts must finish: a cancel then waits for them
+        self.defer_cancel = False  # post scripts must finish: a cancel then waits for them
         self.cancel_pending = False
-        self.pre = None              # the host's presnapshot answer, once asked
+        self.pre = None  # the host's presnapshot answer, once asked
         add_secret(spec.task_token)
 
     def _on_sigterm(self, signum, frame):
@@ -113,8 +117,12 @@ class Job(object):
         if not (self.spec.logs_blob_uri and self.cfg.upload_status_and_log and self.logs.memory):
             return
         try:
-            self.client.write_blob(self.spec.logs_blob_uri, self.logs.memory.text().encode("utf-8"),
-                                   content_type="text/plain", append_mode=True)
+            self.client.write_blob(
+                self.spec.logs_blob_uri,
+                self.logs.memory.text().encode("utf-8"),
+                content_type="text/plain",
+                append_mode=True,
+            )
         except (StorageError, OSError) as e:
             log.warning("log blob upload failed: %s", e)
 
@@ -138,11 +146,18 @@ class Job(object):
         self.write_status()
         self.upload_status()
         self.write_status()  # records a status blob upload error, if any
-        log.info("job seq %s ended: code %s (%s), consistency %s", self.spec.seq, self.report.code,
-                 codes.name_of(self.report.code), codes.CONSISTENCY_NAMES.get(self.report.consistency))
-        self.telemetry.event("Enable", "job ended code=%s consistency=%s timings=%s" % (
-            self.report.code, self.report.consistency, self.timings),
-            "Informational" if self.report.code in codes.SUCCESS_CODES else "Error")
+        log.info(
+            "job seq %s ended: code %s (%s), consistency %s",
+            self.spec.seq,
+            self.report.code,
+            codes.name_of(self.report.code),
+            codes.CONSISTENCY_NAMES.get(self.report.consistency),
+        )
+        self.telemetry.event(
+            "Enable",
+            "job ended code=%s consistency=%s timings=%s" % (self.report.code, self.report.consistency, self.timings),
+            "Informational" if self.report.code in codes.SUCCESS_CODES else "Error",
+        )
         self.upload_log()
         self.telemetry.flush()
         self.client.close()
@@ -152,22 +167,31 @@ class Job(object):
         if not spec.is_snapshot:
             self.report.finish(codes.SUCCESS, "command '%s' needs no snapshot" % spec.command)
             return
-        log.info("job seq %s task %s: %d disk(s), fsfreeze=%s, method %s: %s", spec.seq, spec.task_id,
-                 len(spec.blob_uris), cfg.fsfreeze, spec.method, spec.method_reason)
+        log.info(
+            "job seq %s task %s: %d disk(s), fsfreeze=%s, method %s: %s",
+            spec.seq,
+            spec.task_id,
+            len(spec.blob_uris),
+            cfg.fsfreeze,
+            spec.method,
+            spec.method_reason,
+        )
         self.report.telemetry.update(snapshotMethod=spec.method, snapshotMethodReason=spec.method_reason)
         self.upload_status()  # 'transitioning' before anything else, as the service expects
 
         # A missing script configuration means "no scripts", like a missing hook directory.
-        script_plan = script_config.load_script_plan(config_path=cfg.script_config, hook_dir=cfg.hook_dir,
-                                                     config_required=False)
+        script_plan = script_config.load_script_plan(
+            config_path=cfg.script_config, hook_dir=cfg.hook_dir, config_required=False
+        )
         if script_plan.error_code:
             self.report.finish(script_plan.error_code, script_plan.message)
             return
         plan = None
         freeze_wanted = cfg.fsfreeze and (not script_plan.enabled or script_plan.fs_freeze_enabled)
         if freeze_wanted:
-            plan = mounts.pin(mounts.plan_freeze(mounts.read_mountinfo(), include=cfg.mounts_to_include,
-                                                 skip=cfg.mounts_to_skip))
+            plan = mounts.pin(
+                mounts.plan_freeze(mounts.read_mountinfo(), include=cfg.mounts_to_include, skip=cfg.mounts_to_skip)
+            )
             for m, reason in plan.skipped:
                 log.debug("not freezing %s: %s", m.mountpoint, reason)
             log.info("freeze plan: %s", ", ".join(m.mountpoint for m in plan.selected) or "(nothing)")
@@ -190,8 +214,9 @@ class Job(object):
             self.note_creator(batch)
             batch.cancel()
             code = codes.SNAPSHOT_FAILED_NO_NETWORK if len(failed) == len(preflight) else codes.SNAPSHOT_PARTIAL_FAILURE
-            self.report.finish(code, "disk blob check failed before freezing: %s: %s" % (
-                failed[0].blob_uri, failed[0].message[:300]))
+            self.report.finish(
+                code, "disk blob check failed before freezing: %s: %s" % (failed[0].blob_uri, failed[0].message[:300])
+            )
             return
 
         # The guardian starts (and opens every mount point) before the pre-scripts, so its start-up
@@ -218,9 +243,12 @@ class Job(object):
                 return self.host_batch()
             if method == snapshot_method.ONLY_HOST:
                 self.report.telemetry["snapshotCreator"] = "backupHostService"
-                raise settings.SettingsError(codes.SNAPSHOT_FAILED_NO_NETWORK, "the host must take the snapshots "
-                                             "(%s) but its presnapshot failed: %s (code %s)" % (
-                                                 self.spec.method_reason, pre.call.message, pre.call.code))
+                raise settings.SettingsError(
+                    codes.SNAPSHOT_FAILED_NO_NETWORK,
+                    "the host must take the snapshots "
+                    "(%s) but its presnapshot failed: %s (code %s)"
+                    % (self.spec.method_reason, pre.call.message, pre.call.code),
+                )
             if method == snapshot_method.FIRST_HOST:
                 log.info("host path unavailable (presnapshot code %s): guest snapshots", pre.call.code)
         return self.guest_batch()
@@ -232,12 +260,17 @@ class Job(object):
     def presnapshot(self):
         if self.pre is None:
             cfg, spec = self.cfg, self.spec
-            self.pre = hostsnapshot.presnapshot(cfg.host_endpoint, spec.task_id, spec.task_token, self.ade,
-                                                cfg.host_timeout)
+            self.pre = hostsnapshot.presnapshot(
+                cfg.host_endpoint, spec.task_id, spec.task_token, self.ade, cfg.host_timeout
+            )
             add_secret(self.pre.disk_encryption_settings)
             self.report.telemetry["hostStatusCodePreSnapshot"] = self.pre.call.code
-            log.info("presnapshot to %s: code %s%s", cfg.host_endpoint, self.pre.call.code,
-                     " (%s)" % self.pre.call.message if self.pre.call.message else "")
+            log.info(
+                "presnapshot to %s: code %s%s",
+                cfg.host_endpoint,
+                self.pre.call.code,
+                " (%s)" % self.pre.call.message if self.pre.call.message else "",
+            )
             if self.ade and not self.pre.disk_encryption_settings:
                 log.warning("ADE VM but the host sent no DiskEncryptionSettings")
             if self.pre.host_time is not None:  # "too late" by the host's clock, as the service judges it
@@ -253,8 +286,15 @@ class Job(object):
     def host_batch(self):
         spec = self.spec
         disk_ids = snapshot_method.host_disk_ids(spec.included_disks)
-        doc = hostsnapshot.dosnapshot_request(spec.task_id, spec.task_token, disk_ids, spec.backup_metadata,
-                                              spec.included_disks, spec.dynamic_configs, self.pre)
+        doc = hostsnapshot.dosnapshot_request(
+            spec.task_id,
+            spec.task_token,
+            disk_ids,
+            spec.backup_metadata,
+            spec.included_disks,
+            spec.dynamic_configs,
+            self.pre,
+        )
         return hostsnapshot.HostSnapshotBatch(self.cfg.host_endpoint, doc, disk_ids, min(10.0, self.cfg.host_timeout))
 
     def second_freeze_on_host(self, guest, guest_results, plan):
@@ -300,8 +340,13 @@ class Job(object):
 
     def start_guardian(self, plan):
         cfg = self.cfg
-        guardian = GuardianClient.for_plan(plan, hard_deadline_s=cfg.timeout, per_mount_timeout_s=cfg.freeze_wait,
-                                           lock_path=cfg.safe_freeze_lock, lock_wait_s=cfg.lock_wait)
+        guardian = GuardianClient.for_plan(
+            plan,
+            hard_deadline_s=cfg.timeout,
+            per_mount_timeout_s=cfg.freeze_wait,
+            lock_path=cfg.safe_freeze_lock,
+            lock_wait_s=cfg.lock_wait,
+        )
         with Timed(self.timings, "guardianStart"):
             try:
                 guardian.start()
@@ -344,8 +389,13 @@ class Job(object):
                 results, consistency, failure = [], None, (db.abort_code, db.problem)
             else:  # the database stays quiesced across a second freeze for the host path, too
                 results, consistency, failure = self._freeze_and_snapshot(batch, plan, self.guardian)
-                if (spec_method(self.spec) == snapshot_method.FIRST_GUEST and failure is None and
-                        isinstance(batch, SnapshotBatch) and results and not any(r.ok for r in results)):
+                if (
+                    spec_method(self.spec) == snapshot_method.FIRST_GUEST
+                    and failure is None
+                    and isinstance(batch, SnapshotBatch)
+                    and results
+                    and not any(r.ok for r in results)
+                ):
                     batch, (results, consistency, failure) = self.second_freeze_on_host(batch, results, plan)
         finally:
             db.release()
@@ -367,9 +417,13 @@ class Job(object):
             consistency = codes.CONSISTENCY_APP
         consistency, db_detail = db.outcome(consistency, pre is None or pre.ok)
         final = codes.SUCCESS_APP_CONSISTENT if consistency == codes.CONSISTENCY_APP else codes.SUCCESS
-        self.report.finish(final, db_detail + "%d disk snapshot(s), %s, frozen window %.1f ms" % (
-            len(results), codes.CONSISTENCY_NAMES[consistency], self.timings.get("frozenWindow", 0.0)),
-            consistency)
+        self.report.finish(
+            final,
+            db_detail
+            + "%d disk snapshot(s), %s, frozen window %.1f ms"
+            % (len(results), codes.CONSISTENCY_NAMES[consistency], self.timings.get("frozenWindow", 0.0)),
+            consistency,
+        )
 
     def run_post_scripts(self, script_plan):
         """Post scripts always run to the end once pre scripts ran: a cancel waits for them."""
@@ -425,8 +479,14 @@ class Job(object):
         log.warning("freeze failed (code %s): %s", frozen.code, frozen.failures)
         if not can_crash:
             batch.cancel()
-            return [], None, (frozen.code or codes.FREEZE_FAILED, "freeze failed: %s" % (
-                "; ".join("%s: %s" % f for f in frozen.failures) or "unknown reason"))
+            return (
+                [],
+                None,
+                (
+                    frozen.code or codes.FREEZE_FAILED,
+                    "freeze failed: %s" % ("; ".join("%s: %s" % f for f in frozen.failures) or "unknown reason"),
+                ),
+            )
         return self._snapshot_unfrozen(batch, budget)
 
     def _snapshot_frozen(self, batch, guardian, frozen, deadline):
@@ -451,11 +511,22 @@ class Job(object):
             self.timings["snapshotSendSpread"] = (max(sent) - min(sent)) * 1000
         self.timings["thaw"] = thawed.thaw_ms
         self.timings["frozenWindow"] = thawed.frozen_window_ms
-        log.info("frozen window %.1f ms (freeze %.1f ms, snapshots %.1f ms, thaw %.1f ms) over %s",
-                 thawed.frozen_window_ms, self.timings["freeze"], self.timings["snapshot"], thawed.thaw_ms,
-                 ", ".join(points))
+        log.info(
+            "frozen window %.1f ms (freeze %.1f ms, snapshots %.1f ms, thaw %.1f ms) over %s",
+            thawed.frozen_window_ms,
+            self.timings["freeze"],
+            self.timings["snapshot"],
+            thawed.thaw_ms,
+            ", ".join(points),
+        )
         if not thawed.ok:
-            return results, None, (thawed.code or codes.ERROR,
-                                   "snapshots are inconsistent: the file systems were thawed by %s before "
-                                   "the snapshots finished" % thawed.reason)
+            return (
+                results,
+                None,
+                (
+                    thawed.code or codes.ERROR,
+                    "snapshots are inconsistent: the file systems were thawed by %s before "
+                    "the snapshots finished" % thawed.reason,
+                ),
+            )
         return results, codes.CONSISTENCY_FS, None

@@ -62,9 +62,16 @@ class WorkloadConfig(object):
 
     def to_dict(self):
         """For diagnose: everything but the credential."""
-        return {"path": self.path, "workload_name": self.name, "command_path": self.command_path,
-                "credString": "set (not shown)" if self.cred_string else "empty", "linux_user": self.linux_user,
-                "ipc_folder": self.ipc_folder, "timeout": self.timeout, "lock_wait": self.lock_wait}
+        return {
+            "path": self.path,
+            "workload_name": self.name,
+            "command_path": self.command_path,
+            "credString": "set (not shown)" if self.cred_string else "empty",
+            "linux_user": self.linux_user,
+            "ipc_folder": self.ipc_folder,
+            "timeout": self.timeout,
+            "lock_wait": self.lock_wait,
+        }
 
 
 def _number(raw, key, default):
@@ -73,11 +80,14 @@ def _number(raw, key, default):
     try:
         value = float(raw)
     except ValueError:
-        raise WorkloadError(codes.WORKLOAD_CONF_ERROR, "workload.conf [workload] %s must be a number of seconds, "
-                            "not %r" % (key, raw[:40]))
+        raise WorkloadError(
+            codes.WORKLOAD_CONF_ERROR,
+            "workload.conf [workload] %s must be a number of seconds, not %r" % (key, raw[:40]),
+        )
     if not 0 < value <= 3600:
-        raise WorkloadError(codes.WORKLOAD_CONF_ERROR, "workload.conf [workload] %s must be between 0 and 3600 "
-                            "seconds" % key)
+        raise WorkloadError(
+            codes.WORKLOAD_CONF_ERROR, "workload.conf [workload] %s must be between 0 and 3600 seconds" % key
+        )
     return value
 
 
@@ -116,8 +126,9 @@ def load(path, owner_uid=0):
     except (configparser.Error, UnicodeDecodeError) as e:
         # configparser quotes the offending line, which may hold the credential: name the line only.
         line = getattr(e, "lineno", None)
-        raise WorkloadError(codes.WORKLOAD_CONF_ERROR, "%s is not a valid INI file%s" % (
-            path, " (line %s)" % line if line else ""))
+        raise WorkloadError(
+            codes.WORKLOAD_CONF_ERROR, "%s is not a valid INI file%s" % (path, " (line %s)" % line if line else "")
+        )
     except (IOError, OSError) as e:
         raise WorkloadError(codes.WORKLOAD_CONF_ERROR, "%s cannot be read: %s" % (path, e.strerror or e))
     section = next((s for s in parser.sections() if s.lower() == "workload"), None)
@@ -132,16 +143,26 @@ def load(path, owner_uid=0):
     if not name:
         return None
     if name not in ENGINES:
-        raise WorkloadError(codes.WORKLOAD_INVALID_NAME, "workload.conf workload_name %r is not supported "
-                            "(mysql, mariadb, postgres)" % name[:40])
+        raise WorkloadError(
+            codes.WORKLOAD_INVALID_NAME,
+            "workload.conf workload_name %r is not supported (mysql, mariadb, postgres)" % name[:40],
+        )
     ipc_folder = get("ipc_folder")
     if ipc_folder and not os.path.isdir(ipc_folder):
-        raise WorkloadError(codes.WORKLOAD_IPC_DIR_MISSING, "workload.conf ipc_folder %s is not a directory"
-                            % ipc_folder)
+        raise WorkloadError(
+            codes.WORKLOAD_IPC_DIR_MISSING, "workload.conf ipc_folder %s is not a directory" % ipc_folder
+        )
     timeout = _number(values.get("timeout"), "timeout", DEFAULT_TIMEOUT_S)
-    return WorkloadConfig(path, name, get("command_path"), values.get("credstring", "").strip(),
-                          get("linux_user", "root"), ipc_folder, timeout,
-                          _number(values.get("lock_wait"), "lock_wait", DEFAULT_LOCK_WAIT_S))
+    return WorkloadConfig(
+        path,
+        name,
+        get("command_path"),
+        values.get("credstring", "").strip(),
+        get("linux_user", "root"),
+        ipc_folder,
+        timeout,
+        _number(values.get("lock_wait"), "lock_wait", DEFAULT_LOCK_WAIT_S),
+    )
 
 
 def split_credentials(cred_string):
@@ -157,12 +178,12 @@ def take_option(words, i, short, long_names):
     w = words[i]
     for name in long_names:
         if w.startswith(name + "="):
-            return w[len(name) + 1:], i + 1
+            return w[len(name) + 1 :], i + 1
         if w == name and i + 1 < len(words):
             return words[i + 1], i + 2
     if short and w.startswith(short):
         if len(w) > len(short):
-            return w[len(short):], i + 1
+            return w[len(short) :], i + 1
         if i + 1 < len(words):
             return words[i + 1], i + 2
     return None, i
@@ -174,14 +195,17 @@ def parse_options(cred_string, table, prompts, hint):
     words, options, other, i = split_credentials(cred_string), {}, [], 0
     while i < len(words):
         if words[i] in prompts:
-            raise WorkloadError(codes.WORKLOAD_CONF_ERROR, "workload.conf credString: %s would prompt for a "
-                                "password; %s" % (words[i], hint))
+            raise WorkloadError(
+                codes.WORKLOAD_CONF_ERROR,
+                "workload.conf credString: %s would prompt for a password; %s" % (words[i], hint),
+            )
         for key, short, longs in table:
             value, nxt = take_option(words, i, short, longs)
             if nxt != i:
                 if "\n" in value or "\r" in value:
-                    raise WorkloadError(codes.WORKLOAD_CONF_ERROR, "workload.conf credString: a value contains a "
-                                        "line break")
+                    raise WorkloadError(
+                        codes.WORKLOAD_CONF_ERROR, "workload.conf credString: a value contains a line break"
+                    )
                 options[key], i = value, nxt
                 break
         else:
@@ -202,8 +226,11 @@ def find_client(wl, names, owner_uid=0):
                 if fd is not None:
                     os.close(fd)
                     return candidate
-    raise WorkloadError(codes.WORKLOAD_CONF_ERROR, "no database client (%s) found in %s" % (
-        " or ".join(names), wl.command_path or "/usr/local/bin, /usr/bin, /bin"))
+    raise WorkloadError(
+        codes.WORKLOAD_CONF_ERROR,
+        "no database client (%s) found in %s"
+        % (" or ".join(names), wl.command_path or "/usr/local/bin, /usr/bin, /bin"),
+    )
 
 
 class RunAs(object):
@@ -228,11 +255,18 @@ class RunAs(object):
                 os.setgroups([gid])
                 os.setgid(gid)
                 os.setuid(uid)
+
         return drop
 
     def env(self, extra=None):
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": self.home or "/",
-               "USER": self.name, "LOGNAME": self.name, "LANG": "C", "LC_ALL": "C"}
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+            "HOME": self.home or "/",
+            "USER": self.name,
+            "LOGNAME": self.name,
+            "LANG": "C",
+            "LC_ALL": "C",
+        }
         env.update(extra or {})
         return env
 
@@ -249,8 +283,10 @@ def scrub(text, secrets):
 def quiescer_for(wl):
     if wl.engine == "mysql":
         from .workload_mysql import MysqlQuiescer
+
         return MysqlQuiescer(wl)
     from .workload_postgres import PostgresQuiescer
+
     return PostgresQuiescer(wl)
 
 
@@ -332,8 +368,11 @@ class WorkloadStep(object):
             if frozen:
                 return codes.CONSISTENCY_FS, self.summary + " (a pre script failed: file-system consistent); "
             return consistency, self.summary + " (file systems not frozen, so not application-consistent); "
-        reason = "database step failed (code %s): %s" % (self.problem_code, self.problem) \
-            if self.problem_code else self.problem
+        reason = (
+            "database step failed (code %s): %s" % (self.problem_code, self.problem)
+            if self.problem_code
+            else self.problem
+        )
         return (codes.CONSISTENCY_FS if frozen else consistency), reason + "; "
 
 
@@ -351,8 +390,10 @@ def describe(cfg):
         return doc
     doc.update(configured=True, workload=wl.to_dict())
     if wl.engine == "mysql" and wl.timeout <= cfg.timeout:
-        doc["warning"] = ("workload.conf timeout (%g s) is not longer than [SnapshotThread] timeout (%g s): a job "
-                          "that stays frozen that long loses the lock before the thaw" % (wl.timeout, cfg.timeout))
+        doc["warning"] = (
+            "workload.conf timeout (%g s) is not longer than [SnapshotThread] timeout (%g s): a job "
+            "that stays frozen that long loses the lock before the thaw" % (wl.timeout, cfg.timeout)
+        )
     try:
         doc.update(quiescer_for(wl).check())
         doc["ok"] = True

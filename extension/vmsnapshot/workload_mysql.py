@@ -31,9 +31,14 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10
 STATEMENT_TIMEOUT_S = 30.0
-_OPTION_KEYS = (("user", "-u", ("--user",)), ("password", "-p", ("--password",)), ("host", "-h", ("--host",)),
-                ("port", "-P", ("--port",)), ("socket", "-S", ("--socket",)),
-                ("include", None, ("--defaults-file", "--defaults-extra-file")))
+_OPTION_KEYS = (
+    ("user", "-u", ("--user",)),
+    ("password", "-p", ("--password",)),
+    ("host", "-h", ("--host",)),
+    ("port", "-P", ("--port",)),
+    ("socket", "-S", ("--socket",)),
+    ("include", None, ("--defaults-file", "--defaults-extra-file")),
+)
 
 
 def parse_credentials(cred_string):
@@ -103,8 +108,10 @@ class ClientSession(object):
             ready = select.select([fd], [], [], max(0.0, left))[0] if left > 0 else []
             if not ready:
                 self.kill()
-                raise WorkloadError(codes.WORKLOAD_QUIESCE_TIMEOUT, "no answer from the database within %.0f s "
-                                    "(the session was closed)" % timeout_s)
+                raise WorkloadError(
+                    codes.WORKLOAD_QUIESCE_TIMEOUT,
+                    "no answer from the database within %.0f s (the session was closed)" % timeout_s,
+                )
             chunk = os.read(fd, 65536)
             if not chunk:
                 text = self.error_text()
@@ -185,8 +192,14 @@ class MysqlQuiescer(object):
             self._dir = None
 
     def argv(self, option_file):
-        return [self.client, "--defaults-extra-file=" + option_file, "--batch", "--skip-column-names",
-                "--unbuffered", "--connect-timeout=%d" % CONNECT_TIMEOUT_S] + self.extra
+        return [
+            self.client,
+            "--defaults-extra-file=" + option_file,
+            "--batch",
+            "--skip-column-names",
+            "--unbuffered",
+            "--connect-timeout=%d" % CONNECT_TIMEOUT_S,
+        ] + self.extra
 
     def _connect(self):
         """A session whose first round trip succeeded; the option file is gone when this returns."""
@@ -197,8 +210,9 @@ class MysqlQuiescer(object):
             self._remove_option_file()
             raise WorkloadError(codes.WORKLOAD_PRE_ERROR, "cannot start %s: %s" % (self.client, e.strerror or e))
         try:
-            rows = session.query("SELECT VERSION(), @@GLOBAL.read_only;", CONNECT_TIMEOUT_S + 5,
-                                 codes.WORKLOAD_CONNECTION_ERROR)
+            rows = session.query(
+                "SELECT VERSION(), @@GLOBAL.read_only;", CONNECT_TIMEOUT_S + 5, codes.WORKLOAD_CONNECTION_ERROR
+            )
         except WorkloadError:
             session.kill()
             raise
@@ -233,16 +247,23 @@ class MysqlQuiescer(object):
         """diagnose: connect, read version, role and privileges; never locks anything."""
         session = self._connect()
         try:
-            grants = " ".join(r[0] for r in session.query("SHOW GRANTS;", STATEMENT_TIMEOUT_S,
-                                                          codes.WORKLOAD_AUTH_MISSING))
+            grants = " ".join(
+                r[0] for r in session.query("SHOW GRANTS;", STATEMENT_TIMEOUT_S, codes.WORKLOAD_AUTH_MISSING)
+            )
             replica = self._replicating(session)
         finally:
             session.close()
         read_only_admin = ("SUPER", "READ_ONLY ADMIN", "READ ONLY ADMIN", "SYSTEM_VARIABLES_ADMIN")
         enough = "ALL PRIVILEGES" in grants or ("RELOAD" in grants and any(p in grants for p in read_only_admin))
-        return {"engine": self.engine, "version": self.version, "client": self.client, "reachable": True,
-                "role": "replica (replicating)" if replica else "primary", "privileges_sufficient": enough,
-                "would_do": "FLUSH TABLES WITH READ LOCK + SET GLOBAL read_only=ON across the freeze"}
+        return {
+            "engine": self.engine,
+            "version": self.version,
+            "client": self.client,
+            "reachable": True,
+            "role": "replica (replicating)" if replica else "primary",
+            "privileges_sufficient": enough,
+            "would_do": "FLUSH TABLES WITH READ LOCK + SET GLOBAL read_only=ON across the freeze",
+        }
 
     def prepare(self, selected_mountpoints):
         self.session = self._connect()
@@ -256,8 +277,10 @@ class MysqlQuiescer(object):
         if self.replica:
             self.watchdog.send("replica")  # from now on, undoing includes restarting replication
             s.query(stop, STATEMENT_TIMEOUT_S)
-        s.query("SET SESSION lock_wait_timeout = %d; FLUSH TABLES WITH READ LOCK;" % max(1, int(self.wl.lock_wait)),
-                self.wl.lock_wait + 5)
+        s.query(
+            "SET SESSION lock_wait_timeout = %d; FLUSH TABLES WITH READ LOCK;" % max(1, int(self.wl.lock_wait)),
+            self.wl.lock_wait + 5,
+        )
         self.locked_at = time.monotonic()
         # FLUSH ENGINE LOGS writes InnoDB's log buffer to disk: with innodb_flush_log_at_trx_commit 0 or 2,
         # commits acknowledged before the lock would otherwise be missing from the snapshot.
@@ -271,9 +294,13 @@ class MysqlQuiescer(object):
             gtid = s.query("SELECT @@GLOBAL.gtid_binlog_pos;", STATEMENT_TIMEOUT_S)
             if self.binlog and gtid and gtid[0][0]:
                 self.binlog += " gtid %s" % gtid[0][0]
-        log.info("%s %s locked (FLUSH TABLES WITH READ LOCK, read_only=ON%s); binary log position %s",
-                 self.engine, self.version, ", replication stopped" if self.replica else "",
-                 self.binlog or "none (binary log disabled)")
+        log.info(
+            "%s %s locked (FLUSH TABLES WITH READ LOCK, read_only=ON%s); binary log position %s",
+            self.engine,
+            self.version,
+            ", replication stopped" if self.replica else "",
+            self.binlog or "none (binary log disabled)",
+        )
 
     def release(self):
         """Right after the thaw. A session that died before this point means the lock did not cover the
@@ -282,21 +309,33 @@ class MysqlQuiescer(object):
             return ""
         s, start = self.session, self._replica_statements()[1]
         try:
-            s.query("SET GLOBAL read_only = %s; UNLOCK TABLES;" % ("ON" if self.read_only_before == "1" else "OFF"),
-                    STATEMENT_TIMEOUT_S, codes.WORKLOAD_POST_ERROR)
+            s.query(
+                "SET GLOBAL read_only = %s; UNLOCK TABLES;" % ("ON" if self.read_only_before == "1" else "OFF"),
+                STATEMENT_TIMEOUT_S,
+                codes.WORKLOAD_POST_ERROR,
+            )
         except WorkloadError as e:
             self.held_ms = None
-            raise WorkloadError(codes.WORKLOAD_STATUS_CHANGED, "the %s session holding the lock ended before the "
-                                "thaw (watchdog timeout %.0f s or server side): %s" % (
-                                    self.engine, self.wl.timeout, e.message))
+            raise WorkloadError(
+                codes.WORKLOAD_STATUS_CHANGED,
+                "the %s session holding the lock ended before the "
+                "thaw (watchdog timeout %.0f s or server side): %s" % (self.engine, self.wl.timeout, e.message),
+            )
         self.held_ms = (time.monotonic() - self.locked_at) * 1000
         if self.replica:
             s.query(start, STATEMENT_TIMEOUT_S, codes.WORKLOAD_POST_ERROR)
         self.watchdog.done()
-        return "%s %s: tables locked (FLUSH TABLES WITH READ LOCK, read_only) for %.0f ms across the freeze%s, " \
-               "binary log position %s" % (self.engine, self.version, self.held_ms,
-                                           ", replication stopped and restarted" if self.replica else "",
-                                           self.binlog or "none (binary log disabled)")
+        return (
+            "%s %s: tables locked (FLUSH TABLES WITH READ LOCK, read_only) for %.0f ms across the freeze%s, "
+            "binary log position %s"
+            % (
+                self.engine,
+                self.version,
+                self.held_ms,
+                ", replication stopped and restarted" if self.replica else "",
+                self.binlog or "none (binary log disabled)",
+            )
+        )
 
     def close(self):
         if self.session is not None:
@@ -317,12 +356,24 @@ class Watchdog(object):
     def start(self):
         q = self.q
         restore = "SET GLOBAL read_only = %s;" % ("ON" if q.read_only_before == "1" else "OFF")
-        self.proc = subp.start_session([sys.executable, "-B", "-s", "-m", "vmsnapshot.workload_watchdog"],
-                                       env=subp.runtime_env(), new_session=True, stderr=False)
-        spec = {"deadline_s": q.wl.timeout, "client_pid": q.session.proc.pid, "client": q.client,
-                "argv_tail": q.argv("")[2:], "options": option_file_text(q.options), "uid": q.run_as.uid,
-                "gid": q.run_as.gid, "env": q.run_as.env(), "undo": restore,
-                "undo_replica": q._replica_statements()[1]}
+        self.proc = subp.start_session(
+            [sys.executable, "-B", "-s", "-m", "vmsnapshot.workload_watchdog"],
+            env=subp.runtime_env(),
+            new_session=True,
+            stderr=False,
+        )
+        spec = {
+            "deadline_s": q.wl.timeout,
+            "client_pid": q.session.proc.pid,
+            "client": q.client,
+            "argv_tail": q.argv("")[2:],
+            "options": option_file_text(q.options),
+            "uid": q.run_as.uid,
+            "gid": q.run_as.gid,
+            "env": q.run_as.env(),
+            "undo": restore,
+            "undo_replica": q._replica_statements()[1],
+        }
         try:
             self.proc.stdin.write((json.dumps(spec) + "\n").encode("utf-8"))
             self.proc.stdin.flush()

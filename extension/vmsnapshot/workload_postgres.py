@@ -24,10 +24,21 @@ from .workload import RunAs, WorkloadError, find_client, parse_options, scrub
 log = logging.getLogger(__name__)
 
 STATEMENT_TIMEOUT_S = 60.0
-_ENV_KEYS = (("PGHOST", "-h", ("--host",)), ("PGPORT", "-p", ("--port",)), ("PGUSER", "-U", ("--username",)),
-             ("PGDATABASE", "-d", ("--dbname",)), ("PGPASSWORD", None, ("--password",)))
-_CONNINFO_KEYS = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "dbname": "PGDATABASE",
-                  "password": "PGPASSWORD", "sslmode": "PGSSLMODE"}
+_ENV_KEYS = (
+    ("PGHOST", "-h", ("--host",)),
+    ("PGPORT", "-p", ("--port",)),
+    ("PGUSER", "-U", ("--username",)),
+    ("PGDATABASE", "-d", ("--dbname",)),
+    ("PGPASSWORD", None, ("--password",)),
+)
+_CONNINFO_KEYS = {
+    "host": "PGHOST",
+    "port": "PGPORT",
+    "user": "PGUSER",
+    "dbname": "PGDATABASE",
+    "password": "PGPASSWORD",
+    "sslmode": "PGSSLMODE",
+}
 
 
 def parse_credentials(cred_string):
@@ -36,17 +47,26 @@ def parse_credentials(cred_string):
     for word in other:
         key, sep, value = word.partition("=")
         if not (sep and key.lower() in _CONNINFO_KEYS):
-            raise WorkloadError(codes.WORKLOAD_CONF_ERROR, "workload.conf credString: option %r is not understood "
-                                "for postgres (use -h, -p, -U, -d, password=)" % word[:20])
+            raise WorkloadError(
+                codes.WORKLOAD_CONF_ERROR,
+                "workload.conf credString: option %r is not understood "
+                "for postgres (use -h, -p, -U, -d, password=)" % word[:20],
+            )
         env[_CONNINFO_KEYS[key.lower()]] = value
     return env
 
 
 def classify(text, default_code):
     t = text.lower()
-    if "password authentication failed" in t or "permission denied" in t or "must be superuser" in t or \
-            "no password supplied" in t or "peer authentication failed" in t or "role \"" in t and \
-            "does not exist" in t:
+    if (
+        "password authentication failed" in t
+        or "permission denied" in t
+        or "must be superuser" in t
+        or "no password supplied" in t
+        or "peer authentication failed" in t
+        or 'role "' in t
+        and "does not exist" in t
+    ):
         return codes.WORKLOAD_AUTH_MISSING
     if "could not connect" in t or "connection to server" in t or "no such file or directory" in t:
         return codes.WORKLOAD_CONNECTION_ERROR
@@ -76,8 +96,13 @@ class PostgresQuiescer(object):
         argv = [self.client, "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-F", "\t"]
         env = self.run_as.env(dict(self.env, PGCONNECT_TIMEOUT="10", PGAPPNAME="vmsnapshot"))
         try:
-            out, _ = subp.run(argv, data=sql.encode("utf-8"), timeout=min(timeout, self.wl.timeout), env=env,
-                              preexec_fn=self.run_as.preexec())
+            out, _ = subp.run(
+                argv,
+                data=sql.encode("utf-8"),
+                timeout=min(timeout, self.wl.timeout),
+                env=env,
+                preexec_fn=self.run_as.preexec(),
+            )
         except subp.ProcessError as e:
             lines = e.stderr.decode("utf-8", "replace").strip().splitlines()
             lines = [line for line in lines if "FATAL" in line or "ERROR" in line] or lines[-1:]
@@ -87,10 +112,13 @@ class PostgresQuiescer(object):
         return [line.split("\t") for line in out.decode("utf-8", "replace").splitlines() if line]
 
     def _cluster(self):
-        rows = self.query("SELECT current_setting('server_version'), current_setting('data_directory'), "
-                          "pg_is_in_recovery();\n"
-                          "SELECT spcname, pg_tablespace_location(oid) FROM pg_tablespace "
-                          "WHERE pg_tablespace_location(oid) <> '';", codes.WORKLOAD_CONNECTION_ERROR)
+        rows = self.query(
+            "SELECT current_setting('server_version'), current_setting('data_directory'), "
+            "pg_is_in_recovery();\n"
+            "SELECT spcname, pg_tablespace_location(oid) FROM pg_tablespace "
+            "WHERE pg_tablespace_location(oid) <> '';",
+            codes.WORKLOAD_CONNECTION_ERROR,
+        )
         self.version, data_dir, recovery = rows[0][0].split()[0], rows[0][1], rows[0][2]
         self.standby = recovery == "t"
         wal = os.path.join(data_dir, "pg_wal" if int(self.version.split(".")[0]) >= 10 else "pg_xlog")
@@ -120,11 +148,16 @@ class PostgresQuiescer(object):
 
     def check(self):
         self.paths = self._cluster()
-        return {"engine": self.engine, "version": self.version, "client": self.client, "reachable": True,
-                "role": "standby" if self.standby else "primary",
-                "directories": dict((k, os.path.realpath(v)) for k, v in self.paths.items()),
-                "would_do": "CHECKPOINT before the freeze; application-consistent when every directory above "
-                            "is on a frozen file system"}
+        return {
+            "engine": self.engine,
+            "version": self.version,
+            "client": self.client,
+            "reachable": True,
+            "role": "standby" if self.standby else "primary",
+            "directories": dict((k, os.path.realpath(v)) for k, v in self.paths.items()),
+            "would_do": "CHECKPOINT before the freeze; application-consistent when every directory above "
+            "is on a frozen file system",
+        }
 
     def prepare(self, selected_mountpoints):
         self.paths = self._cluster()
@@ -132,9 +165,11 @@ class PostgresQuiescer(object):
         if selected_mountpoints is None:
             self.consistency_problem = "PostgreSQL %s: the file systems are not frozen" % self.version
         elif missing:
-            self.consistency_problem = "PostgreSQL %s: not every file system of the cluster is frozen " \
-                "together (%s not in the freeze plan): file-system consistency only" % (
-                    self.version, ", ".join("%s %s" % m for m in missing))
+            self.consistency_problem = (
+                "PostgreSQL %s: not every file system of the cluster is frozen "
+                "together (%s not in the freeze plan): file-system consistency only"
+                % (self.version, ", ".join("%s %s" % m for m in missing))
+            )
         if self.consistency_problem:
             log.warning("%s", self.consistency_problem)
 
@@ -142,15 +177,24 @@ class PostgresQuiescer(object):
         t = time.monotonic()
         self.query("CHECKPOINT;")
         self.checkpoint_ms = (time.monotonic() - t) * 1000
-        log.info("PostgreSQL %s: CHECKPOINT took %.0f ms; cluster directories: %s", self.version,
-                 self.checkpoint_ms, ", ".join("%s %s" % (k, os.path.realpath(v)) for k, v in
-                                               sorted(self.paths.items())))
+        log.info(
+            "PostgreSQL %s: CHECKPOINT took %.0f ms; cluster directories: %s",
+            self.version,
+            self.checkpoint_ms,
+            ", ".join("%s %s" % (k, os.path.realpath(v)) for k, v in sorted(self.paths.items())),
+        )
 
     def release(self):
-        return "PostgreSQL %s%s: CHECKPOINT (%.0f ms) before the freeze; data directory, WAL%s frozen together " \
-               "(restore: ordinary crash recovery)" % (
-                   self.version, " standby" if self.standby else "", self.checkpoint_ms or 0.0,
-                   " and %d tablespace(s)" % (len(self.paths) - 2) if len(self.paths) > 2 else "")
+        return (
+            "PostgreSQL %s%s: CHECKPOINT (%.0f ms) before the freeze; data directory, WAL%s frozen together "
+            "(restore: ordinary crash recovery)"
+            % (
+                self.version,
+                " standby" if self.standby else "",
+                self.checkpoint_ms or 0.0,
+                " and %d tablespace(s)" % (len(self.paths) - 2) if len(self.paths) > 2 else "",
+            )
+        )
 
     def close(self):
         pass

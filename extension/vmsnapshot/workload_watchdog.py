@@ -47,9 +47,17 @@ def _undo(spec, replica):
                 os.setgroups([gid])
                 os.setgid(gid)
                 os.setuid(uid)
+
         sql = spec["undo"] + ("\n" + spec["undo_replica"] if replica else "") + "\n"
-        subp.run([spec["client"], "--defaults-extra-file=" + path] + spec["argv_tail"], data=sql.encode("utf-8"),
-                 env=spec["env"], preexec_fn=drop, timeout=30, cwd="/", check=False)
+        subp.run(
+            [spec["client"], "--defaults-extra-file=" + path] + spec["argv_tail"],
+            data=sql.encode("utf-8"),
+            env=spec["env"],
+            preexec_fn=drop,
+            timeout=30,
+            cwd="/",
+            check=False,
+        )
     except (OSError, subp.ProcessError):
         pass
     finally:

@@ -24,9 +24,7 @@ def main(argv=None):
     ap.add_argument("--resource-groups", type=int, default=3)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--unprotected", type=int, default=None, help="unprotected VMs (default: 10%%)")
-    ap.add_argument(
-        "--undiscovered", type=int, default=0, help="unprotected VMs visible only after a refresh"
-    )
+    ap.add_argument("--undiscovered", type=int, default=0, help="unprotected VMs visible only after a refresh")
     ap.add_argument("--fail-enable", type=int, default=0, help="unprotected VMs whose enable fails")
     ap.add_argument("--latency-ms", type=float, default=0.0)
     ap.add_argument("--throttle-every", type=int, default=0)

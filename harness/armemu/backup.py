@@ -51,9 +51,7 @@ def policy_resource(v, pol):
 
 
 def item_path(v, vm):
-    return (
-        f"{v.id}/backupFabrics/Azure/protectionContainers/{vm.container_name}/protectedItems/{vm.item_name}"
-    )
+    return f"{v.id}/backupFabrics/Azure/protectionContainers/{vm.container_name}/protectedItems/{vm.item_name}"
 
 
 def protected_item_resource(v, it):
@@ -85,8 +83,7 @@ def protected_item_resource(v, it):
 
 def protectable_item_resource(v, vm):
     return {
-        "id": f"{v.id}/backupFabrics/Azure/protectionContainers/{vm.container_name}"
-        f"/protectableItems/{vm.item_name}",
+        "id": f"{v.id}/backupFabrics/Azure/protectionContainers/{vm.container_name}/protectableItems/{vm.item_name}",
         "name": vm.item_name,
         "type": "Microsoft.RecoveryServices/vaults/backupFabrics/protectionContainers/protectableItems",
         "properties": {
@@ -259,9 +256,7 @@ def register(router):
     def get_policy(req, v):
         pol = v.policies.get(req.params["policy"].lower())
         if pol is None:
-            return arm_error(
-                404, "BMSUserErrorPolicyNotFound", "Policy not found. Please provide a valid policy name."
-            )
+            return arm_error(404, "BMSUserErrorPolicyNotFound", "Policy not found. Please provide a valid policy name.")
         return json_response(policy_resource(v, pol))
 
     router.add("GET", V + "/backupPolicies/{policy}", get_policy)
@@ -270,9 +265,7 @@ def register(router):
     def put_policy(req, v):
         props = (req.body or {}).get("properties") or {}
         if str(props.get("backupManagementType", "")).lower() != "azureiaasvm":
-            return arm_error(
-                400, "BMSUserErrorInvalidPolicyInput", "backupManagementType must be AzureIaasVM."
-            )
+            return arm_error(400, "BMSUserErrorInvalidPolicyInput", "backupManagementType must be AzureIaasVM.")
         props = {k: val for k, val in props.items() if k != "protectedItemsCount"}
         name = req.params["policy"]
         pol = v.policies.get(name.lower())
@@ -315,9 +308,7 @@ def register(router):
         vms = [
             vm
             for vm in est.vms_in(v.subscription)
-            if vm.discovered
-            and vm.location.lower() == v.location.lower()
-            and est.protecting_vault(vm) is None
+            if vm.discovered and vm.location.lower() == v.location.lower() and est.protecting_vault(vm) is None
         ]
         return paged(req, vms, shape=lambda vm: protectable_item_resource(v, vm))
 
@@ -363,9 +354,7 @@ def register(router):
         if op is None:
             return arm_error(404, "BMSUserErrorOperationNotFound", "Operation not found.")
         body = _advance(v, op)
-        headers = (
-            {"Retry-After": str(req.emu.knobs.lro_retry_after)} if body["status"] == "InProgress" else {}
-        )
+        headers = {"Retry-After": str(req.emu.knobs.lro_retry_after)} if body["status"] == "InProgress" else {}
         return json_response(body, **headers)
 
     router.add("GET", ITEM + "/operationsStatus/{op}", item_op_status)
@@ -446,9 +435,7 @@ def _configure(req, v):
         want_c.endswith(f";{vm.resource_group};{vm.name}".lower())
         and want_i.endswith(f";{vm.resource_group};{vm.name}".lower())
     ):
-        return arm_error(
-            400, "BMSUserErrorContainerNameMismatch", "Container or item name does not match the VM."
-        )
+        return arm_error(400, "BMSUserErrorContainerNameMismatch", "Container or item name does not match the VM.")
     existing = v.items.get(vm.id.lower())
     if props.get("protectionState") == "ProtectionStopped":
         if existing is None:
@@ -459,13 +446,8 @@ def _configure(req, v):
         return Response(202, None, _async_headers(req, op, item_path(v, vm)))
     policy_id = str(props.get("policyId", ""))
     pol_name = policy_id.rsplit("/", 1)[-1]
-    if (
-        not policy_id.lower().startswith(v.id.lower() + "/backuppolicies/")
-        or pol_name.lower() not in v.policies
-    ):
-        return arm_error(
-            404, "BMSUserErrorPolicyNotFound", f"Policy '{policy_id}' not found in vault {v.name}."
-        )
+    if not policy_id.lower().startswith(v.id.lower() + "/backuppolicies/") or pol_name.lower() not in v.policies:
+        return arm_error(404, "BMSUserErrorPolicyNotFound", f"Policy '{policy_id}' not found in vault {v.name}.")
     if vm.location.lower() != v.location.lower():
         return arm_error(
             400,
@@ -474,9 +456,7 @@ def _configure(req, v):
         )
     other = est.protecting_vault(vm)
     if other is not None and other is not v:
-        return arm_error(
-            400, "UserErrorVmAlreadyProtected", f"The VM is already protected by vault {other.name}."
-        )
+        return arm_error(400, "UserErrorVmAlreadyProtected", f"The VM is already protected by vault {other.name}.")
     if existing is None and v.policy_count(pol_name) >= 1000:
         return arm_error(
             400,

@@ -153,9 +153,7 @@ def register(router):
         with est.lock:
             return paged(req, est.vms_in(req.params["sub"]), shape=_listed)
 
-    @router.route(
-        "GET", "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines"
-    )
+    @router.route("GET", "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines")
     def list_rg(req):
         est = req.emu.estate
         if req.params["sub"].lower() not in est.subscriptions:
@@ -179,9 +177,7 @@ def register(router):
     def list_extensions(req):
         with req.emu.estate.lock:
             vm, err = lookup_vm(req)
-            return err or json_response(
-                {"value": [extension_resource(vm, e, _expand(req)) for e in vm.extensions]}
-            )
+            return err or json_response({"value": [extension_resource(vm, e, _expand(req)) for e in vm.extensions]})
 
     @router.route("GET", VM_BASE + "/extensions/{ext}")
     def get_extension(req):

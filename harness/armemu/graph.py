@@ -25,9 +25,7 @@ from .state import iso
 # A literal in the parsed query: its index between two NULs (NUL cannot occur in KQL text).
 _LIT = r"\x00(\d+)\x00"
 _LIST = r"\(\s*((?:" + _LIT + r"\s*,?\s*)*)\)"
-_TOKEN = re.compile(
-    r"(?P<lit>'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\")|(?P<comment>//[^\n]*)", re.DOTALL
-)
+_TOKEN = re.compile(r"(?P<lit>'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\")|(?P<comment>//[^\n]*)", re.DOTALL)
 _UNESCAPE = {"n": "\n", "r": "\r", "t": "\t"}
 
 
@@ -84,9 +82,7 @@ def _extension_filter(parsed):
     types = re.search(r"properties\.type\)\s+in~\s+" + _LIST, parsed.code, re.IGNORECASE)
     pubs = set(parsed.strings(pubs.group(1))) if pubs else None
     types = set(parsed.strings(types.group(1))) if types else None
-    return lambda e: (
-        (pubs is None or e.publisher.lower() in pubs) and (types is None or e.type.lower() in types)
-    )
+    return lambda e: (pubs is None or e.publisher.lower() in pubs) and (types is None or e.type.lower() in types)
 
 
 def vm_extension_rows(est, subs, parsed):

@@ -73,9 +73,7 @@ def register(router):
     @router.route("*", "/msi/token")
     def msi_token(req):
         # App Service style (X-IDENTITY-HEADER) and the older MSI_SECRET style (secret header) both work.
-        if not (
-            req.headers.get("x-identity-header") or req.headers.get("secret") or req.headers.get("metadata")
-        ):
+        if not (req.headers.get("x-identity-header") or req.headers.get("secret") or req.headers.get("metadata")):
             return arm_error(400, "invalid_request", "Required header X-IDENTITY-HEADER is missing")
         resource = req.query.get("resource") or ARM_AUDIENCE
         token, exp = make_jwt(req.emu.estate.tenant_id, resource)
@@ -93,9 +91,7 @@ def register(router):
     def list_subscriptions(req):
         est = req.emu.estate
         with est.lock:
-            return json_response(
-                {"value": [_subscription(est, s, n) for s, n in sorted(est.subscriptions.items())]}
-            )
+            return json_response({"value": [_subscription(est, s, n) for s, n in sorted(est.subscriptions.items())]})
 
     @router.route("GET", "/subscriptions/{sub}")
     def get_subscription(req):

@@ -232,9 +232,7 @@ class ArmEmulator:
                 left = max(0, quota - used)
                 resets = max(0, 5 - (now - wstart))
                 headers["x-ms-user-quota-remaining"] = str(left)
-                headers["x-ms-user-quota-resets-after"] = time.strftime(
-                    "%H:%M:%S", time.gmtime(resets + 0.999)
-                )
+                headers["x-ms-user-quota-resets-after"] = time.strftime("%H:%M:%S", time.gmtime(resets + 0.999))
                 if self.knobs.graph_quota and used > quota:
                     return arm_error(
                         429,

@@ -210,14 +210,12 @@ class Estate:
     # -- lookups --------------------------------------------------------------------------------------
     def vm(self, sub, rg, name) -> Optional[VM]:
         return self.vms.get(
-            f"/subscriptions/{sub}/resourcegroups/{rg}/providers/microsoft.compute/"
-            f"virtualmachines/{name}".lower()
+            f"/subscriptions/{sub}/resourcegroups/{rg}/providers/microsoft.compute/virtualmachines/{name}".lower()
         )
 
     def vault(self, sub, rg, name) -> Optional[Vault]:
         return self.vaults.get(
-            f"/subscriptions/{sub}/resourcegroups/{rg}/providers/microsoft.recoveryservices/"
-            f"vaults/{name}".lower()
+            f"/subscriptions/{sub}/resourcegroups/{rg}/providers/microsoft.recoveryservices/vaults/{name}".lower()
         )
 
     def vms_in(self, sub, rg=None):

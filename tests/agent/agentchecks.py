@@ -4,14 +4,24 @@ import pytest
 
 from harness.guestagent import extension_status, handler_status
 
-STATUS_INVALID = 1012          # the agent's PluginSettingsStatusInvalid
+STATUS_INVALID = 1012  # the agent's PluginSettingsStatusInvalid
 # Microsoft's shipped VMSnapshotScriptPluginConfig.json with no script configured.
-NO_SCRIPTS = {"pluginName": "ScriptRunner", "preScriptLocation": "", "postScriptLocation": "",
-              "preScriptParams": [], "postScriptParams": [], "preScriptNoOfRetries": 0, "postScriptNoOfRetries": 0,
-              "timeoutInSeconds": 30, "continueBackupOnFailure": True, "fsFreezeEnabled": True}
+NO_SCRIPTS = {
+    "pluginName": "ScriptRunner",
+    "preScriptLocation": "",
+    "postScriptLocation": "",
+    "preScriptParams": [],
+    "postScriptParams": [],
+    "preScriptNoOfRetries": 0,
+    "postScriptNoOfRetries": 0,
+    "timeoutInSeconds": 30,
+    "continueBackupOnFailure": True,
+    "fsFreezeEnabled": True,
+}
 # The agent's own code (written for Python 2.6 to 3.x) is noisy under 3.11; our code's warnings still show.
-QUIET_AGENT = pytest.mark.filterwarnings("ignore::DeprecationWarning:azurelinuxagent",
-                                         "ignore:invalid escape sequence:DeprecationWarning")
+QUIET_AGENT = pytest.mark.filterwarnings(
+    "ignore::DeprecationWarning:azurelinuxagent", "ignore:invalid escape sequence:DeprecationWarning"
+)
 
 
 def assert_reported_as_written(vm, status, version, seq):
@@ -30,8 +40,9 @@ def assert_reported_as_written(vm, status, version, seq):
         assert ext[key] == ours[key], "agent reported %s=%r, the status file says %r" % (key, ext[key], ours[key])
     # The agent keeps only the message text: it stamps lang "en-US" on everything it reports upward.
     assert ext["formattedMessage"] == {"lang": "en-US", "message": ours["formattedMessage"]["message"]}
-    assert [(s["name"], s["status"], s["code"], s["formattedMessage"]["message"]) for s in ext.get("substatus") or []] \
-        == [(s["name"], s["status"], s["code"], s["formattedMessage"]["message"]) for s in ours.get("substatus") or []]
+    assert [
+        (s["name"], s["status"], s["code"], s["formattedMessage"]["message"]) for s in ext.get("substatus") or []
+    ] == [(s["name"], s["status"], s["code"], s["formattedMessage"]["message"]) for s in ours.get("substatus") or []]
     return ext
 
 
@@ -39,5 +50,6 @@ def assert_no_status_error(vm):
     for upload in vm.wireserver.status_uploads:
         for entry in upload["aggregateStatus"]["handlerAggregateStatus"]:
             ext = ((entry.get("runtimeSettingsStatus") or {}).get("settingsStatus") or {}).get("status") or {}
-            assert STATUS_INVALID not in (entry.get("code"), ext.get("code")), \
+            assert STATUS_INVALID not in (entry.get("code"), ext.get("code")), (
                 "the agent could not parse our status file: %r" % entry
+            )

@@ -25,16 +25,21 @@ CORE_ONLY = {"upstream-2.15-py3.13"}
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "agent_full: runs on the full-matrix agents only, not on %s" % (
-        ", ".join(sorted(CORE_ONLY))))
+    config.addinivalue_line(
+        "markers", "agent_full: runs on the full-matrix agents only, not on %s" % (", ".join(sorted(CORE_ONLY)))
+    )
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
         combo = getattr(getattr(item, "callspec", None), "params", {}).get("agent_combo")
         if combo is not None and combo.id in CORE_ONLY and item.get_closest_marker("agent_full"):
-            item.add_marker(pytest.mark.skip(reason="%s runs the core subset; the full lifecycle runs on %s" % (
-                combo.id, ", ".join(c.id for c in MATRIX if c.id not in CORE_ONLY))))
+            item.add_marker(
+                pytest.mark.skip(
+                    reason="%s runs the core subset; the full lifecycle runs on %s"
+                    % (combo.id, ", ".join(c.id for c in MATRIX if c.id not in CORE_ONLY))
+                )
+            )
 
 
 @pytest.fixture(scope="session", params=MATRIX, ids=[c.id for c in MATRIX])

@@ -54,13 +54,19 @@ def test_fast_track_only_for_an_agent_that_advertises_it(host):
     host.status_uploads.append({"supportedFeatures": [{"Key": "FastTrack", "Value": "1.0"}]})
     fast = host.publish(settings(1))
     assert fast.source == FAST_TRACK and host.incarnation == 1, "FastTrack must leave the WireServer alone"
-    assert 'seqNo="0"' in extensions_config(host) and 'inSvdSeqNo="%d"' % fabric.in_svd_seq_no in \
-        extensions_config(host)
+    assert 'seqNo="0"' in extensions_config(host) and 'inSvdSeqNo="%d"' % fabric.in_svd_seq_no in extensions_config(
+        host
+    )
     assert json.loads(get_vm_settings(host).read())["extensionGoalStatesSource"] == FAST_TRACK
     assert fast.created_on_ticks > fabric.created_on_ticks  # the agent takes the most recent of the two
     assert host.documents_carrying(fast) == ["vmSettings"]
-    assert host.supplied({"aggregateStatus": {"vmArtifactsAggregateStatus": {"goalStateAggregateStatus": {
-        "inSvdSeqNo": fast.in_svd_seq_no}}}}) == ("vmSettings", fast)
+    assert host.supplied(
+        {
+            "aggregateStatus": {
+                "vmArtifactsAggregateStatus": {"goalStateAggregateStatus": {"inSvdSeqNo": fast.in_svd_seq_no}}
+            }
+        }
+    ) == ("vmSettings", fast)
 
 
 def test_a_host_without_vm_settings(host):

@@ -35,9 +35,10 @@ def knows_fast_track(vm):
 
 
 def describe(vm, seq, held, doc):
-    print("agent %s on Python %s: seq %d supplied by %s (host sent it as %s; the agent holds %s, id %s)" % (
-        vm.agent.version, vm.agent.python_version, seq, doc, vm.publication.source, held["parsed_from"],
-        held["id"]))
+    print(
+        "agent %s on Python %s: seq %d supplied by %s (host sent it as %s; the agent holds %s, id %s)"
+        % (vm.agent.version, vm.agent.python_version, seq, doc, vm.publication.source, held["parsed_from"], held["id"])
+    )
 
 
 def test_the_first_goal_state_comes_from_the_wireserver(vm):
@@ -81,7 +82,10 @@ def test_a_new_sequence_number_takes_the_agents_path(vm):
         assert doc == "vmSettings" and vm.wireserver.documents_carrying(publication) == ["vmSettings"]
         assert vm.wireserver.incarnation == incarnation, "a FastTrack goal state must not touch the WireServer"
         assert (held["parsed_from"], held["source"], held["id"]) == (
-            FROM_VM_SETTINGS, FAST_TRACK, "etag_" + publication.etag), held
+            FROM_VM_SETTINGS,
+            FAST_TRACK,
+            "etag_" + publication.etag,
+        ), held
     else:
         assert publication.source == FABRIC
         assert doc == "extensionsConfig" and vm.wireserver.incarnation == incarnation + 1
@@ -96,8 +100,10 @@ def test_a_fast_track_goal_state_with_a_new_sequence_number_starts_exactly_one_j
     if "new-seq" not in vm.passed:
         pytest.skip("needs the previous phase")
     if not knows_fast_track(vm):
-        pytest.skip("agent %s does not advertise FastTrack, so the host sends it no FastTrack goal state "
-                    "(see test_2_7_3_does_not_act_on_a_fast_track_only_goal_state)" % vm.agent.version)
+        pytest.skip(
+            "agent %s does not advertise FastTrack, so the host sends it no FastTrack goal state "
+            "(see test_2_7_3_does_not_act_on_a_fast_track_only_goal_state)" % vm.agent.version
+        )
     first = vm.versions[0]
     before = vm.snapshot_count()
     publication = vm.publish(first, 2, vm.handler_settings(2))
@@ -134,8 +140,10 @@ def test_2_7_3_does_not_act_on_a_fast_track_only_goal_state(vm):
     started = time.monotonic()
     held = vm.agent.process_goal_state()
     took = time.monotonic() - started
-    print("2.7.3 on a FastTrack-only goal state: %.1f s, ran=%s, holds %s %s" % (
-        took, held["ran"], held["parsed_from"], held["id"]))
+    print(
+        "2.7.3 on a FastTrack-only goal state: %.1f s, ran=%s, holds %s %s"
+        % (took, held["ran"], held["parsed_from"], held["id"])
+    )
     assert "vmSettings" in vm.wireserver.documents_carrying(publication), "2.7.3 did not even fetch vmSettings"
     assert took >= 5, "2.7.3 retries a vmSettings/ExtensionsConfig mismatch after its 6 s goal-state period"
     assert held["ran"] is False and vm.new_commands() == []

@@ -61,7 +61,9 @@ def test_the_matrix_names_every_combination_and_why_one_is_missing(tmp_path, mon
     if sys.version_info[:2] == (3, 11):
         assert (debian.package_root, debian.python, debian.missing) == (
             os.path.join(str(tmp_path), "waagent-2.7.3.0-4.1", "usr", "lib", "python3", "dist-packages"),
-            sys.executable, None)
+            sys.executable,
+            None,
+        )
 
 
 def test_waagent_dir_replaces_the_matrix(tmp_path, monkeypatch):

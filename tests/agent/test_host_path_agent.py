@@ -19,11 +19,16 @@ def test_trusted_launch_job_goes_to_the_host_through_the_agent(agent_vm):
     first = vm.versions[0]
     with HostService(vm.disks.azurite, vm.disks.container, {-1: "disk0.vhd", 0: "disk1.vhd"}) as host:
         safe_config(vm.runtime_config, vm.work, host_endpoint=host.endpoint)
-        obj = {"backupMetadata": [{"Key": "BackupTaskId", "Value": "task-0"}],
-               "includedDisks": {"dataDiskLunList": [0], "isOSDiskIncluded": True, "isVmgsBlobIncluded": True},
-               "snapshotTaskToken": vm.disks.task_token}
-        settings = vm.handler_settings(0, public=vm.disks.public(0, objectStr=b64json(obj)),
-                                       private=vm.disks.private(objectStr=b64json({"blobSASUri": []})))
+        obj = {
+            "backupMetadata": [{"Key": "BackupTaskId", "Value": "task-0"}],
+            "includedDisks": {"dataDiskLunList": [0], "isOSDiskIncluded": True, "isVmgsBlobIncluded": True},
+            "snapshotTaskToken": vm.disks.task_token,
+        }
+        settings = vm.handler_settings(
+            0,
+            public=vm.disks.public(0, objectStr=b64json(obj)),
+            private=vm.disks.private(objectStr=b64json({"blobSASUri": []})),
+        )
         vm.publish(first, 0, settings)
         vm.agent.start()
         vm.agent.process_goal_state()

@@ -15,7 +15,7 @@ from agentchecks import QUIET_AGENT, assert_no_status_error, assert_reported_as_
 
 from harness.guestagent import extension_status
 
-SUCCESS_APP_CONSISTENT = 0     # codes.SUCCESS_APP_CONSISTENT: the pre-snapshot hook ran and succeeded
+SUCCESS_APP_CONSISTENT = 0  # codes.SUCCESS_APP_CONSISTENT: the pre-snapshot hook ran and succeeded
 SLOW_SECONDS = 30
 # Every call is logged; the quiesce step is slow only while the flag file exists (the first job).
 QUIESCE_HOOK = """#!/bin/sh
@@ -81,8 +81,13 @@ def test_the_update_cancels_the_running_job(run):
     vm = run.vm
     assert run.first_commands == [(run.old, "install"), (run.old, "enable")]
     assert run.in_flight["status"] == "transitioning", "the job should still be in its hook: %r" % run.in_flight
-    assert run.update_commands == [(run.old, "disable"), (run.new, "update"), (run.old, "uninstall"),
-                                   (run.new, "install"), (run.new, "enable")]
+    assert run.update_commands == [
+        (run.old, "disable"),
+        (run.new, "update"),
+        (run.old, "uninstall"),
+        (run.new, "install"),
+        (run.new, "enable"),
+    ]
     assert run.update_seconds < SLOW_SECONDS, "the update waited for the job instead of cancelling it"
     print("cancelled job: code %s, %s" % (run.cancelled["code"], run.cancelled["formattedMessage"]["message"]))
     assert run.cancelled["status"] == "error", run.cancelled
@@ -104,5 +109,6 @@ def test_a_cancelled_quiesce_is_stopped_and_undone(run):
     with open(run.hook_log) as f:
         calls = [line for line in f.read().split("\n") if line]
     print("hook calls: %r" % calls)
-    assert calls.count("thaw end") == calls.count("freeze start"), \
+    assert calls.count("thaw end") == calls.count("freeze start"), (
         "every quiesce (freeze) that was started must be undone (thaw): %r" % calls
+    )

@@ -21,7 +21,7 @@ from harness.fasttrack import FABRIC, FAST_TRACK, advertises_fast_track
 from harness.guestagent import extension_status, handler_status
 from harness.secretscan import files_containing, sas_signatures
 
-SUCCESS_CRASH_CONSISTENT = 1   # codes.SUCCESS: every disk snapshotted, nothing frozen
+SUCCESS_CRASH_CONSISTENT = 1  # codes.SUCCESS: every disk snapshotted, nothing frozen
 BAD_PARAMETER = 11
 EVENT_KEYS = ("Version", "Timestamp", "TaskName", "EventLevel", "Message", "EventPid", "EventTid", "OperationId")
 EVENT_LEVELS = ("Critical", "Error", "Warning", "Verbose", "Informational", "LogAlways")
@@ -59,8 +59,9 @@ def test_install_and_enable_runs_one_snapshot_job(vm):
     status = vm.wait_terminal(0)
     ext = assert_reported_as_written(vm, status, first, 0)
     assert (ext["status"], ext["code"]) == ("success", SUCCESS_CRASH_CONSISTENT), ext
-    assert len(vm.snapshots_of_task("task-0")) == len(vm.disks.disk_names), \
+    assert len(vm.snapshots_of_task("task-0")) == len(vm.disks.disk_names), (
         "expected one snapshot per disk: %r" % vm.disks.snapshots()
+    )
     assert vm.snapshot_count() == len(vm.disks.disk_names)
 
     base = vm.handler_dir(first)
@@ -68,9 +69,12 @@ def test_install_and_enable_runs_one_snapshot_job(vm):
     assert henv[0]["handlerEnvironment"]["statusFolder"] == os.path.join(base, "status")
     # How the agent itself reads our manifest (2.7.3 uses plain truthiness: the string "false" would be True).
     manifest = vm.agent.read_manifest(base)
-    assert manifest == {"is_report_heartbeat": False,   # so no heartbeat.log is owed
-                        "is_continue_on_update_failure": False, "supports_multiple_extensions": False,
-                        "is_update_with_install": True}
+    assert manifest == {
+        "is_report_heartbeat": False,  # so no heartbeat.log is owed
+        "is_continue_on_update_failure": False,
+        "supports_multiple_extensions": False,
+        "is_update_with_install": True,
+    }
     assert os.path.exists(os.path.join(base, "config", "0.settings"))
     assert read(os.path.join(base, "config", "HandlerState")).strip() == "Enabled"
     assert read(os.path.join(base, "mrseq")).strip() == "0"
@@ -89,7 +93,10 @@ def test_same_goal_state_again_runs_no_second_job(vm):
         status = vm.agent.report()
         ext = assert_reported_as_written(vm, status, first, 0)
         assert (ext["status"], ext["code"], ext["formattedMessage"]) == (
-            reported_before["status"], reported_before["code"], reported_before["formattedMessage"])
+            reported_before["status"],
+            reported_before["code"],
+            reported_before["formattedMessage"],
+        )
     assert vm.snapshot_count() == before, "enable on the same sequence number took new snapshots"
     vm.passed.add("same-seq")
 
@@ -98,7 +105,7 @@ def test_agent_restart_runs_no_second_job(vm):
     require(vm, "enable")
     first = vm.versions[0]
     before = vm.snapshot_count()
-    vm.restart_agent()          # a new transport certificate, the same goal state
+    vm.restart_agent()  # a new transport certificate, the same goal state
     vm.agent.process_goal_state()
     assert vm.new_commands() == [(first, "enable")], "a starting agent enables every handler again"
     time.sleep(2)
@@ -130,8 +137,10 @@ def test_upgrade_follows_the_agent_update_order(vm):
     before = vm.snapshot_count()
     ran = vm.deliver(new, 2, vm.handler_settings(2))
     assert ran == [(old, "disable"), (new, "update"), (old, "uninstall"), (new, "install"), (new, "enable")]
-    update_env = re.search(r"Executing command: \S+-%s/\S+ update with environment variables: (\{.*\})"
-                           % re.escape(new), vm.agent.command_log(vm.handler))
+    update_env = re.search(
+        r"Executing command: \S+-%s/\S+ update with environment variables: (\{.*\})" % re.escape(new),
+        vm.agent.command_log(vm.handler),
+    )
     assert json.loads(update_env.group(1))["AZURE_GUEST_AGENT_UPDATING_FROM_VERSION"] == old
 
     status = vm.wait_terminal(2)
@@ -171,8 +180,7 @@ def test_chinese_status_passes_through_the_agent(vm):
     require(vm, "upgrade")
     new = vm.versions[-1]
     before = vm.snapshot_count()
-    assert vm.deliver(new, 4, vm.handler_settings(4, public=vm.disks.public(4, locale="zh-cn"))) == [
-        (new, "enable")]
+    assert vm.deliver(new, 4, vm.handler_settings(4, public=vm.disks.public(4, locale="zh-cn"))) == [(new, "enable")]
     ext = assert_reported_as_written(vm, vm.wait_terminal(4), new, 4)
     assert (ext["status"], ext["code"]) == ("success", SUCCESS_CRASH_CONSISTENT), ext
     assert vm.status_file(new, 4)[0]["status"]["formattedMessage"]["lang"] == "zh-CN"
@@ -271,10 +279,19 @@ def test_every_request_was_answered(vm):
     ws = vm.wireserver
     sources = [p.source for p in ws.publications]
     via_plugin = [u for _, u in ws.requests if u.endswith("/extensionArtifact")]
-    print("agent %s on Python %s drove %d requests, %d status uploads; goal states sent as %s; vmSettings "
-          "answered 304 %d times; %d artifact downloads through the HostGAPlugin" % (
-              vm.agent.version, vm.agent.python_version, len(ws.requests), len(ws.status_uploads), sources,
-              ws.not_modified, len(via_plugin)))
+    print(
+        "agent %s on Python %s drove %d requests, %d status uploads; goal states sent as %s; vmSettings "
+        "answered 304 %d times; %d artifact downloads through the HostGAPlugin"
+        % (
+            vm.agent.version,
+            vm.agent.python_version,
+            len(ws.requests),
+            len(ws.status_uploads),
+            sources,
+            ws.not_modified,
+            len(via_plugin),
+        )
+    )
     # The host sends FastTrack to an agent that advertised it: for 2.15 every phase after the first ran that way.
     expected = FAST_TRACK if advertises_fast_track(ws.last_status) else FABRIC
     assert sources[0] == FABRIC and set(sources[1:]) == {expected}, sources

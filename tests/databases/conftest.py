@@ -53,8 +53,11 @@ def mariadb(loops):
 @pytest.fixture
 def postgres(loops):
     data, wal = loops.make("pg-data"), loops.make("pg-wal")
-    server = databases.Postgres(os.path.join(data.mountpoint, "cluster"), os.path.join(wal.mountpoint, "pg_wal"),
-                                os.path.join(loops.base, "pg-run"))
+    server = databases.Postgres(
+        os.path.join(data.mountpoint, "cluster"),
+        os.path.join(wal.mountpoint, "pg_wal"),
+        os.path.join(loops.base, "pg-run"),
+    )
     server.filesystems = [data, wal]
     try:
         server.install().start().create_bank()
@@ -75,6 +78,7 @@ def make_vm(tmp_path, azurite, tenant, built_zip, tls, monkeypatch):
             kw["python"] = interpreter_or_skip(kw["python"])
         made.append(mounts)
         return DbVm(str(tmp_path / ("vm%d" % len(made))), azurite, tenant, built_zip, tls, mounts, **kw)
+
     return make
 
 
@@ -112,8 +116,10 @@ def backup_under_load(server, vm, tmp_path, secret):
     load = Load(server, str(tmp_path / "load.json"))
     try:
         time.sleep(1.0)
-        backup = vm.backup(copy=[(fs.image, copies[fs.mountpoint]) for fs in server.filesystems],
-                           on_frozen=lambda: shown.extend(command_lines_with(secret)))
+        backup = vm.backup(
+            copy=[(fs.image, copies[fs.mountpoint]) for fs in server.filesystems],
+            on_frozen=lambda: shown.extend(command_lines_with(secret)),
+        )
     finally:
         result = load.stop()
     assert result["errors"] == []

@@ -27,8 +27,12 @@ pytestmark = [pytest.mark.root]
 
 def workload(vm, server, password=databases.MY_BACKUP_PASSWORD, **extra):
     # The password has a space and a quote: it reaches the client only through the option file.
-    keys = dict(workload_name="mariadb", linux_user="nobody", timeout="20",
-                credString="-u backup \"-p%s\" -S %s" % (password, server.socket))
+    keys = dict(
+        workload_name="mariadb",
+        linux_user="nobody",
+        timeout="20",
+        credString='-u backup "-p%s" -S %s' % (password, server.socket),
+    )
     keys.update(extra)
     vm.write_workload(**keys)
 
@@ -154,15 +158,22 @@ def free_port():
 
 def test_a_replica_stops_replicating_for_the_freeze_and_resumes(loops, make_vm):
     source_fs, replica_fs = loops.make("my-source"), loops.make("my-replica")
-    source = databases.MariaDb(os.path.join(source_fs.mountpoint, "data"), os.path.join(loops.base, "src-run"),
-                               server_id=1, port=free_port())
-    replica = databases.MariaDb(os.path.join(replica_fs.mountpoint, "data"), os.path.join(loops.base, "rep-run"),
-                                server_id=2)
+    source = databases.MariaDb(
+        os.path.join(source_fs.mountpoint, "data"), os.path.join(loops.base, "src-run"), server_id=1, port=free_port()
+    )
+    replica = databases.MariaDb(
+        os.path.join(replica_fs.mountpoint, "data"), os.path.join(loops.base, "rep-run"), server_id=2
+    )
     try:
         source.install().start().create_bank()
         replica.install().start().replicate_from(source)
-        wait_for(lambda: replica.query_rows("SELECT COUNT(*) FROM bank.accounts;") == [["20"]]
-                 if replica.query_rows("SHOW DATABASES LIKE 'bank';") else False)
+        wait_for(
+            lambda: (
+                replica.query_rows("SELECT COUNT(*) FROM bank.accounts;") == [["20"]]
+                if replica.query_rows("SHOW DATABASES LIKE 'bank';")
+                else False
+            )
+        )
         vm = make_vm([replica_fs.mountpoint])  # only the replica's file system is ever frozen
         workload(vm, replica)
         assert vm.diagnose()["workload"]["role"] == "replica (replicating)"
@@ -170,15 +181,18 @@ def test_a_replica_stops_replicating_for_the_freeze_and_resumes(loops, make_vm):
 
         def while_frozen():
             argv = [a for a in replica.client_argv() if a != "--skip-column-names"] + ["--vertical"]
-            status = subprocess.run(argv, input="SHOW ALL SLAVES STATUS;",
-                                    capture_output=True, text=True, timeout=30).stdout
+            status = subprocess.run(
+                argv, input="SHOW ALL SLAVES STATUS;", capture_output=True, text=True, timeout=30
+            ).stdout
             seen["sql_thread"] = re.search(r"Slave_SQL_Running: (\w+)", status).group(1)
+
         backup = vm.backup(hold_s=1.0, on_frozen=while_frozen)
         assert (backup.status["status"], backup.status["code"]) == ("success", 0), backup.message
         assert "replication stopped and restarted" in backup.message
         assert seen["sql_thread"] == "No", "replication ran during the freeze"
-        source.sql("UPDATE bank.accounts SET bal = bal + 1 WHERE id = 0; UPDATE bank.accounts SET bal = bal - 1 "
-                   "WHERE id = 1;")
+        source.sql(
+            "UPDATE bank.accounts SET bal = bal + 1 WHERE id = 0; UPDATE bank.accounts SET bal = bal - 1 WHERE id = 1;"
+        )
         wait_for(lambda: replica.query_rows("SELECT bal FROM bank.accounts WHERE id = 0;") == [["1001"]])
     finally:
         replica.stop()
@@ -194,8 +208,10 @@ def test_hooks_run_outside_the_lock(mariadb, make_vm):
     os.makedirs(hooks, mode=0o700, exist_ok=True)
     marker = os.path.join(vm.vm.work, "hook.log")
     with open(os.path.join(hooks, "10-probe"), "w") as f:
-        f.write("#!/bin/sh\necho \"$1 $(%s -e 'SELECT @@GLOBAL.read_only')\" >> %s\n" % (
-            " ".join(mariadb.client_argv()), marker))
+        f.write(
+            "#!/bin/sh\necho \"$1 $(%s -e 'SELECT @@GLOBAL.read_only')\" >> %s\n"
+            % (" ".join(mariadb.client_argv()), marker)
+        )
     os.chmod(os.path.join(hooks, "10-probe"), 0o700)
     backup = vm.backup(hold_s=0)
     assert (backup.status["status"], backup.status["code"]) == ("success", 0), backup.message

@@ -16,8 +16,11 @@ pytestmark = [pytest.mark.root]
 
 
 def workload(vm, server, password=databases.PG_PASSWORD, **extra):
-    keys = dict(workload_name="postgres", linux_user="postgres",
-                credString="-h %s -U postgres -d postgres password=%s" % (server.rundir, password))
+    keys = dict(
+        workload_name="postgres",
+        linux_user="postgres",
+        credString="-h %s -U postgres -d postgres password=%s" % (server.rundir, password),
+    )
     keys.update(extra)
     vm.write_workload(**keys)
 

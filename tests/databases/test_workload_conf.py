@@ -3,15 +3,11 @@ error that never quotes the credential, and the credential only ever goes to the
 or environment."""
 
 import os
-import sys
 
 import pytest
+from vmsnapshot import codes, config, workload, workload_mysql, workload_postgres
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "extension"))
-
-from vmsnapshot import codes, config, workload, workload_mysql, workload_postgres  # noqa: E402
-
-from harness.trusteddir import TrustedDir  # noqa: E402
+from harness.trusteddir import TrustedDir
 
 SECRET = "pa ss'w\"o\\rd"
 
@@ -51,20 +47,37 @@ def test_missing_file_or_empty_name_means_no_database_branch(trusted):
 
 
 def test_a_complete_file(trusted):
-    wl = load(conf(trusted, "[workload]\nworkload_name = MariaDB\ncommand_path = /opt/db/bin\n"
-                             "credString = -u backup -p%s\nlinux_user = mysql\ntimeout = 45\nlock_wait = 5\n" % SECRET))
-    assert (wl.engine, wl.command_path, wl.linux_user, wl.timeout, wl.lock_wait) == ("mysql", "/opt/db/bin", "mysql",
-                                                                                     45.0, 5.0)
+    wl = load(
+        conf(
+            trusted,
+            "[workload]\nworkload_name = MariaDB\ncommand_path = /opt/db/bin\n"
+            "credString = -u backup -p%s\nlinux_user = mysql\ntimeout = 45\nlock_wait = 5\n" % SECRET,
+        )
+    )
+    assert (wl.engine, wl.command_path, wl.linux_user, wl.timeout, wl.lock_wait) == (
+        "mysql",
+        "/opt/db/bin",
+        "mysql",
+        45.0,
+        5.0,
+    )
     assert SECRET not in repr(wl.to_dict())
 
 
-@pytest.mark.parametrize("text,code,words", [
-    ("[workload]\nworkload_name = oracle\n", 503, "not supported"),
-    ("[workload]\nworkload_name = mysql\ntimeout = soon\n", 501, "timeout"),
-    ("[workload]\nworkload_name = mysql\ntimeout = 0\n", 501, "timeout"),
-    ("[workload]\nworkload_name = mysql\nipc_folder = /nonexistent/ipc\n", 507, "ipc_folder"),
-    ("[workload]\nworkload_name = mysql\ncredString = -p" + SECRET + "\n  continued\n[bad\n", 501, "not a valid INI"),
-])
+@pytest.mark.parametrize(
+    "text,code,words",
+    [
+        ("[workload]\nworkload_name = oracle\n", 503, "not supported"),
+        ("[workload]\nworkload_name = mysql\ntimeout = soon\n", 501, "timeout"),
+        ("[workload]\nworkload_name = mysql\ntimeout = 0\n", 501, "timeout"),
+        ("[workload]\nworkload_name = mysql\nipc_folder = /nonexistent/ipc\n", 507, "ipc_folder"),
+        (
+            "[workload]\nworkload_name = mysql\ncredString = -p" + SECRET + "\n  continued\n[bad\n",
+            501,
+            "not a valid INI",
+        ),
+    ],
+)
 def test_bad_files_are_coded_errors_without_the_secret(trusted, text, code, words):
     with pytest.raises(workload.WorkloadError) as e:
         load(conf(trusted, text))
@@ -86,9 +99,16 @@ def test_unsafe_ownership_or_permissions_are_refused(trusted):
 def test_mysql_credentials_go_to_the_option_file():
     options, extra = workload_mysql.parse_credentials(
         "-u backup '-p%s' --host=db1 -P 3307 --socket /run/m.sock --ssl-ca=/ca.pem --defaults-extra-file=/etc/x.cnf"
-        % SECRET.replace("'", "'\\''"))
-    assert options == {"user": "backup", "password": SECRET, "host": "db1", "port": "3307", "socket": "/run/m.sock",
-                       "include": "/etc/x.cnf"}
+        % SECRET.replace("'", "'\\''")
+    )
+    assert options == {
+        "user": "backup",
+        "password": SECRET,
+        "host": "db1",
+        "port": "3307",
+        "socket": "/run/m.sock",
+        "include": "/etc/x.cnf",
+    }
     assert extra == ["--ssl-ca=/ca.pem"]
     text = workload_mysql.option_file_text(options)
     assert text.startswith("!include /etc/x.cnf\n[client]\n")
@@ -104,10 +124,16 @@ def test_mysql_password_prompts_are_refused(cred):
 
 
 def test_postgres_credentials_go_to_the_environment():
-    env = workload_postgres.parse_credentials("-h /var/run/postgresql -p 5433 -U backup -d app 'password=%s'"
-                                              % SECRET.replace("'", "'\\''"))
-    assert env == {"PGHOST": "/var/run/postgresql", "PGPORT": "5433", "PGUSER": "backup", "PGDATABASE": "app",
-                   "PGPASSWORD": SECRET}
+    env = workload_postgres.parse_credentials(
+        "-h /var/run/postgresql -p 5433 -U backup -d app 'password=%s'" % SECRET.replace("'", "'\\''")
+    )
+    assert env == {
+        "PGHOST": "/var/run/postgresql",
+        "PGPORT": "5433",
+        "PGUSER": "backup",
+        "PGDATABASE": "app",
+        "PGPASSWORD": SECRET,
+    }
     for bad in ("-W", "--no-such-option", "-h 'unbalanced"):
         with pytest.raises(workload.WorkloadError) as e:
             workload_postgres.parse_credentials(bad)

@@ -8,19 +8,10 @@ that thaws our mounts after WATCHDOG_S even if this process is stuck, and (3) af
 our mounts and checks they take writes again.
 """
 
-import os
-import sys
-
 import pytest
+from vmsnapshot.mounts import plan_from_mountinfo
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-EXTENSION = os.path.join(ROOT, "extension")
-if EXTENSION not in sys.path:
-    sys.path.insert(0, EXTENSION)
-
-from vmsnapshot.mounts import plan_from_mountinfo  # noqa: E402
-
-from harness import loopfs  # noqa: E402
+from harness import loopfs
 
 WATCHDOG_S = 20
 ROOT_SKIP = loopfs.skip_reason()
@@ -56,8 +47,10 @@ def freeze_safety(loopfs_set):
     assert_plan_is_only_ours(mounts)
     intruders = loopfs.foreign_openers(mounts)
     if intruders:
-        reason = ("another test session holds our loop mounts open and thaws them (an older machine thaw "
-                  "guard): %s" % intruders)
+        reason = (
+            "another test session holds our loop mounts open and thaws them (an older machine thaw "
+            "guard): %s" % intruders
+        )
         print(reason)
         pytest.skip(reason)
     with loopfs.ThawWatchdog(mounts, WATCHDOG_S):

@@ -17,9 +17,7 @@ import signal
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "extension"))
-
-from vmsnapshot.guardian_client import GuardianClient  # noqa: E402
+from vmsnapshot.guardian_client import GuardianClient
 
 
 def report(**kw):

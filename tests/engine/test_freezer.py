@@ -75,8 +75,14 @@ def test_open_failure_is_code_123_and_nothing_frozen():
 
 def test_freeze_thaw_with_concurrent_writers(freeze_safety, capsys):
     mounts = freeze_safety.mountpoints
-    writers = [subprocess.Popen([sys.executable, "-B", "-m", "harness.fswriter", os.path.join(mp, "writer.dat"),
-                                 "1.6"], cwd=ROOT, stdout=subprocess.PIPE) for mp in mounts]
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-B", "-m", "harness.fswriter", os.path.join(mp, "writer.dat"), "1.6"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+        )
+        for mp in mounts
+    ]
     time.sleep(0.4)
     t_sync = time.monotonic()
     assert syncfs_all(mounts, timeout_s=10)
@@ -102,10 +108,17 @@ def test_freeze_thaw_with_concurrent_writers(freeze_safety, capsys):
         after = [s for s in res["stamps"] if s > t.thawed_at]
         assert after and after[0] - t.thawed_at < 0.25, "%s: writer did not resume promptly" % mp
     with capsys.disabled():
-        print("\nfreeze figures: syncfs %.1f ms, freeze %.2f ms, thaw %.2f ms, frozen window %.1f ms, "
-              "writer max stall %s ms (hold 400 ms)" % (
-                  sync_ms, r.freeze_ms, t.thaw_ms, t.frozen_window_ms,
-                  ", ".join("%s %.1f" % (os.path.basename(m), x["max_gap_ms"]) for m, x in zip(mounts, results))))
+        print(
+            "\nfreeze figures: syncfs %.1f ms, freeze %.2f ms, thaw %.2f ms, frozen window %.1f ms, "
+            "writer max stall %s ms (hold 400 ms)"
+            % (
+                sync_ms,
+                r.freeze_ms,
+                t.thaw_ms,
+                t.frozen_window_ms,
+                ", ".join("%s %.1f" % (os.path.basename(m), x["max_gap_ms"]) for m, x in zip(mounts, results)),
+            )
+        )
 
 
 def test_unsupported_filesystem_is_skipped_not_failed(freeze_safety, tmp_path):
@@ -133,7 +146,7 @@ def test_ebusy_already_frozen_by_someone_else_is_121_and_left_alone(freeze_safet
             r = g.freeze()
             assert (r.ok, r.code, r.frozen) == (False, 121, [])
             assert r.failures[0][0] == ext4 and "EBUSY" in r.failures[0][1]
-            assert wait_writable([xfs], within_s=1.0) is not None     # what we froze was thawed
+            assert wait_writable([xfs], within_s=1.0) is not None  # what we froze was thawed
         assert is_frozen(ext4), "the guardian thawed a freeze it did not make"
     finally:
         fsfreeze("-u", ext4)
@@ -181,11 +194,13 @@ def test_freeze_that_does_not_return_in_time_is_122_and_thawed_when_it_returns(f
 
 def _hold_lock(path):
     """Another process holding the lock until a line arrives on its stdin."""
-    code = ("import fcntl, os, sys\n"
-            "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)\n"
-            "fcntl.lockf(fd, fcntl.LOCK_EX)\n"
-            "print('locked', flush=True)\n"
-            "sys.stdin.readline()\n")
+    code = (
+        "import fcntl, os, sys\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)\n"
+        "fcntl.lockf(fd, fcntl.LOCK_EX)\n"
+        "print('locked', flush=True)\n"
+        "sys.stdin.readline()\n"
+    )
     p = subprocess.Popen([sys.executable, "-c", code, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert p.stdout.readline().strip() == b"locked"
     return p
@@ -250,8 +265,7 @@ def test_kill_matrix_worker_sigkilled_filesystems_writable_within_1s(freeze_safe
     driver = None
     probe = WriteProbe(mounts)  # started ahead: its start-up must not count in the 1 s
     try:
-        driver = subprocess.Popen([sys.executable, "-B", DRIVER, step, "20"] + mounts, cwd="/",
-                                  stdout=subprocess.PIPE)
+        driver = subprocess.Popen([sys.executable, "-B", DRIVER, step, "20"] + mounts, cwd="/", stdout=subprocess.PIPE)
         report = json.loads(driver.stdout.readline())
         guardian = report["guardian_pid"]
         if step in ("frozen", "thawing"):
@@ -275,10 +289,13 @@ def test_kill_matrix_worker_sigkilled_filesystems_writable_within_1s(freeze_safe
             os.unlink(dirty)
 
 
-@pytest.mark.parametrize("sig, reason", [
-    (signal.SIGKILL, "guardian-lost"),  # the worker thaws through its own descriptors
-    (signal.SIGTERM, "signal"),         # the guardian thaws, then exits
-])
+@pytest.mark.parametrize(
+    "sig, reason",
+    [
+        (signal.SIGKILL, "guardian-lost"),  # the worker thaws through its own descriptors
+        (signal.SIGTERM, "signal"),  # the guardian thaws, then exits
+    ],
+)
 def test_guardian_killed_or_signalled_while_frozen(freeze_safety, sig, reason):
     mounts = freeze_safety.mountpoints
     with GuardianClient(mounts, hard_deadline_s=20, lock_path=None) as g:
@@ -341,13 +358,18 @@ def test_machine_thaw_guard_detects_and_thaws_our_loop_mount(freeze_safety):
 
 def test_extension_path_is_the_one_under_test():
     import vmsnapshot
+
     assert os.path.dirname(os.path.dirname(vmsnapshot.__file__)) == EXTENSION
 
 
 def _start_blocker(mountpoint):
     """A writer stuck inside write(2) with freeze protection held: FIFREEZE of its filesystem blocks."""
-    b = subprocess.Popen([sys.executable, "-B", "-m", "harness.writeblocker", os.path.join(mountpoint, "blocker")],
-                         cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    b = subprocess.Popen(
+        [sys.executable, "-B", "-m", "harness.writeblocker", os.path.join(mountpoint, "blocker")],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     line = b.stdout.readline().decode().strip()
     if line != "blocked":
         b.kill()
@@ -368,8 +390,7 @@ def test_blocked_freeze_fapolicyd_case_122_thaws_others_and_late_one(freeze_safe
     ext4, xfs, btrfs = freeze_safety.mountpoints
     blocker = _start_blocker(ext4)
     try:
-        with GuardianClient([xfs, ext4, btrfs], hard_deadline_s=10, per_mount_timeout_s=0.3,
-                            lock_path=None) as g:
+        with GuardianClient([xfs, ext4, btrfs], hard_deadline_s=10, per_mount_timeout_s=0.3, lock_path=None) as g:
             g.start()
             t0 = time.monotonic()
             r = g.freeze()
@@ -377,7 +398,7 @@ def test_blocked_freeze_fapolicyd_case_122_thaws_others_and_late_one(freeze_safe
             assert (r.ok, r.code, r.frozen) == (False, 122, [])
             assert r.failures[0][0] == ext4 and "did not return within 0.3 s" in r.failures[0][1]
             assert wait_writable([xfs, btrfs], within_s=1.0) is not None  # frozen before: thawed
-            assert is_frozen(ext4) and g.late_thaws == []                 # FIFREEZE still pending
+            assert is_frozen(ext4) and g.late_thaws == []  # FIFREEZE still pending
             _release(blocker)
             deadline = time.monotonic() + 5
             while not g.late_thaws and time.monotonic() < deadline:
@@ -393,10 +414,11 @@ def test_worker_killed_while_freeze_blocked_guardian_waits_to_thaw_it(freeze_saf
     blocker = _start_blocker(ext4)
     driver = None
     try:
-        driver = subprocess.Popen([sys.executable, "-B", DRIVER, "frozen", "20", xfs, ext4, btrfs], cwd="/",
-                                  stdout=subprocess.PIPE)
+        driver = subprocess.Popen(
+            [sys.executable, "-B", DRIVER, "frozen", "20", xfs, ext4, btrfs], cwd="/", stdout=subprocess.PIPE
+        )
         guardian = json.loads(driver.stdout.readline())["guardian_pid"]
-        time.sleep(0.5)          # xfs frozen, FIFREEZE of ext4 blocked, the driver waiting in freeze()
+        time.sleep(0.5)  # xfs frozen, FIFREEZE of ext4 blocked, the driver waiting in freeze()
         assert is_frozen(xfs)
         with WriteProbe([xfs, btrfs]) as probe:
             killed_at = time.monotonic()
@@ -471,24 +493,35 @@ def test_engine_installed_on_a_filesystem_it_freezes(freeze_safety, tmp_path):
     ext4 = freeze_safety.filesystems[0].mountpoint
     install = os.path.join(ext4, "opt-extension")
     shutil.rmtree(install, ignore_errors=True)
-    shutil.copytree(os.path.join(EXTENSION, "vmsnapshot"), os.path.join(install, "vmsnapshot"),
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        os.path.join(EXTENSION, "vmsnapshot"),
+        os.path.join(install, "vmsnapshot"),
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     os.mkdir(os.path.join(install, "tmp"))
-    code = ("import json, logging, sys\n"
-            "logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)\n"
-            "from vmsnapshot.guardian_client import GuardianClient\n"
-            "from vmsnapshot.syncfs import syncfs_all\n"
-            "mounts = sys.argv[1:]\n"
-            "syncfs_all(mounts)\n"
-            "with GuardianClient(mounts, hard_deadline_s=5, lock_path=None) as g:\n"
-            "    g.start()\n"
-            "    r = g.freeze()\n"
-            "    t = g.thaw()\n"
-            "print(json.dumps([r.to_dict(), t.to_dict()]))\n")
+    code = (
+        "import json, logging, sys\n"
+        "logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)\n"
+        "from vmsnapshot.guardian_client import GuardianClient\n"
+        "from vmsnapshot.syncfs import syncfs_all\n"
+        "mounts = sys.argv[1:]\n"
+        "syncfs_all(mounts)\n"
+        "with GuardianClient(mounts, hard_deadline_s=5, lock_path=None) as g:\n"
+        "    g.start()\n"
+        "    r = g.freeze()\n"
+        "    t = g.thaw()\n"
+        "print(json.dumps([r.to_dict(), t.to_dict()]))\n"
+    )
     env = dict(os.environ, PYTHONPATH=install, TMPDIR=os.path.join(install, "tmp"), HOME=install)
     mounts = [m for m in freeze_safety.mountpoints if m != ext4] + [ext4]  # ours last, like `/`
-    p = subprocess.run([sys.executable, "-B", "-c", code] + mounts, cwd=install, env=env,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    p = subprocess.run(
+        [sys.executable, "-B", "-c", code] + mounts,
+        cwd=install,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        timeout=60,
+    )
     assert p.returncode == 0, p.stderr.decode()
     frozen, thawed = json.loads(p.stdout.decode())
     assert frozen["ok"] and frozen["frozen"] == mounts

@@ -60,8 +60,14 @@ def interpreter(request):
 def _run(interpreter, mounts, tmp_path):
     env = dict(os.environ, PYTHONPATH=EXTENSION, PYTHONDONTWRITEBYTECODE="1")
     with TrustedDir() as script_dir:  # the runner refuses scripts under a sticky /tmp
-        p = subprocess.run([interpreter, "-B", "-c", CYCLE] + list(mounts) + [script_dir], cwd="/", env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        p = subprocess.run(
+            [interpreter, "-B", "-c", CYCLE] + list(mounts) + [script_dir],
+            cwd="/",
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            timeout=60,
+        )
     assert p.returncode == 0, p.stderr.decode()
     return json.loads(p.stdout.decode())
 

@@ -91,11 +91,11 @@ def test_default_plan_selection_and_reasons(mounts):
     assert reasons["/jfsdata"] == "filesystem type jfs is not frozen by this extension"
     assert reasons["/mnt"] == "Azure resource disk"
     assert reasons["/mnt/resource"] == "Azure resource disk"
-    assert reasons["/ro data"] == "read-only mount"       # superblock read-only
-    assert reasons["/archive"] == "read-only mount"       # mount read-only
+    assert reasons["/ro data"] == "read-only mount"  # superblock read-only
+    assert reasons["/archive"] == "read-only mount"  # mount read-only
     assert reasons["/srv/sv1"] == "same filesystem (superblock 0:39) as /srv/btrfs"
     assert reasons["/srv/exports"] == "same filesystem (superblock 8:33) as /data"
-    assert reasons["/old"] == "shadowed by a later mount on /old"   # the ext4 under the later xfs
+    assert reasons["/old"] == "shadowed by a later mount on /old"  # the ext4 under the later xfs
 
 
 def test_shadowed_mount_later_one_wins(mounts):
@@ -104,10 +104,12 @@ def test_shadowed_mount_later_one_wins(mounts):
 
 
 def test_shadowed_by_a_mount_on_an_ancestor_path():
-    text = ("27 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
-            "30 27 8:2 / /a rw - ext4 /dev/sda2 rw\n"
-            "31 30 8:3 / /a/b rw - xfs /dev/sda3 rw\n"
-            "32 27 8:4 / /a rw - ext4 /dev/sda4 rw\n")
+    text = (
+        "27 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+        "30 27 8:2 / /a rw - ext4 /dev/sda2 rw\n"
+        "31 30 8:3 / /a/b rw - xfs /dev/sda3 rw\n"
+        "32 27 8:4 / /a rw - ext4 /dev/sda4 rw\n"
+    )
     plan = plan_freeze(parse_mountinfo(text))
     reasons = by_path(plan)
     assert reasons["/a/b"] == "shadowed by a later mount on /a"
@@ -116,9 +118,11 @@ def test_shadowed_by_a_mount_on_an_ancestor_path():
 
 
 def test_mount_stacked_on_top_of_its_parent_is_not_hidden():
-    text = ("27 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
-            "30 27 8:2 / /a rw - ext4 /dev/sda2 rw\n"
-            "31 30 8:3 / /a rw - xfs /dev/sda3 rw\n")
+    text = (
+        "27 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+        "30 27 8:2 / /a rw - ext4 /dev/sda2 rw\n"
+        "31 30 8:3 / /a rw - xfs /dev/sda3 rw\n"
+    )
     plan = plan_freeze(parse_mountinfo(text))
     assert plan.mountpoints == ["/a", "/"]
     assert plan.selected[0].fstype == "xfs"
@@ -126,17 +130,18 @@ def test_mount_stacked_on_top_of_its_parent_is_not_hidden():
 
 
 def test_bind_mount_prefers_the_filesystem_root():
-    text = ("27 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
-            "40 27 8:33 /sub /bind rw - xfs /dev/sdc1 rw\n"
-            "41 27 8:33 / /data rw - xfs /dev/sdc1 rw\n")
+    text = (
+        "27 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+        "40 27 8:33 /sub /bind rw - xfs /dev/sdc1 rw\n"
+        "41 27 8:33 / /data rw - xfs /dev/sdc1 rw\n"
+    )
     plan = plan_freeze(parse_mountinfo(text))
     assert plan.mountpoints == ["/data", "/"]
     assert by_path(plan)["/bind"] == "same filesystem (superblock 8:33) as /data"
 
 
 def test_root_bind_mount_does_not_freeze_root_twice():
-    text = ("27 1 254:0 / / rw - ext4 /dev/vda rw\n"
-            "42 27 254:0 /run/netns /run/netns rw shared:1 - ext4 /dev/vda rw\n")
+    text = "27 1 254:0 / / rw - ext4 /dev/vda rw\n42 27 254:0 /run/netns /run/netns rw shared:1 - ext4 /dev/vda rw\n"
     plan = plan_freeze(parse_mountinfo(text))
     assert plan.mountpoints == ["/"]
 
@@ -169,9 +174,11 @@ def test_skip_excludes_the_whole_superblock(mounts):
 
 
 def test_skipping_root_also_skips_binds_of_root():
-    text = ("27 1 254:0 / / rw - ext4 /dev/vda rw\n"
-            "42 27 254:0 /run/netns /run/netns rw shared:1 - ext4 /dev/vda rw\n"
-            "50 27 7:0 / /data rw - ext4 /dev/loop0 rw\n")
+    text = (
+        "27 1 254:0 / / rw - ext4 /dev/vda rw\n"
+        "42 27 254:0 /run/netns /run/netns rw shared:1 - ext4 /dev/vda rw\n"
+        "50 27 7:0 / /data rw - ext4 /dev/loop0 rw\n"
+    )
     plan = plan_freeze(parse_mountinfo(text), skip=["/"])
     assert plan.mountpoints == ["/data"]
 
@@ -187,8 +194,15 @@ def test_freeze_order_root_last_and_to_dict(mounts):
     d = plan.to_dict()
     assert d["freeze_order"] == plan.mountpoints
     assert d["selected"][-1]["devno"] == "8:1"
-    assert {"mountpoint": "/nfs", "fstype": "nfs4", "devno": "0:51", "source": "server:/export", "root": "/",
-            "mount_id": 51, "reason": "network filesystem (nfs4)"} in d["skipped"]
+    assert {
+        "mountpoint": "/nfs",
+        "fstype": "nfs4",
+        "devno": "0:51",
+        "source": "server:/export",
+        "root": "/",
+        "mount_id": 51,
+        "reason": "network filesystem (nfs4)",
+    } in d["skipped"]
     # every mount is accounted for exactly once
     assert len(d["selected"]) + len(d["skipped"]) == len(mounts)
 
@@ -211,8 +225,9 @@ def test_live_mountinfo_parses():
 def test_large_docker_host_plans_fast():
     lines = ["27 1 8:1 / / rw - ext4 /dev/sda1 rw", "28 27 8:17 / /var/lib/docker rw - xfs /dev/sdb1 rw"]
     for n in range(5000):
-        lines.append("%d 28 0:%d / /var/lib/docker/overlay2/%064x/merged rw - overlay overlay rw"
-                     % (100 + n, 1000 + n, n))
+        lines.append(
+            "%d 28 0:%d / /var/lib/docker/overlay2/%064x/merged rw - overlay overlay rw" % (100 + n, 1000 + n, n)
+        )
         lines.append("%d 27 0:4 net:[%d] /run/docker/netns/%x rw - nsfs nsfs rw" % (10000 + n, 4026530000 + n, n))
     mounts = parse_mountinfo("\n".join(lines) + "\n")
     t0 = time.monotonic()

@@ -81,12 +81,12 @@ def test_swapping_a_user_owned_ancestor_never_runs_the_users_script(trusted, use
     os.mkdir(evil, 0o755)
     os.chown(evil, user.pw_uid, user.pw_gid)
     marker = os.path.join(trusted, "evil-ran-as-root")
-    write(os.path.join(evil, "pre.sh"), "#!/bin/sh\necho \"$(id -u)\" >> %s\n" % marker, 0o755, owner=user)
-    plan = load_script_plan(config_path=config(trusted, preScriptLocation=os.path.join(good, "pre.sh")),
-                            hook_dir=None)
+    write(os.path.join(evil, "pre.sh"), '#!/bin/sh\necho "$(id -u)" >> %s\n' % marker, 0o755, owner=user)
+    plan = load_script_plan(config_path=config(trusted, preScriptLocation=os.path.join(good, "pre.sh")), hook_dir=None)
     assert plan.enabled, plan.message
-    swapper = subprocess.Popen([SYSTEM_PYTHON, "-c", SWAPPER], cwd=home, user=user.pw_uid, group=user.pw_gid,
-                               stdout=subprocess.PIPE, text=True)
+    swapper = subprocess.Popen(
+        [SYSTEM_PYTHON, "-c", SWAPPER], cwd=home, user=user.pw_uid, group=user.pw_gid, stdout=subprocess.PIPE, text=True
+    )
     codes = []
     try:
         assert swapper.stdout.readline().strip() == "ready"
@@ -107,7 +107,7 @@ def test_a_root_owned_chain_runs_and_a_symlink_is_followed_only_from_a_trusted_d
     etc = os.path.join(trusted, "etc")
     os.mkdir(etc, 0o755)
     log = os.path.join(trusted, "log")
-    pre = write(os.path.join(etc, "pre.sh"), "#!/bin/sh\necho \"pre $VMSNAPSHOT_SCRIPT\" >> %s\n" % log, 0o755)
+    pre = write(os.path.join(etc, "pre.sh"), '#!/bin/sh\necho "pre $VMSNAPSHOT_SCRIPT" >> %s\n' % log, 0o755)
     os.symlink(pre, os.path.join(etc, "link.sh"))  # a root-made link in a root directory: followed
     for path in (pre, os.path.join(etc, "link.sh")):
         r = run_pre(load_script_plan(config_path=config(trusted, preScriptLocation=path), hook_dir=None))
@@ -118,8 +118,11 @@ def test_a_root_owned_chain_runs_and_a_symlink_is_followed_only_from_a_trusted_d
     os.mkdir(home, 0o755)
     os.chown(home, user.pw_uid, user.pw_gid)
     os.symlink(etc, os.path.join(home, "etc"))
-    r = run_pre(load_script_plan(config_path=config(trusted, preScriptLocation=os.path.join(home, "etc", "pre.sh")),
-                                 hook_dir=None))
+    r = run_pre(
+        load_script_plan(
+            config_path=config(trusted, preScriptLocation=os.path.join(home, "etc", "pre.sh")), hook_dir=None
+        )
+    )
     assert r.code == 306 and "owned by uid %d" % user.pw_uid in r.message
     # the config itself in a user-owned directory: 317, nothing runs
     cfg = write(os.path.join(home, "cfg.json"), json.dumps({"preScriptLocation": pre}), 0o600)
@@ -130,7 +133,7 @@ def test_a_root_owned_chain_runs_and_a_symlink_is_followed_only_from_a_trusted_d
 def test_the_checked_descriptor_is_what_runs(trusted):
     d = os.path.join(trusted, "s")
     os.mkdir(d, 0o755)
-    path = write(os.path.join(d, "pre.sh"), "#!/bin/sh\necho checked \"$@\"\n", 0o700)
+    path = write(os.path.join(d, "pre.sh"), '#!/bin/sh\necho checked "$@"\n', 0o700)
     fd, problem = script_config.open_checked_script(path, UID)
     assert problem is None
     try:
@@ -148,14 +151,20 @@ def test_a_setsid_child_of_a_script_does_not_outlive_the_post_phase(trusted):
     os.mkdir(d, 0o755)
     pids = os.path.join(trusted, "pids")
     # both escape the script's process group: a direct setsid child, and one behind an exited subshell
-    pre = write(os.path.join(d, "pre.sh"), "#!/bin/sh\nsetsid sleep 1000 >/dev/null 2>&1 &\necho $! >> %s\n"
-                "(setsid sleep 1001 >/dev/null 2>&1 & echo $! >> %s) &\nsleep 0.2\n" % (pids, pids), 0o700)
-    post = write(os.path.join(d, "post.sh"), "#!/bin/sh\nsetsid sleep 1002 >/dev/null 2>&1 &\necho $! >> %s\n"
-                 % pids, 0o700)
+    pre = write(
+        os.path.join(d, "pre.sh"),
+        "#!/bin/sh\nsetsid sleep 1000 >/dev/null 2>&1 &\necho $! >> %s\n"
+        "(setsid sleep 1001 >/dev/null 2>&1 & echo $! >> %s) &\nsleep 0.2\n" % (pids, pids),
+        0o700,
+    )
+    post = write(
+        os.path.join(d, "post.sh"), "#!/bin/sh\nsetsid sleep 1002 >/dev/null 2>&1 &\necho $! >> %s\n" % pids, 0o700
+    )
     bystander = subprocess.Popen(["sleep", "60"])  # our own child from before the phase: left alone
     try:
-        plan = load_script_plan(config_path=config(trusted, preScriptLocation=pre, postScriptLocation=post),
-                                hook_dir=None, owner_uid=UID)
+        plan = load_script_plan(
+            config_path=config(trusted, preScriptLocation=pre, postScriptLocation=post), hook_dir=None, owner_uid=UID
+        )
         assert run_pre(plan).ok
         recorded = [int(x) for x in open(pids).read().split()]
         assert len(recorded) == 2

@@ -60,8 +60,9 @@ def test_success_with_params_pre_and_post(sdir):
     log = sdir / "log"
     pre = script(sdir, "pre.sh", 'echo "pre:$1:$2" | tee -a %s\n' % log)
     post = script(sdir, "post.sh", 'echo "post:$1" >> %s\n' % log)
-    plan = plan_for(config(sdir, preScriptLocation=pre, postScriptLocation=post,
-                           preScriptParams=["a b", 7], postScriptParams=["z"]))
+    plan = plan_for(
+        config(sdir, preScriptLocation=pre, postScriptLocation=post, preScriptParams=["a b", 7], postScriptParams=["z"])
+    )
     assert plan.enabled and plan.error_code is None
     assert plan.fs_freeze_enabled and plan.continue_on_failure
     r = run_pre(plan)
@@ -90,8 +91,11 @@ def test_nonzero_exit_codes_300_and_301(sdir):
 def test_timeout_kills_the_whole_process_group_308(sdir):
     pids = sdir / "pids"
     # a child that ignores SIGTERM (so SIGKILL is needed) and the script itself sleeping
-    pre = script(sdir, "pre.sh", "bash -c 'trap \"\" TERM; echo $$ >> %s; exec sleep 300' &\n"
-                                 "echo $$ >> %s\nsleep 300\n" % (pids, pids))
+    pre = script(
+        sdir,
+        "pre.sh",
+        "bash -c 'trap \"\" TERM; echo $$ >> %s; exec sleep 300' &\necho $$ >> %s\nsleep 300\n" % (pids, pids),
+    )
     plan = plan_for(config(sdir, preScriptLocation=pre, timeoutInSeconds=0.5))
     t0 = time.monotonic()
     r = run_pre(plan)
@@ -129,8 +133,9 @@ def test_huge_output_is_drained_and_bounded(sdir):
 
 
 def test_missing_scripts_302_and_303(sdir):
-    plan = plan_for(config(sdir, preScriptLocation=str(sdir / "nope-pre.sh"),
-                           postScriptLocation=str(sdir / "nope-post.sh")))
+    plan = plan_for(
+        config(sdir, preScriptLocation=str(sdir / "nope-pre.sh"), postScriptLocation=str(sdir / "nope-post.sh"))
+    )
     r = run_pre(plan)
     assert (r.code, r.ran) == (302, True) and "does not exist" in r.message
     assert run_post(plan).code == 303
@@ -195,8 +200,9 @@ def test_retries_exhausted_reports_the_failure(sdir):
     count = sdir / "count"
     pre = script(sdir, "pre.sh", "echo x >> %s\nexit 1\n" % count)
     post = script(sdir, "post.sh", "echo y >> %s\nexit 1\n" % count)
-    plan = plan_for(config(sdir, preScriptLocation=pre, preScriptNoOfRetries=2,
-                           postScriptLocation=post, postScriptNoOfRetries="1"))
+    plan = plan_for(
+        config(sdir, preScriptLocation=pre, preScriptNoOfRetries=2, postScriptLocation=post, postScriptNoOfRetries="1")
+    )
     r = run_pre(plan)
     assert (r.code, r.scripts[0].attempts) == (300, 3)
     p = run_post(plan)
@@ -219,16 +225,27 @@ def test_hook_directory_order_and_post_in_reverse(sdir):
     _hook(hooks, "12-backup~", log)
     _hook(hooks, ".hidden", log)
     _hook(hooks, "13-old.dpkg-old", log)
-    cfg = config(sdir, preScriptLocation=script(sdir, "pre.sh", 'echo "config pre" >> %s\n' % log),
-                 postScriptLocation=script(sdir, "post.sh", 'echo "config post" >> %s\n' % log))
+    cfg = config(
+        sdir,
+        preScriptLocation=script(sdir, "pre.sh", 'echo "config pre" >> %s\n' % log),
+        postScriptLocation=script(sdir, "post.sh", 'echo "config post" >> %s\n' % log),
+    )
     plan = plan_for(cfg, hook_dir=str(hooks))
     assert [u.name for u in plan.units] == ["ScriptRunner", "hook:05-c", "hook:10-a", "hook:20-b"]
     assert run_pre(plan).ok
     log.write_text(log.read_text() + "-- snapshot --\n")
     assert run_post(plan).ok
     assert log.read_text().splitlines() == [
-        "config pre", "05-c freeze", "10-a freeze", "20-b freeze", "-- snapshot --",
-        "20-b thaw", "10-a thaw", "05-c thaw", "config post"]
+        "config pre",
+        "05-c freeze",
+        "10-a freeze",
+        "20-b freeze",
+        "-- snapshot --",
+        "20-b thaw",
+        "10-a thaw",
+        "05-c thaw",
+        "config post",
+    ]
 
 
 def test_failed_pre_hook_stops_and_post_runs_only_for_entered_hooks(sdir):
@@ -239,8 +256,11 @@ def test_failed_pre_hook_stops_and_post_runs_only_for_entered_hooks(sdir):
     _hook(hooks, "10-a", log)
     _hook(hooks, "20-b", log, 'if [ "$1" = freeze ]; then exit 9; fi\n')
     _hook(hooks, "30-c", log)
-    plan = load_script_plan(config_path=None, hook_dir=str(hooks), owner_uid=UID) \
-        if not os.path.exists(script_config.DEFAULT_CONFIG_PATH) else plan_for(config(sdir), hook_dir=str(hooks))
+    plan = (
+        load_script_plan(config_path=None, hook_dir=str(hooks), owner_uid=UID)
+        if not os.path.exists(script_config.DEFAULT_CONFIG_PATH)
+        else plan_for(config(sdir), hook_dir=str(hooks))
+    )
     r = run_pre(plan)
     assert (r.ok, r.code) == (False, 300) and "20-b" in r.message
     p = run_post(plan)
@@ -266,16 +286,19 @@ def test_missing_hook_directory_means_no_hooks(sdir):
     assert r.ok and not r.ran
 
 
-@pytest.mark.parametrize("text, needle", [
-    ("{not json", "not valid JSON"),
-    ("[1, 2]", "JSON object"),
-    ('{"preScriptLocation": "relative/pre.sh"}', "absolute path"),
-    ('{"preScriptLocation": "/x", "preScriptNoOfRetries": "many"}', "preScriptNoOfRetries"),
-    ('{"preScriptLocation": "/x", "preScriptNoOfRetries": true}', "preScriptNoOfRetries"),
-    ('{"timeoutInSeconds": -1}', "timeoutInSeconds"),
-    ('{"fsFreezeEnabled": "sometimes"}', "fsFreezeEnabled"),
-    ('{"preScriptLocation": "/x", "preScriptParams": "a b"}', "preScriptParams"),
-])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "JSON object"),
+        ('{"preScriptLocation": "relative/pre.sh"}', "absolute path"),
+        ('{"preScriptLocation": "/x", "preScriptNoOfRetries": "many"}', "preScriptNoOfRetries"),
+        ('{"preScriptLocation": "/x", "preScriptNoOfRetries": true}', "preScriptNoOfRetries"),
+        ('{"timeoutInSeconds": -1}', "timeoutInSeconds"),
+        ('{"fsFreezeEnabled": "sometimes"}', "fsFreezeEnabled"),
+        ('{"preScriptLocation": "/x", "preScriptParams": "a b"}', "preScriptParams"),
+    ],
+)
 def test_config_parse_errors_are_305(sdir, text, needle):
     path = sdir / "cfg.json"
     path.write_text(text)
@@ -299,8 +322,7 @@ def test_named_config_missing_is_316_default_missing_is_no_scripts(sdir):
 
 def test_shebang_honoured_and_compatibility_fallbacks(sdir):
     log = sdir / "log"
-    py = script(sdir, "pre.py", "import sys\nprint('python', sys.argv[1])\n",
-                shebang="#!/usr/bin/env python3\n")
+    py = script(sdir, "pre.py", "import sys\nprint('python', sys.argv[1])\n", shebang="#!/usr/bin/env python3\n")
     plan = plan_for(config(sdir, preScriptLocation=py, preScriptParams=["ok"]))
     r = run_pre(plan)
     assert r.ok and r.scripts[0].output_tail == "python ok\n"
@@ -329,8 +351,12 @@ def test_flags_and_snapshot_decision(sdir):
 
 def test_timeout_capped_by_host_timeout(sdir):
     pre = script(sdir, "pre.sh", "true\n")
-    plan = load_script_plan(config_path=config(sdir, preScriptLocation=pre, timeoutInSeconds=99999),
-                            hook_dir=None, host_timeout_s=120, owner_uid=UID)
+    plan = load_script_plan(
+        config_path=config(sdir, preScriptLocation=pre, timeoutInSeconds=99999),
+        hook_dir=None,
+        host_timeout_s=120,
+        owner_uid=UID,
+    )
     assert plan.units[0].pre.timeout_s == 120
     assert plan.to_dict()["units"][0]["pre"]["timeout_s"] == 120
     assert stat.S_IMODE(os.stat(pre).st_mode) == 0o700

@@ -74,9 +74,7 @@ class Kit:
             cwd=str(self.tmp),
         )
         if check is not None:
-            assert proc.returncode == check, (
-                f"rc={proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-            )
+            assert proc.returncode == check, f"rc={proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
         return proc
 
     def json(self, *args, **kw):

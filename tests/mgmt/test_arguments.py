@@ -53,8 +53,19 @@ def test_report_path_needs_a_known_suffix_and_a_writable_directory(tmp_path):
 
 def test_parsed_namespace_carries_typed_values(tmp_path):
     ns = build_parser().parse_args(
-        ["verify", "--tag", "a=1", "--tag", "b=2", "--ids", "/subscriptions/s/resourceGroups/g/providers/"
-         "Microsoft.Compute/virtualMachines/v", "--max-backup-age", "26h", "--report", str(tmp_path / "r.md")]
+        [
+            "verify",
+            "--tag",
+            "a=1",
+            "--tag",
+            "b=2",
+            "--ids",
+            "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/v",
+            "--max-backup-age",
+            "26h",
+            "--report",
+            str(tmp_path / "r.md"),
+        ]
     )
     assert ns.tag == [("a", "1"), ("b", "2")] and [r.name for r in ns.vm_ids] == ["v"]
     assert ns.max_backup_age.delta == datetime.timedelta(hours=26) and ns.report == str(tmp_path / "r.md")

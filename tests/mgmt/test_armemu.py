@@ -16,9 +16,7 @@ API = "?api-version=2025-02-01"
 
 def vault_path(emu, n=1):
     sub = sorted(emu.estate.subscriptions)[n - 1]
-    return (
-        f"/subscriptions/{sub}/resourceGroups/rg-backup/providers/Microsoft.RecoveryServices/vaults/vault-{n}"
-    )
+    return f"/subscriptions/{sub}/resourceGroups/rg-backup/providers/Microsoft.RecoveryServices/vaults/vault-{n}"
 
 
 def test_tls_is_verified_against_the_test_ca_only(emulator):
@@ -58,8 +56,7 @@ def test_error_paths_unknown_subscription_forbidden_vault_failing_vm(emulator):
     emu = emulator(vms=6, forbidden_vaults=["vault-2"])
     status, _, body = http(
         emu,
-        "/subscriptions/deadbeef-0000-0000-0000-000000000000/providers/"
-        "Microsoft.Compute/virtualMachines" + API,
+        "/subscriptions/deadbeef-0000-0000-0000-000000000000/providers/Microsoft.Compute/virtualMachines" + API,
     )
     assert status == 404 and body["error"]["code"] == "SubscriptionNotFound"
     status, _, body = http(emu, vault_path(emu, 2) + "/backupProtectedItems" + API)
@@ -81,8 +78,7 @@ def test_throttling_every_n_requests_with_retry_after(emulator):
 def test_read_token_bucket_counts_down_then_throttles(emulator):
     emu = emulator(vms=2, read_budget=[3, 0.5])
     remaining = [
-        http(emu, vault_path(emu) + API)[1].get("x-ms-ratelimit-remaining-subscription-reads")
-        for _ in range(4)
+        http(emu, vault_path(emu) + API)[1].get("x-ms-ratelimit-remaining-subscription-reads") for _ in range(4)
     ]
     assert remaining[:3] == ["2", "1", "0"] and remaining[3] == "0"
     assert http(emu, vault_path(emu) + API)[0] == 429

@@ -13,8 +13,10 @@ def test_names_and_their_patterns():
     assert backupnames.CONTAINER_NAME.match(c) and backupnames.CONTAINER_NAME.match(c.lower())
     assert backupnames.ITEM_NAME.match(i) and not backupnames.ITEM_NAME.match(c)
     assert not backupnames.CONTAINER_NAME.match("IaasVMContainer;iaasvmcontainerv2;rg;vm;extra")
-    item_id = f"/subscriptions/s/resourceGroups/g/providers/Microsoft.RecoveryServices/vaults/v/backupFabrics/" \
-              f"Azure/protectionContainers/{c}/protectedItems/{i}"
+    item_id = (
+        f"/subscriptions/s/resourceGroups/g/providers/Microsoft.RecoveryServices/vaults/v/backupFabrics/"
+        f"Azure/protectionContainers/{c}/protectedItems/{i}"
+    )
     assert backupnames.CONTAINER_IN_ID.search(item_id).group(1) == c
 
 
@@ -23,8 +25,11 @@ def test_templates_rules_and_emulator_use_the_same_names():
     assert description.CONTAINER_PREFIX == backupnames.CONTAINER_PREFIX.lower()
     assert description.ITEM_PREFIX == backupnames.ITEM_PREFIX.lower()
     assert description.BACKUP_MANAGEMENT_TYPE == backupnames.BACKUP_MANAGEMENT_TYPE
-    assert rules._could_match(description.CONTAINER_PREFIX + "*", backupnames.CONTAINER_NAME,
-                              backupnames.CONTAINER_PREFIX.lower())
+    assert rules._could_match(
+        description.CONTAINER_PREFIX + "*", backupnames.CONTAINER_NAME, backupnames.CONTAINER_PREFIX.lower()
+    )
     vm = VM("s", "rg-2", "vm-9")
-    assert (vm.container_name, vm.item_name) == (backupnames.container_name("rg-2", "vm-9"),
-                                                 backupnames.item_name("rg-2", "vm-9"))
+    assert (vm.container_name, vm.item_name) == (
+        backupnames.container_name("rg-2", "vm-9"),
+        backupnames.item_name("rg-2", "vm-9"),
+    )

@@ -56,19 +56,13 @@ def test_unknown_cloud_and_http_endpoint_are_refused():
 def test_precedence_env_then_az_config(tmp_path):
     empty = tmp_path / "none"
     assert cloud.resolve(env={}, az_config_dir=str(empty)).name == "AzureCloud"
-    assert (
-        cloud.resolve(env={"VMSNAPKIT_CLOUD": "AzureChinaCloud"}, az_config_dir=str(empty)).name
-        == "AzureChinaCloud"
-    )
+    assert cloud.resolve(env={"VMSNAPKIT_CLOUD": "AzureChinaCloud"}, az_config_dir=str(empty)).name == "AzureChinaCloud"
     assert (
         cloud.resolve(cloud_name="AzureUSGovernment", env={"VMSNAPKIT_CLOUD": "AzureChinaCloud"}).name
         == "AzureUSGovernment"
     )
     (tmp_path / "config").write_text("[cloud]\nname = AzureChinaCloud\n")
-    assert (
-        cloud.resolve(env={}, az_config_dir=str(tmp_path)).resource_manager
-        == "https://management.chinacloudapi.cn/"
-    )
+    assert cloud.resolve(env={}, az_config_dir=str(tmp_path)).resource_manager == "https://management.chinacloudapi.cn/"
     (tmp_path / "config").write_text("[cloud]\nname = StackHub\n")
     (tmp_path / "clouds.config").write_text(
         "[StackHub]\nendpoint_resource_manager = https://management.local.azurestack.external\n"
@@ -101,9 +95,7 @@ def test_metadata_document_forms():
         "blob.example.test",
     )
     assert (
-        cloud.from_metadata(
-            [dict(doc, resourceManager="https://other/"), doc], "https://arm.example.test/"
-        ).name
+        cloud.from_metadata([dict(doc, resourceManager="https://other/"), doc], "https://arm.example.test/").name
         == "Hub"
     )
     with pytest.raises(KitError, match="lacks"):

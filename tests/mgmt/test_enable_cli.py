@@ -15,8 +15,7 @@ ENABLE = ("backup", "enable", "--polling-interval", "0")
 
 def puts_per_vm(emu):
     return collections.Counter(
-        r["body"]["properties"]["sourceResourceId"].lower()
-        for r in emu.requests(method="PUT", path="/protectedItems/")
+        r["body"]["properties"]["sourceResourceId"].lower() for r in emu.requests(method="PUT", path="/protectedItems/")
     )
 
 
@@ -27,9 +26,7 @@ def test_dry_run_writes_nothing_then_enable_protects_each_vm_once(emulator, kit_
     _, plan = kit.json(*ENABLE, "--dry-run", check=0)
     assert {r["vmId"].lower() for r in plan if r["action"] == "would enable"} == unprotected
     assert not [
-        r
-        for r in emu.requests()
-        if r["method"] in ("PUT", "POST", "DELETE") and "ResourceGraph" not in r["path"]
+        r for r in emu.requests() if r["method"] in ("PUT", "POST", "DELETE") and "ResourceGraph" not in r["path"]
     ]
     emu.clear_log()
     proc, rows = kit.json(*ENABLE, check=0)
@@ -92,9 +89,7 @@ def test_killed_run_resumes_and_protects_every_vm_exactly_once(emulator, kit_for
         "-o",
         "json",
     ]
-    child = subprocess.Popen(
-        argv, env=kit.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(tmp_path)
-    )
+    child = subprocess.Popen(argv, env=kit.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(tmp_path))
     deadline = time.monotonic() + 60
     while len(emu.requests(method="PUT", path="/protectedItems/")) < 20 and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -150,6 +145,5 @@ def test_explicit_vault_in_another_subscription_skips_discovery(emulator, kit_fo
         assert emu.estate.protecting_vault(emu.estate.vms[key]) is vault1
         put = [r for r in emu.requests(method="PUT") if emu.estate.vms[key].name in r["path"]]
         assert put[0]["path"].endswith(
-            f"/protectedItems/VM;iaasvmcontainerv2;{emu.estate.vms[key].resource_group};"
-            f"{emu.estate.vms[key].name}"
+            f"/protectedItems/VM;iaasvmcontainerv2;{emu.estate.vms[key].resource_group};{emu.estate.vms[key].name}"
         )

@@ -27,9 +27,7 @@ def test_extensions_list_every_format_agrees(emulator, kit_for):
     emu = emulator(vms=30, subscriptions=2)
     kit = kit_for(emu)
     _, rows = kit.json("extensions", "list", check=0)
-    with_ext = [
-        vm for vm in emu.estate.vms.values() if any(e.type == "VMSnapshotLinux" for e in vm.extensions)
-    ]
+    with_ext = [vm for vm in emu.estate.vms.values() if any(e.type == "VMSnapshotLinux" for e in vm.extensions)]
     assert len(rows) == len(with_ext)
     assert {r["typePropertiesType"] for r in rows} == {"VMSnapshotLinux"}
     names = sorted(r["vm"] for r in rows)
@@ -44,10 +42,7 @@ def test_extensions_list_every_format_agrees(emulator, kit_for):
         "ResourceGroup",
     ]
     assert sorted(line.split()[5] for line in table[2:]) == names
-    assert (
-        sorted(r["vm"] for r in yaml.safe_load(kit.run("extensions", "list", "-o", "yaml", check=0).stdout))
-        == names
-    )
+    assert sorted(r["vm"] for r in yaml.safe_load(kit.run("extensions", "list", "-o", "yaml", check=0).stdout)) == names
     csv_rows = list(csv.DictReader(io.StringIO(kit.run("extensions", "list", "-o", "csv", check=0).stdout)))
     assert sorted(r["vm"] for r in csv_rows) == names
     tsv = kit.run("extensions", "list", "-o", "tsv", "--query", "[].[vm, provisioningState]", check=0).stdout
@@ -55,9 +50,7 @@ def test_extensions_list_every_format_agrees(emulator, kit_for):
     jsonc = kit.run("extensions", "list", "-o", "jsonc", check=0).stdout
     assert "\x1b[94m" in jsonc
     failed = json.loads(
-        kit.run(
-            "extensions", "list", "-o", "json", "--query", "[?provisioningState=='Failed'].vm", check=0
-        ).stdout
+        kit.run("extensions", "list", "-o", "json", "--query", "[?provisioningState=='Failed'].vm", check=0).stdout
     )
     assert sorted(failed) == sorted(emu.estate.vms[k].name for k in emu.estate.expect["failed_extension"])
     _, every = kit.json("extensions", "list", "--all", check=0)
@@ -75,9 +68,7 @@ def test_selection_by_resource_group_tag_ids_and_file(emulator, kit_for, tmp_pat
     _, rows = kit.json("extensions", "list", "--vm-ids", ",".join(v.id for v in picked), check=0)
     assert {r["vm"] for r in rows} == {v.name for v in picked}
     f = tmp_path / "vms.txt"
-    f.write_text(
-        "# fleet\n" + "\n".join(v.id.upper().replace("/SUBSCRIPTIONS/", "/subscriptions/") for v in picked)
-    )
+    f.write_text("# fleet\n" + "\n".join(v.id.upper().replace("/SUBSCRIPTIONS/", "/subscriptions/") for v in picked))
     _, rows = kit.json("extensions", "list", "--vms-file", str(f), check=0)
     assert {r["vm"] for r in rows} == {v.name for v in picked}
     f.write_text(picked[0].id + "\nnot-a-vm-id\n")
@@ -166,9 +157,7 @@ def test_throttling_429_is_retried_transparently(emulator, kit_for):
     throttled = [r for r in emu.requests() if r["status"] == 429]
     assert throttled and len(direct) == 40
     for r in throttled:  # every throttled request was sent again and then succeeded
-        assert any(
-            o["seq"] > r["seq"] and o["path"] == r["path"] and o["status"] == 200 for o in emu.requests()
-        )
+        assert any(o["seq"] > r["seq"] and o["path"] == r["path"] and o["status"] == 200 for o in emu.requests())
 
 
 def test_partial_failure_vm_get_fails_only_that_vm(emulator, kit_for):
@@ -245,8 +234,6 @@ def test_kit_follows_a_cloud_registered_with_the_real_az_cli(emulator, kit_for, 
     emu = emulator(vms=8, subscriptions=1)
     kit = kit_for(emu)
     session = az.session(emu, str(tmp_path / "az"))
-    _, rows = kit.json(
-        "extensions", "list", endpoint=False, env={"AZURE_CONFIG_DIR": session.config_dir}, check=0
-    )
+    _, rows = kit.json("extensions", "list", endpoint=False, env={"AZURE_CONFIG_DIR": session.config_dir}, check=0)
     with_ext = [v for v in emu.estate.vms.values() if any(e.type == "VMSnapshotLinux" for e in v.extensions)]
     assert len(rows) == len(with_ext) > 0

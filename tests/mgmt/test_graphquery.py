@@ -21,7 +21,7 @@ NASTY = [
     "\\'",
     "",
 ]
-NASTY_TAGS = {"own'er": "o'brien", "pa\\th": "c:\\temp\\", "a|b": "x | where 1==1 //", "q\"k": "it's \\\\ fine"}
+NASTY_TAGS = {"own'er": "o'brien", "pa\\th": "c:\\temp\\", "a|b": "x | where 1==1 //", 'q"k': "it's \\\\ fine"}
 
 
 @pytest.mark.parametrize("value", NASTY)

@@ -21,9 +21,7 @@ def test_resource_graph_batches_subscriptions_by_300(emulator, monkeypatch):
     assert all(p["body"]["options"]["$top"] == 1000 and p["auth"] == "Bearer" for p in posts)
     assert len(rows) == sum(max(1, len(vm.extensions)) for vm in emu.estate.vms.values())
     assert sum(1 for r in rows if r["itemId"]) == sum(
-        max(1, len(vm.extensions))
-        for k, vm in emu.estate.vms.items()
-        if k not in emu.estate.expect["unprotected"]
+        max(1, len(vm.extensions)) for k, vm in emu.estate.vms.items() if k not in emu.estate.expect["unprotected"]
     )
 
 

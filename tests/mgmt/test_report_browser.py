@@ -110,9 +110,7 @@ def test_report_in_chromium_matches_the_json_and_sorts_and_filters(report_run, t
 
         # extension versions: counts as in the JSON, "not installed" last and red, 1.8 below the 1.9 floor red
         versions = {v["key"]: (v["count"], v["cls"]) for v in bars(b, "chart-ver")}
-        expected = collections.Counter(
-            "" if r["extensionState"] == "Missing" else r["extensionVersion"] for r in rows
-        )
+        expected = collections.Counter("" if r["extensionState"] == "Missing" else r["extensionVersion"] for r in rows)
         assert {k: c for k, (c, _) in versions.items()} == dict(expected)
         assert versions[""][1] == "bad" and versions["1.8"][1] == "bad" and versions["1.10"][1] == "ok"
         for chart in ("chart-sub", "chart-rg", "chart-age", "chart-ver"):
@@ -122,7 +120,7 @@ def test_report_in_chromium_matches_the_json_and_sorts_and_filters(report_run, t
         b.click("#vmt thead th[data-t=n] button")
         ages_shown = column(b, 10)
         numbers = [float(x) for x in ages_shown if x]
-        assert numbers == sorted(numbers) and ages_shown[len(numbers):] == [""] * (60 - len(numbers))
+        assert numbers == sorted(numbers) and ages_shown[len(numbers) :] == [""] * (60 - len(numbers))
         assert b.evaluate("document.querySelector('#vmt thead th[data-t=n]').getAttribute('aria-sort')") == (
             "ascending"
         )
@@ -162,7 +160,7 @@ def test_sorting_and_filtering_span_every_chunk_of_a_large_table(tmp_path):
         shown = column(b, 10)
         numbers = [float(x) for x in shown if x]
         assert numbers == sorted((r["backupAgeHours"] for r in rows if r["backupAgeHours"] is not None), reverse=True)
-        assert shown[len(numbers):] == [""] * (len(rows) - len(numbers)) and b.evaluate(sizes) == [200, 200, 50]
+        assert shown[len(numbers) :] == [""] * (len(rows) - len(numbers)) and b.evaluate(sizes) == [200, 200, 50]
         b.type_text("#q", "rg-workload-07")
         wanted = sum(1 for r in rows if r["resourceGroup"] == "rg-workload-07")
         wait_for(b, f"document.querySelectorAll('#vmt tbody tr:not([hidden])').length === {wanted}")

@@ -37,10 +37,13 @@ def test_parse_vm_id_and_the_vms_file(tmp_path):
     with pytest.raises(ValueError, match="is not a VM resource id"):
         parse_vm_id("/subscriptions/s/resourceGroups/g")
     f = tmp_path / "vms.txt"
-    f.write_text(f"# two VMs\n{ref.id}  # first\n\n/subscriptions/t/resourceGroups/h/providers/"
-                 "Microsoft.Compute/virtualMachines/w\n")
-    args = types.SimpleNamespace(subscription=["s"], resource_group=None, vm_ids=None, tag=[("k", "v")],
-                                 vms_file=str(f))
+    f.write_text(
+        f"# two VMs\n{ref.id}  # first\n\n/subscriptions/t/resourceGroups/h/providers/"
+        "Microsoft.Compute/virtualMachines/w\n"
+    )
+    args = types.SimpleNamespace(
+        subscription=["s"], resource_group=None, vm_ids=None, tag=[("k", "v")], vms_file=str(f)
+    )
     sel = from_args(args)
     assert [v.name for v in sel.vms] == ["v", "w"] and sel.subscriptions == ["s", "t"] and sel.tags == {"k": "v"}
     f.write_text(ref.id + "\nnope\n")

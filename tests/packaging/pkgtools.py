@@ -10,16 +10,11 @@ import shutil
 import subprocess
 import sys
 
+import buildinfo
+import package_description
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PACKAGING = os.path.join(ROOT, "packaging")
-for _path in (ROOT, PACKAGING):  # the repository (harness/) and the packaging modules
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
-
-import buildinfo  # noqa: E402
-import package_description  # noqa: E402
 
 EPOCH = buildinfo.source_date_epoch()
 
@@ -35,8 +30,7 @@ def require_tools(*tools):
 
 
 FPM_VERSION = "1.17.0"
-FPM_RUBY_PACKAGES = ("ruby ruby-clamp ruby-cabin ruby-stud ruby-backports ruby-dotenv ruby-insist "
-                     "ruby-mustache")
+FPM_RUBY_PACKAGES = "ruby ruby-clamp ruby-cabin ruby-stud ruby-backports ruby-dotenv ruby-insist ruby-mustache"
 
 
 def vendored_fpm():
@@ -45,30 +39,39 @@ def vendored_fpm():
     cache = os.environ.get("KIT_CACHE") or os.path.expanduser("~/.cache/vmsnapshot-kit")
     fpm = os.environ.get("FPM") or os.path.join(cache, "fpm-" + FPM_VERSION, "bin", "fpm")
     if not os.access(fpm, os.X_OK):
-        pytest.skip("fpm not unpacked at %s (`make fpm` unpacks the vendored fpm-%s-src.tar.gz)"
-                    % (fpm, FPM_VERSION))
+        pytest.skip("fpm not unpacked at %s (`make fpm` unpacks the vendored fpm-%s-src.tar.gz)" % (fpm, FPM_VERSION))
     try:
-        proc = subprocess.run([fpm, "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              timeout=60)
+        proc = subprocess.run(
+            [fpm, "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60
+        )
     except OSError as exc:
         pytest.skip("fpm does not start: %s" % exc)
     if proc.returncode != 0 or FPM_VERSION not in proc.stdout:
         last = (proc.stdout.strip().splitlines() or ["no output"])[-1]
-        pytest.skip("fpm does not run (%s): it needs %s, rpm and binutils (`make fpm` as root installs them)"
-                    % (last, FPM_RUBY_PACKAGES))
+        pytest.skip(
+            "fpm does not run (%s): it needs %s, rpm and binutils (`make fpm` as root installs them)"
+            % (last, FPM_RUBY_PACKAGES)
+        )
     return fpm
 
 
 def build(out, tree=ROOT, version=None, packager="nfpm", extra_env=None, work=None):
     """Run <tree>/packaging/make_dist.py into out; returns {kind: path} for zip, deb, rpm, sums."""
-    cmd = [sys.executable, os.path.join(tree, "packaging", "make_dist.py"), "--out", str(out),
-           "--packager", packager, "--work", str(work or os.path.join(str(out) + ".work"))]
+    cmd = [
+        sys.executable,
+        os.path.join(tree, "packaging", "make_dist.py"),
+        "--out",
+        str(out),
+        "--packager",
+        packager,
+        "--work",
+        str(work or os.path.join(str(out) + ".work")),
+    ]
     if version:
         cmd += ["--version", version]
     env = dict(os.environ, SOURCE_DATE_EPOCH=str(EPOCH))
     env.update(extra_env or {})
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                          timeout=120)
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stdout
     found = {}
     for name in os.listdir(str(out)):
@@ -103,8 +106,7 @@ def ensure_conffile(tree):
         return names[0]
     os.makedirs(etc, exist_ok=True)
     with open(os.path.join(etc, SAMPLE_CONFFILE), "w") as f:
-        f.write("# sample added by tests/packaging (extension/etc/ was empty)\n"
-                "[SnapshotThread]\nfsfreeze = false\n")
+        f.write("# sample added by tests/packaging (extension/etc/ was empty)\n[SnapshotThread]\nfsfreeze = false\n")
     print("note: extension/etc/ is empty; the test tree ships a sample %s" % SAMPLE_CONFFILE)
     return SAMPLE_CONFFILE
 

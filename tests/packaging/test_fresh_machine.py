@@ -63,8 +63,11 @@ def test_fresh_debian_12_gets_node_from_the_kit_and_runs_azurite(fresh, tmp_path
     assert "12." in open(os.path.join(root, "etc/debian_version")).read()
 
     # Not root: one line saying what to install, nothing installed.
-    user = inside(root, "cd /tmp && setpriv --reuid=65534 --regid=65534 --clear-groups "
-                        "sh %s/mk/azurite.sh /tmp/azurite %s" % (KIT, AZURITE_VERSION))
+    user = inside(
+        root,
+        "cd /tmp && setpriv --reuid=65534 --regid=65534 --clear-groups "
+        "sh %s/mk/azurite.sh /tmp/azurite %s" % (KIT, AZURITE_VERSION),
+    )
     assert user.returncode == 1, user.stdout + user.stderr
     assert len(user.stderr.strip().splitlines()) == 1 and "apt-get install nodejs npm" in user.stderr, user.stderr
 

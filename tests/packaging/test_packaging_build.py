@@ -33,8 +33,11 @@ def expected_runtime_names():
     for top in ("bin", "vmsnapshot", "etc"):
         for dirpath, dirnames, filenames in os.walk(os.path.join(ROOT, "extension", top)):
             dirnames[:] = [d for d in dirnames if d != "__pycache__"]
-            names.update(os.path.relpath(os.path.join(dirpath, n), os.path.join(ROOT, "extension"))
-                         for n in filenames if not n.endswith(".pyc") and n != "_build.py")
+            names.update(
+                os.path.relpath(os.path.join(dirpath, n), os.path.join(ROOT, "extension"))
+                for n in filenames
+                if not n.endswith(".pyc") and n != "_build.py"
+            )
     return names
 
 
@@ -45,6 +48,7 @@ def zip_time(epoch):
 
 
 # ------------------------------------------------------------------------------------------------ the zip
+
 
 def test_zip_name_and_entries_are_the_runtime_only(dist):
     assert os.path.basename(dist["zip"]) == "%s.%s__%s.zip" % IDENT
@@ -69,8 +73,7 @@ def test_zip_manifest_is_what_the_agent_reads(dist):
     for key in ("install", "uninstall", "update", "enable", "disable"):
         script, arg = hm[key + "Command"].split()
         assert script in names and arg == key
-    for key in ("rebootAfterInstall", "reportHeartbeat", "continueOnUpdateFailure",
-                "supportsMultipleExtensions"):
+    for key in ("rebootAfterInstall", "reportHeartbeat", "continueOnUpdateFailure", "supportsMultipleExtensions"):
         assert hm[key] is False
 
 
@@ -79,8 +82,7 @@ def test_zip_leaves_out_caches_and_leftovers(tmp_path):
     tree = copy_tree(str(tmp_path / "tree"))
     pkg = os.path.join(tree, "extension", "vmsnapshot")
     os.makedirs(os.path.join(pkg, "__pycache__"))
-    for junk in ("__pycache__/identity.cpython-311.pyc", "identity.py~", ".identity.py.swp", "x.pyc",
-                 "_build.py"):
+    for junk in ("__pycache__/identity.cpython-311.pyc", "identity.py~", ".identity.py.swp", "x.pyc", "_build.py"):
         with open(os.path.join(pkg, junk), "w") as f:
             f.write("PUBLISHER = 'stale'\n")
     out = build(tmp_path / "out", tree=tree)
@@ -91,6 +93,7 @@ def test_zip_leaves_out_caches_and_leftovers(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ the DEB
+
 
 def deb_members(path):
     """{name: TarInfo} of the DEB's data archive, read with dpkg-deb itself."""
@@ -122,13 +125,16 @@ def test_deb_contents_layout_modes_and_times(dist):
     require_tools("dpkg-deb")
     members = deb_members(dist["deb"])
     lib = "usr/lib/vmsnapshot-linux/%s/" % VERSION
-    shipped = {n[len(lib):] for n, m in members.items() if n.startswith(lib) and m.isfile()}
+    shipped = {n[len(lib) :] for n, m in members.items() if n.startswith(lib) and m.isfile()}
     assert shipped == expected_runtime_names(), "the library directory is the zip's tree"
     bin_ = members["usr/bin/vmsnapshot"]
     assert bin_.mode == 0o755 and bin_.uid == 0 and bin_.gid == 0
     assert members["etc/azure/vmsnapshot/hooks.d"].isdir()
-    for needed in ("usr/share/doc/vmsnapshot-linux/copyright", "usr/share/man/man8/vmsnapshot.8.gz",
-                   "usr/share/doc/vmsnapshot-linux/changelog.Debian.gz"):
+    for needed in (
+        "usr/share/doc/vmsnapshot-linux/copyright",
+        "usr/share/man/man8/vmsnapshot.8.gz",
+        "usr/share/doc/vmsnapshot-linux/changelog.Debian.gz",
+    ):
         assert needed in members, needed
     for name, m in members.items():
         assert m.mtime == EPOCH, (name, m.mtime)
@@ -166,6 +172,7 @@ def test_deb_changelog_starts_with_this_version(dist):
 
 # ------------------------------------------------------------------------------------------------ the RPM
 
+
 def rpm_query(path, fmt):
     return sh("rpm", "-qp", "--qf", fmt, path)
 
@@ -173,8 +180,7 @@ def rpm_query(path, fmt):
 def test_rpm_header(dist):
     require_tools("rpm")
     assert os.path.basename(dist["rpm"]) == "vmsnapshot-linux-%s-1.noarch.rpm" % VERSION
-    head = rpm_query(dist["rpm"], "%{NAME}|%{VERSION}|%{RELEASE}|%{ARCH}|%{BUILDTIME}|%{BUILDHOST}|"
-                                  "%{LICENSE}")
+    head = rpm_query(dist["rpm"], "%{NAME}|%{VERSION}|%{RELEASE}|%{ARCH}|%{BUILDTIME}|%{BUILDHOST}|%{LICENSE}")
     assert head == "vmsnapshot-linux|%s|1|noarch|%d|reproducible|MIT" % (VERSION, EPOCH)
     requires = sh("rpm", "-qp", "--requires", dist["rpm"]).splitlines()
     assert "python(abi) >= 3.6" in requires and "openssl" in requires
@@ -184,16 +190,17 @@ def test_rpm_header(dist):
 
 def test_rpm_files_flags_and_scripts(dist):
     require_tools("rpm")
-    rows = rpm_query(dist["rpm"], "[%{FILENAMES}|%{FILEMODES:perms}|%{FILEUSERNAME}|%{FILEGROUPNAME}|"
-                                  "%{FILEFLAGS:fflags}|%{FILEMTIMES}\n]").splitlines()
+    rows = rpm_query(
+        dist["rpm"],
+        "[%{FILENAMES}|%{FILEMODES:perms}|%{FILEUSERNAME}|%{FILEGROUPNAME}|%{FILEFLAGS:fflags}|%{FILEMTIMES}\n]",
+    ).splitlines()
     files = {}
     for row in rows:
         name, perms, user, group, flags, mtime = row.split("|")
         files[name] = (perms, flags)
         assert (user, group) == ("root", "root") and int(mtime) == EPOCH, row
     lib = "/usr/lib/vmsnapshot-linux/%s/" % VERSION
-    shipped = {n[len(lib):] for n, (perms, _) in files.items()
-               if n.startswith(lib) and perms.startswith("-")}
+    shipped = {n[len(lib) :] for n, (perms, _) in files.items() if n.startswith(lib) and perms.startswith("-")}
     assert shipped == expected_runtime_names()
     assert files["/usr/bin/vmsnapshot"][0] == "-rwxr-xr-x"
     assert files["/etc/azure/vmsnapshot/hooks.d"][0].startswith("d")
@@ -225,6 +232,7 @@ def test_deb_and_rpm_ship_the_same_files(dist):
 
 # ------------------------------------------------------------------------------------ reproducibility
 
+
 def test_two_builds_are_byte_identical(dist, tmp_path):
     """A second build (fresh staging tree, different file times) gives the same bytes and SHA256SUMS."""
     again = build(tmp_path / "again")
@@ -234,8 +242,9 @@ def test_two_builds_are_byte_identical(dist, tmp_path):
     sums = open(dist["sums"]).read().splitlines()
     names = sorted(os.path.basename(dist[k]) for k in ("zip", "deb", "rpm"))
     assert [line.split("  ")[1] for line in sums] == names
-    check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=os.path.dirname(dist["sums"]),
-                           stdout=subprocess.PIPE, text=True)
+    check = subprocess.run(
+        ["sha256sum", "-c", "SHA256SUMS"], cwd=os.path.dirname(dist["sums"]), stdout=subprocess.PIPE, text=True
+    )
     assert check.returncode == 0, check.stdout
 
 
@@ -246,14 +255,15 @@ def test_compressed_members_carry_no_build_time(dist):
         raw = subprocess.run(["ar", "p", dist["deb"], member], stdout=subprocess.PIPE, check=True).stdout
         head = raw[:10]
         assert head[:3] == b"\x1f\x8b\x08" and head[4:8] == b"\0\0\0\0", (member, head)
-    listing = subprocess.run(["ar", "tv", dist["deb"]], stdout=subprocess.PIPE, text=True, check=True,
-                             env=dict(os.environ, TZ="UTC")).stdout  # ar prints local time
+    listing = subprocess.run(
+        ["ar", "tv", dist["deb"]], stdout=subprocess.PIPE, text=True, check=True, env=dict(os.environ, TZ="UTC")
+    ).stdout  # ar prints local time
     stamp = time.strftime("%b %e %H:%M %Y", time.gmtime(EPOCH))
     assert all(" ".join(stamp.split()) in " ".join(line.split()) for line in listing.splitlines()), listing
     with open(dist["rpm"], "rb") as f:
         data = f.read()
     payload = data.find(b"\x1f\x8b\x08")
-    assert payload > 0 and data[payload + 4:payload + 8] == b"\0\0\0\0"
+    assert payload > 0 and data[payload + 4 : payload + 8] == b"\0\0\0\0"
 
 
 def test_source_date_epoch_sets_every_timestamp(tmp_path):
@@ -267,9 +277,13 @@ def test_source_date_epoch_sets_every_timestamp(tmp_path):
 
 
 def test_bad_source_date_epoch_is_a_clear_error(tmp_path):
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "packaging", "make_dist.py"), "--out",
-                           str(tmp_path / "o")], env=dict(os.environ, SOURCE_DATE_EPOCH="yesterday"),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "packaging", "make_dist.py"), "--out", str(tmp_path / "o")],
+        env=dict(os.environ, SOURCE_DATE_EPOCH="yesterday"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "SOURCE_DATE_EPOCH='yesterday'" in proc.stderr
 
@@ -289,18 +303,29 @@ def test_one_version_source():
 
 # ------------------------------------------------------------------------------------------------ lint
 
+
 def test_lintian_reports_no_errors(dist):
     require_tools("lintian")
-    proc = subprocess.run(["lintian", "--fail-on", "error", "--tag-display-limit", "0", dist["deb"]],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+    proc = subprocess.run(
+        ["lintian", "--fail-on", "error", "--tag-display-limit", "0", dist["deb"]],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout
     assert not [line for line in proc.stdout.splitlines() if line.startswith("E:")], proc.stdout
 
 
 def test_rpmlint_reports_no_errors(dist):
     require_tools("rpmlint")
-    proc = subprocess.run(["rpmlint", "-r", os.path.join(ROOT, "packaging", "rpmlintrc"), dist["rpm"]],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+    proc = subprocess.run(
+        ["rpmlint", "-r", os.path.join(ROOT, "packaging", "rpmlintrc"), dist["rpm"]],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0 and " 0 errors" in proc.stdout, proc.stdout
 
 
@@ -324,15 +349,17 @@ def test_man_page_renders_cleanly_and_carries_the_runtime_help(dist):
     require_tools("dpkg-deb", "groff")
     page = gzip.decompress(deb_file(dist["deb"], "usr/share/man/man8/vmsnapshot.8.gz")).decode()
     assert "@" not in page.replace("vmsnapshot-kit@", "")
-    proc = subprocess.run(["groff", "-man", "-ww", "-z"], input=page, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(
+        ["groff", "-man", "-ww", "-z"], input=page, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     assert proc.returncode == 0 and not proc.stderr, proc.stderr
     if not runtime_has_main():
         assert "printed no command summary" in page
         return
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "extension"))
-    help_ = subprocess.run([sys.executable, "-B", "-m", "vmsnapshot", "--help"], env=env,
-                           stdout=subprocess.PIPE, text=True, check=True).stdout
+    help_ = subprocess.run(
+        [sys.executable, "-B", "-m", "vmsnapshot", "--help"], env=env, stdout=subprocess.PIPE, text=True, check=True
+    ).stdout
     for line in help_.splitlines():
         if line.strip():
             assert line.replace("\\", "\\e") in page, line

@@ -26,11 +26,39 @@ VERSION = buildinfo.read_version()
 # take none. Anything else in a generated command line is a mistake (test_packaging_fpm_build.py checks
 # this table against the real `fpm --help`).
 VALUE_OPTIONS = {
-    "-s", "-t", "-C", "-p", "-n", "-v", "--iteration", "-a", "--license", "--vendor", "--maintainer", "--url",
-    "--category", "--description", "--depends", "--config-files", "--directories", "--before-remove",
-    "--source-date-epoch-default", "--deb-priority", "--deb-user", "--deb-group", "--deb-changelog",
-    "--deb-compression", "--rpm-os", "--rpm-summary", "--rpm-user", "--rpm-group", "--rpm-changelog",
-    "--rpm-compression", "--rpm-attr", "--rpm-digest", "--rpm-rpmbuild-define",
+    "-s",
+    "-t",
+    "-C",
+    "-p",
+    "-n",
+    "-v",
+    "--iteration",
+    "-a",
+    "--license",
+    "--vendor",
+    "--maintainer",
+    "--url",
+    "--category",
+    "--description",
+    "--depends",
+    "--config-files",
+    "--directories",
+    "--before-remove",
+    "--source-date-epoch-default",
+    "--deb-priority",
+    "--deb-user",
+    "--deb-group",
+    "--deb-changelog",
+    "--deb-compression",
+    "--rpm-os",
+    "--rpm-summary",
+    "--rpm-user",
+    "--rpm-group",
+    "--rpm-changelog",
+    "--rpm-compression",
+    "--rpm-attr",
+    "--rpm-digest",
+    "--rpm-rpmbuild-define",
 }
 FLAGS = {"-f", "--deb-no-default-config-files"}
 
@@ -83,8 +111,7 @@ def test_command_line_carries_the_description(staged, family):
     # Every input exists in the staged root, and together they bring every file of this family.
     for path in inputs:
         assert os.path.lexists(os.path.join(root, path)), path
-    wanted = {e["dst"].lstrip("/") for e in desc["contents"] if e["packager"] in (None, family)
-              and e["kind"] != "dir"}
+    wanted = {e["dst"].lstrip("/") for e in desc["contents"] if e["packager"] in (None, family) and e["kind"] != "dir"}
     covered = set()
     for path in inputs:
         full = os.path.join(root, path)
@@ -110,8 +137,11 @@ def test_rpm_command_owns_directories_and_sets_special_modes(staged):
     opts, _ = parse(fpm_command.argv(desc, "rpm", root, meta, "/out/pkg"))
     dirs = sorted(e["dst"] for e in desc["contents"] if e["kind"] == "dir" and e["packager"] in (None, "rpm"))
     assert sorted(opts["--directories"]) == dirs
-    special = sorted("%o,root,root:%s" % (e["mode"], e["dst"]) for e in desc["contents"]
-                     if e["packager"] in (None, "rpm") and e["mode"] not in (0o644, 0o755))
+    special = sorted(
+        "%o,root,root:%s" % (e["mode"], e["dst"])
+        for e in desc["contents"]
+        if e["packager"] in (None, "rpm") and e["mode"] not in (0o644, 0o755)
+    )
     assert sorted(opts.get("--rpm-attr", [])) == special
     assert opts["--rpm-changelog"] and opts["--rpm-summary"] == [desc["summary"]]
     # reproducible: build time and file times from SOURCE_DATE_EPOCH, a fixed build host; sha256 digests
@@ -125,16 +155,16 @@ def test_fpm_changelogs_say_what_nfpm_wrote(staged, tmp_path):
     require_tools("dpkg-deb", "rpm")
     desc, root, meta = staged
     out = build(tmp_path / "out")
-    raw = subprocess.run(["dpkg-deb", "--fsys-tarfile", out["deb"]], stdout=subprocess.PIPE,
-                         check=True).stdout
+    raw = subprocess.run(["dpkg-deb", "--fsys-tarfile", out["deb"]], stdout=subprocess.PIPE, check=True).stdout
     with tarfile.open(fileobj=io.BytesIO(raw)) as tf:
         member = tf.extractfile("./usr/share/doc/vmsnapshot-linux/changelog.Debian.gz")
         nfpm_deb = gzip.decompress(member.read())
     ours_deb = open(meta["debian_changelog"]).read()
     strip = lambda text: [line.strip() for line in text.splitlines() if line.strip()]  # noqa: E731
     assert strip(nfpm_deb.decode()) == strip(ours_deb)
-    nfpm_rpm = subprocess.run(["rpm", "-qp", "--changelog", out["rpm"]], stdout=subprocess.PIPE, text=True,
-                              check=True).stdout
+    nfpm_rpm = subprocess.run(
+        ["rpm", "-qp", "--changelog", out["rpm"]], stdout=subprocess.PIPE, text=True, check=True
+    ).stdout
     assert strip(nfpm_rpm) == strip(open(meta["rpm_changelog"]).read())
 
 
@@ -142,9 +172,13 @@ def test_missing_packager_is_a_clear_error(tmp_path):
     env = dict(os.environ, PATH="/usr/bin:/bin", SOURCE_DATE_EPOCH=str(EPOCH))
     env.pop("FPM", None)  # `make test` exports the vendored fpm's path
     python = "/usr/bin/python3"  # an interpreter with no fpm beside it
-    proc = subprocess.run([python, os.path.join(ROOT, "packaging", "make_dist.py"), "--out",
-                           str(tmp_path / "o"), "--packager", "fpm"], env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(
+        [python, os.path.join(ROOT, "packaging", "make_dist.py"), "--out", str(tmp_path / "o"), "--packager", "fpm"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "fpm not found" in proc.stderr
 
@@ -153,13 +187,27 @@ def test_fpm_without_ruby_is_a_one_line_error(tmp_path):
     """An fpm that cannot load its Ruby libraries (a non-root machine without them) stops the build
     before anything is staged, with one line naming the packages, never a Ruby backtrace."""
     broken = tmp_path / "fpm"
-    broken.write_text("#!/bin/sh\necho \"<internal:kernel_require>: cannot load such file -- clamp "
-                      "(LoadError)\" >&2\nexit 1\n")
+    broken.write_text(
+        '#!/bin/sh\necho "<internal:kernel_require>: cannot load such file -- clamp (LoadError)" >&2\nexit 1\n'
+    )
     broken.chmod(0o755)
     env = dict(os.environ, SOURCE_DATE_EPOCH=str(EPOCH), FPM=str(broken))
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "packaging", "make_dist.py"), "--out",
-                           str(tmp_path / "o"), "--work", str(tmp_path / "w"), "--packager", "fpm"],
-                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "packaging", "make_dist.py"),
+            "--out",
+            str(tmp_path / "o"),
+            "--work",
+            str(tmp_path / "w"),
+            "--packager",
+            "fpm",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "cannot load such file -- clamp" in proc.stderr and "ruby-clamp" in proc.stderr
@@ -169,10 +217,23 @@ def test_fpm_without_ruby_is_a_one_line_error(tmp_path):
 def test_dry_run_prints_the_fpm_commands(tmp_path):
     """--dry-run is how a machine without fpm shows what PACKAGER=fpm would run."""
     env = dict(os.environ, SOURCE_DATE_EPOCH=str(EPOCH))
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "packaging", "make_dist.py"), "--out",
-                           str(tmp_path / "o"), "--work", str(tmp_path / "w"), "--packager", "fpm",
-                           "--dry-run"],
-                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "packaging", "make_dist.py"),
+            "--out",
+            str(tmp_path / "o"),
+            "--work",
+            str(tmp_path / "w"),
+            "--packager",
+            "fpm",
+            "--dry-run",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     commands = [shlex.split(c) for c in proc.stdout.split("\nfpm ")]
     commands = [c if c[0] == "fpm" else ["fpm"] + c for c in commands if c]

@@ -56,8 +56,12 @@ def deb_tree(path):
             data = tf.extractfile(m).read() if m.isfile() else b""
             if name.endswith(".gz"):
                 data = gzip.decompress(data)
-            tree[name] = ("dir" if m.isdir() else "file", oct(m.mode), owner.replace("0:0", "root:root"),
-                          hashlib.sha256(data).hexdigest())
+            tree[name] = (
+                "dir" if m.isdir() else "file",
+                oct(m.mode),
+                owner.replace("0:0", "root:root"),
+                hashlib.sha256(data).hexdigest(),
+            )
     return tree
 
 
@@ -81,9 +85,11 @@ def rpm_requires(path):
 
 # ---------------------------------------------------------------------------------------------- lint
 
+
 def lintian_tags(deb):
-    proc = subprocess.run(["lintian", "--tag-display-limit", "0", deb], stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.run(
+        ["lintian", "--tag-display-limit", "0", deb], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     return proc, sorted(set(re.findall(r"^[EWIXP]: \S+: (\S+)", proc.stdout, re.M)))
 
 
@@ -101,14 +107,19 @@ def test_fpm_rpm_is_rpmlint_clean(fpm_dist, dist):
     require_tools("rpmlint")
     out = {}
     for name, paths in (("fpm", fpm_dist), ("nfpm", dist)):
-        proc = subprocess.run(["rpmlint", "-r", os.path.join(ROOT, "packaging", "rpmlintrc"), paths["rpm"]],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.run(
+            ["rpmlint", "-r", os.path.join(ROOT, "packaging", "rpmlintrc"), paths["rpm"]],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         assert proc.returncode == 0 and " 0 errors" in proc.stdout, proc.stdout
         out[name] = sorted(set(re.findall(r": [EW]: (\S+)", proc.stdout)))
     assert out["fpm"] == out["nfpm"], out
 
 
 # ---------------------------------------------------------------------------------- reproducibility
+
 
 def test_fpm_rebuild_is_byte_identical(fpm, fpm_dist, tmp_path):
     """Another build, later (other wall clock, other fpm temp dirs, other staging dir) gives the same bytes."""
@@ -121,8 +132,7 @@ def test_fpm_rebuild_is_byte_identical(fpm, fpm_dist, tmp_path):
     assert header == "%d reproducible" % EPOCH
     mtimes = sh("rpm", "-qp", "--qf", "[%{FILEMTIMES}\n]", fpm_dist["rpm"]).split()
     assert set(mtimes) == {str(EPOCH)}, "rpmbuild must clamp the staged files' times"
-    raw = subprocess.run(["dpkg-deb", "--fsys-tarfile", fpm_dist["deb"]], stdout=subprocess.PIPE,
-                         check=True).stdout
+    raw = subprocess.run(["dpkg-deb", "--fsys-tarfile", fpm_dist["deb"]], stdout=subprocess.PIPE, check=True).stdout
     with tarfile.open(fileobj=io.BytesIO(raw)) as tf:
         assert {m.mtime for m in tf.getmembers()} == {EPOCH}
         changelog = tf.extractfile("./" + CHANGELOG).read()
@@ -130,6 +140,7 @@ def test_fpm_rebuild_is_byte_identical(fpm, fpm_dist, tmp_path):
 
 
 # ------------------------------------------------------------------------------------ same as nfpm
+
 
 def test_fpm_and_nfpm_debs_agree(fpm_dist, dist, tmp_path):
     """Same files with the same contents, modes and owners; same conffiles, maintainer scripts, Depends."""
@@ -142,8 +153,17 @@ def test_fpm_and_nfpm_debs_agree(fpm_dist, dist, tmp_path):
     assert sorted(fpm_ctl) == sorted(nfpm_ctl) == ["conffiles", "control", "md5sums", "prerm"]
     assert fpm_ctl["conffiles"] == nfpm_ctl["conffiles"]
     assert fpm_ctl["prerm"] == nfpm_ctl["prerm"]
-    for field in ("Package", "Version", "Architecture", "Maintainer", "Depends", "Section", "Priority",
-                  "Homepage", "Description"):
+    for field in (
+        "Package",
+        "Version",
+        "Architecture",
+        "Maintainer",
+        "Depends",
+        "Section",
+        "Priority",
+        "Homepage",
+        "Description",
+    ):
         assert sh("dpkg-deb", "-f", fpm_dist["deb"], field) == sh("dpkg-deb", "-f", dist["deb"], field), field
     fields = {line.split(":")[0] for line in fpm_ctl["control"].decode().splitlines() if not line.startswith(" ")}
     assert not fields & {"License", "Vendor"}, "fields dpkg does not know"
@@ -155,11 +175,9 @@ def test_fpm_deb_md5sums_match_its_files(fpm_dist, tmp_path):
     for line in deb_control(fpm_dist["deb"], str(tmp_path))["md5sums"].decode().splitlines():
         digest, path = line.split("  ", 1)
         sums[path] = digest
-    raw = subprocess.run(["dpkg-deb", "--fsys-tarfile", fpm_dist["deb"]], stdout=subprocess.PIPE,
-                         check=True).stdout
+    raw = subprocess.run(["dpkg-deb", "--fsys-tarfile", fpm_dist["deb"]], stdout=subprocess.PIPE, check=True).stdout
     with tarfile.open(fileobj=io.BytesIO(raw)) as tf:
-        files = {m.name[2:]: hashlib.md5(tf.extractfile(m).read()).hexdigest() for m in tf.getmembers()
-                 if m.isfile()}
+        files = {m.name[2:]: hashlib.md5(tf.extractfile(m).read()).hexdigest() for m in tf.getmembers() if m.isfile()}
     assert files == sums
 
 
@@ -176,19 +194,32 @@ def test_fpm_and_nfpm_rpms_agree(fpm_dist, dist):
             flags = ""
         assert fpm_files[name] == [mode, owner, flags, digest], name
     # the same %preun body (nfpm appends one blank line)
-    assert sh("rpm", "-qp", "--scripts", fpm_dist["rpm"]).rstrip() == sh("rpm", "-qp", "--scripts",
-                                                                         dist["rpm"]).rstrip()
+    assert (
+        sh("rpm", "-qp", "--scripts", fpm_dist["rpm"]).rstrip() == sh("rpm", "-qp", "--scripts", dist["rpm"]).rstrip()
+    )
     fpm_req, nfpm_req = rpm_requires(fpm_dist["rpm"]), rpm_requires(dist["rpm"])
     assert [r for r in fpm_req if r != ("/bin/sh", "preun,interp", "")] == nfpm_req
     assert ("python(abi)", "manual", "3.6") in fpm_req
-    for tag in ("NAME", "VERSION", "RELEASE", "ARCH", "SUMMARY", "GROUP", "LICENSE", "URL", "VENDOR",
-                "PACKAGER", "DESCRIPTION"):
+    for tag in (
+        "NAME",
+        "VERSION",
+        "RELEASE",
+        "ARCH",
+        "SUMMARY",
+        "GROUP",
+        "LICENSE",
+        "URL",
+        "VENDOR",
+        "PACKAGER",
+        "DESCRIPTION",
+    ):
         query = "%{" + tag + "}"
         ours, nfpms = (sh("rpm", "-qp", "--qf", query, p["rpm"]).rstrip("\n") for p in (fpm_dist, dist))
         assert ours == nfpms, tag
     strip = lambda text: [line for line in text.splitlines() if line.strip()]  # noqa: E731
-    assert strip(sh("rpm", "-qp", "--changelog", fpm_dist["rpm"])) == strip(sh("rpm", "-qp", "--changelog",
-                                                                                  dist["rpm"]))
+    assert strip(sh("rpm", "-qp", "--changelog", fpm_dist["rpm"])) == strip(
+        sh("rpm", "-qp", "--changelog", dist["rpm"])
+    )
 
 
 def test_command_line_options_exist_in_the_real_fpm(fpm):

@@ -45,10 +45,13 @@ def packages(request, tmp_path_factory):
     tree = copy_tree(str(base / "tree"))
     conffile = ensure_conffile(tree)
     version = buildinfo.read_version()
-    built = {v: build(base / v, tree=tree, version=ver, packager=packager, extra_env=env)
-             for v, ver in (("v1", None), ("v2", bump(version)))}
-    return dict(built, tree=tree, conffile="/etc/azure/" + conffile, version=version, next=bump(version),
-                packager=packager)
+    built = {
+        v: build(base / v, tree=tree, version=ver, packager=packager, extra_env=env)
+        for v, ver in (("v1", None), ("v2", bump(version)))
+    }
+    return dict(
+        built, tree=tree, conffile="/etc/azure/" + conffile, version=version, next=bump(version), packager=packager
+    )
 
 
 @pytest.fixture()
@@ -79,8 +82,7 @@ def check_cli(root):
     if not runtime_has_main():
         # The wrapper found python3 and the packaged runtime; only the runtime's CLI is still missing.
         assert "No module named vmsnapshot.__main__" in help_.stderr, help_.stderr
-        print("note: runtime has no __main__ yet; checked that /usr/bin/vmsnapshot reaches the packaged "
-              "runtime")
+        print("note: runtime has no __main__ yet; checked that /usr/bin/vmsnapshot reaches the packaged runtime")
         return
     assert help_.returncode == 0, help_.stdout + help_.stderr
     diag = inside(root, "vmsnapshot diagnose --json", env=SAFE_ENV, ok=False)
@@ -127,8 +129,14 @@ def test_deb_install_upgrade_keeps_edited_conffile_purge_removes_all(debian, pac
     inside(root, "dpkg -r vmsnapshot-linux")
     assert os.path.exists(os.path.join(root, conf.lstrip("/")))
     inside(root, "dpkg --purge vmsnapshot-linux")
-    for gone in ("usr/lib/vmsnapshot-linux", "usr/bin/vmsnapshot", "etc/azure/vmsnapshot", conf.lstrip("/"),
-                 "usr/share/doc/vmsnapshot-linux", "usr/share/man/man8/vmsnapshot.8.gz"):
+    for gone in (
+        "usr/lib/vmsnapshot-linux",
+        "usr/bin/vmsnapshot",
+        "etc/azure/vmsnapshot",
+        conf.lstrip("/"),
+        "usr/share/doc/vmsnapshot-linux",
+        "usr/share/man/man8/vmsnapshot.8.gz",
+    ):
         assert not os.path.lexists(os.path.join(root, gone)), gone + " survived the purge"
     assert inside(root, "dpkg-query -W vmsnapshot-linux", ok=False).returncode != 0
 
@@ -138,16 +146,20 @@ def test_entry_point_finds_rhel8_platform_python_or_says_none_is_there(debian, p
     root = debian
     inside(root, "dpkg -i %s" % put(root, packages["v1"]["deb"], "v1.deb"))
     real = os.path.basename(os.path.realpath(os.path.join(root, "usr/bin/python3")))  # python3.11
-    inside(root, "mkdir -p /usr/libexec && mv /usr/bin/python3 /root/python3.hidden && "
-                 "ln -s /usr/bin/%s /usr/libexec/platform-python" % real)
+    inside(
+        root,
+        "mkdir -p /usr/libexec && mv /usr/bin/python3 /root/python3.hidden && "
+        "ln -s /usr/bin/%s /usr/libexec/platform-python" % real,
+    )
     check_cli(root)
     traced = inside(root, "sh -x /usr/bin/vmsnapshot --help", env=SAFE_ENV, ok=False)
     assert "exec /usr/libexec/platform-python -B -s -m vmsnapshot --help" in traced.stderr, traced.stderr
     inside(root, "rm /usr/libexec/platform-python && mv /usr/bin/%s /root/" % real)
     none = inside(root, "vmsnapshot --help", env=SAFE_ENV, ok=False)
     assert none.returncode == 52 and "no Python >= 3.6 found" in none.stderr, none.stderr
-    chosen = inside(root, "vmsnapshot --help", ok=False,
-                    env=dict(SAFE_ENV, VMSNAPSHOT_PYTHON="/root/" + real))  # an interpreter off PATH
+    chosen = inside(
+        root, "vmsnapshot --help", ok=False, env=dict(SAFE_ENV, VMSNAPSHOT_PYTHON="/root/" + real)
+    )  # an interpreter off PATH
     if runtime_has_main():
         assert chosen.returncode == 0, chosen.stderr
     else:
@@ -156,8 +168,9 @@ def test_entry_point_finds_rhel8_platform_python_or_says_none_is_there(debian, p
 
 def rpm_root(root, *args):
     """The host's rpm operating on the tree: database in <root>/var/lib/rpm, scriptlets chrooted."""
-    return subprocess.run(["rpm", "--root", root] + list(args), stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, timeout=120)
+    return subprocess.run(
+        ["rpm", "--root", root] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120
+    )
 
 
 def test_rpm_install_files_scripts_upgrade_and_erase(debian, packages):
@@ -190,8 +203,12 @@ def test_rpm_install_files_scripts_upgrade_and_erase(debian, packages):
 
     proc = rpm_root(root, "-e", "vmsnapshot-linux")
     assert proc.returncode == 0, proc.stderr
-    for gone in ("usr/lib/vmsnapshot-linux", "usr/bin/vmsnapshot", "etc/azure/vmsnapshot/hooks.d",
-                 "usr/share/licenses/vmsnapshot-linux"):
+    for gone in (
+        "usr/lib/vmsnapshot-linux",
+        "usr/bin/vmsnapshot",
+        "etc/azure/vmsnapshot/hooks.d",
+        "usr/share/licenses/vmsnapshot-linux",
+    ):
         assert not os.path.lexists(os.path.join(root, gone)), gone + " survived rpm -e"
     # rpm keeps an edited configuration file as .rpmsave instead of deleting the admin's work
     assert os.path.exists(os.path.join(root, conf.lstrip("/") + ".rpmsave"))
@@ -216,21 +233,38 @@ def test_zip_unpacked_like_the_agent_then_install(debian, dist):
     for sub in ("config", "status"):
         os.makedirs(os.path.join(base, sub), mode=0o700)
     with open(os.path.join(base, "HandlerEnvironment.json"), "w") as f:
-        json.dump([{"name": handler, "version": 1.0, "handlerEnvironment": {
-            "logFolder": logs, "configFolder": base_in + "/config", "statusFolder": base_in + "/status",
-            "heartbeatFile": base_in + "/heartbeat.log", "eventsFolder": logs + "/events",
-            "eventsFolder_preview": logs + "/events"}}], f)
-    agent_env = dict(SAFE_ENV, AZURE_GUEST_AGENT_EXTENSION_PATH=base_in,
-                     AZURE_GUEST_AGENT_EXTENSION_VERSION=buildinfo.read_version(),
-                     AZURE_GUEST_AGENT_WIRE_PROTOCOL_ADDRESS="168.63.129.16", ConfigSequenceNumber="0",
-                     AZURE_GUEST_AGENT_EXTENSION_SUPPORTED_FEATURES='[{"Key": "ExtensionTelemetryPipeline", '
-                                                                   '"Value": "1.0"}]',
-                     AZURE_GUEST_AGENT_UNINSTALL_CMD_EXIT_CODE="NOT_RUN")
+        json.dump(
+            [
+                {
+                    "name": handler,
+                    "version": 1.0,
+                    "handlerEnvironment": {
+                        "logFolder": logs,
+                        "configFolder": base_in + "/config",
+                        "statusFolder": base_in + "/status",
+                        "heartbeatFile": base_in + "/heartbeat.log",
+                        "eventsFolder": logs + "/events",
+                        "eventsFolder_preview": logs + "/events",
+                    },
+                }
+            ],
+            f,
+        )
+    agent_env = dict(
+        SAFE_ENV,
+        AZURE_GUEST_AGENT_EXTENSION_PATH=base_in,
+        AZURE_GUEST_AGENT_EXTENSION_VERSION=buildinfo.read_version(),
+        AZURE_GUEST_AGENT_WIRE_PROTOCOL_ADDRESS="168.63.129.16",
+        ConfigSequenceNumber="0",
+        AZURE_GUEST_AGENT_EXTENSION_SUPPORTED_FEATURES='[{"Key": "ExtensionTelemetryPipeline", "Value": "1.0"}]',
+        AZURE_GUEST_AGENT_UNINSTALL_CMD_EXIT_CODE="NOT_RUN",
+    )
     manifest = json.load(open(os.path.join(base, "HandlerManifest.json")))
     install = manifest[0]["handlerManifest"]["installCommand"]
     proc = inside(root, "cd %s && /bin/sh -c '%s'" % (base_in, install), env=agent_env, ok=False)
     if not runtime_has_main():
         assert "No module named vmsnapshot.__main__" in proc.stderr, proc.stderr
-        pytest.xfail("runtime has no __main__ yet: the launcher found python3 and the runtime; "
-                     "install itself is the lead's")
+        pytest.xfail(
+            "runtime has no __main__ yet: the launcher found python3 and the runtime; install itself is the lead's"
+        )
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -17,7 +17,7 @@ import pytest
 
 from harness import loopfs
 from harness.faultproxy import FaultProxy, Rule
-from harness.jobs import SnapshotVM, b64json, hook_dir, safe_config
+from harness.jobs import SnapshotVM, b64json, freeze_plan, hook_dir, safe_config
 
 FSTYPES = ("ext4", "xfs", "btrfs")
 REASON = loopfs.skip_reason(FSTYPES)
@@ -38,8 +38,7 @@ def loops(tmp_path_factory):
 def fvm(tmp_path, azurite, tenant, built_zip, tls, loops, monkeypatch, runtime_python):
     monkeypatch.setenv("SSL_CERT_FILE", tls["ca"])
     vm = SnapshotVM(str(tmp_path), azurite, tenant, built_zip, python=runtime_python, disks=3)
-    safe_config(vm.config, str(tmp_path), fsfreeze=True, include=loops.mountpoints,
-                extra="[SnapshotThread]\n")
+    safe_config(vm.config, str(tmp_path), fsfreeze=True, include=loops.mountpoints, extra="[SnapshotThread]\n")
     with open(vm.config) as f:
         text = f.read().replace("timeout = 20", "timeout = %d" % CAP_S)
     with open(vm.config, "w") as f:
@@ -55,9 +54,7 @@ def assert_plan_is_ours(vm):
     if intruders:
         print("SKIP: another test session holds our loop mounts open: %s" % intruders)
         pytest.skip("another test session holds our loop mounts open: %s" % intruders)
-    proc = subprocess.run(["/bin/sh", "-c", vm.agent.base + "/bin/handle.sh diagnose --json --offline"],
-                          cwd=vm.agent.base, env=vm.agent.env(0), capture_output=True, text=True, timeout=60)
-    plan = json.loads(proc.stdout)["freeze_plan"]
+    plan = freeze_plan(vm)
     assert plan["fsfreeze"] is True
     assert sorted(plan["would_freeze"]) == sorted(vm.mounts), plan["would_freeze"]
 
@@ -65,9 +62,13 @@ def assert_plan_is_ours(vm):
 class Writer(object):
     def __init__(self, mounts, out):
         self.out = out
-        self.proc = subprocess.Popen([sys.executable, "-B", "-m", "harness.writer", out] + list(mounts),
-                                     cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
-                                     stdout=subprocess.PIPE, text=True, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-B", "-m", "harness.writer", out] + list(mounts),
+            cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         assert self.proc.stdout.readline().strip() == "ready"
         time.sleep(0.1)
 
@@ -134,7 +135,7 @@ def test_app_consistent_job_runs_hooks_around_the_freeze(fvm, tmp_path):
     marker = str(tmp_path / "hook.log")
     hook = os.path.join(hooks, "10-quiesce")
     with open(hook, "w") as f:
-        f.write("#!/bin/sh\necho \"$1 $(date +%%s.%%N)\" >> %s\n" % marker)
+        f.write('#!/bin/sh\necho "$1 $(date +%%s.%%N)" >> %s\n' % marker)
     os.chmod(hook, 0o700)
     doc = run_job(fvm)
     status = doc[0]["status"]
@@ -152,11 +153,35 @@ FAULTS = [
     ("slow-body", [Rule(SNAP, "slow", times=None, chunk_delay=0.05)], 1),
     ("hang-forever", [Rule(SNAP, "hang", times=None)], 76),
     ("403-expired-sas", [Rule(SNAP, "status", 403, body="AuthenticationFailed", times=None)], 76),
-    ("409-count-exceeded", [Rule(SNAP, "status", 409, body="<Error><Code>SnapshotCountExceeded</Code><Message>"
-                                 "The snapshot count against this blob has been exceeded.</Message></Error>",
-                                 headers={"x-ms-error-code": "SnapshotCountExceeded"}, times=None)], 85),
-    ("rate-exceeded", [Rule(SNAP, "status", 503, body="The rate of snapshot blob calls is exceeded.",
-                            headers={"x-ms-error-code": "SnapshotOperationRateExceeded"}, times=None)], 173),
+    (
+        "409-count-exceeded",
+        [
+            Rule(
+                SNAP,
+                "status",
+                409,
+                body="<Error><Code>SnapshotCountExceeded</Code><Message>"
+                "The snapshot count against this blob has been exceeded.</Message></Error>",
+                headers={"x-ms-error-code": "SnapshotCountExceeded"},
+                times=None,
+            )
+        ],
+        85,
+    ),
+    (
+        "rate-exceeded",
+        [
+            Rule(
+                SNAP,
+                "status",
+                503,
+                body="The rate of snapshot blob calls is exceeded.",
+                headers={"x-ms-error-code": "SnapshotOperationRateExceeded"},
+                times=None,
+            )
+        ],
+        173,
+    ),
     ("one-disk-500s", [Rule(("/disk1.vhd?", SNAP), "status", 500, times=None)], 761),
 ]
 
@@ -208,7 +233,7 @@ def test_kill_matrix_sigkill_worker(fvm, tls, azurite, tmp_path, when):
         os.makedirs(hooks, mode=0o700, exist_ok=True)
         hook = os.path.join(hooks, "10-slow")
         with open(hook, "w") as f:
-            f.write("#!/bin/sh\n[ \"$1\" = freeze ] && sleep 30\nexit 0\n")
+            f.write('#!/bin/sh\n[ "$1" = freeze ] && sleep 30\nexit 0\n')
         os.chmod(hook, 0o700)
     else:
         rules = [Rule(SNAP, "hang", times=None)]
@@ -217,8 +242,9 @@ def test_kill_matrix_sigkill_worker(fvm, tls, azurite, tmp_path, when):
         uris = [proxy.rewrite(u) for u in fvm.disk_uris()]
         fvm.write(0, private=fvm.private(objectStr=b64json({"blobSASUri": uris})))
         assert fvm.agent.run("enable").returncode == 0
-        pid = _wait_for(lambda: _job_pids(fvm).get("pid") if os.path.exists(
-            os.path.join(fvm.agent.base, "job.json")) else None)
+        pid = _wait_for(
+            lambda: _job_pids(fvm).get("pid") if os.path.exists(os.path.join(fvm.agent.base, "job.json")) else None
+        )
         if when == "while-frozen":
             _wait_for(lambda: _snapshot_sent(proxy))
             assert not loopfs.probe_writable(fvm.mounts[:1], timeout_s=0.3)[0], "expected to be frozen"
@@ -241,8 +267,10 @@ def test_guardian_stopped_and_worker_killed_the_supervisor_thaws(fvm, tls, azuri
     the supervisor knows the phase and the planned mounts from its pipe and thaws them itself."""
     assert_plan_is_ours(fvm)
     guardian = None
-    with FaultProxy(azurite.port, tls, [Rule(SNAP, "hang", times=None)]) as proxy, \
-            loopfs.ThawWatchdog(fvm.mounts, seconds=CAP_S + 20):
+    with (
+        FaultProxy(azurite.port, tls, [Rule(SNAP, "hang", times=None)]) as proxy,
+        loopfs.ThawWatchdog(fvm.mounts, seconds=CAP_S + 20),
+    ):
         try:
             uris = [proxy.rewrite(u) for u in fvm.disk_uris()]
             fvm.write(0, private=fvm.private(objectStr=b64json({"blobSASUri": uris})))
@@ -280,8 +308,10 @@ def _gone_within(pid, seconds):
 
 def test_disable_during_a_frozen_job_thaws_before_returning(fvm, tls, azurite):
     assert_plan_is_ours(fvm)
-    with FaultProxy(azurite.port, tls, [Rule(SNAP, "hang", times=None)]) as proxy, \
-            loopfs.ThawWatchdog(fvm.mounts, seconds=CAP_S + 20):
+    with (
+        FaultProxy(azurite.port, tls, [Rule(SNAP, "hang", times=None)]) as proxy,
+        loopfs.ThawWatchdog(fvm.mounts, seconds=CAP_S + 20),
+    ):
         uris = [proxy.rewrite(u) for u in fvm.disk_uris()]
         fvm.write(0, private=fvm.private(objectStr=b64json({"blobSASUri": uris})))
         assert fvm.agent.run("enable").returncode == 0
@@ -294,8 +324,11 @@ def test_disable_during_a_frozen_job_thaws_before_returning(fvm, tls, azurite):
     assert "cancelled" in doc[0]["status"]["formattedMessage"]["message"]
 
 
-CHECKERS = {"ext4": ["fsck.ext4", "-n", "-f"], "xfs": ["xfs_repair", "-n", "-f"], "btrfs": ["btrfs", "check",
-                                                                                          "--readonly"]}
+CHECKERS = {
+    "ext4": ["fsck.ext4", "-n", "-f"],
+    "xfs": ["xfs_repair", "-n", "-f"],
+    "btrfs": ["btrfs", "check", "--readonly"],
+}
 
 
 def test_images_copied_during_the_frozen_window_are_clean(fvm, tls, azurite, loops, tmp_path):
@@ -304,8 +337,10 @@ def test_images_copied_during_the_frozen_window_are_clean(fvm, tls, azurite, loo
     copies = {}
     try:
         assert_plan_is_ours(fvm)
-        with FaultProxy(azurite.port, tls, [Rule(SNAP, "delay", delay=1.5, times=None)]) as proxy, \
-                loopfs.ThawWatchdog(fvm.mounts, seconds=CAP_S + 20):
+        with (
+            FaultProxy(azurite.port, tls, [Rule(SNAP, "delay", delay=1.5, times=None)]) as proxy,
+            loopfs.ThawWatchdog(fvm.mounts, seconds=CAP_S + 20),
+        ):
             uris = [proxy.rewrite(u) for u in fvm.disk_uris()]
             fvm.write(0, private=fvm.private(objectStr=b64json({"blobSASUri": uris})))
             assert fvm.agent.run("enable").returncode == 0

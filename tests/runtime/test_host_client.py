@@ -1,18 +1,13 @@
 """The host client's pieces on their own: outcome codes 555-558 from real sockets, response framing, the
 .NET dates of DirectDrive identifiers, and redaction of the host path's secrets."""
 
-import os
 import socket
-import sys
 import threading
 import time
 
 import pytest
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "extension"))
-
-from vmsnapshot import hostsnapshot as hs  # noqa: E402
-from vmsnapshot import redact  # noqa: E402
+from vmsnapshot import hostsnapshot as hs
+from vmsnapshot import redact
 
 
 def serve_once(answer, close=True):
@@ -55,8 +50,7 @@ CODES = [
     ("not-http", b"SSH-2.0-OpenSSH\r\n\r\n", 558, False),
     ("404", http(404, b"nope"), 404, False),
     ("closed-without-answer", b"", 555, False),
-    ("chunked", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"a\":\r\n3\r\n 1}\r\n0\r\n\r\n",
-     200, True),
+    ("chunked", b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"a":\r\n3\r\n 1}\r\n0\r\n\r\n', 200, True),
 ]
 
 
@@ -90,36 +84,67 @@ def test_a_host_that_never_answers_is_cut_at_the_deadline():
 
 
 def test_batch_parses_only_when_results_are_read():
-    body = (b'{"snapshotInfo": [{"isSuccessful": "true", "snapshotUri": "https://a/c/d.vhd?snapshot=1", '
-            b'"errorMessage": "", "statusCode": 0, "ddSnapshotIdentifier": null}, {"isSuccessful": false, '
-            b'"snapshotUri": "", "errorMessage": "boom", "statusCode": 500}]}')
+    body = (
+        b'{"snapshotInfo": [{"isSuccessful": "true", "snapshotUri": "https://a/c/d.vhd?snapshot=1", '
+        b'"errorMessage": "", "statusCode": 0, "ddSnapshotIdentifier": null}, {"isSuccessful": false, '
+        b'"snapshotUri": "", "errorMessage": "boom", "statusCode": 500}]}'
+    )
     endpoint, _ = serve_once(http(200, body))
     batch = hs.HostSnapshotBatch(endpoint, {"taskId": "t"}, [0, -1])
     batch.prepare()
     batch.fire(time.monotonic() + 5)
     assert batch._results is None and batch.call.code is None  # nothing parsed inside the window
     info = [r.to_info() for r in batch.results]
-    assert info[0] == {"isSuccessful": True, "snapshotUri": "https://a/c/d.vhd?snapshot=1", "errorMessage": "",
-                       "blobUri": "https://a/c/d.vhd", "directDriveSnapshotIdentifier": None}
+    assert info[0] == {
+        "isSuccessful": True,
+        "snapshotUri": "https://a/c/d.vhd?snapshot=1",
+        "errorMessage": "",
+        "blobUri": "https://a/c/d.vhd",
+        "directDriveSnapshotIdentifier": None,
+    }
     assert info[1]["isSuccessful"] is False and info[1]["errorMessage"] == "boom"
 
 
-@pytest.mark.parametrize("iso,ms", [("2026-01-01T00:00:00.123Z", 1767225600123),
-                                    ("2026-01-01T00:00:00Z", 1767225600000), ("2026-01-01T00:00:00", 1767225600000),
-                                    ("2026-01-01T00:00:00.1234567+00:00", 1767225600123)])
+@pytest.mark.parametrize(
+    "iso,ms",
+    [
+        ("2026-01-01T00:00:00.123Z", 1767225600123),
+        ("2026-01-01T00:00:00Z", 1767225600000),
+        ("2026-01-01T00:00:00", 1767225600000),
+        ("2026-01-01T00:00:00.1234567+00:00", 1767225600123),
+    ],
+)
 def test_directdrive_creation_time_becomes_a_dotnet_date(iso, ms):
     assert hs.dotnet_date(iso) == {"DateTime": "/Date(%d)/" % ms, "OffsetMinutes": 0}
 
 
 def test_directdrive_entry_shape():
-    r = hs.HostDiskResult.from_entry(0, 1, {"isSuccessful": "True", "snapshotUri": "https://a/c/dd/snapshots/x",
-                                            "ddSnapshotIdentifier": {"creationTime": "2026-01-01T00:00:00Z", "id": "i",
-                                                                     "token": "k", "instantAccessDurationMinutes": 5}})
-    assert r.to_info() == {"isSuccessful": True, "snapshotUri": None, "errorMessage": "", "blobUri": "https://a/c/dd",
-                           "directDriveSnapshotIdentifier": {"creationTime": {"DateTime": "/Date(1767225600000)/",
-                                                                              "OffsetMinutes": 0},
-                                                             "id": "i", "token": "k",
-                                                             "instantAccessDurationMinutes": 5}}
+    r = hs.HostDiskResult.from_entry(
+        0,
+        1,
+        {
+            "isSuccessful": "True",
+            "snapshotUri": "https://a/c/dd/snapshots/x",
+            "ddSnapshotIdentifier": {
+                "creationTime": "2026-01-01T00:00:00Z",
+                "id": "i",
+                "token": "k",
+                "instantAccessDurationMinutes": 5,
+            },
+        },
+    )
+    assert r.to_info() == {
+        "isSuccessful": True,
+        "snapshotUri": None,
+        "errorMessage": "",
+        "blobUri": "https://a/c/dd",
+        "directDriveSnapshotIdentifier": {
+            "creationTime": {"DateTime": "/Date(1767225600000)/", "OffsetMinutes": 0},
+            "id": "i",
+            "token": "k",
+            "instantAccessDurationMinutes": 5,
+        },
+    }
 
 
 def test_host_clock_from_response_time():
@@ -133,7 +158,7 @@ def test_host_secrets_are_redacted_by_value_and_by_field_name():
     assert secret not in redact.redact("settings were %s" % secret)
     assert "tok-123" not in redact.redact('{"taskId": "t", "snapshotTaskToken": "tok-123"}')
     assert "enc-x" not in redact.redact("x-ms-meta-DiskEncryptionSettings: enc-x")
-    assert "\\\"q" not in redact.redact('{"DiskEncryptionSettings": "a\\"q"}')
+    assert '\\"q' not in redact.redact('{"DiskEncryptionSettings": "a\\"q"}')
     assert redact.redact('{"taskId": "t"}') == '{"taskId": "t"}'
 
 
@@ -145,7 +170,7 @@ def test_a_connection_the_host_closed_while_idle_is_replaced_before_sending():
 
     def run():
         first, _ = listener.accept()
-        first.close()                      # an idle keep-alive timeout on the host side
+        first.close()  # an idle keep-alive timeout on the host side
         second, _ = listener.accept()
         second.recv(65536)
         second.sendall(http(200, body))

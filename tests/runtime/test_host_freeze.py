@@ -157,14 +157,19 @@ def test_first_guest_then_host_freezes_again_for_the_host(hvm, azurite, tls):
     proof = FrozenProof(hvm.mounts)
     rule = Rule("comp=snapshot", "status", 403, body="AuthorizationFailure", times=None)
     try:
-        with HostService(azurite, hvm.container, LUN_MAP, on_dosnapshot=proof.at_dosnapshot) as host, \
-                FaultProxy(azurite.port, tls, [rule]) as proxy:
+        with (
+            HostService(azurite, hvm.container, LUN_MAP, on_dosnapshot=proof.at_dosnapshot) as host,
+            FaultProxy(azurite.port, tls, [rule]) as proxy,
+        ):
             configure(hvm, host)
             assert_plan_is_ours(hvm)
             uris = [proxy.rewrite(u) for u in hvm.disk_uris()]
             with loopfs.ThawWatchdog(hvm.mounts, seconds=2 * CAP_S + 20):
-                doc = enable_and_wait(hvm, public(hvm, custom={"takeSnapshotFrom": "firstGuestThenHost"}),
-                                      hvm.private(objectStr=b64json({"blobSASUri": uris})))
+                doc = enable_and_wait(
+                    hvm,
+                    public(hvm, custom={"takeSnapshotFrom": "firstGuestThenHost"}),
+                    hvm.private(objectStr=b64json({"blobSASUri": uris})),
+                )
                 proof.thawed_at()
             do = host.calls_of("dosnapshot")
     finally:

@@ -14,15 +14,17 @@ from harness.hostservice import Fault, HostService
 from harness.jobs import b64json, safe_config
 from tests.runtime.conftest import grep_tree
 
-DES = "FAKE-ADE-DiskEncryptionSettings-6b1f0c2e9d4a47c8"   # must never reach disk, a log or a blob we write
+DES = "FAKE-ADE-DiskEncryptionSettings-6b1f0c2e9d4a47c8"  # must never reach disk, a log or a blob we write
 TOKEN = "fake-snapshotTaskToken-0d9e8c7b6a5f4e3d"
 LUN_MAP = {0: "disk1.vhd", -1: "disk0.vhd"}
 
 
 def public(vm, seq=0, disks=None, custom=None, token=TOKEN, **extra_obj):
-    obj = {"backupMetadata": [{"Key": "BackupTaskId", "Value": "task-%d" % seq}, {"Key": "Origin", "Value": "kit"}],
-           "includedDisks": dict({"dataDiskLunList": [0], "isOSDiskIncluded": True}, **(disks or {})),
-           "snapshotTaskToken": token}
+    obj = {
+        "backupMetadata": [{"Key": "BackupTaskId", "Value": "task-%d" % seq}, {"Key": "Origin", "Value": "kit"}],
+        "includedDisks": dict({"dataDiskLunList": [0], "isOSDiskIncluded": True}, **(disks or {})),
+        "snapshotTaskToken": token,
+    }
     obj.update(extra_obj)
     overrides = {"objectStr": b64json(obj)}
     if custom is not None:
@@ -63,8 +65,7 @@ def host(vm):
 
 
 def test_trusted_launch_vm_without_sas_is_snapshotted_by_the_host(vm, host):
-    status, report, tel = run(vm, public_settings=public(vm, disks={"isVmgsBlobIncluded": True}),
-                              private=no_sas(vm))
+    status, report, tel = run(vm, public_settings=public(vm, disks={"isVmgsBlobIncluded": True}), private=no_sas(vm))
     assert (status["status"], status["code"]) == ("success", 1), status["formattedMessage"]
     assert tel["snapshotCreator"] == "backupHostService"
     assert (tel["hostStatusCodePreSnapshot"], tel["hostStatusCodeDoSnapshot"]) == ("200", "200")
@@ -84,9 +85,13 @@ def test_trusted_launch_vm_without_sas_is_snapshotted_by_the_host(vm, host):
     assert pre[0].body == {"taskId": vm.public(0)["taskId"], "snapshotTaskToken": TOKEN}
     body = do[0].body
     assert body["diskIds"] == [0, -1] and body["snapshotTaskToken"] == TOKEN
-    assert [s["Key"] for s in body["settings"]] == ["isSnapshotTtlEnabled", "useMccfToFetchDsasForAllDisks",
-                                                   "useMccfForLad", "EnableVMSnapshotExtensionPolling",
-                                                   "isVmmdBlobIncluded"]
+    assert [s["Key"] for s in body["settings"]] == [
+        "isSnapshotTtlEnabled",
+        "useMccfToFetchDsasForAllDisks",
+        "useMccfForLad",
+        "EnableVMSnapshotExtensionPolling",
+        "isVmmdBlobIncluded",
+    ]
     assert all(s["Value"] is False for s in body["settings"])
     assert body["snapshotMetadata"] == [{"Key": "BackupTaskId", "Value": "task-0"}, {"Key": "Origin", "Value": "kit"}]
     assert "instantAccessDurationMinutes" not in body
@@ -99,10 +104,18 @@ def test_trusted_launch_vm_without_sas_is_snapshotted_by_the_host(vm, host):
 def test_directdrive_disk_reports_its_identifier_and_no_snapshot_uri(vm, azurite):
     with HostService(azurite, vm.container, LUN_MAP, directdrive={1}) as host:
         configure(vm, host)
-        settings = public(vm, disks={"dataDiskLunList": [0, 1], "isAnyDirectDriveDiskIncluded": True,
-                                     "instantAccessDurationMinutes": 300},
-                          dynamicConfigsFromCRP=[{"Key": "issnapshotttlenabled", "Value": "true"},
-                                                 {"Key": "somethingElse", "Value": True}])
+        settings = public(
+            vm,
+            disks={
+                "dataDiskLunList": [0, 1],
+                "isAnyDirectDriveDiskIncluded": True,
+                "instantAccessDurationMinutes": 300,
+            },
+            dynamicConfigsFromCRP=[
+                {"Key": "issnapshotttlenabled", "Value": "true"},
+                {"Key": "somethingElse", "Value": True},
+            ],
+        )
         status, report, tel = run(vm, public_settings=settings)
         body = host.calls_of("dosnapshot")[0].body
     assert status["code"] == 1, status["formattedMessage"]
@@ -130,9 +143,14 @@ def test_default_method_prefers_the_host_when_it_answers(vm, host):
     assert tel["snapshotMethod"] == "firstHostThenGuest" and tel["snapshotCreator"] == "backupHostService"
 
 
-PRE_FAULTS = [("refused", Fault("refuse"), "555"), ("500-no-error-body", Fault("plain500"), "556"),
-              ("500-error-body", Fault("error500"), "500"), ("empty-200", Fault("empty"), "557"),
-              ("not-json", Fault("garbage"), "558"), ("404", Fault("status", 404, "{}"), "404")]
+PRE_FAULTS = [
+    ("refused", Fault("refuse"), "555"),
+    ("500-no-error-body", Fault("plain500"), "556"),
+    ("500-error-body", Fault("error500"), "500"),
+    ("empty-200", Fault("empty"), "557"),
+    ("not-json", Fault("garbage"), "558"),
+    ("404", Fault("status", 404, "{}"), "404"),
+]
 
 
 @pytest.mark.parametrize("case", PRE_FAULTS, ids=[c[0] for c in PRE_FAULTS])
@@ -187,14 +205,17 @@ def test_dosnapshot_fault_matrix(vm, azurite, case):
     with HostService(azurite, vm.container, LUN_MAP, do=fault) as host:
         configure(vm, host)
         started = time.monotonic()
-        status, report, tel = run(vm, public_settings=public(vm, disks={"isVmgsBlobIncluded": True}),
-                                  private=no_sas(vm))
+        status, report, tel = run(
+            vm, public_settings=public(vm, disks={"isVmgsBlobIncluded": True}), private=no_sas(vm)
+        )
         elapsed = time.monotonic() - started
     assert status["code"] == code, status["formattedMessage"]
     assert tel["hostStatusCodeDoSnapshot"] == host_code and tel["snapshotCreator"] == "backupHostService"
     info = report["snapshotInfo"]
-    assert len(info) == 2 and all(set(i) == {"isSuccessful", "snapshotUri", "errorMessage", "blobUri",
-                                             "directDriveSnapshotIdentifier"} for i in info)
+    assert len(info) == 2 and all(
+        set(i) == {"isSuccessful", "snapshotUri", "errorMessage", "blobUri", "directDriveSnapshotIdentifier"}
+        for i in info
+    )
     assert sum(i["isSuccessful"] for i in info) == {1: 2, 761: 1, 76: 0}[code]
     if code != 1:
         assert "Traceback" not in status["formattedMessage"]["message"]
@@ -204,8 +225,11 @@ def test_dosnapshot_fault_matrix(vm, azurite, case):
 
 def test_first_guest_then_host_uses_the_host_when_every_guest_disk_fails(vm, host):
     bad = [u.replace("sig=", "sig=AAAA") for u in vm.disk_uris()]
-    status, _, tel = run(vm, public_settings=public(vm, custom={"takeSnapshotFrom": "firstGuestThenHost"}),
-                         private=vm.private(objectStr=b64json({"blobSASUri": bad})))
+    status, _, tel = run(
+        vm,
+        public_settings=public(vm, custom={"takeSnapshotFrom": "firstGuestThenHost"}),
+        private=vm.private(objectStr=b64json({"blobSASUri": bad})),
+    )
     assert status["code"] == 1, status["formattedMessage"]
     assert tel["snapshotMethod"] == "firstGuestThenHost" and tel["snapshotCreator"] == "backupHostService"
     assert len(host.calls_of("dosnapshot")) == 1
@@ -265,12 +289,14 @@ def _role(vm, guid):
     path = os.path.join(vm.work, "etc-azure", "HostingEnvironmentConfig.xml")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
-        f.write('<?xml version="1.0"?><HostingEnvironmentConfig version="1.0.0.0" goalStateIncarnation="1">'
-                '<Deployment name="d" guid="{dep}" incarnation="0"><Service name="s" guid="{0}" />'
-                '<ServiceInstance name="x" guid="{1}" /></Deployment><Incarnation number="1" instance="r" '
-                'guid="{2}" /><Role guid="%s" name="vm" hostingEnvironmentVersion="1" software="" '
-                'softwareType="ApplicationPackage" entryPoint="" parameters="" settleTimeSeconds="10" />'
-                '</HostingEnvironmentConfig>' % guid)
+        f.write(
+            '<?xml version="1.0"?><HostingEnvironmentConfig version="1.0.0.0" goalStateIncarnation="1">'
+            '<Deployment name="d" guid="{dep}" incarnation="0"><Service name="s" guid="{0}" />'
+            '<ServiceInstance name="x" guid="{1}" /></Deployment><Incarnation number="1" instance="r" '
+            'guid="{2}" /><Role guid="%s" name="vm" hostingEnvironmentVersion="1" software="" '
+            'softwareType="ApplicationPackage" entryPoint="" parameters="" settleTimeSeconds="10" />'
+            "</HostingEnvironmentConfig>" % guid
+        )
 
 
 def test_restored_vm_with_a_new_role_guid_is_not_already_processed(vm):
@@ -278,7 +304,7 @@ def test_restored_vm_with_a_new_role_guid_is_not_already_processed(vm):
     status, _, _ = run(vm)
     assert status["code"] == 1
     vm.write(0)
-    vm.agent.run("enable")                         # the same VM again: nothing new
+    vm.agent.run("enable")  # the same VM again: nothing new
     time.sleep(0.3)
     assert len(vm.snapshots()) == len(vm.disk_names)
     _role(vm, "99999999-8888-7777-6666-555555555555")  # restored from this backup, or cloned
@@ -291,8 +317,14 @@ def test_diagnose_names_the_method_and_why(vm, host):
     import subprocess
 
     vm.write(0, public=public(vm, disks={"isAnyDirectDriveDiskIncluded": True}), private=no_sas(vm))
-    proc = subprocess.run(["/bin/sh", "-c", vm.agent.base + "/bin/handle.sh diagnose --offline"], cwd=vm.agent.base,
-                          env=vm.agent.env(0), capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["/bin/sh", "-c", vm.agent.base + "/bin/handle.sh diagnose --offline"],
+        cwd=vm.agent.base,
+        env=vm.agent.env(0),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert "snapshot method: onlyHost (only the host can snapshot a DirectDrive disk" in proc.stdout, proc.stdout
     assert host.endpoint in proc.stdout and host.calls == []  # diagnose never calls the host
     assert not any(s in proc.stdout + proc.stderr for s in vm.secrets() + [TOKEN])

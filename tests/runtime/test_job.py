@@ -88,9 +88,16 @@ def test_same_sequence_again_starts_no_second_job(vm):
 
 def test_ten_concurrent_enables_start_exactly_one_job(vm):
     vm.write(0)
-    procs = [subprocess.Popen(["/bin/sh", "-c", vm.agent.base + "/bin/handle.sh enable"], cwd=vm.agent.base,
-                              env=vm.agent.env(0), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-             for _ in range(10)]
+    procs = [
+        subprocess.Popen(
+            ["/bin/sh", "-c", vm.agent.base + "/bin/handle.sh enable"],
+            cwd=vm.agent.base,
+            env=vm.agent.env(0),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(10)
+    ]
     assert [p.wait(30) for p in procs] == [0] * 10
     vm.agent.wait_terminal(0)
     time.sleep(0.3)
@@ -143,8 +150,14 @@ def test_unreachable_status_blob_still_ends_in_a_local_status(vm, azurite):
 
 
 def test_unknown_command_is_a_clear_usage_error(vm):
-    proc = subprocess.run(["/bin/sh", "-c", vm.agent.base + "/bin/handle.sh frobnicate"], cwd=vm.agent.base,
-                          env=vm.agent.env(0), capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        ["/bin/sh", "-c", vm.agent.base + "/bin/handle.sh frobnicate"],
+        cwd=vm.agent.base,
+        env=vm.agent.env(0),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 2
     assert "unknown command" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -162,8 +175,14 @@ def test_disable_and_uninstall_are_idempotent_and_keep_configuration(vm):
 
 def test_diagnose_reports_plan_and_never_prints_secrets(vm):
     vm.write(0)
-    proc = subprocess.run(["/bin/sh", "-c", vm.agent.base + "/bin/handle.sh diagnose --json"], cwd=vm.agent.base,
-                          env=vm.agent.env(0), capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["/bin/sh", "-c", vm.agent.base + "/bin/handle.sh diagnose --json"],
+        cwd=vm.agent.base,
+        env=vm.agent.env(0),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     doc = json.loads(proc.stdout)
     assert doc["freeze_plan"]["fsfreeze"] is False and doc["freeze_plan"]["would_freeze"] == []
     assert doc["settings"]["certificate_found"] and doc["settings"]["private_key_found"]
@@ -212,8 +231,11 @@ def test_proxy_from_waagent_conf_carries_every_storage_request(vm, azurite):
         vm.agent.run("enable")
         status = vm.agent.wait_terminal(0)[0]["status"]
     assert status["code"] == 1, status["formattedMessage"]
-    assert proxy.seen and all(line == "CONNECT 127.0.0.1:%d HTTP/1.0" % azurite.port or
-                              line.startswith("CONNECT 127.0.0.1:%d " % azurite.port) for line in proxy.seen)
+    assert proxy.seen and all(
+        line == "CONNECT 127.0.0.1:%d HTTP/1.0" % azurite.port
+        or line.startswith("CONNECT 127.0.0.1:%d " % azurite.port)
+        for line in proxy.seen
+    )
     assert len(vm.snapshots()) == len(vm.disk_names)
 
 
@@ -237,14 +259,21 @@ def test_job_writes_telemetry_events_in_the_agent_format(vm):
 @pytest.mark.skipif(os.geteuid() != 0, reason="hiding the interpreters needs a private mount namespace (root)")
 def test_launcher_without_any_python_writes_a_clear_error_status(vm):
     vm.write(0)
-    hide = ("for p in /usr/bin/python3* /usr/local/bin/python3* /usr/libexec/platform-python; do "
-            "[ -e \"$p\" ] && mount --bind /bin/false \"$p\"; done; exec /bin/sh -c \"$0\"")
+    hide = (
+        "for p in /usr/bin/python3* /usr/local/bin/python3* /usr/libexec/platform-python; do "
+        '[ -e "$p" ] && mount --bind /bin/false "$p"; done; exec /bin/sh -c "$0"'
+    )
     env = vm.agent.env(0)
     env.pop("VMSNAPSHOT_PYTHON", None)
     env["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"
-    proc = subprocess.run(["unshare", "-m", "--propagation", "private", "/bin/sh", "-c", hide,
-                           vm.agent.base + "/bin/handle.sh enable"], cwd=vm.agent.base, env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "/bin/sh", "-c", hide, vm.agent.base + "/bin/handle.sh enable"],
+        cwd=vm.agent.base,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 52 and "no Python >= 3.6" in proc.stderr
     status = vm.agent.status(0)[0]["status"]
     assert status["status"] == "error" and "No Python 3.6 or later" in status["formattedMessage"]["message"]
@@ -257,8 +286,10 @@ def test_disable_during_a_pre_hook_kills_it_and_runs_its_thaw(vm, tmp_path):
     marker = str(tmp_path / "hook.log")
     sleep = "sleep 300.%d" % (os.getpid() % 100000)  # this run's own sleeper: other sessions may run the suite too
     with open(os.path.join(hooks, "10-slow"), "w") as f:
-        f.write("#!/bin/sh\necho \"$1\" >> %s\n[ \"$1\" = freeze ] && %s && echo unreachable >> %s\n"
-                "exit 0\n" % (marker, sleep, marker))
+        f.write(
+            '#!/bin/sh\necho "$1" >> %s\n[ "$1" = freeze ] && %s && echo unreachable >> %s\n'
+            "exit 0\n" % (marker, sleep, marker)
+        )
     os.chmod(os.path.join(hooks, "10-slow"), 0o700)
     vm.write(0)
     assert vm.agent.run("enable").returncode == 0
@@ -284,16 +315,26 @@ def test_microsoft_script_config_failure_rules(vm, tmp_path, continue_on_failure
     os.makedirs(etc, exist_ok=True)
     pre, post = os.path.join(etc, "pre.sh"), os.path.join(etc, "post.sh")
     marker = str(tmp_path / "post.ran")
-    for path, body in ((pre, "#!/bin/sh\necho quiescing failed >&2\nexit 3\n"),
-                       (post, "#!/bin/sh\ntouch %s\n" % marker)):
+    for path, body in (
+        (pre, "#!/bin/sh\necho quiescing failed >&2\nexit 3\n"),
+        (post, "#!/bin/sh\ntouch %s\n" % marker),
+    ):
         with open(path, "w") as f:
             f.write(body)
         os.chmod(path, 0o700)
     cfg = os.path.join(etc, "VMSnapshotScriptPluginConfig.json")
     with open(cfg, "w") as f:
-        json.dump({"pluginName": "ScriptRunner", "preScriptLocation": pre, "postScriptLocation": post,
-                   "timeoutInSeconds": 10, "continueBackupOnFailure": continue_on_failure,
-                   "fsFreezeEnabled": True}, f)
+        json.dump(
+            {
+                "pluginName": "ScriptRunner",
+                "preScriptLocation": pre,
+                "postScriptLocation": post,
+                "timeoutInSeconds": 10,
+                "continueBackupOnFailure": continue_on_failure,
+                "fsFreezeEnabled": True,
+            },
+            f,
+        )
     os.chmod(cfg, 0o600)
     vm.write(0)
     vm.agent.run("enable")
@@ -335,11 +376,16 @@ def test_disable_racing_enable_leaves_no_job_behind(vm):
         enable.join(60)
         assert disabled.returncode == 0
         assert _job_processes(vm.agent.base) == [], "round %d: a job process survived disable (%s)" % (
-            seq, disabled.stdout.strip())
+            seq,
+            disabled.stdout.strip(),
+        )
         after = vm.agent.status(seq)
         time.sleep(1.0)  # a job that survived would finish now
         later = vm.agent.status(seq)
         for doc in (after, later):
-            assert doc is not None and doc[0]["status"]["status"] == "error", (
-                "round %d: %s after disable (%s)" % (seq, doc and doc[0]["status"], disabled.stdout.strip()))
+            assert doc is not None and doc[0]["status"]["status"] == "error", "round %d: %s after disable (%s)" % (
+                seq,
+                doc and doc[0]["status"],
+                disabled.stdout.strip(),
+            )
     assert vm.snapshots() == []

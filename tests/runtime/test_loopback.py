@@ -3,21 +3,26 @@ before any DNS lookup. Names that start with `127.` and odd address forms are re
 resolver (here: one that sends every name to a local listener, as an attacker's DNS would) would
 connect; no request ever leaves."""
 
-import os
 import socket
-import sys
 import threading
 
 import pytest
+from vmsnapshot.sasuri import is_loopback
+from vmsnapshot.settings import SettingsError, check_blob_uri
+from vmsnapshot.storage import StorageClient, StorageError
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "extension"))
-
-from vmsnapshot.sasuri import is_loopback  # noqa: E402
-from vmsnapshot.settings import SettingsError, check_blob_uri  # noqa: E402
-from vmsnapshot.storage import StorageClient, StorageError  # noqa: E402
-
-NOT_LOOPBACK = ["127.attacker.example", "127.0.0.1.attacker.example", "localhost.evil", "0177.0.0.1",
-                "0x7f.0.0.1", "127.1", "2130706433", "127.0.0.01", "[::ffff:127.0.0.1]", "user:pw@127.0.0.1"]
+NOT_LOOPBACK = [
+    "127.attacker.example",
+    "127.0.0.1.attacker.example",
+    "localhost.evil",
+    "0177.0.0.1",
+    "0x7f.0.0.1",
+    "127.1",
+    "2130706433",
+    "127.0.0.01",
+    "[::ffff:127.0.0.1]",
+    "user:pw@127.0.0.1",
+]
 LOOPBACK = ["127.0.0.1", "127.1.2.3", "localhost", "LocalHost", "[::1]", "::1"]
 
 

@@ -18,8 +18,16 @@ DEEP = "[" * 50000
 
 # Host names and address forms that are not loopback (a name resolves wherever its owner wants; octal,
 # hex and short forms are read differently by resolvers) and those that are.
-NOT_LOOPBACK = ["127.attacker.example", "127.0.0.1.attacker.example", "localhost.evil", "0177.0.0.1",
-                "0x7f.0.0.1", "127.1", "2130706433", "127.0.0.01"]
+NOT_LOOPBACK = [
+    "127.attacker.example",
+    "127.0.0.1.attacker.example",
+    "localhost.evil",
+    "0177.0.0.1",
+    "0x7f.0.0.1",
+    "127.1",
+    "2130706433",
+    "127.0.0.01",
+]
 
 
 def enable_status(vm, seq=0):
@@ -72,8 +80,11 @@ def _written_files(vm):
     for root in (vm.agent.log_dir, os.path.join(vm.agent.base, "status")):
         for dirpath, _, names in os.walk(root):
             out += [os.path.join(dirpath, n) for n in names]
-    out += [vm.agent.base + "/" + n for n in ("mrseq", "task_identity", "enable.lock")
-            if os.path.exists(os.path.join(vm.agent.base, n))]
+    out += [
+        vm.agent.base + "/" + n
+        for n in ("mrseq", "task_identity", "enable.lock")
+        if os.path.exists(os.path.join(vm.agent.base, n))
+    ]
     return out
 
 

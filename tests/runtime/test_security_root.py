@@ -46,8 +46,9 @@ def user_area():
 def as_user(user, script):
     """Run a shell snippet as the unprivileged user (what an attacker can do)."""
     _, uid, gid = user
-    subprocess.run(["setpriv", "--reuid=%d" % uid, "--regid=%d" % gid, "--clear-groups", "/bin/sh", "-c", script],
-                   check=True)
+    subprocess.run(
+        ["setpriv", "--reuid=%d" % uid, "--regid=%d" % gid, "--clear-groups", "/bin/sh", "-c", script], check=True
+    )
 
 
 def root_only_file(work):
@@ -76,8 +77,13 @@ def write_settings(vm, directory):
 
 def run_snapshot(vm, settings_path):
     env = dict(os.environ, PYTHONPATH=EXTENSION, VMSNAPSHOT_CONFIG=vm.config)
-    return subprocess.run([vm.agent.python, "-B", "-m", "vmsnapshot", "snapshot", "--settings", settings_path],
-                          env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [vm.agent.python, "-B", "-m", "vmsnapshot", "snapshot", "--settings", settings_path],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_snapshot_refuses_a_settings_directory_another_user_controls(vm, local_user, user_area, tmp_path):
@@ -88,9 +94,13 @@ def test_snapshot_refuses_a_settings_directory_another_user_controls(vm, local_u
     os.chown(shared, local_user[1], local_user[2])
     # The attack: a planted HandlerEnvironment.json whose logFolder the user owns, holding symlinks
     # (old and new log names) to the root-only file.
-    as_user(local_user, """set -e; cd '%s'; mkdir logs
+    as_user(
+        local_user,
+        """set -e; cd '%s'; mkdir logs
         printf '[{"handlerEnvironment": {"logFolder": "%s/logs"}}]' > HandlerEnvironment.json
-        ln -s '%s' logs/vmsnapshot.log; ln -s '%s' logs/extension.log""" % (shared, shared, target, target))
+        ln -s '%s' logs/vmsnapshot.log; ln -s '%s' logs/extension.log"""
+        % (shared, shared, target, target),
+    )
     settings_path = write_settings(vm, shared)  # root puts its settings file (0600) there
     proc = run_snapshot(vm, settings_path)
     assert digest(target) == before, "root wrote into a file through a user's symlink"

@@ -7,52 +7,93 @@ A few thousand examples in `make test`; FUZZ_EXAMPLES=<n per test> runs more."""
 import base64
 import json
 import os
-import sys
 import tempfile
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from vmsnapshot import codes
+from vmsnapshot import settings as vs
 
 from harness.jobs import b64json, ticks
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "extension"))
-
-from vmsnapshot import codes  # noqa: E402
-from vmsnapshot import settings as vs  # noqa: E402
-
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "500"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,derandomize="FUZZ_EXAMPLES" not in os.environ,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    derandomize="FUZZ_EXAMPLES" not in os.environ,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 SECRET = "Zsecretsig0123456789Z"
 USERINFO = "Zuserinfopw0123Z"
 DISK = "https://acct.blob.core.windows.net/vhds/disk0.vhd?sv=2020-04-08&sr=b&sp=rw&sig=" + SECRET
 ALLOWED_CODES = {codes.BAD_PARAMETER, codes.CERTIFICATE_NOT_FOUND, codes.COMMAND_TOO_LATE, codes.INVALID_LUN_LIST}
 
-HOSTILE_TEXT = st.sampled_from(["[" * 50000, "{\"a\":" * 50000, "[" * 65 + "]" * 65, "\"" * 1000, "\\",
-                                "[\"\\\"[[[[\"]", "\ufeff{}", "{\"runtimeSettings\": [" * 30 + "]}" * 30,
-                                "1e999999", "-" * 100, "\x00", "NaN", "[1,]"])
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) |
-                    st.text(max_size=40) | st.just(DISK),
-                    lambda children: st.lists(children, max_size=5) |
-                    st.dictionaries(st.text(max_size=20) | st.sampled_from(
-                        ["blobSASUri", "backupMetadata", "Key", "Value", "includedDisks", "dataDiskLunList",
-                         "statusBlobUri", "objectStr", "customSettings", "taskId"]), children, max_size=5),
-                    max_leaves=25)
+HOSTILE_TEXT = st.sampled_from(
+    [
+        "[" * 50000,
+        '{"a":' * 50000,
+        "[" * 65 + "]" * 65,
+        '"' * 1000,
+        "\\",
+        '["\\"[[[["]',
+        "\ufeff{}",
+        '{"runtimeSettings": [' * 30 + "]}" * 30,
+        "1e999999",
+        "-" * 100,
+        "\x00",
+        "NaN",
+        "[1,]",
+    ]
+)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40) | st.just(DISK),
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.dictionaries(
+            st.text(max_size=20)
+            | st.sampled_from(
+                [
+                    "blobSASUri",
+                    "backupMetadata",
+                    "Key",
+                    "Value",
+                    "includedDisks",
+                    "dataDiskLunList",
+                    "statusBlobUri",
+                    "objectStr",
+                    "customSettings",
+                    "taskId",
+                ]
+            ),
+            children,
+            max_size=5,
+        )
+    ),
+    max_leaves=25,
+)
 TEXT = st.one_of(HOSTILE_TEXT, st.text(max_size=200), JSON.map(json.dumps))
 BYTES = st.one_of(st.binary(max_size=300), TEXT.map(lambda t: t.encode("utf-8", "surrogatepass")))
 
 
 def good_public(**overrides):
-    pub = {"locale": "en-us", "taskId": "fuzz-task", "commandToExecute": "snapshot",
-           "commandStartTimeUTCTicks": ticks(), "vmType": "microsoft.compute/virtualmachines",
-           "objectStr": b64json({"backupMetadata": [{"Key": "BackupTaskId", "Value": "t"}]})}
+    pub = {
+        "locale": "en-us",
+        "taskId": "fuzz-task",
+        "commandToExecute": "snapshot",
+        "commandStartTimeUTCTicks": ticks(),
+        "vmType": "microsoft.compute/virtualmachines",
+        "objectStr": b64json({"backupMetadata": [{"Key": "BackupTaskId", "Value": "t"}]}),
+    }
     pub.update(overrides)
     return pub
 
 
 def good_private(**overrides):
-    priv = {"objectStr": b64json({"blobSASUri": [DISK]}),
-            "statusBlobUri": "https://%s@acct.blob.core.windows.net/c/status?sig=%s" % (USERINFO, SECRET)}
+    priv = {
+        "objectStr": b64json({"blobSASUri": [DISK]}),
+        "statusBlobUri": "https://%s@acct.blob.core.windows.net/c/status?sig=%s" % (USERINFO, SECRET),
+    }
     priv.update(overrides)
     return priv
 
@@ -106,8 +147,7 @@ def test_any_json_as_the_whole_settings_document(doc):
 
 
 @FUZZ
-@given(st.one_of(BYTES.map(lambda b: base64.b64encode(b).decode()), JSON.map(b64json), TEXT, JSON),
-       st.booleans())
+@given(st.one_of(BYTES.map(lambda b: base64.b64encode(b).decode()), JSON.map(b64json), TEXT, JSON), st.booleans())
 def test_any_object_str(value, protected):
     if protected:
         validate(good_public(), good_private(objectStr=value))
@@ -125,9 +165,15 @@ def test_any_custom_settings(value, protected):
 
 
 @FUZZ
-@given(st.one_of(BYTES, JSON.map(lambda d: json.dumps(d).encode()),
-                 st.dictionaries(st.sampled_from(["objectStr", "statusBlobUri", "logsBlobUri", "customSettings"]),
-                                 JSON, max_size=4).map(lambda d: json.dumps(dict(good_private(), **d)).encode())))
+@given(
+    st.one_of(
+        BYTES,
+        JSON.map(lambda d: json.dumps(d).encode()),
+        st.dictionaries(
+            st.sampled_from(["objectStr", "statusBlobUri", "logsBlobUri", "customSettings"]), JSON, max_size=4
+        ).map(lambda d: json.dumps(dict(good_private(), **d)).encode()),
+    )
+)
 def test_any_decrypted_protected_payload(plain):
     private = coded(vs.parse_protected, plain)
     if private is not None:
@@ -135,7 +181,23 @@ def test_any_decrypted_protected_payload(plain):
 
 
 @FUZZ
-@given(st.dictionaries(st.sampled_from(["taskId", "locale", "vmType", "commandToExecute", "commandStartTimeUTCTicks",
-                                        "statusBlobUri", "logsBlobUri", "customSettings"]), JSON, max_size=4))
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "taskId",
+                "locale",
+                "vmType",
+                "commandToExecute",
+                "commandStartTimeUTCTicks",
+                "statusBlobUri",
+                "logsBlobUri",
+                "customSettings",
+            ]
+        ),
+        JSON,
+        max_size=4,
+    )
+)
 def test_any_public_field_values(overrides):
     validate(good_public(**overrides), good_private())

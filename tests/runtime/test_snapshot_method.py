@@ -7,28 +7,32 @@ import itertools
 import json
 import os
 import subprocess
-import sys
 
 import pytest
+from vmsnapshot import snapshot_method as sm
 
 from harness.jobs import b64json
 
 EXTENSION = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "extension")
-sys.path.insert(0, EXTENSION)
-
-from vmsnapshot import snapshot_method as sm  # noqa: E402
 
 METHODS = ["onlyGuest", "onlyHost", "firstHostThenGuest", "firstGuestThenHost"]
 CONFIG_VALUES = [None, "", "ONLYHOST", "bogus"] + METHODS
 CUSTOM_VALUES = [None, "", "weird"] + METHODS
-FORCING = {"none": ({}, {}), "vmgs": ({"isVmgsBlobIncluded": True}, {}),
-           "directdrive": ({"isAnyDirectDriveDiskIncluded": True}, {}), "wa-flag": ({"isAnyWADiskIncluded": True}, {}),
-           "wa-lun-included": ({}, {"waDiskLunList": [1]}), "wa-lun-not-included": ({}, {"waDiskLunList": [7]}),
-           "flags-false": ({"isVmgsBlobIncluded": False, "isAnyWADiskIncluded": False}, {})}
-LUN_CASES = {"luns": {"dataDiskLunList": [0, 1]},
-             "excluded-no-list": {"isAnyDiskExcluded": True, "dataDiskLunList": []},
-             "excluded-missing-list": {"isAnyDiskExcluded": True},
-             "excluded-with-list": {"isAnyDiskExcluded": True, "dataDiskLunList": [1]}}
+FORCING = {
+    "none": ({}, {}),
+    "vmgs": ({"isVmgsBlobIncluded": True}, {}),
+    "directdrive": ({"isAnyDirectDriveDiskIncluded": True}, {}),
+    "wa-flag": ({"isAnyWADiskIncluded": True}, {}),
+    "wa-lun-included": ({}, {"waDiskLunList": [1]}),
+    "wa-lun-not-included": ({}, {"waDiskLunList": [7]}),
+    "flags-false": ({"isVmgsBlobIncluded": False, "isAnyWADiskIncluded": False}, {}),
+}
+LUN_CASES = {
+    "luns": {"dataDiskLunList": [0, 1]},
+    "excluded-no-list": {"isAnyDiskExcluded": True, "dataDiskLunList": []},
+    "excluded-missing-list": {"isAnyDiskExcluded": True},
+    "excluded-with-list": {"isAnyDiskExcluded": True, "dataDiskLunList": [1]},
+}
 
 
 def rules(config, custom_value, forcing, luns, have_sas):
@@ -51,9 +55,12 @@ def rules(config, custom_value, forcing, luns, have_sas):
     return (method,)
 
 
-CASES = [dict(config=c, custom=u, forcing=f, luns=lc, have_sas=s)
-         for c, u, f, lc, s in itertools.product(CONFIG_VALUES, CUSTOM_VALUES, FORCING, LUN_CASES, (True, False))]
+CASES = [
+    dict(config=c, custom=u, forcing=f, luns=lc, have_sas=s)
+    for c, u, f, lc, s in itertools.product(CONFIG_VALUES, CUSTOM_VALUES, FORCING, LUN_CASES, (True, False))
+]
 
+# Runs under each runtime interpreter (pyenv's 3.6 and the newest, outside the venv): given the runtime's directory.
 RUNNER = r"""
 import json, sys
 sys.path.insert(0, sys.argv[1])
@@ -76,8 +83,12 @@ def inputs(case):
     custom = dict(custom_extra)
     if case["custom"] is not None:
         custom["takeSnapshotFrom"] = case["custom"]
-    return dict(config=case["config"], custom_settings=custom, disks=dict(LUN_CASES[case["luns"]], **flags),
-                have_sas=case["have_sas"])
+    return dict(
+        config=case["config"],
+        custom_settings=custom,
+        disks=dict(LUN_CASES[case["luns"]], **flags),
+        have_sas=case["have_sas"],
+    )
 
 
 def evaluate(case):
@@ -94,7 +105,7 @@ def test_selection_matrix_follows_the_rules():
     for case in CASES:
         got = evaluate(case)
         want = rules(case["config"], case["custom"], case["forcing"], case["luns"], case["have_sas"])
-        assert tuple(got[:len(want)]) == want, (case, got)
+        assert tuple(got[: len(want)]) == want, (case, got)
         assert got[-1], case  # every choice and every error says why
 
 
@@ -133,10 +144,17 @@ def test_wrong_types_are_coded_in_process(case):
 
 def test_runtime_interpreter_agrees_on_the_whole_matrix(runtime_python):
     cases = [inputs(c) for c in CASES]
-    cases += [dict(config=None, custom_settings=custom or {}, disks=dict({"dataDiskLunList": [0]}, **disks),
-                   have_sas=True) for _, custom, disks, _, _ in WRONG_TYPES]
-    proc = subprocess.run([runtime_python, "-B", "-c", RUNNER, EXTENSION], input=json.dumps(cases),
-                          capture_output=True, text=True, timeout=120)
+    cases += [
+        dict(config=None, custom_settings=custom or {}, disks=dict({"dataDiskLunList": [0]}, **disks), have_sas=True)
+        for _, custom, disks, _, _ in WRONG_TYPES
+    ]
+    proc = subprocess.run(
+        [runtime_python, "-B", "-c", RUNNER, EXTENSION],
+        input=json.dumps(cases),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = json.loads(proc.stdout)
     want = [evaluate(c) for c in CASES]
@@ -153,20 +171,34 @@ SETTINGS_CASES = [
     ("lun-as-string", {"dataDiskLunList": ["0"]}, None, True, 17, "dataDiskLunList"),
     ("wa-lun-as-string", {}, {"waDiskLunList": "0"}, True, 11, "waDiskLunList"),
     ("method-as-number", {}, {"takeSnapshotFrom": 3}, True, 11, "takeSnapshotFrom"),
-    ("excluded-no-list-host-forced", {"isAnyDiskExcluded": True, "dataDiskLunList": [],
-                                      "isAnyDirectDriveDiskIncluded": True}, None, True, 17, "DirectDrive"),
+    (
+        "excluded-no-list-host-forced",
+        {"isAnyDiskExcluded": True, "dataDiskLunList": [], "isAnyDirectDriveDiskIncluded": True},
+        None,
+        True,
+        17,
+        "DirectDrive",
+    ),
     ("only-guest-without-sas", {}, {"takeSnapshotFrom": "onlyGuest"}, False, 11, "blobSASUri"),
     ("excluded-no-list-without-sas", {"isAnyDiskExcluded": True, "dataDiskLunList": []}, None, False, 11, "blobSASUri"),
-    ("instant-access-as-string", {"instantAccessDurationMinutes": "300"}, None, True, 11,
-     "instantAccessDurationMinutes"),
+    (
+        "instant-access-as-string",
+        {"instantAccessDurationMinutes": "300"},
+        None,
+        True,
+        11,
+        "instantAccessDurationMinutes",
+    ),
 ]
 
 
 @pytest.mark.parametrize("case", SETTINGS_CASES, ids=[c[0] for c in SETTINGS_CASES])
 def test_bad_selection_settings_end_in_a_coded_status(vm, case):
     _, disks, custom, with_sas, code, text = case
-    obj = {"backupMetadata": [{"Key": "BackupTaskId", "Value": "t"}],
-           "includedDisks": dict({"dataDiskLunList": [0], "isOSDiskIncluded": True}, **disks)}
+    obj = {
+        "backupMetadata": [{"Key": "BackupTaskId", "Value": "t"}],
+        "includedDisks": dict({"dataDiskLunList": [0], "isOSDiskIncluded": True}, **disks),
+    }
     pub = vm.public(0, objectStr=b64json(obj), customSettings=json.dumps(custom) if custom else None)
     private = vm.private() if with_sas else vm.private(objectStr=b64json({"blobSASUri": []}))
     vm.write(0, public=pub, private=private)

@@ -1,19 +1,22 @@
 """The local status document stays under the agent's 128 KiB limit, losing detail in a fixed order."""
 
 import json
-import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "extension"))
-
-from vmsnapshot import codes, status  # noqa: E402
+from vmsnapshot import codes, status
 
 
 def report_with_disks(n, error_len):
     r = status.Report(3, "en-us", "task-1")
-    r.snapshot_info = [{"isSuccessful": False, "snapshotUri": "", "errorMessage": "e" * error_len,
-                        "blobUri": "https://acct.example/c/disk%d.vhd" % i, "directDriveSnapshotIdentifier": None}
-                       for i in range(n)]
+    r.snapshot_info = [
+        {
+            "isSuccessful": False,
+            "snapshotUri": "",
+            "errorMessage": "e" * error_len,
+            "blobUri": "https://acct.example/c/disk%d.vhd" % i,
+            "directDriveSnapshotIdentifier": None,
+        }
+        for i in range(n)
+    ]
     r.finish(codes.SNAPSHOT_FAILED_NO_NETWORK, "all failed")
     return r
 

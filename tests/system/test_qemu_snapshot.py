@@ -43,16 +43,16 @@ from harness.secretscan import sas_signatures
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GUEST_FILES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "guest")
-FREEZE_CAP_S = 20                 # [SnapshotThread] timeout in the guest: the hard cap on any freeze
+FREEZE_CAP_S = 20  # [SnapshotThread] timeout in the guest: the hard cap on any freeze
 KILL_THAW_LIMIT_MS = 1000.0
-PROXY_RTT_MS = 600                # the kill scenario's storage latency: the freeze lasts at least this
+PROXY_RTT_MS = 600  # the kill scenario's storage latency: the freeze lasts at least this
 GUEST_LIB = "/var/lib/waagent"
 GUEST_LOG = "/var/log/azure"
 GUEST_CONFIG = "/etc/azure/vmbackup.conf"
 GUEST_HOOK_DIR = "/etc/azure/vmsnapshot/hooks.d"
 DISKS = ("osdisk.vhd", "datadisk-0.vhd")
-DEB_SEQ = 2                       # the job run by the DEB's `vmsnapshot snapshot` instead of the agent
-HOST_SEQ = 3                      # the host-path job
+DEB_SEQ = 2  # the job run by the DEB's `vmsnapshot snapshot` instead of the agent
+HOST_SEQ = 3  # the host-path job
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -79,8 +79,10 @@ def settings_for(seq, azurite, guest_port):
     job_id = str(uuid.uuid4())
     obj = {"backupMetadata": [{"Key": "backupJobId", "Value": job_id}, {"Key": "scenario", "Value": "seq%d" % seq}]}
     if seq == HOST_SEQ:  # a Trusted Launch VM: only the host can snapshot, and Azure sends no SAS URIs
-        obj.update(includedDisks={"dataDiskLunList": [0], "isOSDiskIncluded": True, "isVmgsBlobIncluded": True},
-                   snapshotTaskToken="qemu-task-token-%s" % job_id)
+        obj.update(
+            includedDisks={"dataDiskLunList": [0], "isOSDiskIncluded": True, "isVmgsBlobIncluded": True},
+            snapshotTaskToken="qemu-task-token-%s" % job_id,
+        )
     public = {
         "locale": "en-us",
         "taskId": job_id,
@@ -90,10 +92,15 @@ def settings_for(seq, azurite, guest_port):
         "objectStr": b64json(obj),
     }
     disks = [guest_uri(azurite.blob_sas_uri("vhds", d), azurite, guest_port) for d in DISKS]
-    status, logs = (guest_uri(azurite.blob_sas_uri("status", "seq%d.%s" % (seq, kind)), azurite, guest_port)
-                    for kind in ("status", "log"))
-    private = {"objectStr": b64json({"blobSASUri": [] if seq == HOST_SEQ else disks}), "statusBlobUri": status,
-               "logsBlobUri": logs}
+    status, logs = (
+        guest_uri(azurite.blob_sas_uri("status", "seq%d.%s" % (seq, kind)), azurite, guest_port)
+        for kind in ("status", "log")
+    )
+    private = {
+        "objectStr": b64json({"blobSASUri": [] if seq == HOST_SEQ else disks}),
+        "statusBlobUri": status,
+        "logsBlobUri": logs,
+    }
     return public, private, job_id, sas_signatures(disks + [status, logs])
 
 
@@ -106,9 +113,13 @@ def write_text(path, text, mode=0o644):
 
 def build_dist(out):
     """The zip and the DEB exactly as `make dist` builds them."""
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "packaging", "make_dist.py"), "--out", out,
-                           "--work", out + ".work"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "packaging", "make_dist.py"), "--out", out, "--work", out + ".work"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, "make_dist failed:\n" + proc.stdout[-3000:]
     found = {name.rsplit(".", 1)[-1]: os.path.join(out, name) for name in os.listdir(out)}
     return found["zip"], found["deb"]
@@ -139,34 +150,59 @@ def stage_guest(stage, work, azurite, tls, ports, host_port):
         public, private, job_id, secrets = settings_for(seq, azurite, port)
         jobs[seq] = {"taskId": job_id, "signatures": secrets}
         if seq == DEB_SEQ:  # `vmsnapshot snapshot` reads clear-text settings from a root-only file
-            write_text(os.path.join(test_dir, "manual", "%d.json" % seq),
-                       json.dumps({"publicSettings": public, "protectedSettings": private}), 0o600)
+            write_text(
+                os.path.join(test_dir, "manual", "%d.json" % seq),
+                json.dumps({"publicSettings": public, "protectedSettings": private}),
+                0o600,
+            )
             continue
         path = sim.write_settings(seq, public, tenant.encrypt(json.dumps(private)), tenant.thumbprint)
         os.makedirs(os.path.join(test_dir, "settings"), exist_ok=True)
         shutil.move(path, os.path.join(test_dir, "settings", "%d.settings" % seq))
-    write_text(stage + GUEST_CONFIG, (
-        "# qemu system test: this VM is disposable, so the job freezes its own root.\n"
-        "[SnapshotThread]\nfsfreeze = true\nMountsToInclude = /\ntimeout = %d\n\n"
-        "[vmsnapshot]\nHookDir = %s\n"
-        "# The host backup service: the loopback one on the host machine, through the guest's forward.\n"
-        "HostEndpoint = http://%s:%d\n" % (FREEZE_CAP_S, GUEST_HOOK_DIR, HOST_ALIAS, host_port)))
+    write_text(
+        stage + GUEST_CONFIG,
+        (
+            "# qemu system test: this VM is disposable, so the job freezes its own root.\n"
+            "[SnapshotThread]\nfsfreeze = true\nMountsToInclude = /\ntimeout = %d\n\n"
+            "[vmsnapshot]\nHookDir = %s\n"
+            "# The host backup service: the loopback one on the host machine, through the guest's forward.\n"
+            "HostEndpoint = http://%s:%d\n" % (FREEZE_CAP_S, GUEST_HOOK_DIR, HOST_ALIAS, host_port)
+        ),
+    )
 
-    guest_base = sim.base[len(stage):]
+    guest_base = sim.base[len(stage) :]
     # The agent's own variables (the guest runner adds ConfigSequenceNumber per job), in guest paths.
     agent_env = {k: v for k, v in sim.env(0).items() if k.startswith("AZURE_GUEST_AGENT_")}
-    agent_env.update({"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
-                      "SSL_CERT_FILE": "/vmsnap-test/ca.pem", "AZURE_GUEST_AGENT_EXTENSION_PATH": guest_base})
+    agent_env.update(
+        {
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+            "LANG": "C.UTF-8",
+            "SSL_CERT_FILE": "/vmsnap-test/ca.pem",
+            "AZURE_GUEST_AGENT_EXTENSION_PATH": guest_base,
+        }
+    )
     plan = {
-        "handler_dir": guest_base, "log_dir": sim.log_dir[len(stage):], "agent_env": agent_env,
-        "settings_dir": "/vmsnap-test/settings", "hook_dir": GUEST_HOOK_DIR, "data_dir": "/srv/writer",
-        "guest_address": GUEST_ADDRESS, "status_timeout": 120,
-        "scenarios": [{"name": "app", "seq": 0, "hook": True, "install": True},
-                      {"name": "deb", "seq": DEB_SEQ, "hook": True, "deb": "/vmsnap-test/" + os.path.basename(deb_path),
-                       "settings": "/vmsnap-test/manual/%d.json" % DEB_SEQ,
-                       "job_settings": "/var/lib/vmsnap-manual/job.json"},
-                      {"name": "kill", "seq": 1, "hook": False, "kill": True},
-                      {"name": "host", "seq": HOST_SEQ, "hook": True}],
+        "handler_dir": guest_base,
+        "log_dir": sim.log_dir[len(stage) :],
+        "agent_env": agent_env,
+        "settings_dir": "/vmsnap-test/settings",
+        "hook_dir": GUEST_HOOK_DIR,
+        "data_dir": "/srv/writer",
+        "guest_address": GUEST_ADDRESS,
+        "status_timeout": 120,
+        "scenarios": [
+            {"name": "app", "seq": 0, "hook": True, "install": True},
+            {
+                "name": "deb",
+                "seq": DEB_SEQ,
+                "hook": True,
+                "deb": "/vmsnap-test/" + os.path.basename(deb_path),
+                "settings": "/vmsnap-test/manual/%d.json" % DEB_SEQ,
+                "job_settings": "/var/lib/vmsnap-manual/job.json",
+            },
+            {"name": "kill", "seq": 1, "hook": False, "kill": True},
+            {"name": "host", "seq": HOST_SEQ, "hook": True},
+        ],
     }
     write_text(os.path.join(test_dir, "plan.json"), json.dumps(plan, indent=1))
     return jobs
@@ -188,19 +224,27 @@ def vm_run(tmp_path_factory):
         for seq in (0, 1, DEB_SEQ, HOST_SEQ):
             azurite.create_page_blob("status", "seq%d.status" % seq, 1 << 20)
             azurite.create_append_blob("status", "seq%d.log" % seq)
-        with DelayProxy(azurite.port, PROXY_RTT_MS) as proxy, \
-                HostService(azurite, "vhds", {-1: DISKS[0], 0: DISKS[1]}, serve_tasks=set()) as host:
+        with (
+            DelayProxy(azurite.port, PROXY_RTT_MS) as proxy,
+            HostService(azurite, "vhds", {-1: DISKS[0], 0: DISKS[1]}, serve_tasks=set()) as host,
+        ):
             stage = os.path.join(work, "stage")
             ports = {0: azurite.port, 1: proxy.port, DEB_SEQ: azurite.port, HOST_SEQ: azurite.port}
             jobs = stage_guest(stage, work, azurite, tls, ports, host.port)
             host.serve_tasks.add(jobs[HOST_SEQ]["taskId"])
             vm = GuestVM(work)
-            boot = vm.boot(stage, forwards=[(azurite.port, azurite.port), (proxy.port, proxy.port),
-                                            (host.port, host.port)], timeout=360)
-            host_calls = [(c.name, c.status, (c.body or {}).get("taskId"), (c.body or {}).get("diskIds"))
-                          for c in host.calls]
-        blobs = {seq: azurite.read_blob("status", "seq%d.status" % seq).rstrip(b"\0").decode("utf-8", "replace")
-                 for seq in (0, DEB_SEQ, HOST_SEQ)}
+            boot = vm.boot(
+                stage,
+                forwards=[(azurite.port, azurite.port), (proxy.port, proxy.port), (host.port, host.port)],
+                timeout=360,
+            )
+            host_calls = [
+                (c.name, c.status, (c.body or {}).get("taskId"), (c.body or {}).get("diskIds")) for c in host.calls
+            ]
+        blobs = {
+            seq: azurite.read_blob("status", "seq%d.status" % seq).rstrip(b"\0").decode("utf-8", "replace")
+            for seq in (0, DEB_SEQ, HOST_SEQ)
+        }
         log_text = azurite.read_blob("status", "seq0.log").decode("utf-8", "replace")
         snapshots = azurite.list_snapshots("vhds")
     # pytest keeps only its last few temporary directories: keep the console where it survives.
@@ -209,8 +253,14 @@ def vm_run(tmp_path_factory):
     print("\nqemu boot: %.1f s wall, console log %s" % (boot.seconds, kept))
     for kind in ("INIT", "DONE"):
         print(kind, boot.records(kind))
-    return {"boot": boot, "blobs": blobs, "log_text": log_text, "snapshots": snapshots, "jobs": jobs,
-            "host_calls": host_calls}
+    return {
+        "boot": boot,
+        "blobs": blobs,
+        "log_text": log_text,
+        "snapshots": snapshots,
+        "jobs": jobs,
+        "host_calls": host_calls,
+    }
 
 
 def scenario(vm_run, name):
@@ -220,7 +270,10 @@ def scenario(vm_run, name):
     res = boot.result(name)
     assert res is not None, "no result for scenario %s; console:\n%s" % (name, boot.console())
     assert "error" not in res, "scenario %s failed in the guest: %s\n%s" % (
-        name, res["error"], "\n".join(res.get("extensionLog", [])))
+        name,
+        res["error"],
+        "\n".join(res.get("extensionLog", [])),
+    )
     return res
 
 
@@ -286,16 +339,26 @@ def check_app_consistent_job(vm_run, res, seq):
     # One job, one snapshot per disk: a duplicate counts against Azure's snapshot limit per blob and
     # means a request was sent twice inside the frozen window.
     assert len(mine) == len(DISKS), "%d snapshots in storage for %d disks: %s" % (
-        len(mine), len(DISKS), sorted(in_storage))
+        len(mine),
+        len(DISKS),
+        sorted(in_storage),
+    )
     for sig in job["signatures"]:
         assert sig not in vm_run["blobs"][seq] + log, "a SAS signature was written out"
     return tele
 
 
 def print_figures(name, res, tele):
-    print("\n%s: frozen window %s ms, writer max stall %.1f ms (quiesced by the hook), job %.1f s, timings %s" % (
-        name, tele["frozenWindowMs"], res["writer"]["maxStallMs"], res["jobSeconds"],
-        {k: v for k, v in tele.items() if k.endswith("Ms")}))
+    print(
+        "\n%s: frozen window %s ms, writer max stall %.1f ms (quiesced by the hook), job %.1f s, timings %s"
+        % (
+            name,
+            tele["frozenWindowMs"],
+            res["writer"]["maxStallMs"],
+            res["jobSeconds"],
+            {k: v for k, v in tele.items() if k.endswith("Ms")},
+        )
+    )
 
 
 def test_app_consistent_snapshot_of_running_vm(vm_run):
@@ -348,9 +411,11 @@ def test_sigkill_of_worker_while_frozen_thaws_guest_root(vm_run):
     assert res["enableAgain"]["rc"] == 0, res["enableAgain"]
     assert res["statusAfterEnableAgain"][0]["status"]["status"] == "error"
     assert res["statusAfterEnableAgain"][0]["status"]["code"] == final["code"]
-    print("\nSIGKILL of the worker while frozen: root writable again after %.1f ms, guardian gone after "
-          "%s ms; status: %s" % (kill["writableAfterKillMs"], kill["guardianGoneMs"],
-                             final["formattedMessage"]["message"]))
+    print(
+        "\nSIGKILL of the worker while frozen: root writable again after %.1f ms, guardian gone after "
+        "%s ms; status: %s"
+        % (kill["writableAfterKillMs"], kill["guardianGoneMs"], final["formattedMessage"]["message"])
+    )
 
 
 def test_trusted_launch_job_in_the_vm_goes_to_the_host_service_on_the_host(vm_run):
@@ -360,14 +425,16 @@ def test_trusted_launch_job_in_the_vm_goes_to_the_host_service_on_the_host(vm_ru
     status = res["status"][0]["status"]
     report = blob_report(res["status"])
     tele = telemetry(report)
-    assert (status["status"], status["code"]) == ("success", 0), status       # the hook quiesced the writer
+    assert (status["status"], status["code"]) == ("success", 0), status  # the hook quiesced the writer
     assert tele["snapshotCreator"] == "backupHostService" and tele["hostStatusCodeDoSnapshot"] == "200", tele
     assert 0 < float(tele["frozenWindowMs"]) < FREEZE_CAP_S * 1000, tele
     assert [line.split()[0] for line in res["hookLog"]] == ["freeze", "thaw"], res["hookLog"]
     assert res["rootAfter"]["writable"] and res["data"]["intact"], res
     ours = [c for c in vm_run["host_calls"] if c[2] == job["taskId"]]
-    assert [(name, code, disks) for name, code, _, disks in ours] == [("presnapshot", 200, None),
-                                                                       ("dosnapshot", 200, [0, -1])]
+    assert [(name, code, disks) for name, code, _, disks in ours] == [
+        ("presnapshot", 200, None),
+        ("dosnapshot", 200, [0, -1]),
+    ]
     others = [c for c in vm_run["host_calls"] if c[2] != job["taskId"]]
     assert others and all(c[0] == "presnapshot" and c[1] == 500 for c in others), others
     mine = [s for s in vm_run["snapshots"] if s[2].get("scenario") == "seq%d" % HOST_SEQ]

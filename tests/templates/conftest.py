@@ -22,8 +22,9 @@ def az_cli():
     return az
 
 
-def build_estate(groups=("rg-web", "rg-db"), per_group=3, protected=0, fail_enable=(), tags=None,
-                 extension_state="Succeeded"):
+def build_estate(
+    groups=("rg-web", "rg-db"), per_group=3, protected=0, fail_enable=(), tags=None, extension_state="Succeeded"
+):
     """VMs named <group>-vmNN in one subscription; the first `protected` VMs are already protected."""
     est = Estate()
     est.add_subscription(SUB, "Kit templates test")
@@ -58,8 +59,9 @@ def loopback(az_cli, tmp_path):
 
 
 def run_script(name, *args, env, timeout=240):
-    return subprocess.run([os.path.join(SCRIPTS, name), *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO)
+    return subprocess.run(
+        [os.path.join(SCRIPTS, name), *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO
+    )
 
 
 def table_rows(text):

@@ -15,16 +15,21 @@ CTX = Context("sub-1", "rg-backup", "chinaeast2", "kit-deploy")
 
 
 def vm_ids(n):
-    return ["/subscriptions/sub-1/resourceGroups/rg-%d/providers/Microsoft.Compute/virtualMachines/vm-%05d"
-            % (i % 7, i) for i in range(n)]
+    return [
+        "/subscriptions/sub-1/resourceGroups/rg-%d/providers/Microsoft.Compute/virtualMachines/vm-%05d" % (i % 7, i)
+        for i in range(n)
+    ]
 
 
-@pytest.mark.parametrize("count, expected", [
-    (1, {"DefaultPolicy": 1}),
-    (1000, {"DefaultPolicy": 1000}),
-    (1001, {"DefaultPolicy": 1000, "DefaultPolicy-2": 1}),
-    (3500, {"DefaultPolicy": 1000, "DefaultPolicy-2": 1000, "DefaultPolicy-3": 1000, "DefaultPolicy-4": 500}),
-])
+@pytest.mark.parametrize(
+    "count, expected",
+    [
+        (1, {"DefaultPolicy": 1}),
+        (1000, {"DefaultPolicy": 1000}),
+        (1001, {"DefaultPolicy": 1000, "DefaultPolicy-2": 1}),
+        (3500, {"DefaultPolicy": 1000, "DefaultPolicy-2": 1000, "DefaultPolicy-3": 1000, "DefaultPolicy-4": 500}),
+    ],
+)
 def test_enable_backup_never_puts_more_than_1000_vms_in_a_policy(count, expected):
     template = templates.enable_backup()[0]
     resources = expand(template, {"vaultName": "v", "virtualMachineIds": vm_ids(count)}, CTX)
@@ -36,8 +41,7 @@ def test_enable_backup_never_puts_more_than_1000_vms_in_a_policy(count, expected
     # each VM once, in the documented name format, with the literal discriminator and its own full id
     assert sorted(r.body["properties"]["sourceResourceId"] for r in items) == sorted(vm_ids(count))
     first = items[0]
-    assert first.name == ("v/Azure/iaasvmcontainer;iaasvmcontainerv2;rg-0;vm-00000"
-                          "/vm;iaasvmcontainerv2;rg-0;vm-00000")
+    assert first.name == ("v/Azure/iaasvmcontainer;iaasvmcontainerv2;rg-0;vm-00000/vm;iaasvmcontainerv2;rg-0;vm-00000")
     assert first.body["properties"]["protectedItemType"] == "Microsoft.Compute/virtualMachines"
 
 
@@ -50,9 +54,18 @@ def test_enable_backup_batches_stay_under_arms_800_resource_limit():
 
 def test_new_vault_and_policy_come_from_the_parameters():
     template = templates.enable_backup()[0]
-    resources = expand(template, {"vaultName": "v", "isNewVault": True, "isNewPolicy": True,
-                                  "policyName": "Nightly", "scheduleRunTime": "23:15",
-                                  "virtualMachineIds": vm_ids(2)}, CTX)
+    resources = expand(
+        template,
+        {
+            "vaultName": "v",
+            "isNewVault": True,
+            "isNewPolicy": True,
+            "policyName": "Nightly",
+            "scheduleRunTime": "23:15",
+            "virtualMachineIds": vm_ids(2),
+        },
+        CTX,
+    )
     vault = [r for r in resources if r.type == "Microsoft.RecoveryServices/vaults"][0]
     assert vault.body["location"] == "chinaeast2"  # resourceGroup().location, never a literal region
     (policy,) = [r for r in resources if r.type.endswith("/backupPolicies")]
@@ -72,16 +85,20 @@ def test_extension_template_expands_per_vm_with_the_version_from_the_version_fil
 
 def test_policy_template_keeps_policy_expressions_for_azure_policy():
     template = templates.backup_policy_at_scale()[0]
-    resources = expand(template, {"backupPolicyId": "/x/backupPolicies/p", "vaultLocation": "westus"},
-                       Context("sub-1", None, "westus"))
+    resources = expand(
+        template, {"backupPolicyId": "/x/backupPolicies/p", "vaultLocation": "westus"}, Context("sub-1", None, "westus")
+    )
     kinds = collections.Counter(r.type for r in resources)
-    assert kinds == {"Microsoft.Authorization/policyDefinitions": 1,
-                     "Microsoft.Authorization/policyAssignments": 1,
-                     "Microsoft.Authorization/roleAssignments": 2}
+    assert kinds == {
+        "Microsoft.Authorization/policyDefinitions": 1,
+        "Microsoft.Authorization/policyAssignments": 1,
+        "Microsoft.Authorization/roleAssignments": 2,
+    }
     rule = [r for r in resources if r.type.endswith("policyDefinitions")][0].body["properties"]["policyRule"]
     assert rule["then"]["effect"] == "[parameters('effect')]"  # unescaped once, evaluated by Azure Policy
     assert rule["then"]["details"]["deployment"]["properties"]["parameters"]["sourceResourceId"] == {
-        "value": "[field('id')]"}
+        "value": "[field('id')]"
+    }
     roles = [r for r in resources if r.type.endswith("roleAssignments")]
     assert len({r.name for r in roles}) == 2  # distinct deterministic guids
 
@@ -95,11 +112,17 @@ def test_unknown_function_and_missing_parameter_are_clear_errors():
 
 def test_cli_expand_summary(tmp_path):
     params = tmp_path / "p.json"
-    params.write_text(json.dumps({"parameters": {"vaultName": {"value": "v"},
-                                                 "virtualMachineIds": {"value": vm_ids(1500)}}}))
-    proc = subprocess.run([sys.executable, "-m", "vmsnapkit.arm", "expand", "enable-backup",
-                           "-p", str(params), "--summary"], capture_output=True, text=True, cwd=REPO,
-                          timeout=60, env=dict(os.environ, PYTHONPATH=os.path.join(REPO, "deploy")))
+    params.write_text(
+        json.dumps({"parameters": {"vaultName": {"value": "v"}, "virtualMachineIds": {"value": vm_ids(1500)}}})
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "vmsnapkit.arm", "expand", "enable-backup", "-p", str(params), "--summary"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        env=dict(os.environ, PYTHONPATH=os.path.join(REPO, "deploy")),
+    )
     assert proc.returncode == 0, proc.stderr
     per_policy = json.loads(proc.stdout)["protectedItemsPerPolicy"]
     assert per_policy == {"DefaultPolicy": 1000, "DefaultPolicy-2": 500}

@@ -1,5 +1,5 @@
 """The offline ARM validator: Draft 4 schemas and the reviewer's rules, on good and bad "
-  "input."""
+"input."""
 
 import copy
 import datetime
@@ -108,14 +108,23 @@ def _mutated(mutate):
     return tpl
 
 
-@pytest.mark.parametrize("mutate, path, words", [
-    (lambda t: t.update(contentVersion=5), "$.contentVersion", "is not of type 'string'"),
-    (lambda t: t["resources"][0].update(apiVersion="2099-01-01"), "$.resources[0]", "no schema found"),
-    (lambda t: t["resources"][1]["properties"]["schedulePolicy"].update(scheduleRunFrequency="Fortnightly"),
-     "$.resources[1].properties.schedulePolicy.scheduleRunFrequency", "Fortnightly"),
-    (lambda t: t["resources"][2]["properties"].update(protectedItemType="Microsoft.Compute/virtualMachinez"),
-     "$.resources[2].properties.protectedItemType", "virtualMachinez"),
-])
+@pytest.mark.parametrize(
+    "mutate, path, words",
+    [
+        (lambda t: t.update(contentVersion=5), "$.contentVersion", "is not of type 'string'"),
+        (lambda t: t["resources"][0].update(apiVersion="2099-01-01"), "$.resources[0]", "no schema found"),
+        (
+            lambda t: t["resources"][1]["properties"]["schedulePolicy"].update(scheduleRunFrequency="Fortnightly"),
+            "$.resources[1].properties.schedulePolicy.scheduleRunFrequency",
+            "Fortnightly",
+        ),
+        (
+            lambda t: t["resources"][2]["properties"].update(protectedItemType="Microsoft.Compute/virtualMachinez"),
+            "$.resources[2].properties.protectedItemType",
+            "virtualMachinez",
+        ),
+    ],
+)
 def test_schema_errors_name_the_offending_field(validator, mutate, path, words):
     schema = [f for f in validator.check_template(_mutated(mutate)) if f.rule == "schema"]
     assert [f.path for f in schema] == [path]
@@ -130,9 +139,16 @@ def test_nested_child_resource_is_validated_with_its_full_type(validator):
     ext["properties"] = dict(ext["properties"], publisher=None)  # wrong type, must be caught
     tpl["parameters"]["vmNames"] = {"type": "string"}
     tpl["outputs"] = {}
-    tpl["resources"] = [{"type": "Microsoft.Compute/virtualMachines", "apiVersion": "2025-04-01",
-                         "name": "[parameters('vmNames')]", "location": "[parameters('location')]",
-                         "properties": {}, "resources": [ext]}]
+    tpl["resources"] = [
+        {
+            "type": "Microsoft.Compute/virtualMachines",
+            "apiVersion": "2025-04-01",
+            "name": "[parameters('vmNames')]",
+            "location": "[parameters('location')]",
+            "properties": {},
+            "resources": [ext],
+        }
+    ]
     schema = [f for f in validator.check_template(tpl) if f.rule == "schema"]
     assert any(f.path.startswith("$.resources[0].resources[0].properties") for f in schema), schema
 
@@ -146,7 +162,8 @@ def test_registry_refuses_uris_outside_the_schema_host():
     with pytest.raises(referencing.exceptions.NoSuchResource):
         store.registry.get_or_retrieve("https://schema.management.azure.com/schemas/../../etc/passwd")
     assert store.registry.get_or_retrieve(
-        "https://schema.management.azure.com/schemas/common/definitions.json").value.contents
+        "https://schema.management.azure.com/schemas/common/definitions.json"
+    ).value.contents
 
 
 # -- reviewer rules ---------------------------------------------------------------------------------------
@@ -210,10 +227,11 @@ def test_location_must_be_parameterised(validator):
 
 def test_depends_on_must_resolve(validator):
     tpl = extension_template()
-    tpl["resources"][0]["dependsOn"] = ["nothingHere",
-                                        "[resourceId('Microsoft.Network/networkInterfaces', 'nic')]"]
+    tpl["resources"][0]["dependsOn"] = ["nothingHere", "[resourceId('Microsoft.Network/networkInterfaces', 'nic')]"]
     assert [f.path for f in check(validator, tpl) if f.rule == "depends-on"] == [
-        "$.resources[0].dependsOn[0]", "$.resources[0].dependsOn[1]"]
+        "$.resources[0].dependsOn[0]",
+        "$.resources[0].dependsOn[1]",
+    ]
 
 
 def test_names_well_formed(validator):
@@ -254,8 +272,9 @@ def test_parameters_file_rules(validator):
 # -- command line ------------------------------------------------------------------------------------------
 def run_cli(*args):
     env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "deploy"))
-    return subprocess.run([sys.executable, "-m", "vmsnapkit.arm", *args], capture_output=True, text=True,
-                          env=env, cwd=REPO, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "vmsnapkit.arm", *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=60
+    )
 
 
 def test_cli_validates_the_kit_templates():

@@ -10,8 +10,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def kit(*args):
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "deploy"))
-    return subprocess.run([sys.executable, "-m", "vmsnapkit", *args], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "vmsnapkit", *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120
+    )
 
 
 def test_templates_subcommand_checks_and_validates_the_committed_templates():
@@ -24,7 +25,9 @@ def test_templates_subcommand_checks_and_validates_the_committed_templates():
 
 def test_templates_subcommand_rejects_a_broken_template(tmp_path):
     bad = tmp_path / "bad.json"
-    bad.write_text('{"$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",'
-                   ' "contentVersion": 5, "resources": []}')
+    bad.write_text(
+        '{"$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",'
+        ' "contentVersion": 5, "resources": []}'
+    )
     proc = kit("templates", "validate", str(bad))
     assert proc.returncode != 0 and "contentVersion" in proc.stdout + proc.stderr

@@ -33,31 +33,62 @@ def test_every_template_deploys_with_az(loopback, tmp_path):
     emu, az = loopback(est)
     env = dict(az.env, PYTHONPATH=os.path.join(REPO, "deploy"), PYTHON=sys.executable)
 
-    enable = run_script(DEPLOY, "create", "enable-backup", "-g", "rg-backup", "-n", "enable1",
-                        "-p", params_file(tmp_path, "enable-backup", vaultName="vault1",
-                                          virtualMachineIds=[vm.id for vm in vms]), env=env)
+    enable = run_script(
+        DEPLOY,
+        "create",
+        "enable-backup",
+        "-g",
+        "rg-backup",
+        "-n",
+        "enable1",
+        "-p",
+        params_file(tmp_path, "enable-backup", vaultName="vault1", virtualMachineIds=[vm.id for vm in vms]),
+        env=env,
+    )
     assert enable.returncode == 0, enable.stderr
     assert json.loads(enable.stdout)["properties"]["provisioningState"] == "Succeeded"
 
-    ext = run_script(DEPLOY, "create", "vm-snapshot-extension", "-g", "rg-web", "-n", "ext1",
-                     "-p", params_file(tmp_path, "vm-snapshot-extension", vmNames=[vms[0].name],
-                                       protectedSettings={}), env=env)
+    ext = run_script(
+        DEPLOY,
+        "create",
+        "vm-snapshot-extension",
+        "-g",
+        "rg-web",
+        "-n",
+        "ext1",
+        "-p",
+        params_file(tmp_path, "vm-snapshot-extension", vmNames=[vms[0].name], protectedSettings={}),
+        env=env,
+    )
     assert ext.returncode == 0, ext.stderr
 
-    policy = run_script(DEPLOY, "create", "backup-policy-at-scale", "-l", "westus", "-n", "atscale1",
-                        "-p", params_file(tmp_path, "backup-policy-at-scale",
-                                          backupPolicyId=vault.policy_id("DefaultPolicy"),
-                                          vaultLocation="westus"), env=env)
+    policy = run_script(
+        DEPLOY,
+        "create",
+        "backup-policy-at-scale",
+        "-l",
+        "westus",
+        "-n",
+        "atscale1",
+        "-p",
+        params_file(
+            tmp_path, "backup-policy-at-scale", backupPolicyId=vault.policy_id("DefaultPolicy"), vaultLocation="westus"
+        ),
+        env=env,
+    )
     assert policy.returncode == 0, policy.stderr
 
     # the emulator applied what the templates describe
     assert {k: it.policy_id.rsplit("/", 1)[-1] for k, it in vault.items.items()} == {
-        vm.id.lower(): "DailyLinux" for vm in vms}
+        vm.id.lower(): "DailyLinux" for vm in vms
+    }
     (snapshot,) = [e for e in vms[0].extensions if e.name == "VMSnapshotLinux"]
-    assert (snapshot.publisher, snapshot.type, snapshot.version) == ("Microsoft.RecoveryServices",
-                                                                     "VMSnapshotLinux", "1.9")
-    verify = run_script("verify-extension.sh", "--ids", vms[0].id,
-                        "--publisher", "Microsoft.RecoveryServices", env=env)
+    assert (snapshot.publisher, snapshot.type, snapshot.version) == (
+        "Microsoft.RecoveryServices",
+        "VMSnapshotLinux",
+        "1.9",
+    )
+    verify = run_script("verify-extension.sh", "--ids", vms[0].id, "--publisher", "Microsoft.RecoveryServices", env=env)
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
     recorded = {d["name"]: d for d in deployments(emu)}
@@ -89,23 +120,34 @@ def test_invalid_template_is_refused_offline_and_by_the_emulator(loopback):
     emu, az = loopback(est)
     env = dict(az.env, PYTHONPATH=os.path.join(REPO, "deploy"), PYTHON=sys.executable)
     quickstart = os.path.join(REPO, "tests", "templates", "fixtures", "quickstart-backup-vms.json")
-    params = ["--param", "existingVirtualMachinesResourceGroup=rg-web",
-              "--param", 'existingVirtualMachines=["%s"]' % vms[0].name]
+    params = [
+        "--param",
+        "existingVirtualMachinesResourceGroup=rg-web",
+        "--param",
+        'existingVirtualMachines=["%s"]' % vms[0].name,
+    ]
     offline = run_script(DEPLOY, "create", quickstart, "-g", "rg-backup", *params, env=env)
     assert offline.returncode == 2 and "offline check failed" in offline.stderr
     assert "protectedItemType" in offline.stderr
     assert emu.requests(path="deployments") == []
 
-    server = run_script(DEPLOY, "create", quickstart, "-g", "rg-backup", "--no-offline-check", *params,
-                        env=env)
+    server = run_script(DEPLOY, "create", quickstart, "-g", "rg-backup", "--no-offline-check", *params, env=env)
     assert server.returncode != 0
     assert "InvalidTemplate" in server.stderr and "protectedItemType" in server.stderr
     assert deployments(emu) == []
 
 
 def test_dry_run_prints_the_az_command(tmp_path):
-    proc = run_script(DEPLOY, "what-if", "backup-policy-at-scale", "-l", "chinaeast2", "--dry-run",
-                      "--no-offline-check", env=dict(os.environ))
+    proc = run_script(
+        DEPLOY,
+        "what-if",
+        "backup-policy-at-scale",
+        "-l",
+        "chinaeast2",
+        "--dry-run",
+        "--no-offline-check",
+        env=dict(os.environ),
+    )
     assert proc.returncode == 0
     assert proc.stdout.startswith("az deployment sub what-if ") and "--location chinaeast2" in proc.stdout
     wrong = run_script(DEPLOY, "create", "backup-policy-at-scale", "-g", "rg", env=dict(os.environ))
@@ -116,11 +158,16 @@ def test_enable_backup_template_shards_policies_past_1000_vms(loopback, tmp_path
     est, vault, vms = build_estate(groups=("rg-a", "rg-b", "rg-c"), per_group=767)  # 2,301 VMs
     emu, az = loopback(est)
     env = dict(az.env, PYTHONPATH=os.path.join(REPO, "deploy"), PYTHON=sys.executable)
-    pfile = params_file(tmp_path, "enable-backup", vaultName="vault1", isNewVault=False,
-                        policyName="DefaultPolicy", isNewPolicy=False,
-                        virtualMachineIds=[vm.id for vm in vms])
-    proc = run_script(DEPLOY, "create", "enable-backup", "-g", "rg-backup", "-n", "fleet", "-p", pfile,
-                      env=env)
+    pfile = params_file(
+        tmp_path,
+        "enable-backup",
+        vaultName="vault1",
+        isNewVault=False,
+        policyName="DefaultPolicy",
+        isNewPolicy=False,
+        virtualMachineIds=[vm.id for vm in vms],
+    )
+    proc = run_script(DEPLOY, "create", "enable-backup", "-g", "rg-backup", "-n", "fleet", "-p", pfile, env=env)
     assert proc.returncode == 0, proc.stderr
     per_policy = collections.Counter(it.policy_id.rsplit("/", 1)[-1] for it in vault.items.values())
     assert per_policy == {"DefaultPolicy": 1000, "DefaultPolicy-2": 1000, "DefaultPolicy-3": 301}
@@ -133,16 +180,49 @@ def test_nearly_full_policy_fails_unless_vms_per_policy_leaves_room(loopback, tm
     emu, az = loopback(est)
     env = dict(az.env, PYTHONPATH=os.path.join(REPO, "deploy"), PYTHON=sys.executable)
     ids = [vm.id for vm in vms]
-    full = run_script(DEPLOY, "create", "enable-backup", "-g", "rg-backup", "-n", "full", "-p",
-                      params_file(tmp_path, "enable-backup", vaultName="vault1", isNewVault=False,
-                                  policyName="DefaultPolicy", isNewPolicy=False, virtualMachineIds=ids),
-                      env=env)
+    full = run_script(
+        DEPLOY,
+        "create",
+        "enable-backup",
+        "-g",
+        "rg-backup",
+        "-n",
+        "full",
+        "-p",
+        params_file(
+            tmp_path,
+            "enable-backup",
+            vaultName="vault1",
+            isNewVault=False,
+            policyName="DefaultPolicy",
+            isNewPolicy=False,
+            virtualMachineIds=ids,
+        ),
+        env=env,
+    )
     assert full.returncode != 0 and "1000 VMs per policy" in full.stderr
     vault.items.clear()
-    fits = run_script(DEPLOY, "create", "enable-backup", "-g", "rg-backup", "-n", "fits", "-p",
-                      params_file(tmp_path, "enable-backup", vaultName="vault1", isNewVault=False,
-                                  policyName="DefaultPolicy", isNewPolicy=False, virtualMachineIds=ids,
-                                  vmsPerPolicy=10), env=env)
+    fits = run_script(
+        DEPLOY,
+        "create",
+        "enable-backup",
+        "-g",
+        "rg-backup",
+        "-n",
+        "fits",
+        "-p",
+        params_file(
+            tmp_path,
+            "enable-backup",
+            vaultName="vault1",
+            isNewVault=False,
+            policyName="DefaultPolicy",
+            isNewPolicy=False,
+            virtualMachineIds=ids,
+            vmsPerPolicy=10,
+        ),
+        env=env,
+    )
     assert fits.returncode == 0, fits.stderr
     per_policy = collections.Counter(it.policy_id.rsplit("/", 1)[-1] for it in vault.items.values())
     assert per_policy == {"DefaultPolicy": 10, "DefaultPolicy-2": 10, "DefaultPolicy-3": 4}

@@ -30,12 +30,18 @@ def test_no_hard_coded_cloud_host(path):
     assert hits == []
 
 
-@pytest.mark.parametrize("text", [
-    "https://management.azure.com/subscriptions", "https://management.chinacloudapi.cn/",
-    "acct.blob.core.chinacloudapi.cn", "https://login.microsoftonline.com/tenant",
-    "x.blob.core.usgovcloudapi.net",
-    "https://login.chinacloudapi.cn", "kv.vault.azure.net",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "https://management.azure.com/subscriptions",
+        "https://management.chinacloudapi.cn/",
+        "acct.blob.core.chinacloudapi.cn",
+        "https://login.microsoftonline.com/tenant",
+        "x.blob.core.usgovcloudapi.net",
+        "https://login.chinacloudapi.cn",
+        "kv.vault.azure.net",
+    ],
+)
 def test_scanner_catches_each_cloud(text):
     assert hard_coded_hosts(text)
 

@@ -35,8 +35,19 @@ def test_help_and_bad_usage(script):
 def test_enable_50_vms_two_groups_some_protected_one_failing(loopback):
     est, vault, vms = build_estate(per_group=25, protected=36, fail_enable=[40])
     emu, az = loopback(est)
-    proc = run_script(ENABLE, *VAULT, "-p", "DefaultPolicy", "--vm-resource-group", "rg-web",
-                      "--vm-resource-group", "rg-db", "-j", "8", env=az.env)
+    proc = run_script(
+        ENABLE,
+        *VAULT,
+        "-p",
+        "DefaultPolicy",
+        "--vm-resource-group",
+        "rg-web",
+        "--vm-resource-group",
+        "rg-db",
+        "-j",
+        "8",
+        env=az.env,
+    )
     assert proc.returncode == 1, proc.stderr  # one VM failed
     rows = table_rows(proc.stdout)
     results = collections.Counter(r[2] for r in rows)
@@ -53,8 +64,19 @@ def test_enable_50_vms_two_groups_some_protected_one_failing(loopback):
 
     # Re-run: only the failed VM is tried again.
     emu.clear_log()
-    again = run_script(ENABLE, *VAULT, "-p", "DefaultPolicy", "--vm-resource-group", "rg-web",
-                       "--vm-resource-group", "rg-db", "-o", "json", env=az.env)
+    again = run_script(
+        ENABLE,
+        *VAULT,
+        "-p",
+        "DefaultPolicy",
+        "--vm-resource-group",
+        "rg-web",
+        "--vm-resource-group",
+        "rg-db",
+        "-o",
+        "json",
+        env=az.env,
+    )
     assert again.returncode == 1
     summary = json.loads(again.stdout)
     assert collections.Counter(r["Result"] for r in summary) == {"AlreadyProtected": 49, "Failed": 1}
@@ -65,25 +87,39 @@ def test_dry_run_prints_full_id_commands_and_changes_nothing(loopback, tmp_path)
     est, vault, vms = build_estate(per_group=2, protected=1)
     emu, az = loopback(est)
     id_file = tmp_path / "vms.txt"
-    id_file.write_text("# production web tier\n%s\n\n%s\n" % (vms[1].id, vms[2].id.upper().replace(
-        "/SUBSCRIPTIONS/", "/subscriptions/")))
-    proc = run_script(ENABLE, *VAULT, "-p", "DefaultPolicy", "--dry-run", "--file", str(id_file),
-                      "--ids", vms[0].id, vms[3].id, env=az.env)
+    id_file.write_text(
+        "# production web tier\n%s\n\n%s\n"
+        % (vms[1].id, vms[2].id.upper().replace("/SUBSCRIPTIONS/", "/subscriptions/"))
+    )
+    proc = run_script(
+        ENABLE,
+        *VAULT,
+        "-p",
+        "DefaultPolicy",
+        "--dry-run",
+        "--file",
+        str(id_file),
+        "--ids",
+        vms[0].id,
+        vms[3].id,
+        env=az.env,
+    )
     assert proc.returncode == 0, proc.stderr
     commands = [ln for ln in proc.stdout.splitlines() if "enable-for-vm" in ln]
     assert len(commands) == 3  # vms[0] is protected already
     for vm, line in zip(sorted(vms[1:], key=lambda v: v.id.lower()), sorted(commands, key=str.lower)):
         assert "--vm %s" % vm.id.lower() in line.lower() and "--resource-group rg-backup" in line
     assert emu.requests(method="PUT") == [] and len(vault.items) == 1
-    assert collections.Counter(r[2] for r in table_rows(proc.stdout.split("\n", 3)[-1])) \
-        == {"AlreadyProtected": 1, "DryRun": 3}
+    assert collections.Counter(r[2] for r in table_rows(proc.stdout.split("\n", 3)[-1])) == {
+        "AlreadyProtected": 1,
+        "DryRun": 3,
+    }
 
 
 def test_bad_vm_id_is_refused_before_any_change(loopback):
     est, vault, vms = build_estate(per_group=1)
     emu, az = loopback(est)
-    proc = run_script(ENABLE, *VAULT, "-p", "DefaultPolicy", "--ids", vms[0].id, "vm-by-name-only",
-                      env=az.env)
+    proc = run_script(ENABLE, *VAULT, "-p", "DefaultPolicy", "--ids", vms[0].id, "vm-by-name-only", env=az.env)
     assert proc.returncode == 2
     assert "not a full VM resource id: vm-by-name-only" in proc.stderr
     assert emu.requests(method="PUT") == []
@@ -93,11 +129,24 @@ def test_policies_fill_to_their_1000_vm_limit_in_order(loopback):
     est, vault, vms = build_estate(per_group=3)
     vault.policies["defaultpolicy"].extra_count = 997  # room for 3 more
     emu, az = loopback(est)
-    proc = run_script(ENABLE, *VAULT, "-p", "DefaultPolicy", "-p", "SecondPolicy", "--vm-resource-group",
-                      "rg-web", "--vm-resource-group", "rg-db", env=az.env)
+    proc = run_script(
+        ENABLE,
+        *VAULT,
+        "-p",
+        "DefaultPolicy",
+        "-p",
+        "SecondPolicy",
+        "--vm-resource-group",
+        "rg-web",
+        "--vm-resource-group",
+        "rg-db",
+        env=az.env,
+    )
     assert proc.returncode == 0, proc.stderr
-    policies = collections.Counter(e["body"]["properties"]["policyId"].rsplit("/", 1)[-1]
-                                   for e in emu.requests(method="PUT", path="/protectedItems/"))
+    policies = collections.Counter(
+        e["body"]["properties"]["policyId"].rsplit("/", 1)[-1]
+        for e in emu.requests(method="PUT", path="/protectedItems/")
+    )
     assert policies == {"DefaultPolicy": 3, "SecondPolicy": 3}
 
 
@@ -105,8 +154,7 @@ def test_killed_run_resumes_and_protects_each_vm_exactly_once(loopback):
     est, vault, vms = build_estate(per_group=8, tags=lambda g, i: {"backup": "daily"})
     emu, az = loopback(est)
     argv = [os.path.join(SCRIPTS, ENABLE), *VAULT, "-p", "DefaultPolicy", "--tag", "backup=daily", "-j", "2"]
-    first = subprocess.Popen(argv, env=az.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             start_new_session=True)
+    first = subprocess.Popen(argv, env=az.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 120
     while len(puts_by_vm(emu)) < 5 and time.monotonic() < deadline and first.poll() is None:
         time.sleep(0.05)
@@ -131,11 +179,17 @@ def test_verify_extension_table_json_and_exit_codes(loopback):
     proc = run_script(VERIFY, "--tag", "tier=rg-web", env=az.env)
     assert proc.returncode == 1
     lines = proc.stdout.splitlines()
-    assert lines[0].split() == ["VM", "ResourceGroup", "Name", "ProvisioningState", "Publisher", "Version",
-                                "AutoUpgradeMinorVersion"]
+    assert lines[0].split() == [
+        "VM",
+        "ResourceGroup",
+        "Name",
+        "ProvisioningState",
+        "Publisher",
+        "Version",
+        "AutoUpgradeMinorVersion",
+    ]
     rows = {r[0]: r for r in table_rows(proc.stdout)}
-    assert rows[vms[0].name][2:] == ["VMSnapshotLinux", "Succeeded", "Microsoft.Azure.RecoveryServices",
-                                     "1.9", "true"]
+    assert rows[vms[0].name][2:] == ["VMSnapshotLinux", "Succeeded", "Microsoft.Azure.RecoveryServices", "1.9", "true"]
     assert rows[vms[1].name][3] == "Missing" and rows[vms[2].name][3] == "Failed"
 
     as_json = run_script(VERIFY, "-g", "rg-db", "-o", "json", env=az.env)
@@ -154,8 +208,7 @@ def test_verify_extension_publisher_filter(loopback):
     emu, az = loopback(est)
     proc = run_script(VERIFY, "--ids", vms[0].id, "--publisher", "Microsoft.RecoveryServices", env=az.env)
     assert proc.returncode == 1 and "Missing" in proc.stdout
-    proc = run_script(VERIFY, "--ids", vms[0].id, "--publisher", "Microsoft.Azure.RecoveryServices",
-                      env=az.env)
+    proc = run_script(VERIFY, "--ids", vms[0].id, "--publisher", "Microsoft.Azure.RecoveryServices", env=az.env)
     assert proc.returncode == 0, proc.stderr
 
 

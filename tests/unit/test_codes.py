@@ -35,15 +35,25 @@ def test_unknown_code_still_has_a_message_and_a_health_state():
 
 
 def test_every_named_code_is_in_the_table():
-    named = [v for k, v in vars(codes).items() if k.isupper() and isinstance(v, int) and not
-             k.startswith(("CONSISTENCY_", "GREEN", "YELLOW", "RED"))]
+    named = [
+        v
+        for k, v in vars(codes).items()
+        if k.isupper() and isinstance(v, int) and not k.startswith(("CONSISTENCY_", "GREEN", "YELLOW", "RED"))
+    ]
     assert named and all(code in codes.TABLE for code in named)
 
 
 def test_the_freeze_engine_uses_the_codes_of_codes_py():
-    assert (freezeproto.CODE_FREEZE_FAILED, freezeproto.CODE_FREEZE_TIMEOUT, freezeproto.CODE_OPEN_FAILED,
-            freezeproto.CODE_INCONSISTENT) == (codes.FREEZE_FAILED, codes.FREEZE_TIMEOUT,
-                                               codes.UNABLE_TO_OPEN_MOUNT, codes.ERROR) == (121, 122, 123, 2)
+    assert (
+        (
+            freezeproto.CODE_FREEZE_FAILED,
+            freezeproto.CODE_FREEZE_TIMEOUT,
+            freezeproto.CODE_OPEN_FAILED,
+            freezeproto.CODE_INCONSISTENT,
+        )
+        == (codes.FREEZE_FAILED, codes.FREEZE_TIMEOUT, codes.UNABLE_TO_OPEN_MOUNT, codes.ERROR)
+        == (121, 122, 123, 2)
+    )
     assert (guardian.CODE_FREEZE_FAILED, guardian.CODE_FREEZE_TIMEOUT, guardian.CODE_OPEN_FAILED) == (121, 122, 123)
 
 

@@ -23,22 +23,30 @@ def test_the_environment_names_the_file(tmp_path, monkeypatch):
 
 
 def test_keys_are_read_case_insensitively_and_converted(tmp_path):
-    cfg = config.load(write(tmp_path, "[snapshotthread]\nFSFREEZE = no\nMountsToInclude = /a, /b ,\ntimeout = 12.5\n"
-                                      "[vmsnapshot]\nHostEndpoint = http://127.0.0.1:8080/\nLogBackups = 2\n"
-                                      "SomethingUnknown = kept out\n"))
+    cfg = config.load(
+        write(
+            tmp_path,
+            "[snapshotthread]\nFSFREEZE = no\nMountsToInclude = /a, /b ,\ntimeout = 12.5\n"
+            "[vmsnapshot]\nHostEndpoint = http://127.0.0.1:8080/\nLogBackups = 2\n"
+            "SomethingUnknown = kept out\n",
+        )
+    )
     assert (cfg.fsfreeze, cfg.mounts_to_include, cfg.timeout) == (False, ["/a", "/b"], 12.5)
     assert (cfg.host_endpoint, cfg.log_backups, cfg.present) == ("http://127.0.0.1:8080", 2, True)
     assert "SomethingUnknown" not in cfg.to_dict()
 
 
-@pytest.mark.parametrize("text, named", [
-    ("[SnapshotThread]\nfsfreeze = maybe\n", "[SnapshotThread] fsfreeze"),
-    ("[SnapshotThread]\ntimeout = 0\n", "[SnapshotThread] timeout"),
-    ("[vmsnapshot]\nLockWaitSeconds = soon\n", "[vmsnapshot] LockWaitSeconds"),
-    ("[vmsnapshot]\nHostEndpoint = https://example\n", "[vmsnapshot] HostEndpoint"),
-    ("[vmsnapshot]\nHostEndpoint = http://h:70000\n", "[vmsnapshot] HostEndpoint"),
-    ("no section\n", "not a valid INI file"),
-])
+@pytest.mark.parametrize(
+    "text, named",
+    [
+        ("[SnapshotThread]\nfsfreeze = maybe\n", "[SnapshotThread] fsfreeze"),
+        ("[SnapshotThread]\ntimeout = 0\n", "[SnapshotThread] timeout"),
+        ("[vmsnapshot]\nLockWaitSeconds = soon\n", "[vmsnapshot] LockWaitSeconds"),
+        ("[vmsnapshot]\nHostEndpoint = https://example\n", "[vmsnapshot] HostEndpoint"),
+        ("[vmsnapshot]\nHostEndpoint = http://h:70000\n", "[vmsnapshot] HostEndpoint"),
+        ("no section\n", "not a valid INI file"),
+    ],
+)
 def test_bad_values_name_their_key(tmp_path, text, named):
     with pytest.raises(config.ConfigError) as e:
         config.load(write(tmp_path, text))

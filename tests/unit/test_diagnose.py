@@ -23,9 +23,11 @@ def _installed_handler(lib, tenant, status_uri):
     with open(os.path.join(base, "HandlerEnvironment.json"), "w") as f:
         json.dump([{"handlerEnvironment": {"logFolder": os.path.join(base, "logs")}}], f)
     tenant.install(lib)
-    handler = {"publicSettings": {"commandToExecute": "snapshot"},
-               "protectedSettings": tenant.encrypt(json.dumps({"statusBlobUri": status_uri})),
-               "protectedSettingsCertThumbprint": tenant.thumbprint}
+    handler = {
+        "publicSettings": {"commandToExecute": "snapshot"},
+        "protectedSettings": tenant.encrypt(json.dumps({"statusBlobUri": status_uri})),
+        "protectedSettingsCertThumbprint": tenant.thumbprint,
+    }
     with open(os.path.join(base, "config", "0.settings"), "w") as f:
         json.dump({"runtimeSettings": [{"handlerSettings": handler}]}, f)
     return base

@@ -28,8 +28,15 @@ def test_targets_line_round_trip():
     assert list(fallback_thaw.parse_targets_line(line)) == ["/data", "/"]  # freeze order kept
 
 
-@pytest.mark.parametrize("line", ["freeze", "snapshots while frozen", fallback_thaw.TARGETS_PREFIX + "{broken",
-                                  fallback_thaw.TARGETS_PREFIX + json.dumps(["/"])])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "freeze",
+        "snapshots while frozen",
+        fallback_thaw.TARGETS_PREFIX + "{broken",
+        fallback_thaw.TARGETS_PREFIX + json.dumps(["/"]),
+    ],
+)
 def test_other_phase_lines_are_not_targets(line):
     assert fallback_thaw.parse_targets_line(line) is None
 
@@ -53,8 +60,10 @@ def test_fallback_thaw_without_descriptors_reports_inconsistent():
     t.start()
     outcome = t.outcome(wait_s=5)
     assert (outcome.ok, outcome.code, outcome.reason, outcome.thawed) == (False, CODE_INCONSISTENT, "guardian-lost", [])
-    assert outcome.thaw_failures == [("/b", "no descriptor for a fallback thaw"),
-                                     ("/a", "no descriptor for a fallback thaw")]
+    assert outcome.thaw_failures == [
+        ("/b", "no descriptor for a fallback thaw"),
+        ("/a", "no descriptor for a fallback thaw"),
+    ]
     assert "the freeze guardian died" in outcome.message
 
 

@@ -37,7 +37,7 @@ def test_waves_and_options_reach_the_guardian_command_line():
             args = f.read().decode().split("\0")
     finally:
         g.close()
-    assert args[args.index("--") + 1:-1] == ["::", "/a", "/b", "::", "/"]
+    assert args[args.index("--") + 1 : -1] == ["::", "/a", "/b", "::", "/"]
     assert args[args.index("--deadline") + 1] == "7.0" and args[args.index("--lock-path") + 1] == ""
 
 

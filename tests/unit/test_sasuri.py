@@ -31,24 +31,29 @@ def test_repr_and_str_never_show_the_signature():
     assert str(u) == "https://acct.blob.core.windows.net/vhds/disk0.vhd"
 
 
-@pytest.mark.parametrize("text", ["not a uri", "https//x/y", "https://h:99999/c/b?sig=x", "https://h:p/c/b",
-                                  "https://[::1/c/b?sig=x", None, 5])
+@pytest.mark.parametrize(
+    "text",
+    ["not a uri", "https//x/y", "https://h:99999/c/b?sig=x", "https://h:p/c/b", "https://[::1/c/b?sig=x", None, 5],
+)
 def test_text_that_is_no_uri(text):
     with pytest.raises(SasUriError) as e:
         SasUri(text)
     assert "sig" not in str(e.value)
 
 
-@pytest.mark.parametrize("uri, problem", [
-    ("ftp://h/c/b?sig=x", "not an http(s) URI"),
-    ("https://h/c/b", "not an http(s) URI"),
-    ("https://h/c/b?sig=x#frag", "not an http(s) URI"),
-    ("https://h/c?sig=x", "does not name a container and a blob"),
-    ("https://h/c/b?sv=1", "no SAS signature"),
-    ("https://h/c/b?sig=", "no SAS signature"),
-    ("http://example.invalid/c/b?sig=x", "plain http to example.invalid"),
-    ("http://127.attacker.example/c/b?sig=x", "plain http"),
-])
+@pytest.mark.parametrize(
+    "uri, problem",
+    [
+        ("ftp://h/c/b?sig=x", "not an http(s) URI"),
+        ("https://h/c/b", "not an http(s) URI"),
+        ("https://h/c/b?sig=x#frag", "not an http(s) URI"),
+        ("https://h/c?sig=x", "does not name a container and a blob"),
+        ("https://h/c/b?sv=1", "no SAS signature"),
+        ("https://h/c/b?sig=", "no SAS signature"),
+        ("http://example.invalid/c/b?sig=x", "plain http to example.invalid"),
+        ("http://127.attacker.example/c/b?sig=x", "plain http"),
+    ],
+)
 def test_blob_problems(uri, problem):
     assert problem in SasUri(uri).blob_problem()
 
@@ -62,8 +67,19 @@ def test_transport_problems():
     assert SasUri("http://127.0.0.1:1/c/b").transport_problem() is None
 
 
-@pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("127.9.9.9", True), ("localhost", True),
-                                            ("[::1]", True), ("::1", True), ("0177.0.0.1", False),
-                                            ("127.1", False), ("127.0.0.1.nip.io", False), ("", False)])
+@pytest.mark.parametrize(
+    "host, loopback",
+    [
+        ("127.0.0.1", True),
+        ("127.9.9.9", True),
+        ("localhost", True),
+        ("[::1]", True),
+        ("::1", True),
+        ("0177.0.0.1", False),
+        ("127.1", False),
+        ("127.0.0.1.nip.io", False),
+        ("", False),
+    ],
+)
 def test_is_loopback_from_the_text_alone(host, loopback):
     assert is_loopback(host) is loopback

@@ -47,16 +47,31 @@ def plan(cfg, **kwargs):
 
 # -- the JSON config ----------------------------------------------------------------------------
 
+
 def test_fields_strings_and_defaults_are_read_as_microsofts_runner_reads_them(trusted):
-    p = plan(config(trusted, preScriptLocation=" /opt/app/pre.sh ", postScriptLocation="/opt/app/post.sh",
-                    preScriptParams=["a b", 7, 1.5], preScriptNoOfRetries="2", timeoutInSeconds="12.5",
-                    fsFreezeEnabled="False", continueBackupOnFailure=False, pluginName="MyDatabase"))
+    p = plan(
+        config(
+            trusted,
+            preScriptLocation=" /opt/app/pre.sh ",
+            postScriptLocation="/opt/app/post.sh",
+            preScriptParams=["a b", 7, 1.5],
+            preScriptNoOfRetries="2",
+            timeoutInSeconds="12.5",
+            fsFreezeEnabled="False",
+            continueBackupOnFailure=False,
+            pluginName="MyDatabase",
+        )
+    )
     assert p.error_code is None and p.enabled
     assert (p.fs_freeze_enabled, p.continue_on_failure) == (False, False)
     (unit,) = p.units
     assert unit.name == "MyDatabase"
-    assert (unit.pre.path, unit.pre.args, unit.pre.retries, unit.pre.timeout_s) == ("/opt/app/pre.sh",
-                                                                                     ["a b", "7", "1.5"], 2, 12.5)
+    assert (unit.pre.path, unit.pre.args, unit.pre.retries, unit.pre.timeout_s) == (
+        "/opt/app/pre.sh",
+        ["a b", "7", "1.5"],
+        2,
+        12.5,
+    )
     assert (unit.post.args, unit.post.retries, unit.post.timeout_s) == ([], 0, 12.5)
     assert unit.pre.sh_if_not_executable and unit.pre.origin == "config"
 
@@ -79,16 +94,19 @@ def test_timeouts_are_capped_by_the_host_timeout_and_1800_s(trusted):
     assert plan(cfg, host_timeout_s=99999).host_timeout_s == HOST_TIMEOUT_CAP_S
 
 
-@pytest.mark.parametrize("fields, needle", [
-    ({"preScriptLocation": "relative/pre.sh"}, "preScriptLocation must be an absolute path"),
-    ({"preScriptLocation": "/p", "preScriptParams": "a b"}, "preScriptParams must be a list of strings"),
-    ({"preScriptLocation": "/p", "preScriptParams": [True]}, "preScriptParams must be a list of strings"),
-    ({"preScriptLocation": "/p", "preScriptNoOfRetries": -1}, "preScriptNoOfRetries must be a whole number"),
-    ({"postScriptLocation": "/p", "postScriptNoOfRetries": True}, "postScriptNoOfRetries must be a whole number"),
-    ({"preScriptLocation": "/p", "timeoutInSeconds": 0}, "timeoutInSeconds must be a positive number"),
-    ({"preScriptLocation": "/p", "timeoutInSeconds": "soon"}, "timeoutInSeconds must be a number of seconds"),
-    ({"preScriptLocation": "/p", "fsFreezeEnabled": "yes"}, "fsFreezeEnabled must be true or false"),
-])
+@pytest.mark.parametrize(
+    "fields, needle",
+    [
+        ({"preScriptLocation": "relative/pre.sh"}, "preScriptLocation must be an absolute path"),
+        ({"preScriptLocation": "/p", "preScriptParams": "a b"}, "preScriptParams must be a list of strings"),
+        ({"preScriptLocation": "/p", "preScriptParams": [True]}, "preScriptParams must be a list of strings"),
+        ({"preScriptLocation": "/p", "preScriptNoOfRetries": -1}, "preScriptNoOfRetries must be a whole number"),
+        ({"postScriptLocation": "/p", "postScriptNoOfRetries": True}, "postScriptNoOfRetries must be a whole number"),
+        ({"preScriptLocation": "/p", "timeoutInSeconds": 0}, "timeoutInSeconds must be a positive number"),
+        ({"preScriptLocation": "/p", "timeoutInSeconds": "soon"}, "timeoutInSeconds must be a number of seconds"),
+        ({"preScriptLocation": "/p", "fsFreezeEnabled": "yes"}, "fsFreezeEnabled must be true or false"),
+    ],
+)
 def test_bad_fields_are_305_and_name_the_field(trusted, fields, needle):
     p = plan(config(trusted, **fields))
     assert (p.error_code, p.enabled) == (codes.SCRIPT_CONFIG_INVALID, False)
@@ -147,23 +165,35 @@ def test_config_owned_by_someone_else_is_318(trusted):
 def test_to_dict_lists_every_unit(trusted):
     doc = plan(config(trusted, preScriptLocation="/opt/pre.sh", preScriptParams=["x"])).to_dict()
     assert doc["enabled"] and doc["error_code"] is None
-    assert doc["units"] == [{"name": "ScriptRunner", "post": None, "pre": {
-        "path": "/opt/pre.sh", "args": ["x"], "retries": 0, "timeout_s": 10.0, "origin": "config"}}]
+    assert doc["units"] == [
+        {
+            "name": "ScriptRunner",
+            "post": None,
+            "pre": {"path": "/opt/pre.sh", "args": ["x"], "retries": 0, "timeout_s": 10.0, "origin": "config"},
+        }
+    ]
 
 
 # -- hooks.d ------------------------------------------------------------------------------------
 
+
 def test_hook_directory_rules(trusted):
     hooks = os.path.join(trusted, "hooks.d")
     os.mkdir(hooks, 0o755)
-    for name, mode in (("20-db", 0o700), ("10-app", 0o755), ("30-off.disabled", 0o700), ("40-x.dpkg-old", 0o700),
-                       (".hidden", 0o700), ("50-not-executable", 0o600), ("60-edit~", 0o700)):
+    for name, mode in (
+        ("20-db", 0o700),
+        ("10-app", 0o755),
+        ("30-off.disabled", 0o700),
+        ("40-x.dpkg-old", 0o700),
+        (".hidden", 0o700),
+        ("50-not-executable", 0o600),
+        ("60-edit~", 0o700),
+    ):
         write(os.path.join(hooks, name), "#!/bin/sh\n", mode)
     os.mkdir(os.path.join(hooks, "70-a-directory"))
     os.symlink(os.path.join(hooks, "10-app"), os.path.join(hooks, "80-link"))
     os.symlink("/nonexistent", os.path.join(hooks, "90-dangling"))
-    p = plan(os.path.join(trusted, "none.json"), hook_dir=hooks, config_required=False,
-             hook_timeout_s=7)
+    p = plan(os.path.join(trusted, "none.json"), hook_dir=hooks, config_required=False, hook_timeout_s=7)
     assert p.error_code is None
     assert [u.name for u in p.units] == ["hook:10-app", "hook:20-db", "hook:80-link"]
     unit = p.units[0]
@@ -180,8 +210,10 @@ def test_config_unit_comes_before_the_hooks(trusted):
 
 
 def test_missing_hook_directory_is_no_hooks_an_untrusted_one_is_306(trusted):
-    assert plan(os.path.join(trusted, "none.json"), hook_dir=os.path.join(trusted, "nope"),
-                config_required=False).units == []
+    assert (
+        plan(os.path.join(trusted, "none.json"), hook_dir=os.path.join(trusted, "nope"), config_required=False).units
+        == []
+    )
     hooks = os.path.join(trusted, "hooks.d")
     os.mkdir(hooks)
     os.chmod(hooks, 0o777)
@@ -190,6 +222,7 @@ def test_missing_hook_directory_is_no_hooks_an_untrusted_one_is_306(trusted):
 
 
 # -- descriptor checks --------------------------------------------------------------------------
+
 
 def test_open_trusted_refuses_a_relative_path():
     with pytest.raises(Untrusted) as e:
@@ -203,8 +236,11 @@ def test_open_trusted_follows_symlinks_inside_trusted_directories(trusted):
     target = write(os.path.join(real, "pre.sh"), "#!/bin/sh\n", 0o700)
     os.symlink(real, os.path.join(trusted, "relative-link"))  # relative to its directory
     os.symlink(target, os.path.join(trusted, "absolute-link"))  # walked again from /
-    for path in (os.path.join(trusted, "relative-link", "pre.sh"), os.path.join(trusted, "absolute-link"),
-                 os.path.join(trusted, ".", "real", "pre.sh")):
+    for path in (
+        os.path.join(trusted, "relative-link", "pre.sh"),
+        os.path.join(trusted, "absolute-link"),
+        os.path.join(trusted, ".", "real", "pre.sh"),
+    ):
         fd, shown = open_trusted(path, UID)
         try:
             assert os.path.samestat(os.fstat(fd), os.stat(target)) and shown == target
@@ -238,7 +274,9 @@ def test_open_checked_script_reasons(trusted):
     assert problem is None and stat.S_ISREG(os.fstat(fd).st_mode)
     os.close(fd)
     assert open_checked_script(os.path.join(trusted, "none.sh"), UID) == (
-        None, ("missing", "script %s does not exist" % os.path.join(trusted, "none.sh")))
+        None,
+        ("missing", "script %s does not exist" % os.path.join(trusted, "none.sh")),
+    )
     _, (kind, message) = open_checked_script(write(os.path.join(trusted, "w.sh"), "", 0o722), UID)
     assert kind == "permission" and "writable by group or others" in message and message.endswith("not run")
     fifo = os.path.join(trusted, "fifo")

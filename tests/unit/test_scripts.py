@@ -33,17 +33,21 @@ def hooks(directory, *names, body="echo $1 >> %(log)s\n"):
 
 
 def plan_of(directory, hook_dir):
-    return load_script_plan(config_path=os.path.join(directory, "none.json"), hook_dir=hook_dir, owner_uid=UID,
-                            config_required=False)
+    return load_script_plan(
+        config_path=os.path.join(directory, "none.json"), hook_dir=hook_dir, owner_uid=UID, config_required=False
+    )
 
 
-@pytest.mark.parametrize("pre_ok, fs_freeze, cont, decision", [
-    (True, True, True, (True, True)),
-    (True, False, True, (True, False)),
-    (False, True, True, (True, True)),
-    (False, True, False, (False, False)),
-    (False, False, True, (False, False)),
-])
+@pytest.mark.parametrize(
+    "pre_ok, fs_freeze, cont, decision",
+    [
+        (True, True, True, (True, True)),
+        (True, False, True, (True, False)),
+        (False, True, True, (True, True)),
+        (False, True, False, (False, False)),
+        (False, False, True, (False, False)),
+    ],
+)
 def test_snapshot_decision(pre_ok, fs_freeze, cont, decision):
     plan = ScriptPlan(fs_freeze_enabled=fs_freeze, continue_on_failure=cont)
     pre = scripts.PhaseResult("pre")
@@ -63,8 +67,15 @@ def test_an_unusable_plan_fails_pre_with_its_code_and_runs_no_post():
     plan = ScriptPlan(error_code=317, message="unsafe")
     pre = scripts.run_pre(plan)
     assert (pre.ok, pre.code, pre.message, pre.ran) == (False, 317, "unsafe", False)
-    assert scripts.run_post(plan).to_dict() == {"phase": "post", "ok": True, "code": None, "message": "",
-                                                "ran": False, "duration_ms": 0.0, "scripts": []}
+    assert scripts.run_post(plan).to_dict() == {
+        "phase": "post",
+        "ok": True,
+        "code": None,
+        "message": "",
+        "ran": False,
+        "duration_ms": 0.0,
+        "scripts": [],
+    }
 
 
 def test_post_without_pre_runs_every_unit_in_reverse(trusted):
@@ -75,8 +86,12 @@ def test_post_without_pre_runs_every_unit_in_reverse(trusted):
 
 
 def test_a_cancel_during_a_pre_script_kills_it_and_its_unit_is_undone(trusted):
-    d, log = hooks(trusted, "10-a", "20-slow", body="echo $1 >> %(log)s\n"
-                   'case "$VMSNAPSHOT_SCRIPT" in *slow) [ $1 = thaw ] || sleep 300;; esac\n')
+    d, log = hooks(
+        trusted,
+        "10-a",
+        "20-slow",
+        body='echo $1 >> %(log)s\ncase "$VMSNAPSHOT_SCRIPT" in *slow) [ $1 = thaw ] || sleep 300;; esac\n',
+    )
     plan = plan_of(trusted, d)
     t0 = time.monotonic()
     with pytest.raises(Cancelled), cancel_after(1.0):
@@ -99,5 +114,19 @@ def test_script_results_describe_each_attempt(trusted):
     pre = scripts.run_pre(plan)
     (s,) = pre.scripts
     assert (pre.code, s.code, s.attempts, s.exit_code, s.ok) == (codes.PRE_SCRIPT_FAILED, 300, 2, 1, False)
-    assert set(s.to_dict()) == {"name", "path", "args", "phase", "origin", "ok", "code", "message", "exit_code",
-                                "attempts", "duration_ms", "timed_out", "output_tail", "output_bytes"}
+    assert set(s.to_dict()) == {
+        "name",
+        "path",
+        "args",
+        "phase",
+        "origin",
+        "ok",
+        "code",
+        "message",
+        "exit_code",
+        "attempts",
+        "duration_ms",
+        "timed_out",
+        "output_tail",
+        "output_bytes",
+    }

@@ -23,8 +23,9 @@ def blobs(azurite):
 def client(tls, monkeypatch):
     for name in ("https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
-    c = StorageClient(timeout=5.0, max_attempts=3, waagent_conf="/nonexistent",
-                      context=ssl.create_default_context(cafile=tls["ca"]))
+    c = StorageClient(
+        timeout=5.0, max_attempts=3, waagent_conf="/nonexistent", context=ssl.create_default_context(cafile=tls["ca"])
+    )
     yield c
     c.close()
 
@@ -88,8 +89,10 @@ def test_an_untrusted_certificate_is_not_retried(blobs, client):
     c.close()
 
 
-@pytest.mark.parametrize("uri", ["not a uri", "ftp://127.0.0.1/c/b?sig=x", "http://storage.example/c/b?sig=x",
-                                 "https://127.0.0.1:0/c/b?sig=x"])
+@pytest.mark.parametrize(
+    "uri",
+    ["not a uri", "ftp://127.0.0.1/c/b?sig=x", "http://storage.example/c/b?sig=x", "https://127.0.0.1:0/c/b?sig=x"],
+)
 def test_unusable_uris_never_connect(client, uri):
     with pytest.raises(StorageError) as e:
         client.head(uri)
@@ -98,8 +101,14 @@ def test_unusable_uris_never_connect(client, uri):
 
 def test_retries_a_throttled_snapshot_then_reports_its_code(blobs, client, tls):
     blobs.create_page_blob(CONTAINER, "disk2", size=1 << 20)
-    rate = Rule("comp=snapshot", "status", 503, body="The rate of snapshot blob calls is exceeded.",
-                headers={"x-ms-error-code": "SnapshotOperationRateExceeded"}, times=2)
+    rate = Rule(
+        "comp=snapshot",
+        "status",
+        503,
+        body="The rate of snapshot blob calls is exceeded.",
+        headers={"x-ms-error-code": "SnapshotOperationRateExceeded"},
+        times=2,
+    )
     with FaultProxy(blobs.port, tls, [rate]) as proxy:
         uri = proxy.rewrite(blobs.blob_sas_uri(CONTAINER, "disk2"))
         assert client.snapshot(uri).attempts == 3  # two throttled answers, then the snapshot

@@ -24,6 +24,7 @@ def read_pid(path, seconds=3.0):
 
 # -- run ----------------------------------------------------------------------------------------
 
+
 def test_run_feeds_stdin_and_returns_both_streams():
     out, err = subp.run(["sh", "-c", "cat; echo oops >&2"], data=b"hello")
     assert (out, err) == (b"hello", b"oops\n")
@@ -62,12 +63,14 @@ def test_run_timeout_kills_the_whole_process_group(tmp_path):
 
 
 def test_run_passes_env_and_cwd(tmp_path):
-    out, _ = subp.run(["sh", "-c", 'echo "$GREETING"; pwd'], env={"GREETING": "hi", "PATH": os.environ["PATH"]},
-                      cwd=str(tmp_path))
+    out, _ = subp.run(
+        ["sh", "-c", 'echo "$GREETING"; pwd'], env={"GREETING": "hi", "PATH": os.environ["PATH"]}, cwd=str(tmp_path)
+    )
     assert out.decode().split("\n")[:2] == ["hi", os.path.realpath(str(tmp_path))]
 
 
 # -- spawn --------------------------------------------------------------------------------------
+
 
 def test_spawn_detaches_in_its_own_session_and_feeds_stdin(tmp_path):
     out = tmp_path / "out"
@@ -135,12 +138,14 @@ def test_runtime_env_puts_this_package_first_and_keeps_the_rest(monkeypatch):
     assert os.path.isdir(os.path.join(first, "vmsnapshot")) and rest == "/somewhere/else"
     monkeypatch.delenv("PYTHONPATH")
     assert subp.runtime_env()["PYTHONPATH"] == first
-    out, _ = subp.run([sys.executable, "-c", "import vmsnapshot.subp as s; print(s.__file__)"],
-                      env=subp.runtime_env(), cwd="/")
+    out, _ = subp.run(
+        [sys.executable, "-c", "import vmsnapshot.subp as s; print(s.__file__)"], env=subp.runtime_env(), cwd="/"
+    )
     assert out.decode().strip() == os.path.abspath(subp.__file__)
 
 
 # -- run_supervised -----------------------------------------------------------------------------
+
 
 def test_supervised_exit_code_output_and_duration():
     done = subp.run_supervised(["sh", "-c", "echo out; echo err >&2; exit 4"], timeout_s=10)
@@ -150,8 +155,7 @@ def test_supervised_exit_code_output_and_duration():
 
 
 def test_supervised_output_is_drained_and_only_a_tail_kept():
-    done = subp.run_supervised(["sh", "-c", "head -c 1000000 /dev/zero; echo; echo END"], timeout_s=20,
-                               tail_bytes=100)
+    done = subp.run_supervised(["sh", "-c", "head -c 1000000 /dev/zero; echo; echo END"], timeout_s=20, tail_bytes=100)
     assert done.exit_code == 0 and done.output_bytes == 1000005
     assert len(done.output_tail) == 100 and done.output_tail.endswith(b"\nEND\n")
 
@@ -196,8 +200,12 @@ def test_supervised_env_cwd_and_inherited_descriptor(tmp_path):
     path.write_text("through the descriptor\n")
     fd = os.open(str(path), os.O_RDONLY)
     try:
-        done = subp.run_supervised(["sh", "-c", 'cat /proc/self/fd/%d; echo "$X"; pwd' % fd], timeout_s=10,
-                                   env={"X": "y", "PATH": os.environ["PATH"]}, pass_fds=(fd,))
+        done = subp.run_supervised(
+            ["sh", "-c", 'cat /proc/self/fd/%d; echo "$X"; pwd' % fd],
+            timeout_s=10,
+            env={"X": "y", "PATH": os.environ["PATH"]},
+            pass_fds=(fd,),
+        )
     finally:
         os.close(fd)
     assert done.output_tail == b"through the descriptor\ny\n/\n"

@@ -29,8 +29,11 @@ def _all_template_files(root: str) -> list[str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vmsnapkit.arm", description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m vmsnapkit.arm",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="write the templates from the description")
     g.add_argument("--out", default=TEMPLATES_DIR, help="output folder (default: %(default)s)")
@@ -38,13 +41,14 @@ def main(argv=None) -> int:
     c.add_argument("--out", default=TEMPLATES_DIR)
     v = sub.add_parser("validate", help="validate template / parameters files (default: all kit templates)")
     v.add_argument("files", nargs="*", help="azuredeploy.json or *.parameters*.json files")
-    v.add_argument("--schemas", help="ARM schema folder (default: ../shared/arm-schemas from the repo root, "
-                                     "or ARM_SCHEMAS_DIR)")
+    v.add_argument(
+        "--schemas", help="ARM schema folder (default: ../shared/arm-schemas from the repo root, or ARM_SCHEMAS_DIR)"
+    )
     v.add_argument("--today", help="date for the apiVersion age rule (YYYY-MM-DD; default: today)")
     v.add_argument("-o", "--output", choices=("text", "json"), default="text")
     e = sub.add_parser("expand", help="list the resources a deployment would create (offline)")
     e.add_argument("template", help="azuredeploy.json (or a kit template name)")
-    e.add_argument("-p", "--parameters", help="parameters file ({\"parameters\": {name: {\"value\": ...}}})")
+    e.add_argument("-p", "--parameters", help='parameters file ({"parameters": {name: {"value": ...}}})')
     e.add_argument("--subscription", default="00000000-0000-0000-0000-000000000000")
     e.add_argument("-g", "--resource-group", default="rg")
     e.add_argument("--summary", action="store_true", help="counts per type and policy only")
@@ -99,8 +103,11 @@ def _expand(args) -> int:
         given = {}
         if args.parameters:
             with open(args.parameters, encoding="utf-8-sig") as f:
-                given = {k: v.get("value") for k, v in json.load(f).get("parameters", {}).items()
-                         if isinstance(v, dict) and "value" in v}
+                given = {
+                    k: v.get("value")
+                    for k, v in json.load(f).get("parameters", {}).items()
+                    if isinstance(v, dict) and "value" in v
+                }
         resources = expand(template, given, Context(args.subscription, args.resource_group))
     except (OSError, ValueError) as exc:
         print("error: cannot read input: %s" % exc, file=sys.stderr)
@@ -118,8 +125,11 @@ def _expand(args) -> int:
                 by_policy[policy.rsplit("/", 1)[-1]] = by_policy.get(policy.rsplit("/", 1)[-1], 0) + 1
         print(json.dumps({"resources": by_type, "protectedItemsPerPolicy": by_policy}, indent=2))
     else:
-        print(json.dumps([{"id": r.id, "type": r.type, "apiVersion": r.api_version, "body": r.body}
-                          for r in resources], indent=2))
+        print(
+            json.dumps(
+                [{"id": r.id, "type": r.type, "apiVersion": r.api_version, "body": r.body} for r in resources], indent=2
+            )
+        )
     return 0
 
 

@@ -53,8 +53,10 @@ class Resource:
 
 
 # -- parsing ---------------------------------------------------------------------------------------------
-_TOKEN = re.compile(r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>-?\d+)|(?P<id>[A-Za-z_]\w*)"
-                    r"|(?P<op>[(),\[\].]))")
+_TOKEN = re.compile(
+    r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>-?\d+)|(?P<id>[A-Za-z_]\w*)"
+    r"|(?P<op>[(),\[\].]))"
+)
 
 
 def _tokenize(text):
@@ -63,7 +65,7 @@ def _tokenize(text):
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if not m:
-            raise ExpandError("cannot parse expression near %r" % text[pos:pos + 20])
+            raise ExpandError("cannot parse expression near %r" % text[pos : pos + 20])
         pos = m.end()
         kind = m.lastgroup
         value = m.group(kind)
@@ -186,7 +188,7 @@ def _resource_id(scope, *args, kind="group"):
     t = next((i for i, a in enumerate(args) if "/" in a and "." in a.split("/")[0]), None)
     if t is None:
         raise ExpandError("resourceId() needs a resource type")
-    before, rtype, names = args[:t], args[t], args[t + 1:]
+    before, rtype, names = args[:t], args[t], args[t + 1 :]
     sub, rg = scope.ctx.subscription_id, scope.ctx.resource_group
     if len(before) == 1:
         (rg,) = before
@@ -205,6 +207,7 @@ def _format(fmt, *args):
     def fill(m):
         v = args[int(m.group(1))]
         return ("true" if v else "false") if isinstance(v, bool) else str(v)
+
     return re.sub(r"\{(\d+)\}", fill, fmt)
 
 
@@ -242,8 +245,8 @@ _FUNCTIONS = {
     "concat": lambda s, *a: _union(*a) if a and all(isinstance(x, list) for x in a) else "".join(map(str, a)),
     "format": lambda s, f, *a: _format(f, *a),
     "split": lambda s, text, sep: text.split(sep),
-    "take": lambda s, v, n: v[:max(0, n)],
-    "skip": lambda s, v, n: v[max(0, n):],
+    "take": lambda s, v, n: v[: max(0, n)],
+    "skip": lambda s, v, n: v[max(0, n) :],
     "first": lambda s, v: v[0],
     "last": lambda s, v: v[-1],
     "length": lambda s, v: len(v),
@@ -274,11 +277,16 @@ _FUNCTIONS = {
     "uniquestring": lambda s, *a: _unique_string(*a),
     "resourceid": lambda s, *a: _resource_id(s, *a),
     "subscriptionresourceid": lambda s, *a: _resource_id(s, *a, kind="subscription"),
-    "subscription": lambda s: {"id": "/subscriptions/%s" % s.ctx.subscription_id,
-                               "subscriptionId": s.ctx.subscription_id, "tenantId": s.ctx.tenant_id},
-    "resourcegroup": lambda s: {"id": "/subscriptions/%s/resourceGroups/%s" % (s.ctx.subscription_id,
-                                                                                s.ctx.resource_group),
-                                "name": s.ctx.resource_group, "location": s.ctx.location},
+    "subscription": lambda s: {
+        "id": "/subscriptions/%s" % s.ctx.subscription_id,
+        "subscriptionId": s.ctx.subscription_id,
+        "tenantId": s.ctx.tenant_id,
+    },
+    "resourcegroup": lambda s: {
+        "id": "/subscriptions/%s/resourceGroups/%s" % (s.ctx.subscription_id, s.ctx.resource_group),
+        "name": s.ctx.resource_group,
+        "location": s.ctx.location,
+    },
     "deployment": lambda s: {"name": s.ctx.deployment_name, "location": s.ctx.location},
     "environment": lambda s: s.ctx.environment,
     "reference": lambda s, *a: {"identity": {"principalId": "00000000-0000-4000-8000-0000000000ee"}},
@@ -318,25 +326,44 @@ def expand(template: dict, given: dict, ctx: Context) -> list[Resource]:
                 out += _expand_nested(res, s, ctx)
                 continue
             body = {k: s.value(v) for k, v in res.items() if k not in ("copy", "condition", "dependsOn")}
-            out.append(Resource(res["type"], body["name"], res["apiVersion"], ctx.subscription_id,
-                                ctx.resource_group, body, ctx.deployment_name))
+            out.append(
+                Resource(
+                    res["type"],
+                    body["name"],
+                    res["apiVersion"],
+                    ctx.subscription_id,
+                    ctx.resource_group,
+                    body,
+                    ctx.deployment_name,
+                )
+            )
     return out
 
 
 def _is_inner_deployment(res) -> bool:
     props = res.get("properties") or {}
-    return res.get("type", "").lower() == "microsoft.resources/deployments" and isinstance(
-        props.get("template"), dict) and str((props.get("expressionEvaluationOptions") or {})
-                                             .get("scope", "")).lower() == "inner"
+    return (
+        res.get("type", "").lower() == "microsoft.resources/deployments"
+        and isinstance(props.get("template"), dict)
+        and str((props.get("expressionEvaluationOptions") or {}).get("scope", "")).lower() == "inner"
+    )
 
 
 def _expand_nested(res, scope, ctx) -> list[Resource]:
     props = res["properties"]
     values = {k: scope.value(v["value"]) for k, v in (props.get("parameters") or {}).items()}
-    inner_ctx = Context(ctx.subscription_id, scope.value(res.get("resourceGroup", ctx.resource_group)),
-                        ctx.location, scope.value(res["name"]), ctx.tenant_id, ctx.environment)
+    inner_ctx = Context(
+        ctx.subscription_id,
+        scope.value(res.get("resourceGroup", ctx.resource_group)),
+        ctx.location,
+        scope.value(res["name"]),
+        ctx.tenant_id,
+        ctx.environment,
+    )
     resources = expand(props["template"], values, inner_ctx)
     if len(resources) > 800:
-        raise ExpandError("nested deployment %s would create %d resources; ARM allows 800"
-                          % (inner_ctx.deployment_name, len(resources)))
+        raise ExpandError(
+            "nested deployment %s would create %d resources; ARM allows 800"
+            % (inner_ctx.deployment_name, len(resources))
+        )
     return resources

@@ -16,8 +16,7 @@ CALL = re.compile(r"^\[\s*([A-Za-z_.]+)\s*\((.*)\)\s*\]$", re.DOTALL)
 
 
 def is_expression(value) -> bool:
-    return isinstance(value, str) and value.startswith("[") and not value.startswith("[[") \
-        and value.endswith("]")
+    return isinstance(value, str) and value.startswith("[") and not value.startswith("[[") and value.endswith("]")
 
 
 def unescape(value):

@@ -27,9 +27,14 @@ TEMPLATE_SHELL = "2019-04-01/deploymentTemplate.json"
 PARAMETERS_SCHEMA = "2019-04-01/deploymentParameters.json"
 # Keys that only the deployment engine reads; provider schemas do not know them.
 TEMPLATE_ONLY_KEYS = ("resources", "condition", "copy", "dependsOn", "comments")
-DEFINITION_KINDS = ("resourceDefinitions", "subscription_resourceDefinitions",
-                    "extension_resourceDefinitions", "unknown_resourceDefinitions",
-                    "managementGroup_resourceDefinitions", "tenant_resourceDefinitions")
+DEFINITION_KINDS = (
+    "resourceDefinitions",
+    "subscription_resourceDefinitions",
+    "extension_resourceDefinitions",
+    "unknown_resourceDefinitions",
+    "managementGroup_resourceDefinitions",
+    "tenant_resourceDefinitions",
+)
 # Types with no provider schema in the subset, checked against a small local schema instead.
 LOCAL_SCHEMAS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "local_schemas")
 
@@ -74,15 +79,19 @@ def _expression_tolerant_one_of(validator, one_of, instance, schema):
     expression never satisfies an enum, so it still fails there.
     """
     errors = list(_DRAFT4_ONE_OF(validator, one_of, instance, schema))
-    if errors and isinstance(instance, str) and instance.startswith("[") and not instance.startswith("[[") \
-            and all("is valid under each of" in e.message for e in errors):
+    if (
+        errors
+        and isinstance(instance, str)
+        and instance.startswith("[")
+        and not instance.startswith("[[")
+        and all("is valid under each of" in e.message for e in errors)
+    ):
         return
     yield from errors
 
 
 _DRAFT4_ONE_OF = jsonschema.Draft4Validator.VALIDATORS["oneOf"]
-ArmDraft4Validator = jsonschema.validators.extend(jsonschema.Draft4Validator,
-                                                  {"oneOf": _expression_tolerant_one_of})
+ArmDraft4Validator = jsonschema.validators.extend(jsonschema.Draft4Validator, {"oneOf": _expression_tolerant_one_of})
 
 
 def _leaves(errors) -> list:
@@ -120,8 +129,12 @@ def deepest_error(error: jsonschema.ValidationError) -> jsonschema.ValidationErr
         for leaf in every_leaf:
             if leaf.validator == "enum" and list(leaf.absolute_path) == list(best.absolute_path):
                 allowed += [v for v in leaf.validator_value if v not in allowed]
-        best = jsonschema.ValidationError("%r is not one of %r" % (best.instance, allowed), validator="enum",
-                                          path=best.absolute_path, instance=best.instance)
+        best = jsonschema.ValidationError(
+            "%r is not one of %r" % (best.instance, allowed),
+            validator="enum",
+            path=best.absolute_path,
+            instance=best.instance,
+        )
     return best
 
 
@@ -131,8 +144,10 @@ class SchemaStore:
     def __init__(self, root: str | None = None):
         self.root = root or default_schema_root()
         if not os.path.isfile(os.path.join(self.root, TEMPLATE_SHELL)):
-            raise SchemaDirError("ARM schema folder not found or incomplete: %s (expected %s in it; set "
-                                 "ARM_SCHEMAS_DIR)" % (self.root, TEMPLATE_SHELL))
+            raise SchemaDirError(
+                "ARM schema folder not found or incomplete: %s (expected %s in it; set "
+                "ARM_SCHEMAS_DIR)" % (self.root, TEMPLATE_SHELL)
+            )
         self._files: dict[str, dict] = {}
         self.registry = referencing.Registry(retrieve=self._retrieve)
         self._type_index: dict[tuple[str, str], str] | None = None
@@ -150,7 +165,7 @@ class SchemaStore:
     def _retrieve(self, uri: str) -> referencing.Resource:
         if not uri.startswith(SCHEMA_HOST):
             raise referencing.exceptions.NoSuchResource(uri)  # refuse: never fetch anything else
-        rel = uri[len(SCHEMA_HOST):].split("#", 1)[0]
+        rel = uri[len(SCHEMA_HOST) :].split("#", 1)[0]
         try:
             contents = self.load(rel)
         except (OSError, ValueError) as exc:
@@ -158,14 +173,14 @@ class SchemaStore:
         return DRAFT4.create_resource(contents)
 
     @functools.cached_property
-    def _shell_validator(self) :
+    def _shell_validator(self):
         shell = copy.deepcopy(self.load(TEMPLATE_SHELL))
         shell["definitions"]["resource"] = {"$ref": "#/definitions/resourceBase"}
         shell["id"] = SCHEMA_HOST + TEMPLATE_SHELL
         return ArmDraft4Validator(shell, registry=self.registry)
 
     @functools.cached_property
-    def _parameters_validator(self) :
+    def _parameters_validator(self):
         schema = copy.deepcopy(self.load(PARAMETERS_SCHEMA))
         schema["id"] = SCHEMA_HOST + PARAMETERS_SCHEMA
         return ArmDraft4Validator(schema, registry=self.registry)
@@ -231,8 +246,9 @@ class SchemaStore:
             local = self.local_schema(full_type)
             if local is None:
                 known = ", ".join(self.api_versions(full_type)) or "none"
-                return [SchemaProblem(where, "no schema found for %s@%s (schemas exist for: %s)"
-                                      % (full_type, api, known))]
+                return [
+                    SchemaProblem(where, "no schema found for %s@%s (schemas exist for: %s)" % (full_type, api, known))
+                ]
             validator = ArmDraft4Validator(local, registry=self.registry)
         else:
             validator = ArmDraft4Validator({"$ref": ref}, registry=self.registry)

@@ -13,21 +13,27 @@ SUB0 = "00000000-0000-0000-0000-000000000000"
 
 
 def _params_file(values: dict) -> dict:
-    return {"$schema": d.PARAMETERS_SCHEMA, "contentVersion": d.CONTENT_VERSION,
-            "parameters": {k: (v if isinstance(v, dict) and "reference" in v else {"value": v})
-                           for k, v in values.items()}}
+    return {
+        "$schema": d.PARAMETERS_SCHEMA,
+        "contentVersion": d.CONTENT_VERSION,
+        "parameters": {k: (v if isinstance(v, dict) and "reference" in v else {"value": v}) for k, v in values.items()},
+    }
 
 
 def _location_parameter(default: str = "[resourceGroup().location]") -> dict:
-    return {"type": "string", "defaultValue": default,
-            "metadata": {"description": "Region of the deployed resources (defaults to the deployment's)."}}
+    return {
+        "type": "string",
+        "defaultValue": default,
+        "metadata": {"description": "Region of the deployed resources (defaults to the deployment's)."},
+    }
 
 
 # -- enable-backup ----------------------------------------------------------------------------------------
 def _policy_name_expr(index_expr: str) -> str:
     """Shard k of the policy: the given name for k = 0, then '<name>-2', '<name>-3', ..."""
-    return ("if(equals({i}, 0), parameters('policyName'), format('{{0}}-{{1}}', parameters('policyName'), "
-            "add({i}, 1)))").format(i=index_expr)
+    return (
+        "if(equals({i}, 0), parameters('policyName'), format('{{0}}-{{1}}', parameters('policyName'), add({i}, 1)))"
+    ).format(i=index_expr)
 
 
 def _backup_policy_properties() -> dict:
@@ -35,13 +41,18 @@ def _backup_policy_properties() -> dict:
     return {
         "backupManagementType": d.BACKUP_MANAGEMENT_TYPE,
         "instantRpRetentionRangeInDays": "[parameters('instantRpRetentionRangeInDays')]",
-        "schedulePolicy": {"schedulePolicyType": "SimpleSchedulePolicy", "scheduleRunFrequency": "Daily",
-                           "scheduleRunTimes": run_time},
-        "retentionPolicy": {"retentionPolicyType": "LongTermRetentionPolicy",
-                            "dailySchedule": {"retentionTimes": run_time,
-                                              "retentionDuration": {"count": "[parameters("
-                                                                             "'dailyRetentionDays')]",
-                                                                    "durationType": "Days"}}},
+        "schedulePolicy": {
+            "schedulePolicyType": "SimpleSchedulePolicy",
+            "scheduleRunFrequency": "Daily",
+            "scheduleRunTimes": run_time,
+        },
+        "retentionPolicy": {
+            "retentionPolicyType": "LongTermRetentionPolicy",
+            "dailySchedule": {
+                "retentionTimes": run_time,
+                "retentionDuration": {"count": "[parameters('dailyRetentionDays')]", "durationType": "Days"},
+            },
+        },
         "timeZone": "[parameters('timeZone')]",
     }
 
@@ -50,27 +61,34 @@ def _protection_batch_template() -> dict:
     """Inner template of one nested deployment: protect a slice of the VM list."""
     vm_id = "parameters('virtualMachineIds')[copyIndex()]"
     shard = "div(add(parameters('offset'), copyIndex()), parameters('vmsPerPolicy'))"
-    name = ("[format('{{0}}/{fabric}/{c}{{1}};{{2}}/{i}{{1}};{{2}}', parameters('vaultName'), "
-            "split({vm}, '/')[4], split({vm}, '/')[8])]").format(
-        fabric=d.FABRIC, c=d.CONTAINER_PREFIX, i=d.ITEM_PREFIX, vm=vm_id)
+    name = (
+        "[format('{{0}}/{fabric}/{c}{{1}};{{2}}/{i}{{1}};{{2}}', parameters('vaultName'), "
+        "split({vm}, '/')[4], split({vm}, '/')[8])]"
+    ).format(fabric=d.FABRIC, c=d.CONTAINER_PREFIX, i=d.ITEM_PREFIX, vm=vm_id)
     return {
         "$schema": d.DEPLOYMENT_SCHEMA,
         "contentVersion": d.CONTENT_VERSION,
-        "parameters": {"vaultName": {"type": "string"}, "policyName": {"type": "string"},
-                       "vmsPerPolicy": {"type": "int"}, "offset": {"type": "int"},
-                       "virtualMachineIds": {"type": "array"}},
-        "resources": [{
-            "type": "Microsoft.RecoveryServices/vaults/backupFabrics/protectionContainers/protectedItems",
-            "apiVersion": d.API["Microsoft.RecoveryServices"],
-            "name": name,
-            "copy": {"name": "protectedItems", "count": "[length(parameters('virtualMachineIds'))]"},
-            "properties": {
-                "protectedItemType": d.PROTECTED_ITEM_TYPE,
-                "policyId": "[resourceId('Microsoft.RecoveryServices/vaults/backupPolicies', "
-                            "parameters('vaultName'), %s)]" % _policy_name_expr(shard),
-                "sourceResourceId": "[%s]" % vm_id,
-            },
-        }],
+        "parameters": {
+            "vaultName": {"type": "string"},
+            "policyName": {"type": "string"},
+            "vmsPerPolicy": {"type": "int"},
+            "offset": {"type": "int"},
+            "virtualMachineIds": {"type": "array"},
+        },
+        "resources": [
+            {
+                "type": "Microsoft.RecoveryServices/vaults/backupFabrics/protectionContainers/protectedItems",
+                "apiVersion": d.API["Microsoft.RecoveryServices"],
+                "name": name,
+                "copy": {"name": "protectedItems", "count": "[length(parameters('virtualMachineIds'))]"},
+                "properties": {
+                    "protectedItemType": d.PROTECTED_ITEM_TYPE,
+                    "policyId": "[resourceId('Microsoft.RecoveryServices/vaults/backupPolicies', "
+                    "parameters('vaultName'), %s)]" % _policy_name_expr(shard),
+                    "sourceResourceId": "[%s]" % vm_id,
+                },
+            }
+        ],
     }
 
 
@@ -80,31 +98,46 @@ def enable_backup():
     template = {
         "$schema": d.DEPLOYMENT_SCHEMA,
         "contentVersion": d.CONTENT_VERSION,
-        "metadata": {"description": "Protect existing Azure VMs (any resource groups of this subscription) "
-                                    "in a "
-                     "new or existing Recovery Services vault with a new or existing AzureIaasVM policy. "
-                     "Lists "
-                     "longer than vmsPerPolicy get further policies '<policyName>-2', '-3', ... with the "
-                     "same "
-                     "schedule. Generated by `make templates`; do not edit by hand."},
+        "metadata": {
+            "description": "Protect existing Azure VMs (any resource groups of this subscription) "
+            "in a "
+            "new or existing Recovery Services vault with a new or existing AzureIaasVM policy. "
+            "Lists "
+            "longer than vmsPerPolicy get further policies '<policyName>-2', '-3', ... with the "
+            "same "
+            "schedule. Generated by `make templates`; do not edit by hand."
+        },
         "parameters": {
-            "vaultName": {"type": "string", "minLength": 2, "maxLength": 50,
-                          "metadata": {"description": "Recovery Services vault, in this deployment's "
-                                                      "resource group."}},
+            "vaultName": {
+                "type": "string",
+                "minLength": 2,
+                "maxLength": 50,
+                "metadata": {"description": "Recovery Services vault, in this deployment's resource group."},
+            },
             "isNewVault": {"type": "bool", "defaultValue": False},
-            "policyName": {"type": "string", "defaultValue": "DefaultPolicy",
-                           "minLength": 1, "maxLength": 150},
-            "isNewPolicy": {"type": "bool", "defaultValue": False,
-                            "metadata": {"description": "Create the first policy (shards 2+ are always "
-                                                        "created)."}},
-            "virtualMachineIds": {"type": "array", "minLength": 1,
-                                  "metadata": {"description": "Full resource ids of the VMs to protect."}},
-            "vmsPerPolicy": {"type": "int", "defaultValue": d.MAX_VMS_PER_POLICY, "minValue": 1,
-                             "maxValue": d.MAX_VMS_PER_POLICY,
-                             "metadata": {"description": "VMs per policy; Azure Backup allows at most "
-                                                         "1000."}},
-            "scheduleRunTime": {"type": "string", "defaultValue": "05:30",
-                                "metadata": {"description": "Daily backup time, HH:MM in timeZone."}},
+            "policyName": {"type": "string", "defaultValue": "DefaultPolicy", "minLength": 1, "maxLength": 150},
+            "isNewPolicy": {
+                "type": "bool",
+                "defaultValue": False,
+                "metadata": {"description": "Create the first policy (shards 2+ are always created)."},
+            },
+            "virtualMachineIds": {
+                "type": "array",
+                "minLength": 1,
+                "metadata": {"description": "Full resource ids of the VMs to protect."},
+            },
+            "vmsPerPolicy": {
+                "type": "int",
+                "defaultValue": d.MAX_VMS_PER_POLICY,
+                "minValue": 1,
+                "maxValue": d.MAX_VMS_PER_POLICY,
+                "metadata": {"description": "VMs per policy; Azure Backup allows at most 1000."},
+            },
+            "scheduleRunTime": {
+                "type": "string",
+                "defaultValue": "05:30",
+                "metadata": {"description": "Daily backup time, HH:MM in timeZone."},
+            },
             "timeZone": {"type": "string", "defaultValue": "UTC"},
             "dailyRetentionDays": {"type": "int", "defaultValue": 30, "minValue": 7, "maxValue": 9999},
             "instantRpRetentionRangeInDays": {"type": "int", "defaultValue": 2, "minValue": 1, "maxValue": 5},
@@ -113,58 +146,78 @@ def enable_backup():
         "variables": {
             "vmCount": "[length(parameters('virtualMachineIds'))]",
             "policyCount": "[div(sub(add(variables('vmCount'), parameters('vmsPerPolicy')), 1), "
-                           "parameters('vmsPerPolicy'))]",
+            "parameters('vmsPerPolicy'))]",
             "batchSize": batch,
-            "batchCount": "[div(sub(add(variables('vmCount'), variables('batchSize')), 1), variables("
-                          "'batchSize'))]",
+            "batchCount": "[div(sub(add(variables('vmCount'), variables('batchSize')), 1), variables('batchSize'))]",
         },
         "resources": [
-            {"condition": "[parameters('isNewVault')]",
-             "type": "Microsoft.RecoveryServices/vaults", "apiVersion": d.API["Microsoft.RecoveryServices"],
-             "name": "[parameters('vaultName')]", "location": "[parameters('location')]",
-             "sku": {"name": "RS0", "tier": "Standard"},
-             "properties": {"publicNetworkAccess": "Enabled"}},
-            {"condition": "[or(parameters('isNewPolicy'), greater(copyIndex(), 0))]",
-             "type": "Microsoft.RecoveryServices/vaults/backupPolicies",
-             "apiVersion": d.API["Microsoft.RecoveryServices"],
-             "name": "[format('{0}/{1}', parameters('vaultName'), %s)]" % _policy_name_expr("copyIndex()"),
-             "copy": {"name": "policies", "count": "[variables('policyCount')]"},
-             "dependsOn": [vault_id],
-             "properties": _backup_policy_properties()},
-            {"type": "Microsoft.Resources/deployments", "apiVersion": d.API["Microsoft.Resources"],
-             "name": "[format('{0}-batch{1}', take(deployment().name, 50), copyIndex())]",
-             "copy": {"name": "protectionBatches", "count": "[variables('batchCount')]"},
-             "dependsOn": [vault_id, "policies"],
-             "properties": {
-                 "mode": "Incremental",
-                 "expressionEvaluationOptions": {"scope": "inner"},
-                 "parameters": {
-                     "vaultName": {"value": "[parameters('vaultName')]"},
-                     "policyName": {"value": "[parameters('policyName')]"},
-                     "vmsPerPolicy": {"value": "[parameters('vmsPerPolicy')]"},
-                     "offset": {"value": "[mul(copyIndex(), variables('batchSize'))]"},
-                     "virtualMachineIds": {"value": "[take(skip(parameters('virtualMachineIds'), "
-                                                    "mul(copyIndex(), variables('batchSize'))), variables("
-                                                    "'batchSize'))]"},
-                 },
-                 "template": _protection_batch_template(),
-             }},
+            {
+                "condition": "[parameters('isNewVault')]",
+                "type": "Microsoft.RecoveryServices/vaults",
+                "apiVersion": d.API["Microsoft.RecoveryServices"],
+                "name": "[parameters('vaultName')]",
+                "location": "[parameters('location')]",
+                "sku": {"name": "RS0", "tier": "Standard"},
+                "properties": {"publicNetworkAccess": "Enabled"},
+            },
+            {
+                "condition": "[or(parameters('isNewPolicy'), greater(copyIndex(), 0))]",
+                "type": "Microsoft.RecoveryServices/vaults/backupPolicies",
+                "apiVersion": d.API["Microsoft.RecoveryServices"],
+                "name": "[format('{0}/{1}', parameters('vaultName'), %s)]" % _policy_name_expr("copyIndex()"),
+                "copy": {"name": "policies", "count": "[variables('policyCount')]"},
+                "dependsOn": [vault_id],
+                "properties": _backup_policy_properties(),
+            },
+            {
+                "type": "Microsoft.Resources/deployments",
+                "apiVersion": d.API["Microsoft.Resources"],
+                "name": "[format('{0}-batch{1}', take(deployment().name, 50), copyIndex())]",
+                "copy": {"name": "protectionBatches", "count": "[variables('batchCount')]"},
+                "dependsOn": [vault_id, "policies"],
+                "properties": {
+                    "mode": "Incremental",
+                    "expressionEvaluationOptions": {"scope": "inner"},
+                    "parameters": {
+                        "vaultName": {"value": "[parameters('vaultName')]"},
+                        "policyName": {"value": "[parameters('policyName')]"},
+                        "vmsPerPolicy": {"value": "[parameters('vmsPerPolicy')]"},
+                        "offset": {"value": "[mul(copyIndex(), variables('batchSize'))]"},
+                        "virtualMachineIds": {
+                            "value": "[take(skip(parameters('virtualMachineIds'), "
+                            "mul(copyIndex(), variables('batchSize'))), variables("
+                            "'batchSize'))]"
+                        },
+                    },
+                    "template": _protection_batch_template(),
+                },
+            },
         ],
         "outputs": {
             "protectedVmCount": {"type": "int", "value": "[variables('vmCount')]"},
             "policyCount": {"type": "int", "value": "[variables('policyCount')]"},
-            "vaultPortalUrl": {"type": "string",
-                               "value": "[format('{0}/#@{1}/resource{2}', environment().portal, "
-                                        "subscription().tenantId, %s)]" % vault_id[1:-1]},
+            "vaultPortalUrl": {
+                "type": "string",
+                "value": "[format('{0}/#@{1}/resource{2}', environment().portal, "
+                "subscription().tenantId, %s)]" % vault_id[1:-1],
+            },
         },
     }
     rg = "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Compute/virtualMachines/%s"
-    params = _params_file({
-        "vaultName": "rsv-linux-prod", "isNewVault": True, "policyName": "DailyLinux", "isNewPolicy": True,
-        "virtualMachineIds": [rg % (SUB0, "rg-app", "vm-app-01"), rg % (SUB0, "rg-db", "vm-db-01")],
-        "vmsPerPolicy": d.MAX_VMS_PER_POLICY, "scheduleRunTime": "02:30", "timeZone": "UTC",
-        "dailyRetentionDays": 30, "instantRpRetentionRangeInDays": 2,
-    })
+    params = _params_file(
+        {
+            "vaultName": "rsv-linux-prod",
+            "isNewVault": True,
+            "policyName": "DailyLinux",
+            "isNewPolicy": True,
+            "virtualMachineIds": [rg % (SUB0, "rg-app", "vm-app-01"), rg % (SUB0, "rg-db", "vm-db-01")],
+            "vmsPerPolicy": d.MAX_VMS_PER_POLICY,
+            "scheduleRunTime": "02:30",
+            "timeZone": "UTC",
+            "dailyRetentionDays": 30,
+            "instantRpRetentionRangeInDays": 2,
+        }
+    )
     return template, params
 
 
@@ -174,48 +227,75 @@ def vm_snapshot_extension():
     template = {
         "$schema": d.DEPLOYMENT_SCHEMA,
         "contentVersion": d.CONTENT_VERSION,
-        "metadata": {"description": "Install the %s extension (%s, typeHandlerVersion %s) on existing Linux "
-                                    "VMs "
-                     "of this resource group. Generated by `make templates`; do not edit by hand."
-                     % (ext, d.EXTENSION_PUBLISHER, d.TYPE_HANDLER_VERSION)},
+        "metadata": {
+            "description": "Install the %s extension (%s, typeHandlerVersion %s) on existing Linux "
+            "VMs "
+            "of this resource group. Generated by `make templates`; do not edit by hand."
+            % (ext, d.EXTENSION_PUBLISHER, d.TYPE_HANDLER_VERSION)
+        },
         "parameters": {
-            "vmNames": {"type": "array", "minLength": 1,
-                        "metadata": {"description": "Names of VMs in this deployment's resource group."}},
-            "locale": {"type": "string", "defaultValue": "en-us",
-                       "metadata": {"description": "Language of status messages (en-us, zh-cn; others: "
-                                                   "English)."}},
-            "settings": {"type": "object", "defaultValue": {},
-                         "metadata": {"description": "Further public settings; never put secrets here."}},
-            "protectedSettings": {"type": "secureObject", "defaultValue": {},
-                                  "metadata": {"description": "Protected settings, encrypted to the VM; pass "
-                                               "them from Key Vault, never in a committed file."}},
+            "vmNames": {
+                "type": "array",
+                "minLength": 1,
+                "metadata": {"description": "Names of VMs in this deployment's resource group."},
+            },
+            "locale": {
+                "type": "string",
+                "defaultValue": "en-us",
+                "metadata": {"description": "Language of status messages (en-us, zh-cn; others: English)."},
+            },
+            "settings": {
+                "type": "object",
+                "defaultValue": {},
+                "metadata": {"description": "Further public settings; never put secrets here."},
+            },
+            "protectedSettings": {
+                "type": "secureObject",
+                "defaultValue": {},
+                "metadata": {
+                    "description": "Protected settings, encrypted to the VM; pass "
+                    "them from Key Vault, never in a committed file."
+                },
+            },
             "location": _location_parameter(),
         },
-        "resources": [{
-            "type": "Microsoft.Compute/virtualMachines/extensions", "apiVersion": d.API["Microsoft.Compute"],
-            "name": "[format('{0}/%s', parameters('vmNames')[copyIndex()])]" % ext,
-            "location": "[parameters('location')]",
-            "copy": {"name": "snapshotExtensions", "count": "[length(parameters('vmNames'))]"},
-            "properties": {
-                "publisher": d.EXTENSION_PUBLISHER, "type": ext, "typeHandlerVersion": d.TYPE_HANDLER_VERSION,
-                "autoUpgradeMinorVersion": True,
-                "settings": "[union(parameters('settings'), createObject('locale', parameters('locale')))]",
-                "protectedSettings": "[parameters('protectedSettings')]",
-            },
-        }],
+        "resources": [
+            {
+                "type": "Microsoft.Compute/virtualMachines/extensions",
+                "apiVersion": d.API["Microsoft.Compute"],
+                "name": "[format('{0}/%s', parameters('vmNames')[copyIndex()])]" % ext,
+                "location": "[parameters('location')]",
+                "copy": {"name": "snapshotExtensions", "count": "[length(parameters('vmNames'))]"},
+                "properties": {
+                    "publisher": d.EXTENSION_PUBLISHER,
+                    "type": ext,
+                    "typeHandlerVersion": d.TYPE_HANDLER_VERSION,
+                    "autoUpgradeMinorVersion": True,
+                    "settings": "[union(parameters('settings'), createObject('locale', parameters('locale')))]",
+                    "protectedSettings": "[parameters('protectedSettings')]",
+                },
+            }
+        ],
         "outputs": {
-            "extensionIds": {"type": "array", "copy": {
-                "count": "[length(parameters('vmNames'))]",
-                "input": "[resourceId('Microsoft.Compute/virtualMachines/extensions', "
-                         "parameters('vmNames')[copyIndex()], '%s')]" % ext}},
+            "extensionIds": {
+                "type": "array",
+                "copy": {
+                    "count": "[length(parameters('vmNames'))]",
+                    "input": "[resourceId('Microsoft.Compute/virtualMachines/extensions', "
+                    "parameters('vmNames')[copyIndex()], '%s')]" % ext,
+                },
+            },
         },
     }
     kv = "/subscriptions/%s/resourceGroups/rg-secrets/providers/Microsoft.KeyVault/vaults/kv-backup" % SUB0
-    params = _params_file({
-        "vmNames": ["vm-app-01", "vm-app-02"], "locale": "zh-cn", "settings": {},
-        "protectedSettings": {"reference": {"keyVault": {"id": kv},
-                                            "secretName": "vmsnapshot-protected-settings"}},
-    })
+    params = _params_file(
+        {
+            "vmNames": ["vm-app-01", "vm-app-02"],
+            "locale": "zh-cn",
+            "settings": {},
+            "protectedSettings": {"reference": {"keyVault": {"id": kv}, "secretName": "vmsnapshot-protected-settings"}},
+        }
+    )
     return template, params
 
 
@@ -226,147 +306,204 @@ def _dine_deployment() -> dict:
     inner = {
         "$schema": d.DEPLOYMENT_SCHEMA,
         "contentVersion": d.CONTENT_VERSION,
-        "parameters": {"backupPolicyId": {"type": "string"}, "fabricName": {"type": "string"},
-                       "protectionContainers": {"type": "string"}, "protectedItems": {"type": "string"},
-                       "sourceResourceId": {"type": "string"}},
-        "resources": [{
-            "type": "Microsoft.RecoveryServices/vaults/backupFabrics/protectionContainers/protectedItems",
-            "apiVersion": d.API["Microsoft.RecoveryServices"],
-            "name": "[concat(split(parameters('backupPolicyId'), '/')[8], '/', parameters('fabricName'), "
-                    "'/', "
-                    "parameters('protectionContainers'), '/', parameters('protectedItems'))]",
-            "properties": {"protectedItemType": d.PROTECTED_ITEM_TYPE,
-                           "policyId": "[parameters('backupPolicyId')]",
-                           "sourceResourceId": "[parameters('sourceResourceId')]"},
-        }],
+        "parameters": {
+            "backupPolicyId": {"type": "string"},
+            "fabricName": {"type": "string"},
+            "protectionContainers": {"type": "string"},
+            "protectedItems": {"type": "string"},
+            "sourceResourceId": {"type": "string"},
+        },
+        "resources": [
+            {
+                "type": "Microsoft.RecoveryServices/vaults/backupFabrics/protectionContainers/protectedItems",
+                "apiVersion": d.API["Microsoft.RecoveryServices"],
+                "name": "[concat(split(parameters('backupPolicyId'), '/')[8], '/', parameters('fabricName'), "
+                "'/', "
+                "parameters('protectionContainers'), '/', parameters('protectedItems'))]",
+                "properties": {
+                    "protectedItemType": d.PROTECTED_ITEM_TYPE,
+                    "policyId": "[parameters('backupPolicyId')]",
+                    "sourceResourceId": "[parameters('sourceResourceId')]",
+                },
+            }
+        ],
     }
     outer = {
         "$schema": d.DEPLOYMENT_SCHEMA,
         "contentVersion": d.CONTENT_VERSION,
         "parameters": {k: {"type": "string"} for k in inner["parameters"]},
-        "resources": [{
-            "type": "Microsoft.Resources/deployments", "apiVersion": d.API["Microsoft.Resources"],
-            "name": "[concat('ConfigureVMBackup-', uniqueString(parameters('protectedItems')))]",
-            "resourceGroup": "[split(%s, '/')[4]]" % policy_id,
-            "properties": {"mode": "Incremental", "expressionEvaluationOptions": {"scope": "inner"},
-                           "parameters": {k: {"value": "[parameters('%s')]" % k}
-                                          for k in inner["parameters"]},
-                           "template": inner},
-        }],
+        "resources": [
+            {
+                "type": "Microsoft.Resources/deployments",
+                "apiVersion": d.API["Microsoft.Resources"],
+                "name": "[concat('ConfigureVMBackup-', uniqueString(parameters('protectedItems')))]",
+                "resourceGroup": "[split(%s, '/')[4]]" % policy_id,
+                "properties": {
+                    "mode": "Incremental",
+                    "expressionEvaluationOptions": {"scope": "inner"},
+                    "parameters": {k: {"value": "[parameters('%s')]" % k} for k in inner["parameters"]},
+                    "template": inner,
+                },
+            }
+        ],
     }
-    return {"properties": {
-        "mode": "incremental",
-        "template": outer,
-        "parameters": {
-            "backupPolicyId": {"value": "[parameters('backupPolicyId')]"},
-            "fabricName": {"value": d.FABRIC},
-            "protectionContainers": {"value": "[concat('%s', resourceGroup().name, ';', field('name'))]"
-                                     % d.CONTAINER_PREFIX},
-            "protectedItems": {"value": "[concat('%s', resourceGroup().name, ';', field('name'))]"
-                                        % d.ITEM_PREFIX},
-            "sourceResourceId": {"value": "[field('id')]"},
-        },
-    }}
+    return {
+        "properties": {
+            "mode": "incremental",
+            "template": outer,
+            "parameters": {
+                "backupPolicyId": {"value": "[parameters('backupPolicyId')]"},
+                "fabricName": {"value": d.FABRIC},
+                "protectionContainers": {
+                    "value": "[concat('%s', resourceGroup().name, ';', field('name'))]" % d.CONTAINER_PREFIX
+                },
+                "protectedItems": {"value": "[concat('%s', resourceGroup().name, ';', field('name'))]" % d.ITEM_PREFIX},
+                "sourceResourceId": {"value": "[field('id')]"},
+            },
+        }
+    }
 
 
 def backup_policy_at_scale():
     roles = [d.ROLE_VIRTUAL_MACHINE_CONTRIBUTOR, d.ROLE_BACKUP_CONTRIBUTOR]
     role_ids = ["/providers/Microsoft.Authorization/roleDefinitions/%s" % r for r in roles]
     policy_rule = {
-        "if": {"allOf": [
-            {"field": "type", "equals": "Microsoft.Compute/virtualMachines"},
-            {"field": "location", "equals": "[parameters('vaultLocation')]"},
-            {"field": "[concat('tags[', parameters('inclusionTagName'), ']')]",
-             "in": "[parameters('inclusionTagValues')]"},
-        ]},
-        "then": {"effect": "[parameters('effect')]", "details": {
-            "type": "Microsoft.RecoveryServices/backupprotecteditems",
-            "roleDefinitionIds": role_ids,
-            "deployment": _dine_deployment(),
-        }},
+        "if": {
+            "allOf": [
+                {"field": "type", "equals": "Microsoft.Compute/virtualMachines"},
+                {"field": "location", "equals": "[parameters('vaultLocation')]"},
+                {
+                    "field": "[concat('tags[', parameters('inclusionTagName'), ']')]",
+                    "in": "[parameters('inclusionTagValues')]",
+                },
+            ]
+        },
+        "then": {
+            "effect": "[parameters('effect')]",
+            "details": {
+                "type": "Microsoft.RecoveryServices/backupprotecteditems",
+                "roleDefinitionIds": role_ids,
+                "deployment": _dine_deployment(),
+            },
+        },
     }
     policy_parameters = {
-        "vaultLocation": {"type": "String",
-                          "metadata": {"displayName": "Vault location", "strongType": "location"}},
+        "vaultLocation": {"type": "String", "metadata": {"displayName": "Vault location", "strongType": "location"}},
         "inclusionTagName": {"type": "String", "metadata": {"displayName": "Inclusion tag name"}},
         "inclusionTagValues": {"type": "Array", "metadata": {"displayName": "Inclusion tag values"}},
-        "backupPolicyId": {"type": "String", "metadata": {
-            "displayName": "Backup policy (AzureIaasVM) of a vault in vaultLocation",
-            "strongType": "Microsoft.RecoveryServices/vaults/backupPolicies"}},
-        "effect": {"type": "String", "allowedValues": ["DeployIfNotExists", "AuditIfNotExists", "Disabled"],
-                   "defaultValue": "DeployIfNotExists", "metadata": {"displayName": "Effect"}},
+        "backupPolicyId": {
+            "type": "String",
+            "metadata": {
+                "displayName": "Backup policy (AzureIaasVM) of a vault in vaultLocation",
+                "strongType": "Microsoft.RecoveryServices/vaults/backupPolicies",
+            },
+        },
+        "effect": {
+            "type": "String",
+            "allowedValues": ["DeployIfNotExists", "AuditIfNotExists", "Disabled"],
+            "defaultValue": "DeployIfNotExists",
+            "metadata": {"displayName": "Effect"},
+        },
     }
-    definition_id = "subscriptionResourceId('Microsoft.Authorization/policyDefinitions', " \
-                    "parameters('policyDefinitionName'))"
-    assignment_id = "subscriptionResourceId('Microsoft.Authorization/policyAssignments', " \
-                    "parameters('assignmentName'))"
+    definition_id = (
+        "subscriptionResourceId('Microsoft.Authorization/policyDefinitions', parameters('policyDefinitionName'))"
+    )
+    assignment_id = "subscriptionResourceId('Microsoft.Authorization/policyAssignments', parameters('assignmentName'))"
     template = {
         "$schema": d.SUBSCRIPTION_SCHEMA,
         "contentVersion": d.CONTENT_VERSION,
-        "metadata": {"description": "Subscription-scope Azure Policy (DeployIfNotExists) that enables "
-                                    "backup of "
-                     "every VM carrying a given tag into an existing vault policy, with the role "
-                     "assignments its "
-                     "managed identity needs. Deploy with `az deployment sub create`. Generated by "
-                     "`make templates`; do not edit by hand."},
+        "metadata": {
+            "description": "Subscription-scope Azure Policy (DeployIfNotExists) that enables "
+            "backup of "
+            "every VM carrying a given tag into an existing vault policy, with the role "
+            "assignments its "
+            "managed identity needs. Deploy with `az deployment sub create`. Generated by "
+            "`make templates`; do not edit by hand."
+        },
         "parameters": {
             "policyDefinitionName": {"type": "string", "defaultValue": "vmsnapshot-enable-vm-backup-by-tag"},
             "assignmentName": {"type": "string", "defaultValue": "vmsnapshot-backup-by-tag", "maxLength": 64},
             "inclusionTagName": {"type": "string", "defaultValue": "backup"},
             "inclusionTagValues": {"type": "array", "defaultValue": ["true"]},
-            "backupPolicyId": {"type": "string", "metadata": {
-                "description": "Resource id of the vault's AzureIaasVM backup policy."}},
-            "vaultLocation": {"type": "string", "metadata": {
-                "description": "Region of the vault; only VMs in this region are enrolled."}},
-            "effect": {"type": "string", "defaultValue": "DeployIfNotExists",
-                       "allowedValues": ["DeployIfNotExists", "AuditIfNotExists", "Disabled"]},
+            "backupPolicyId": {
+                "type": "string",
+                "metadata": {"description": "Resource id of the vault's AzureIaasVM backup policy."},
+            },
+            "vaultLocation": {
+                "type": "string",
+                "metadata": {"description": "Region of the vault; only VMs in this region are enrolled."},
+            },
+            "effect": {
+                "type": "string",
+                "defaultValue": "DeployIfNotExists",
+                "allowedValues": ["DeployIfNotExists", "AuditIfNotExists", "Disabled"],
+            },
             "location": _location_parameter("[deployment().location]"),
         },
         "variables": {"roleDefinitionIds": roles},
         "resources": [
-            {"type": "Microsoft.Authorization/policyDefinitions",
-             "apiVersion": d.API["Microsoft.Authorization/policy"],
-             "name": "[parameters('policyDefinitionName')]",
-             "properties": {"policyType": "Custom", "mode": "Indexed",
-                            "displayName": "Enable Azure Backup (VMSnapshotLinux) on VMs with a given tag",
-                            "metadata": {"category": "Backup"},
-                            "parameters": policy_parameters,
-                            "policyRule": escape(policy_rule)}},
-            {"type": "Microsoft.Authorization/policyAssignments",
-             "apiVersion": d.API["Microsoft.Authorization/policy"],
-             "name": "[parameters('assignmentName')]", "location": "[parameters('location')]",
-             "identity": {"type": "SystemAssigned"},
-             "dependsOn": ["[%s]" % definition_id],
-             "properties": {"displayName": "Enable VM backup by tag",
-                            "policyDefinitionId": "[%s]" % definition_id,
-                            "parameters": {k: {"value": "[parameters('%s')]" % k}
-                                           for k in ("vaultLocation", "inclusionTagName",
-                                                     "inclusionTagValues",
-                                                     "backupPolicyId", "effect")}}},
-            {"type": "Microsoft.Authorization/roleAssignments",
-             "apiVersion": d.API["Microsoft.Authorization/roleAssignments"],
-             "name": "[guid(subscription().id, parameters('assignmentName'), "
-                     "variables('roleDefinitionIds')[copyIndex()])]",
-             "copy": {"name": "identityRoles", "count": "[length(variables('roleDefinitionIds'))]"},
-             "dependsOn": ["[%s]" % assignment_id],
-             "properties": {
-                 "roleDefinitionId": "[subscriptionResourceId('Microsoft.Authorization/roleDefinitions', "
-                                     "variables('roleDefinitionIds')[copyIndex()])]",
-                 "principalId": "[reference(%s, '%s', 'full').identity.principalId]"
-                                % (assignment_id, d.API["Microsoft.Authorization/policy"]),
-                 "principalType": "ServicePrincipal"}},
+            {
+                "type": "Microsoft.Authorization/policyDefinitions",
+                "apiVersion": d.API["Microsoft.Authorization/policy"],
+                "name": "[parameters('policyDefinitionName')]",
+                "properties": {
+                    "policyType": "Custom",
+                    "mode": "Indexed",
+                    "displayName": "Enable Azure Backup (VMSnapshotLinux) on VMs with a given tag",
+                    "metadata": {"category": "Backup"},
+                    "parameters": policy_parameters,
+                    "policyRule": escape(policy_rule),
+                },
+            },
+            {
+                "type": "Microsoft.Authorization/policyAssignments",
+                "apiVersion": d.API["Microsoft.Authorization/policy"],
+                "name": "[parameters('assignmentName')]",
+                "location": "[parameters('location')]",
+                "identity": {"type": "SystemAssigned"},
+                "dependsOn": ["[%s]" % definition_id],
+                "properties": {
+                    "displayName": "Enable VM backup by tag",
+                    "policyDefinitionId": "[%s]" % definition_id,
+                    "parameters": {
+                        k: {"value": "[parameters('%s')]" % k}
+                        for k in ("vaultLocation", "inclusionTagName", "inclusionTagValues", "backupPolicyId", "effect")
+                    },
+                },
+            },
+            {
+                "type": "Microsoft.Authorization/roleAssignments",
+                "apiVersion": d.API["Microsoft.Authorization/roleAssignments"],
+                "name": "[guid(subscription().id, parameters('assignmentName'), "
+                "variables('roleDefinitionIds')[copyIndex()])]",
+                "copy": {"name": "identityRoles", "count": "[length(variables('roleDefinitionIds'))]"},
+                "dependsOn": ["[%s]" % assignment_id],
+                "properties": {
+                    "roleDefinitionId": "[subscriptionResourceId('Microsoft.Authorization/roleDefinitions', "
+                    "variables('roleDefinitionIds')[copyIndex()])]",
+                    "principalId": "[reference(%s, '%s', 'full').identity.principalId]"
+                    % (assignment_id, d.API["Microsoft.Authorization/policy"]),
+                    "principalType": "ServicePrincipal",
+                },
+            },
         ],
         "outputs": {
             "policyAssignmentId": {"type": "string", "value": "[%s]" % assignment_id},
         },
     }
-    vault = ("/subscriptions/%s/resourceGroups/rg-backup/providers/Microsoft.RecoveryServices/vaults/"
-             "rsv-linux-prod" % SUB0)
-    params = _params_file({
-        "inclusionTagName": "backup", "inclusionTagValues": ["daily"],
-        "backupPolicyId": vault + "/backupPolicies/DailyLinux", "vaultLocation": "westeurope",
-        "effect": "DeployIfNotExists", "location": "westeurope",
-    })
+    vault = (
+        "/subscriptions/%s/resourceGroups/rg-backup/providers/Microsoft.RecoveryServices/vaults/rsv-linux-prod" % SUB0
+    )
+    params = _params_file(
+        {
+            "inclusionTagName": "backup",
+            "inclusionTagValues": ["daily"],
+            "backupPolicyId": vault + "/backupPolicies/DailyLinux",
+            "vaultLocation": "westeurope",
+            "effect": "DeployIfNotExists",
+            "location": "westeurope",
+        }
+    )
     return template, params
 
 

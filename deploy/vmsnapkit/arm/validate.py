@@ -73,8 +73,11 @@ def template_scopes(template: dict, path: str = "$") -> list[TemplateScope]:
         if ftype.lower() == "microsoft.resources/deployments" and isinstance(props.get("template"), dict):
             scopes += template_scopes(props["template"], rpath + ".properties.template")
         if ftype.lower() == "microsoft.authorization/policydefinitions":
-            deployment = (((props.get("policyRule") or {}).get("then") or {}).get("details") or {}) \
-                .get("deployment") if isinstance(props.get("policyRule"), dict) else None
+            deployment = (
+                (((props.get("policyRule") or {}).get("then") or {}).get("details") or {}).get("deployment")
+                if isinstance(props.get("policyRule"), dict)
+                else None
+            )
             inner = ((deployment or {}).get("properties") or {}).get("template")
             if isinstance(inner, dict):
                 ipath = rpath + ".properties.policyRule.then.details.deployment.properties.template"
@@ -105,8 +108,7 @@ class Validator:
         return findings
 
     def check_parameters(self, doc: dict, template: dict | None, name: str = "<parameters>") -> list[Finding]:
-        findings = [Finding(name, p.path, "schema", p.message)
-                    for p in self.store.validate_parameters_file(doc)]
+        findings = [Finding(name, p.path, "schema", p.message) for p in self.store.validate_parameters_file(doc)]
         if template is not None and isinstance(doc, dict):
             for path, rule, message in rules.review_parameters(doc, template):
                 findings.append(Finding(name, path, rule, message))

@@ -10,16 +10,13 @@ kept in `emu.ops["deployments"]` (see `deployments(emu)`), Succeeded or Failed w
 """
 
 import json
-import os
 import re
-import sys
 import threading
 import uuid
 
 from ..router import arm_error, json_response
 from ..state import Extension, Policy, Vault, utcnow
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 _validator = None
 _validator_lock = threading.Lock()
 
@@ -32,11 +29,8 @@ def validator():
     global _validator
     with _validator_lock:
         if _validator is None:
-            try:
-                from vmsnapkit.arm.validate import Validator
-            except ImportError:
-                sys.path.insert(0, os.path.join(_ROOT, "deploy"))
-                from vmsnapkit.arm.validate import Validator
+            from vmsnapkit.arm.validate import Validator
+
             _validator = Validator()
         return _validator
 
@@ -54,7 +48,7 @@ def _body(req):
         return req.body, None
     text = req.raw_body.decode("utf-8", "replace")
     try:
-        return json.loads(re.sub(r'([{,]\s*)template\s*:', r'\1"template":', text, count=1)), None
+        return json.loads(re.sub(r"([{,]\s*)template\s*:", r'\1"template":', text, count=1)), None
     except ValueError as exc:
         return None, "the request body is not JSON: %s" % exc
 
@@ -73,8 +67,11 @@ def _checked(req):
     v = validator()
     findings = v.check_template(template, "template")
     params = props.get("parameters") or {}
-    params_doc = {"$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentParameters.json#",
-                  "contentVersion": "1.0.0.0", "parameters": params}
+    params_doc = {
+        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentParameters.json#",
+        "contentVersion": "1.0.0.0",
+        "parameters": params,
+    }
     findings += v.check_parameters(params_doc, template, "parameters")
     return body, [str(f) for f in findings]
 
@@ -93,8 +90,14 @@ def _apply(emu, record):
     params = {k: v.get("value") for k, v in record["parameters"].items() if isinstance(v, dict)}
     sub, rg = record["subscription"], record["resource_group"]
     location = record.get("location") or _group_location(est, sub, rg) or "westus"
-    ctx = Context(sub, rg, location, record["name"], est.tenant_id,
-                  {"name": "KitLoopCloud", "portal": emu.url, "resourceManager": emu.url + "/"})
+    ctx = Context(
+        sub,
+        rg,
+        location,
+        record["name"],
+        est.tenant_id,
+        {"name": "KitLoopCloud", "portal": emu.url, "resourceManager": emu.url + "/"},
+    )
     try:
         resources = expand(record["template"], params, ctx)
     except ExpandError as exc:
@@ -117,8 +120,10 @@ def _apply_one(est, res):
     kind, names, props = res.type.lower(), res.name.split("/"), res.body.get("properties") or {}
     if kind == "microsoft.recoveryservices/vaults":
         if est.vault(res.subscription_id, res.resource_group, names[0]) is None:
-            est.add_vault(Vault(res.subscription_id, res.resource_group, names[0],
-                                location=res.body.get("location") or "westus"), policies=())
+            est.add_vault(
+                Vault(res.subscription_id, res.resource_group, names[0], location=res.body.get("location") or "westus"),
+                policies=(),
+            )
     elif kind == "microsoft.recoveryservices/vaults/backuppolicies":
         vault = _vault(est, res, names[0])
         vault.policies[names[1].lower()] = Policy(name=names[1], properties=dict(props))
@@ -129,9 +134,15 @@ def _apply_one(est, res):
         if vm is None:
             raise _DeployFailed("ParentResourceNotFound", "VM '%s' not found" % names[0])
         vm.extensions = [e for e in vm.extensions if e.name.lower() != names[1].lower()]
-        vm.extensions.append(Extension(name=names[1], publisher=props.get("publisher"),
-                                       type=props.get("type"), version=props.get("typeHandlerVersion"),
-                                       auto_upgrade=bool(props.get("autoUpgradeMinorVersion"))))
+        vm.extensions.append(
+            Extension(
+                name=names[1],
+                publisher=props.get("publisher"),
+                type=props.get("type"),
+                version=props.get("typeHandlerVersion"),
+                auto_upgrade=bool(props.get("autoUpgradeMinorVersion")),
+            )
+        )
 
 
 def _vault(est, res, name):
@@ -146,39 +157,54 @@ def _protect(est, res, names, props):
     vault = _vault(est, res, names[0])
     vm = est.vms.get(str(props.get("sourceResourceId", "")).lower())
     if vm is None:
-        raise _DeployFailed("BMSUserErrorVmNotFound",
-                            "source VM '%s' not found" % props.get("sourceResourceId"))
+        raise _DeployFailed("BMSUserErrorVmNotFound", "source VM '%s' not found" % props.get("sourceResourceId"))
     suffix = (";%s;%s" % (vm.resource_group, vm.name)).lower()
     fabric, container, item = (n.lower() for n in names[1:4])
     if fabric != "azure" or not container.endswith(suffix) or not item.endswith(suffix):
         raise _DeployFailed("BMSUserErrorContainerNameMismatch", "container/item name does not match the VM")
     policy = str(props.get("policyId", "")).rsplit("/", 1)[-1]
     if policy.lower() not in vault.policies:
-        raise _DeployFailed("BMSUserErrorPolicyNotFound",
-                            "policy '%s' not found in vault %s" % (policy, vault.name))
+        raise _DeployFailed("BMSUserErrorPolicyNotFound", "policy '%s' not found in vault %s" % (policy, vault.name))
     if vm.id.lower() not in vault.items and vault.policy_count(policy) >= 1000:
-        raise _DeployFailed("BMSUserErrorPolicyProtectedItemLimitReached",
-                            "Cannot configure backup for more than 1000 VMs per policy (%s)." % policy)
+        raise _DeployFailed(
+            "BMSUserErrorPolicyProtectedItemLimitReached",
+            "Cannot configure backup for more than 1000 VMs per policy (%s)." % policy,
+        )
     if vm.fail_enable:
         raise _DeployFailed("UserErrorVmProvisioningStateFailed", "VM %s is in a failed state" % vm.name)
-    est.protect(vault, vm, vault.policies[policy.lower()].name, protection_state="IRPending",
-                last_backup_status=None, last_backup_time=None)
+    est.protect(
+        vault,
+        vm,
+        vault.policies[policy.lower()].name,
+        protection_state="IRPending",
+        last_backup_status=None,
+        last_backup_time=None,
+    )
     vault.add_job(vm.name, "ConfigureBackup", "Completed")
 
 
 def _invalid(problems):
     """ARM's answer to a template that fails validation: the first problem, all of them in details."""
-    return json_response({"error": {
-        "code": "InvalidTemplate",
-        "message": "Deployment template validation failed: %s" % problems[0],
-        "details": [{"code": "InvalidTemplate", "message": p} for p in problems]}}, status=400)
+    return json_response(
+        {
+            "error": {
+                "code": "InvalidTemplate",
+                "message": "Deployment template validation failed: %s" % problems[0],
+                "details": [{"code": "InvalidTemplate", "message": p} for p in problems],
+            }
+        },
+        status=400,
+    )
 
 
 def _deployment_id(req):
     p = req.params
     if "rg" in p:
         return "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Resources/deployments/%s" % (
-            p["sub"], p["rg"], p["name"])
+            p["sub"],
+            p["rg"],
+            p["name"],
+        )
     return "/subscriptions/%s/providers/Microsoft.Resources/deployments/%s" % (p["sub"], p["name"])
 
 
@@ -212,8 +238,9 @@ def register(router):
     def put(req):
         est = req.emu.estate
         if req.params["sub"].lower() not in est.subscriptions:
-            return arm_error(404, "SubscriptionNotFound", "The subscription '%s' could not be found."
-                             % req.params["sub"])
+            return arm_error(
+                404, "SubscriptionNotFound", "The subscription '%s' could not be found." % req.params["sub"]
+            )
         body, problems = _checked(req)
         if problems:
             return _invalid(problems)
@@ -238,8 +265,11 @@ def register(router):
             record["output_resources"] = _apply(req.emu, record)
         except _DeployFailed as exc:
             record["state"] = "Failed"
-            record["error"] = {"code": "DeploymentFailed", "message": "At least one resource deployment "
-                               "operation failed.", "details": [{"code": exc.code, "message": exc.message}]}
+            record["error"] = {
+                "code": "DeploymentFailed",
+                "message": "At least one resource deployment operation failed.",
+                "details": [{"code": exc.code, "message": exc.message}],
+            }
         record["operation"] = str(uuid.uuid4())
         with est.lock:
             req.emu.ops.setdefault("deployments", {})[record["id"].lower()] = record
@@ -247,7 +277,11 @@ def register(router):
         # which is what makes az report a failed deployment).
         accepted = _resource(req, dict(record, state="Accepted", error=None))
         status_url = "%s%s/operationStatuses/%s?api-version=%s" % (
-            req.base_url, record["id"], record["operation"], req.query.get("api-version", ""))
+            req.base_url,
+            record["id"],
+            record["operation"],
+            req.query.get("api-version", ""),
+        )
         return json_response(accepted, status=201, Azure_AsyncOperation=status_url, Retry_After=0)
 
     def operation_status(req):
@@ -264,17 +298,22 @@ def register(router):
         with req.emu.estate.lock:
             record = req.emu.ops.get("deployments", {}).get(_deployment_id(req).lower())
         if record is None:
-            return arm_error(404, "DeploymentNotFound", "Deployment '%s' could not be found."
-                             % req.params["name"])
+            return arm_error(404, "DeploymentNotFound", "Deployment '%s' could not be found." % req.params["name"])
         return json_response(_resource(req, record))
 
     def validate(req):
         body, problems = _checked(req)
         if problems:
             return _invalid(problems)
-        record = {"id": _deployment_id(req), "properties": body["properties"], "state": "Succeeded",
-                  "timestamp": utcnow().strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "hash": "0",
-                  "correlation": str(uuid.uuid4()), "location": body.get("location")}
+        record = {
+            "id": _deployment_id(req),
+            "properties": body["properties"],
+            "state": "Succeeded",
+            "timestamp": utcnow().strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "hash": "0",
+            "correlation": str(uuid.uuid4()),
+            "location": body.get("location"),
+        }
         return json_response(_resource(req, record))
 
     def what_if(req):
@@ -284,9 +323,17 @@ def register(router):
         template = body["properties"]["template"]
         # Not evaluated: expression names appear as written, under the deployment's scope.
         scope = _deployment_id(req).split("/providers/Microsoft.Resources/")[0]
-        changes = [{"resourceId": "%s/providers/%s/%s" % (scope, r.get("type"), r.get("name")),
-                    "changeType": "Create", "before": None, "after": None, "delta": []}
-                   for r in template.get("resources", []) if isinstance(r, dict)]
+        changes = [
+            {
+                "resourceId": "%s/providers/%s/%s" % (scope, r.get("type"), r.get("name")),
+                "changeType": "Create",
+                "before": None,
+                "after": None,
+                "delta": [],
+            }
+            for r in template.get("resources", [])
+            if isinstance(r, dict)
+        ]
         return json_response({"status": "Succeeded", "properties": {"changes": changes}, "error": None})
 
     for base in (GROUP, SUB):

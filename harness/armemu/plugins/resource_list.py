@@ -10,16 +10,19 @@ import re
 
 from ..router import arm_error, json_response, paged
 
-TAG_FILTER = re.compile(r"tagname\s+eq\s+'((?:[^']|'')*)'(?:\s+and\s+tagvalue\s+eq\s+'((?:[^']|'')*)')?",
-                        re.IGNORECASE)
+TAG_FILTER = re.compile(r"tagname\s+eq\s+'((?:[^']|'')*)'(?:\s+and\s+tagvalue\s+eq\s+'((?:[^']|'')*)')?", re.IGNORECASE)
 TYPE_FILTER = re.compile(r"resourcetype\s+eq\s+'([^']*)'", re.IGNORECASE)
 GROUP_FILTER = re.compile(r"resourcegroup\s+eq\s+'([^']*)'", re.IGNORECASE)
 
 
 def _generic(vm):
-    return {"id": vm.id, "name": vm.name, "type": "Microsoft.Compute/virtualMachines",
-            "location": vm.location,
-            "tags": dict(vm.tags)}
+    return {
+        "id": vm.id,
+        "name": vm.name,
+        "type": "Microsoft.Compute/virtualMachines",
+        "location": vm.location,
+        "tags": dict(vm.tags),
+    }
 
 
 def _group_location(est, sub, rg):
@@ -39,18 +42,24 @@ def register(router):
         with est.lock:
             location = _group_location(est, req.params["sub"], req.params["rg"])
         if location is None:
-            return arm_error(404, "ResourceGroupNotFound", "Resource group '%s' could not be found."
-                             % req.params["rg"])
+            return arm_error(404, "ResourceGroupNotFound", "Resource group '%s' could not be found." % req.params["rg"])
         group_id = "/subscriptions/%s/resourceGroups/%s" % (req.params["sub"], req.params["rg"])
-        return json_response({"id": group_id,
-                              "name": req.params["rg"], "type": "Microsoft.Resources/resourceGroups",
-                              "location": location, "properties": {"provisioningState": "Succeeded"}})
+        return json_response(
+            {
+                "id": group_id,
+                "name": req.params["rg"],
+                "type": "Microsoft.Resources/resourceGroups",
+                "location": location,
+                "properties": {"provisioningState": "Succeeded"},
+            }
+        )
 
     def list_resources(req):
         est = req.emu.estate
         if req.params["sub"].lower() not in est.subscriptions:
-            return arm_error(404, "SubscriptionNotFound", "The subscription '%s' could not be found."
-                             % req.params["sub"])
+            return arm_error(
+                404, "SubscriptionNotFound", "The subscription '%s' could not be found." % req.params["sub"]
+            )
         flt = req.query.get("$filter", "")
         tag = TAG_FILTER.search(flt)
         rtype = TYPE_FILTER.search(flt)
@@ -63,8 +72,11 @@ def register(router):
             if tag:
                 key = tag.group(1).replace("''", "'").lower()
                 value = tag.group(2).replace("''", "'") if tag.group(2) is not None else None
-                vms = [vm for vm in vms if any(k.lower() == key and (value is None or v == value)
-                                               for k, v in vm.tags.items())]
+                vms = [
+                    vm
+                    for vm in vms
+                    if any(k.lower() == key and (value is None or v == value) for k, v in vm.tags.items())
+                ]
             items = [_generic(vm) for vm in vms]
         return paged(req, items)
 

@@ -24,8 +24,8 @@ from writer import verify as verify_records
 
 PLAN = "/vmsnap-test/plan.json"
 CONTROL = "/run/vmsnap-writer"
-HOOK_LOG = "/run/vmsnap-hook.log"     # written by the sample hook (hook-writer)
-FROZEN_WCHAN = "percpu_rwsem_wait"   # where a writer sleeps on a frozen superblock (sb_start_write)
+HOOK_LOG = "/run/vmsnap-hook.log"  # written by the sample hook (hook-writer)
+FROZEN_WCHAN = "percpu_rwsem_wait"  # where a writer sleeps on a frozen superblock (sb_start_write)
 
 
 def say(kind, doc):
@@ -66,10 +66,20 @@ class Agent(object):
         cmd = os.path.join(self.base, self.manifest["%sCommand" % command].lstrip("/"))
         env = dict(self.env, ConfigSequenceNumber=str(seq))
         t = time.monotonic()
-        p = subprocess.run(["/bin/sh", "-c", cmd], cwd=self.base, env=env, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, timeout=timeout, start_new_session=True)
-        return {"rc": p.returncode, "seconds": round(time.monotonic() - t, 3),
-                "output": p.stdout.decode("utf-8", "replace")[-2000:]}
+        p = subprocess.run(
+            ["/bin/sh", "-c", cmd],
+            cwd=self.base,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+            start_new_session=True,
+        )
+        return {
+            "rc": p.returncode,
+            "seconds": round(time.monotonic() - t, 3),
+            "output": p.stdout.decode("utf-8", "replace")[-2000:],
+        }
 
     def status(self, seq):
         try:
@@ -154,8 +164,11 @@ def root_writable(timeout=5.0):
     with open(path) as f:
         ok = f.read().startswith("probe ")
     os.remove(path)
-    mount_rw = any(line.split()[1] == "/" and "rw" in line.split()[3].split(",")
-                   for line in open("/proc/mounts") if len(line.split()) > 3)
+    mount_rw = any(
+        line.split()[1] == "/" and "rw" in line.split()[3].split(",")
+        for line in open("/proc/mounts")
+        if len(line.split()) > 3
+    )
     return {"writable": ok and mount_rw, "ms": round((box["done"] - t) * 1000, 1)}
 
 
@@ -169,8 +182,9 @@ class Workload(object):
         os.makedirs(self.dir, exist_ok=True)
         if os.path.exists(self.path):
             os.remove(self.path)
-        self.proc = subprocess.Popen([sys.executable, "-B", "/vmsnap-test/writer.py", self.path, CONTROL],
-                                     stdout=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-B", "/vmsnap-test/writer.py", self.path, CONTROL], stdout=subprocess.PIPE
+        )
         deadline = time.monotonic() + 10
         while not os.path.exists(os.path.join(CONTROL, "writer.pid")) and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -185,7 +199,7 @@ class Workload(object):
     def verify(self, records):
         os.sync()
         with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3\n")   # re-read from the disk, not from the page cache
+            f.write("3\n")  # re-read from the disk, not from the page cache
         return verify_records(self.path, records)
 
 
@@ -245,11 +259,15 @@ def kill_when_frozen(agent, writer_pid, timeout):
                 time.sleep(0.002)
             if not pid_alive(job["guardian_pid"]):
                 guardian_exit = time.monotonic()
-            return {"killed": True, "tKill": round(t_kill, 4), "workerPid": worker,
-                    "guardianPid": job["guardian_pid"],
-                    "writableAfterKillMs": round((box["done"] - t_kill) * 1000, 1) if "done" in box else None,
-                    "guardianGoneMs": round((guardian_exit - t_kill) * 1000, 1) if guardian_exit else None,
-                    "writerWchanAfter": wchan(writer_pid)}
+            return {
+                "killed": True,
+                "tKill": round(t_kill, 4),
+                "workerPid": worker,
+                "guardianPid": job["guardian_pid"],
+                "writableAfterKillMs": round((box["done"] - t_kill) * 1000, 1) if "done" in box else None,
+                "guardianGoneMs": round((guardian_exit - t_kill) * 1000, 1) if guardian_exit else None,
+                "writerWchanAfter": wchan(writer_pid),
+            }
         time.sleep(0.001)
     return {"killed": False, "why": "the writer was never seen blocked on a frozen root", "job": job}
 
@@ -260,14 +278,14 @@ def run_agent_job(plan, agent, sc, workload):
     agent.deliver_settings(sc["seq"])
     if sc.get("install"):
         result["install"] = agent.run("install", sc["seq"])
-        set_hook(plan, sc.get("hook", False))   # after install created the hook directory
+        set_hook(plan, sc.get("hook", False))  # after install created the hook directory
     t = time.monotonic()
     result["enable"] = agent.run("enable", sc["seq"])
     if sc.get("kill"):
         result["kill"] = kill_when_frozen(agent, workload.proc.pid, plan["status_timeout"])
     result["status"], result["wait"] = wait_terminal(agent, sc["seq"], plan["status_timeout"])
     if sc.get("kill"):
-        result["enableAgain"] = agent.run("enable", sc["seq"])   # the agent restarts and re-runs enable
+        result["enableAgain"] = agent.run("enable", sc["seq"])  # the agent restarts and re-runs enable
         result["statusAfterEnableAgain"] = agent.status(sc["seq"])
     result["jobSeconds"] = round(time.monotonic() - t, 3)
     result["extensionLog"] = extension_log_tail(plan["log_dir"])
@@ -278,16 +296,22 @@ def run_command(cmd, env, timeout=180, keep=4000):
     """Run a command; its output is kept to the last `keep` characters (None: all of it)."""
     t = time.monotonic()
     p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
-    return {"rc": p.returncode, "seconds": round(time.monotonic() - t, 3),
-            "stdout": p.stdout.decode("utf-8", "replace")[-keep if keep else None:],
-            "stderr": p.stderr.decode("utf-8", "replace")[-2000:]}
+    return {
+        "rc": p.returncode,
+        "seconds": round(time.monotonic() - t, 3),
+        "stdout": p.stdout.decode("utf-8", "replace")[-keep if keep else None :],
+        "stderr": p.stderr.decode("utf-8", "replace")[-2000:],
+    }
 
 
 def run_packaged_job(plan, sc):
     """The package route: dpkg -i our DEB on the running VM, check its freeze plan with `vmsnapshot
     diagnose`, then run one job in the foreground with `vmsnapshot snapshot` (clear-text settings, 0600)."""
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
-           "SSL_CERT_FILE": plan["agent_env"]["SSL_CERT_FILE"]}
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "LANG": "C.UTF-8",
+        "SSL_CERT_FILE": plan["agent_env"]["SSL_CERT_FILE"],
+    }
     # --force-confold: the VM already has its /etc/azure/vmbackup.conf (this test's), which must win.
     result = {"dpkg": run_command(["dpkg", "-i", "--force-confold", sc["deb"]], env)}
     result["version"] = run_command(["vmsnapshot", "version"], env)
@@ -302,8 +326,9 @@ def run_packaged_job(plan, sc):
     shutil.copyfile(sc["settings"], settings)
     os.chmod(settings, 0o600)
     t = time.monotonic()
-    result["snapshot"] = run_command(["vmsnapshot", "snapshot", "--settings", settings, "--seq", str(sc["seq"])],
-                                     env, timeout=plan["status_timeout"])
+    result["snapshot"] = run_command(
+        ["vmsnapshot", "snapshot", "--settings", settings, "--seq", str(sc["seq"])], env, timeout=plan["status_timeout"]
+    )
     result["jobSeconds"] = round(time.monotonic() - t, 3)
     try:
         with open(os.path.join(job_dir, "status", "%d.status" % sc["seq"])) as f:
@@ -318,7 +343,7 @@ def run_packaged_job(plan, sc):
 def run_scenario(plan, agent, sc):
     result = {"name": sc["name"], "seq": sc["seq"], "uptimeStart": uptime()}
     if os.path.exists(HOOK_LOG):
-        os.remove(HOOK_LOG)   # each scenario reports only its own hook calls
+        os.remove(HOOK_LOG)  # each scenario reports only its own hook calls
     set_hook(plan, sc.get("hook", False))
     workload = Workload(plan)
     workload.start()
@@ -338,16 +363,29 @@ def main():
     with open(PLAN) as f:
         plan = json.load(f)
     os.makedirs(CONTROL, exist_ok=True)
-    say("INIT", {"uptime": uptime(), "monotonic": time.monotonic(), "wallclock": time.time(),
-                 "python": sys.version.split()[0],
-                 "interfaces": network_up(plan["guest_address"])})
+    say(
+        "INIT",
+        {
+            "uptime": uptime(),
+            "monotonic": time.monotonic(),
+            "wallclock": time.time(),
+            "python": sys.version.split()[0],
+            "interfaces": network_up(plan["guest_address"]),
+        },
+    )
     agent = Agent(plan)
     for sc in plan["scenarios"]:
         try:
             say("RESULT", run_scenario(plan, agent, sc))
         except Exception as e:  # report and go on: the host asserts on what is missing
-            say("RESULT", {"name": sc["name"], "error": "%s: %s" % (type(e).__name__, e),
-                           "extensionLog": extension_log_tail(plan["log_dir"])})
+            say(
+                "RESULT",
+                {
+                    "name": sc["name"],
+                    "error": "%s: %s" % (type(e).__name__, e),
+                    "extensionLog": extension_log_tail(plan["log_dir"]),
+                },
+            )
     say("DONE", {"uptime": uptime()})
     return 0
 

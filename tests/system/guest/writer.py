@@ -18,7 +18,7 @@ import time
 import zlib
 
 STALL_REPORT_MS = 20.0
-MAX_STALLS_REPORTED = 2000   # every one of them in a test run: the kill check looks for the one it caused
+MAX_STALLS_REPORTED = 2000  # every one of them in a test run: the kill check looks for the one it caused
 
 
 class Writer(object):
@@ -30,8 +30,8 @@ class Writer(object):
         self.count = 0
         self.last = None
         self.max_gap = (0.0, None, None)
-        self.stalls = []          # [start, end] of every gap above STALL_REPORT_MS (monotonic seconds)
-        self.quiesced = []        # [start, end] of every hook-requested pause
+        self.stalls = []  # [start, end] of every gap above STALL_REPORT_MS (monotonic seconds)
+        self.quiesced = []  # [start, end] of every hook-requested pause
 
     def _record(self, now):
         if self.last is not None:
@@ -68,9 +68,15 @@ class Writer(object):
 
     def summary(self):
         gap, start, end = self.max_gap
-        return {"records": self.count, "maxStallMs": round(gap * 1000, 1),
-                "maxStallStart": start, "maxStallEnd": end, "stalls": self.stalls[-MAX_STALLS_REPORTED:],
-                "quiesced": self.quiesced, "pid": os.getpid()}
+        return {
+            "records": self.count,
+            "maxStallMs": round(gap * 1000, 1),
+            "maxStallStart": start,
+            "maxStallEnd": end,
+            "stalls": self.stalls[-MAX_STALLS_REPORTED:],
+            "quiesced": self.quiesced,
+            "pid": os.getpid(),
+        }
 
 
 def verify(path, expected_records):
@@ -87,8 +93,13 @@ def verify(path, expected_records):
             except (ValueError, UnicodeDecodeError):
                 bad.append(n)
     contiguous = seqs == list(range(len(seqs)))
-    return {"records": len(seqs), "badRecords": len(bad), "contiguous": contiguous,
-            "expected": expected_records, "intact": not bad and contiguous and len(seqs) == expected_records}
+    return {
+        "records": len(seqs),
+        "badRecords": len(bad),
+        "contiguous": contiguous,
+        "expected": expected_records,
+        "intact": not bad and contiguous and len(seqs) == expected_records,
+    }
 
 
 def main(argv):
