@@ -13,7 +13,7 @@ import time
 
 from harness import databases, loopfs
 from harness.faultproxy import FaultProxy, Rule
-from harness.jobs import SnapshotVM, b64json, safe_config, workload_config_path
+from harness.jobs import SnapshotVM, b64json, safe_config, wait_for, workload_config_path
 
 CAP_S = 10  # [SnapshotThread] timeout: the most anything may stay frozen in these jobs
 SNAP = "comp=snapshot"
@@ -140,13 +140,3 @@ class Backup(object):
 
     def telemetry(self):
         return dict((t["Key"], t["Value"]) for t in self.report["telemetryData"])
-
-
-def wait_for(predicate, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError("condition not met within %ss" % timeout)

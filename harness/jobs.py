@@ -194,3 +194,14 @@ def freeze_plan(vm):
 def planned_mounts(vm):
     """The mounts `vm`'s runtime would freeze, sorted: a freezing benchmark checks they are exactly its own."""
     return sorted(freeze_plan(vm)["would_freeze"])
+
+
+def wait_for(predicate, timeout=30):
+    """Poll `predicate` every 10 ms until it returns something true; that value, or AssertionError."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError("condition not met within %ss" % timeout)

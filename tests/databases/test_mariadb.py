@@ -17,8 +17,7 @@ import time
 import pytest
 
 from harness import databases, loopfs
-from harness.dbjobs import wait_for
-from harness.jobs import hook_dir
+from harness.jobs import hook_dir, wait_for
 
 from .conftest import assert_restores, backup_under_load
 

@@ -17,7 +17,7 @@ import pytest
 
 from harness import loopfs
 from harness.faultproxy import FaultProxy, Rule
-from harness.jobs import SnapshotVM, b64json, freeze_plan, hook_dir, safe_config
+from harness.jobs import SnapshotVM, b64json, freeze_plan, hook_dir, safe_config, wait_for
 
 FSTYPES = ("ext4", "xfs", "btrfs")
 REASON = loopfs.skip_reason(FSTYPES)
@@ -210,16 +210,6 @@ def _job_pids(vm):
         return json.load(f)
 
 
-def _wait_for(predicate, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError("condition not met within %ss" % timeout)
-
-
 def _snapshot_sent(proxy):
     """Snapshot requests only leave after the freeze: the first one reaching the proxy means frozen."""
     return any(SNAP in line for _, _, line, _ in proxy.log)
@@ -242,11 +232,11 @@ def test_kill_matrix_sigkill_worker(fvm, tls, azurite, tmp_path, when):
         uris = [proxy.rewrite(u) for u in fvm.disk_uris()]
         fvm.write(0, private=fvm.private(objectStr=b64json({"blobSASUri": uris})))
         assert fvm.agent.run("enable").returncode == 0
-        pid = _wait_for(
+        pid = wait_for(
             lambda: _job_pids(fvm).get("pid") if os.path.exists(os.path.join(fvm.agent.base, "job.json")) else None
         )
         if when == "while-frozen":
-            _wait_for(lambda: _snapshot_sent(proxy))
+            wait_for(lambda: _snapshot_sent(proxy))
             assert not loopfs.probe_writable(fvm.mounts[:1], timeout_s=0.3)[0], "expected to be frozen"
         else:
             time.sleep(0.5)
@@ -275,7 +265,7 @@ def test_guardian_stopped_and_worker_killed_the_supervisor_thaws(fvm, tls, azuri
             uris = [proxy.rewrite(u) for u in fvm.disk_uris()]
             fvm.write(0, private=fvm.private(objectStr=b64json({"blobSASUri": uris})))
             assert fvm.agent.run("enable").returncode == 0
-            _wait_for(lambda: _snapshot_sent(proxy))
+            wait_for(lambda: _snapshot_sent(proxy))
             job = _job_pids(fvm)
             guardian = job["guardian_pid"]
             os.kill(guardian, signal.SIGSTOP)
@@ -315,7 +305,7 @@ def test_disable_during_a_frozen_job_thaws_before_returning(fvm, tls, azurite):
         uris = [proxy.rewrite(u) for u in fvm.disk_uris()]
         fvm.write(0, private=fvm.private(objectStr=b64json({"blobSASUri": uris})))
         assert fvm.agent.run("enable").returncode == 0
-        _wait_for(lambda: _snapshot_sent(proxy))
+        wait_for(lambda: _snapshot_sent(proxy))
         assert fvm.agent.run("disable").returncode == 0
         ok, _ = loopfs.probe_writable(fvm.mounts, timeout_s=0.5)
         assert ok, "disable returned with a frozen file system"
@@ -344,7 +334,7 @@ def test_images_copied_during_the_frozen_window_are_clean(fvm, tls, azurite, loo
             uris = [proxy.rewrite(u) for u in fvm.disk_uris()]
             fvm.write(0, private=fvm.private(objectStr=b64json({"blobSASUri": uris})))
             assert fvm.agent.run("enable").returncode == 0
-            _wait_for(lambda: _snapshot_sent(proxy))
+            wait_for(lambda: _snapshot_sent(proxy))
             for fs in loops.filesystems:  # the images live on the unfrozen root: copying cannot block
                 copies[fs.fstype] = str(tmp_path / ("%s.copy" % fs.fstype))
                 subprocess.run(["cp", "--sparse=always", fs.image, copies[fs.fstype]], check=True, timeout=30)
