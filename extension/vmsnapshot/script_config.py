@@ -353,25 +353,14 @@ def _load_config(raw, path, host_timeout_s):
         raise _ConfigError("%s must hold a JSON object" % path)
     timeout = min(_as_timeout(doc, "timeoutInSeconds", DEFAULT_SCRIPT_TIMEOUT_S), host_timeout_s)
     pre_path, post_path = _as_location(doc, "preScriptLocation"), _as_location(doc, "postScriptLocation")
-    pre = post = None
-    if pre_path:
-        pre = Script(
-            pre_path,
-            _as_params(doc, "preScriptParams"),
-            _as_count(doc, "preScriptNoOfRetries"),
-            timeout,
-            "config",
-            sh_if_not_executable=True,
-        )
-    if post_path:
-        post = Script(
-            post_path,
-            _as_params(doc, "postScriptParams"),
-            _as_count(doc, "postScriptNoOfRetries"),
-            timeout,
-            "config",
-            sh_if_not_executable=True,
-        )
+
+    def script(path, phase):  # phase: "pre" or "post", the prefix of the config's field names
+        if not path:
+            return None
+        params, retries = _as_params(doc, phase + "ScriptParams"), _as_count(doc, phase + "ScriptNoOfRetries")
+        return Script(path, params, retries, timeout, "config", sh_if_not_executable=True)
+
+    pre, post = script(pre_path, "pre"), script(post_path, "post")
     fs_freeze = _as_bool(doc, "fsFreezeEnabled", True)
     cont = _as_bool(doc, "continueBackupOnFailure", True)
     name = doc.get("pluginName") if isinstance(doc.get("pluginName"), str) else "ScriptRunner"
