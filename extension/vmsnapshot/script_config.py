@@ -354,11 +354,11 @@ def _load_config(raw, path, host_timeout_s):
     timeout = min(_as_timeout(doc, "timeoutInSeconds", DEFAULT_SCRIPT_TIMEOUT_S), host_timeout_s)
     pre_path, post_path = _as_location(doc, "preScriptLocation"), _as_location(doc, "postScriptLocation")
 
-    def script(path, phase):  # phase: "pre" or "post", the prefix of the config's field names
-        if not path:
+    def script(location, phase):  # phase: "pre" or "post", the prefix of the config's field names
+        if not location:
             return None
         params, retries = _as_params(doc, phase + "ScriptParams"), _as_count(doc, phase + "ScriptNoOfRetries")
-        return Script(path, params, retries, timeout, "config", sh_if_not_executable=True)
+        return Script(location, params, retries, timeout, "config", sh_if_not_executable=True)
 
     pre, post = script(pre_path, "pre"), script(post_path, "post")
     fs_freeze = _as_bool(doc, "fsFreezeEnabled", True)
