@@ -69,14 +69,7 @@ class DbVm(object):
 
     def diagnose(self):
         """The safety check before every job: the plan freezes exactly our mounts. Returns the document."""
-        proc = subprocess.run(
-            ["/bin/sh", "-c", self.vm.agent.base + "/bin/handle.sh diagnose --json --offline"],
-            cwd=self.vm.agent.base,
-            env=self.vm.agent.env(0),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        proc = self.vm.agent.handle("diagnose", "--json", "--offline", timeout=120)
         doc = json.loads(proc.stdout)
         if doc["freeze_plan"]["fsfreeze"] is not True or sorted(doc["freeze_plan"]["would_freeze"]) != sorted(
             self.mounts

@@ -124,6 +124,17 @@ class AgentSim(object):
             start_new_session=True,
         )
 
+    def handle(self, *args, seq=0, timeout=60):
+        """Run the launcher with any arguments (diagnose, a usage error), as an operator would; CompletedProcess."""
+        return subprocess.run(
+            [os.path.join(self.base, "bin", "handle.sh")] + list(args),
+            cwd=self.base,
+            env=self.env(seq),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
     def status(self, seq):
         path = os.path.join(self.base, "status", "%d.status" % seq)
         if not os.path.exists(path):

@@ -6,7 +6,6 @@ Tests, benchmarks and the demo start from `SnapshotVM(...).settings(seq)` and br
 import base64
 import json
 import os
-import subprocess
 import time
 import uuid
 
@@ -180,14 +179,7 @@ class SnapshotVM(object):
 
 def freeze_plan(vm):
     """The freeze plan of `vm`'s installed runtime (its offline `diagnose`): whatever may freeze checks it first."""
-    proc = subprocess.run(
-        ["/bin/sh", "-c", vm.agent.base + "/bin/handle.sh diagnose --json --offline"],
-        cwd=vm.agent.base,
-        env=vm.agent.env(0),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = vm.agent.handle("diagnose", "--json", "--offline")
     return json.loads(proc.stdout)["freeze_plan"]
 
 

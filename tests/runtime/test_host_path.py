@@ -314,17 +314,9 @@ def test_restored_vm_with_a_new_role_guid_is_not_already_processed(vm):
 
 
 def test_diagnose_names_the_method_and_why(vm, host):
-    import subprocess
 
     vm.write(0, public=public(vm, disks={"isAnyDirectDriveDiskIncluded": True}), private=no_sas(vm))
-    proc = subprocess.run(
-        ["/bin/sh", "-c", vm.agent.base + "/bin/handle.sh diagnose --offline"],
-        cwd=vm.agent.base,
-        env=vm.agent.env(0),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = vm.agent.handle("diagnose", "--offline")
     assert "snapshot method: onlyHost (only the host can snapshot a DirectDrive disk" in proc.stdout, proc.stdout
     assert host.endpoint in proc.stdout and host.calls == []  # diagnose never calls the host
     assert not any(s in proc.stdout + proc.stderr for s in vm.secrets() + [TOKEN])

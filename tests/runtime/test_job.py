@@ -150,14 +150,7 @@ def test_unreachable_status_blob_still_ends_in_a_local_status(vm, azurite):
 
 
 def test_unknown_command_is_a_clear_usage_error(vm):
-    proc = subprocess.run(
-        ["/bin/sh", "-c", vm.agent.base + "/bin/handle.sh frobnicate"],
-        cwd=vm.agent.base,
-        env=vm.agent.env(0),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    proc = vm.agent.handle("frobnicate", timeout=30)
     assert proc.returncode == 2
     assert "unknown command" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -175,14 +168,7 @@ def test_disable_and_uninstall_are_idempotent_and_keep_configuration(vm):
 
 def test_diagnose_reports_plan_and_never_prints_secrets(vm):
     vm.write(0)
-    proc = subprocess.run(
-        ["/bin/sh", "-c", vm.agent.base + "/bin/handle.sh diagnose --json"],
-        cwd=vm.agent.base,
-        env=vm.agent.env(0),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = vm.agent.handle("diagnose", "--json")
     doc = json.loads(proc.stdout)
     assert doc["freeze_plan"]["fsfreeze"] is False and doc["freeze_plan"]["would_freeze"] == []
     assert doc["settings"]["certificate_found"] and doc["settings"]["private_key_found"]
